@@ -1,0 +1,35 @@
+// For op implementers: the shared front-end machinery. Model code includes ops.h only.
+#ifndef DDX_OP_IMPL_H
+#define DDX_OP_IMPL_H
+
+#include "ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// True when the context has no sticky error and every one of the n required inputs is
+// non-NULL and on the context's device. Otherwise records the error and returns false.
+bool ddx_op_ok(ddx_ctx *c, const char *op, int n, ddx_tensor *const *required);
+// Records an error as the context's sticky status and returns NULL (for `return ddx_op_fail(...)`).
+ddx_tensor *ddx_op_fail(ddx_ctx *c, ddx_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+// Allocates the output [ndim, shape] of dtype out_dt, runs the backend's forward and, when
+// grad is enabled and an input requires grad, appends the node to the tape and marks the
+// output requires_grad. in[] may hold NULL for absent optional inputs.
+ddx_tensor *ddx_op_run(ddx_ctx *c, ddx_op op, int n_in, ddx_tensor *const *in, const ddx_op_params *p,
+                       ddx_dtype out_dt, int ndim, const int64_t *shape);
+// Appends a node whose output already exists (ops that allocate nothing, like reshape).
+// Returns false (sticky error set) when the tape cannot grow.
+bool ddx_op_record(ddx_ctx *c, ddx_op op, int n_in, ddx_tensor *const *in, const ddx_op_params *p, ddx_tensor *out);
+// The gradient buffer a backward should accumulate into for input i, or NULL when that input
+// is absent or does not require grad.
+ddx_tensor *ddx_in_grad(ddx_ctx *c, ddx_node *n, int i);
+
+static inline const float *ddx_f32c(const ddx_tensor *t) { return (const float *)t->data; }
+static inline float *ddx_f32(ddx_tensor *t) { return (float *)t->data; }
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

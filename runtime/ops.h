@@ -1,0 +1,197 @@
+// The op registry, the autograd tape and the op API that model code calls.
+//
+// Every op is listed once in DDX_OPS; that list drives the enum, the names, the dispatch
+// tables of both backends and the test driver's coverage check (an op without a test case
+// fails the `cpu` suite).
+#ifndef DDX_OPS_H
+#define DDX_OPS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "tensor.h"
+
+// X(ENUM, name, n_inputs, differentiable)   differentiable: 0 = no backward is ever needed
+#define DDX_OPS(X)                         \
+    X(FILL, fill, 0, 0)                    \
+    X(COPY, copy, 1, 1)                    \
+    X(CAST, cast, 1, 1)                    \
+    X(RESHAPE, reshape, 1, 1)              \
+    X(ADD, add, 2, 1)                      \
+    X(MUL, mul, 2, 1)                      \
+    X(SCALE, scale, 1, 1)                  \
+    X(SILU, silu, 1, 1)                    \
+    X(RELU, relu, 1, 1)                    \
+    X(CONCAT, concat, 2, 1)                \
+    X(CONV2D, conv2d, 3, 1)                \
+    X(LINEAR, linear, 3, 1)                \
+    X(GROUP_NORM, group_norm, 3, 1)        \
+    X(UPSAMPLE2X, upsample2x, 1, 1)        \
+    X(POOL2X, pool2x, 1, 1)                \
+    X(ATTENTION, attention, 3, 1)          \
+    X(EMBEDDING, embedding, 2, 1)          \
+    X(TIMESTEP_EMB, timestep_emb, 1, 0)    \
+    X(DROPOUT, dropout, 1, 1)              \
+    X(MSE_LOSS, mse_loss, 2, 1)            \
+    X(SUM, sum, 1, 1)                      \
+    X(MEAN, mean, 1, 1)
+
+typedef enum ddx_op {
+#define DDX_X_ENUM(E, n, ni, d) DDX_OP_##E,
+    DDX_OPS(DDX_X_ENUM)
+#undef DDX_X_ENUM
+    DDX_OP_COUNT
+} ddx_op;
+
+const char *ddx_op_name(ddx_op op);
+ddx_op ddx_op_from_name(const char *name);   // DDX_OP_COUNT if unknown
+bool ddx_op_differentiable(ddx_op op);
+
+// ---- per-op parameters -------------------------------------------------------------------
+typedef struct ddx_conv2d_params {
+    int stride;                           // 1 or 2
+    int pad_top, pad_bottom, pad_left, pad_right;   // asymmetric allowed (TF-style "same" stride 2)
+} ddx_conv2d_params;
+
+typedef enum ddx_upsample_mode { DDX_UPSAMPLE_NEAREST = 0, DDX_UPSAMPLE_BILINEAR } ddx_upsample_mode;
+typedef enum ddx_pool_mode { DDX_POOL_MAX = 0, DDX_POOL_AVG } ddx_pool_mode;
+
+typedef struct ddx_timestep_emb_params {
+    int dim;                    // output width; must be even
+    float freq_shift;           // diffusers: downscale_freq_shift (1 for google/ddpm-cifar10-32)
+    bool flip_sin_to_cos;       // false: [sin, cos]; true: [cos, sin]
+    float max_period;           // 10000
+} ddx_timestep_emb_params;
+
+typedef union ddx_op_params {
+    struct { float value; } fill;
+    struct { float alpha, beta; } scale;                  // y = alpha * x + beta
+    ddx_conv2d_params conv2d;
+    struct { int groups; float eps; bool fuse_silu; } group_norm;
+    struct { ddx_upsample_mode mode; } upsample2x;
+    struct { ddx_pool_mode mode; } pool2x;
+    struct { int heads; float scale; } attention;         // scale 0 means 1/sqrt(head_dim)
+    ddx_timestep_emb_params timestep_emb;
+    struct { float p; uint64_t seed; uint32_t stream; uint64_t counter; } dropout;
+    struct { ddx_dtype to; } cast;
+} ddx_op_params;
+
+// ---- the tape ----------------------------------------------------------------------------
+#define DDX_MAX_INPUTS 3
+#define DDX_MAX_SAVED 3
+
+typedef struct ddx_node {
+    ddx_op op;
+    int n_inputs;
+    ddx_tensor *in[DDX_MAX_INPUTS];    // NULL for an absent optional input (e.g. no bias)
+    ddx_tensor *out;
+    ddx_tensor *saved[DDX_MAX_SAVED];  // backend-owned, from the activation arena
+    ddx_op_params p;
+} ddx_node;
+
+struct ddx_meta_block;
+struct ddx_cuda_ctx;
+
+// Everything one forward/backward pass needs. Ops never fail loudly in model code: an error
+// makes the context's status sticky, the op returns NULL, and every later op given a NULL
+// input returns NULL too; the caller checks ddx_ctx_status() once at the end.
+typedef struct ddx_ctx {
+    ddx_device device;
+    ddx_arena act;                     // activations, saved tensors, activation grads
+    struct ddx_meta_block *meta;       // host memory for tensor headers, reset with the step
+    ddx_node *tape;
+    size_t n_nodes, cap_nodes;
+    bool grad_enabled;                 // record the tape
+    bool training;                     // dropout active
+    ddx_status status;                 // sticky first error
+    uint64_t seed;                     // run seed, keys dropout noise
+    uint64_t step;                     // training step, keys dropout noise
+    uint32_t rng_calls;                // dropout calls in this step; a distinct stream each
+    struct ddx_cuda_ctx *cuda;         // stream and cuBLAS handle (NULL on CPU)
+} ddx_ctx;
+
+ddx_status ddx_ctx_init(ddx_ctx *c, ddx_device dev, size_t act_bytes);
+void ddx_ctx_free(ddx_ctx *c);
+// Clears the tape and the activation arena (keeps the memory), rng_calls = 0.
+ddx_status ddx_ctx_reset(ddx_ctx *c);
+ddx_status ddx_ctx_status(const ddx_ctx *c);
+// Records `st` (with the current error message) as the sticky status if none is set yet.
+void ddx_ctx_fail(ddx_ctx *c, ddx_status st);
+
+// A new tensor in the activation arena (uninitialised; poisoned in debug mode).
+ddx_tensor *ddx_new(ddx_ctx *c, ddx_dtype dt, int ndim, const int64_t *shape);
+ddx_tensor *ddx_new_like(ddx_ctx *c, const ddx_tensor *t);
+// A tensor header in the context's host meta memory, lives until reset.
+ddx_tensor *ddx_meta_tensor(ddx_ctx *c);
+// The grad of t, allocated from the arena and zeroed if it does not exist yet.
+ddx_tensor *ddx_grad_of(ddx_ctx *c, ddx_tensor *t);
+
+// Walks the tape in reverse. `loss` must be a 1-element f32 tensor; its grad is seeded with
+// `seed_grad` (usually 1). Parameter grads accumulate into their store buffers.
+ddx_status ddx_backward(ddx_ctx *c, ddx_tensor *loss, float seed_grad);
+// Same, but seeds out->grad with a given tensor of out's shape (used by the test driver).
+ddx_status ddx_backward_from(ddx_ctx *c, ddx_tensor *out, const ddx_tensor *grad_out);
+
+// ---- op API ------------------------------------------------------------------------------
+// Shapes in comments are NHWC; "[N, L, C]" tensors are 3-D ([N, H*W, C] reshaped for free).
+ddx_tensor *ddx_fill(ddx_ctx *c, ddx_dtype dt, int ndim, const int64_t *shape, float value);
+ddx_tensor *ddx_copy(ddx_ctx *c, ddx_tensor *x);
+ddx_tensor *ddx_cast(ddx_ctx *c, ddx_tensor *x, ddx_dtype to);         // f32 <-> bf16
+ddx_tensor *ddx_reshape(ddx_ctx *c, ddx_tensor *x, int ndim, const int64_t *shape);
+// b broadcasts into a: each dim of b is 1 or equal to a's (e.g. [N,1,1,C] or [1,1,1,C]).
+ddx_tensor *ddx_add(ddx_ctx *c, ddx_tensor *a, ddx_tensor *b);
+ddx_tensor *ddx_mul(ddx_ctx *c, ddx_tensor *a, ddx_tensor *b);
+ddx_tensor *ddx_scale(ddx_ctx *c, ddx_tensor *x, float alpha, float beta);
+ddx_tensor *ddx_silu(ddx_ctx *c, ddx_tensor *x);
+ddx_tensor *ddx_relu(ddx_ctx *c, ddx_tensor *x);
+ddx_tensor *ddx_concat(ddx_ctx *c, ddx_tensor *a, ddx_tensor *b);      // along the last dim
+// x [N,H,W,Ci], w [Co,KH,KW,Ci] (OHWI), bias [Co] or NULL -> [N,Ho,Wo,Co]
+ddx_tensor *ddx_conv2d(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias, ddx_conv2d_params p);
+// x [..., In], w [Out, In] (PyTorch layout), bias [Out] or NULL -> [..., Out]
+ddx_tensor *ddx_linear(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias);
+// x [N,H,W,C] (or [N,L,C]), gamma/beta [C]; optional SiLU after the affine.
+ddx_tensor *ddx_group_norm(ddx_ctx *c, ddx_tensor *x, ddx_tensor *gamma, ddx_tensor *beta, int groups, float eps, bool fuse_silu);
+ddx_tensor *ddx_upsample2x(ddx_ctx *c, ddx_tensor *x, ddx_upsample_mode mode);   // [N,H,W,C] -> [N,2H,2W,C]
+ddx_tensor *ddx_pool2x(ddx_ctx *c, ddx_tensor *x, ddx_pool_mode mode);           // [N,H,W,C] -> [N,H/2,W/2,C]
+// q, k, v [N, L, C] with C = heads * head_dim -> [N, L, C]; softmax(q k^T * scale) v per head.
+ddx_tensor *ddx_attention(ddx_ctx *c, ddx_tensor *q, ddx_tensor *k, ddx_tensor *v, int heads, float scale);
+// idx [N] i32, table [V, D] -> [N, D]
+ddx_tensor *ddx_embedding(ddx_ctx *c, ddx_tensor *idx, ddx_tensor *table);
+// t [N] f32 -> [N, dim]: diffusers get_timestep_embedding.
+ddx_tensor *ddx_timestep_emb(ddx_ctx *c, ddx_tensor *t, ddx_timestep_emb_params p);
+// Inverted dropout, mask from Philox keyed by (ctx seed, stream = rng_calls, ctx step); identity when !training or p == 0.
+ddx_tensor *ddx_dropout(ddx_ctx *c, ddx_tensor *x, float p);
+ddx_tensor *ddx_mse_loss(ddx_ctx *c, ddx_tensor *pred, ddx_tensor *target);       // -> [1], mean
+ddx_tensor *ddx_sum(ddx_ctx *c, ddx_tensor *x);                                  // -> [1]
+ddx_tensor *ddx_mean(ddx_ctx *c, ddx_tensor *x);                                 // -> [1]
+
+// ---- backends ----------------------------------------------------------------------------
+// A forward writes n->out (already allocated with its final shape) and may allocate
+// n->saved[] from the arena. A backward reads n->out->grad and ACCUMULATES into
+// ddx_grad_of(c, n->in[i]) for each input with requires_grad.
+typedef ddx_status (*ddx_fwd_fn)(ddx_ctx *c, ddx_node *n);
+typedef ddx_status (*ddx_bwd_fn)(ddx_ctx *c, ddx_node *n);
+
+typedef struct ddx_backend_op {
+    ddx_fwd_fn fwd;
+    ddx_bwd_fn bwd;
+} ddx_backend_op;
+
+// Dispatch tables, indexed by op. The CPU table is complete; CUDA entries are NULL where a
+// kernel does not exist yet (dispatch then fails with DDX_E_UNSUPPORTED naming the op).
+extern const ddx_backend_op ddx_cpu_ops[DDX_OP_COUNT];
+extern const ddx_backend_op ddx_cuda_ops[DDX_OP_COUNT];
+
+// CPU op implementations, one per registry entry (runtime/cpu/*.c).
+#define DDX_X_DECL(E, n, ni, d)                                  \
+    ddx_status ddx_cpu_##n##_fwd(ddx_ctx *c, ddx_node *nd);      \
+    ddx_status ddx_cpu_##n##_bwd(ddx_ctx *c, ddx_node *nd);
+DDX_OPS(DDX_X_DECL)
+#undef DDX_X_DECL
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

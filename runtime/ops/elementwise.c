@@ -1,0 +1,304 @@
+// Elementwise ops: fill, copy, cast, reshape, add, mul (with broadcasting), scale, silu, relu.
+#include <math.h>
+#include <string.h>
+
+#include "op_impl.h"
+
+static ddx_status need_f32(const char *op, const ddx_tensor *t) {
+    if (t->dtype != DDX_F32)
+        return ddx_errorf(DDX_E_UNSUPPORTED, "%s: the CPU backend computes in f32, got %s", op, ddx_dtype_name(t->dtype));
+    return DDX_OK;
+}
+
+static ddx_status accumulate(ddx_tensor *dst, const ddx_tensor *src) {
+    float *d = ddx_f32(dst);
+    const float *s = ddx_f32c(src);
+    int64_t n = ddx_numel(dst);
+    for (int64_t i = 0; i < n; i++) d[i] += s[i];
+    return DDX_OK;
+}
+
+// ---- fill ------------------------------------------------------------------------------
+ddx_tensor *ddx_fill(ddx_ctx *c, ddx_dtype dt, int ndim, const int64_t *shape, float value) {
+    if (!ddx_op_ok(c, "fill", 0, NULL)) return NULL;
+    if (dt != DDX_F32 && dt != DDX_BF16 && dt != DDX_I32)
+        return ddx_op_fail(c, DDX_E_UNSUPPORTED, "fill: dtype %s is not supported", ddx_dtype_name(dt));
+    ddx_op_params p = {.fill = {value}};
+    return ddx_op_run(c, DDX_OP_FILL, 0, NULL, &p, dt, ndim, shape);
+}
+
+ddx_status ddx_cpu_fill_fwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    int64_t cnt = ddx_numel(n->out);
+    float v = n->p.fill.value;
+    if (n->out->dtype == DDX_F32) {
+        float *y = ddx_f32(n->out);
+        for (int64_t i = 0; i < cnt; i++) y[i] = v;
+    } else if (n->out->dtype == DDX_BF16) {
+        uint16_t *y = n->out->data, h = ddx_f32_to_bf16(v);
+        for (int64_t i = 0; i < cnt; i++) y[i] = h;
+    } else {
+        int32_t *y = n->out->data, iv = (int32_t)v;
+        for (int64_t i = 0; i < cnt; i++) y[i] = iv;
+    }
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_fill_bwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    (void)n;
+    return ddx_errorf(DDX_E_INTERNAL, "fill has no differentiable input");
+}
+
+// ---- copy ------------------------------------------------------------------------------
+ddx_tensor *ddx_copy(ddx_ctx *c, ddx_tensor *x) {
+    if (!ddx_op_ok(c, "copy", 1, &x)) return NULL;
+    return ddx_op_run(c, DDX_OP_COPY, 1, &x, NULL, x->dtype, x->ndim, x->shape);
+}
+
+ddx_status ddx_cpu_copy_fwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    memcpy(n->out->data, n->in[0]->data, ddx_nbytes(n->out));
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_copy_bwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *g = ddx_in_grad(c, n, 0);
+    if (!g) return c->status;
+    DDX_TRY(need_f32("copy backward", g));
+    return accumulate(g, n->out->grad);
+}
+
+// ---- cast ------------------------------------------------------------------------------
+ddx_tensor *ddx_cast(ddx_ctx *c, ddx_tensor *x, ddx_dtype to) {
+    if (!ddx_op_ok(c, "cast", 1, &x)) return NULL;
+    bool fx = x->dtype == DDX_F32 || x->dtype == DDX_BF16, ft = to == DDX_F32 || to == DDX_BF16;
+    if (!fx || !ft)
+        return ddx_op_fail(c, DDX_E_UNSUPPORTED, "cast: %s -> %s is not supported (f32 <-> bf16 only)",
+                           ddx_dtype_name(x->dtype), ddx_dtype_name(to));
+    ddx_op_params p = {.cast = {to}};
+    return ddx_op_run(c, DDX_OP_CAST, 1, &x, &p, to, x->ndim, x->shape);
+}
+
+// src -> dst for any f32/bf16 pair; `acc` adds into dst instead of overwriting.
+static void convert(void *dst, ddx_dtype dt, const void *src, ddx_dtype st, int64_t n, bool acc) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = st == DDX_F32 ? ((const float *)src)[i] : ddx_bf16_to_f32(((const uint16_t *)src)[i]);
+        if (dt == DDX_F32) {
+            float *d = dst;
+            d[i] = acc ? d[i] + v : v;
+        } else {
+            uint16_t *d = dst;
+            d[i] = ddx_f32_to_bf16(acc ? ddx_bf16_to_f32(d[i]) + v : v);
+        }
+    }
+}
+
+ddx_status ddx_cpu_cast_fwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    convert(n->out->data, n->out->dtype, n->in[0]->data, n->in[0]->dtype, ddx_numel(n->out), false);
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_cast_bwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *g = ddx_in_grad(c, n, 0);
+    if (!g) return c->status;
+    convert(g->data, g->dtype, n->out->grad->data, n->out->grad->dtype, ddx_numel(g), true);
+    return DDX_OK;
+}
+
+// ---- reshape: a view; no data moves in either direction when it can be avoided ----------
+ddx_tensor *ddx_reshape(ddx_ctx *c, ddx_tensor *x, int ndim, const int64_t *shape) {
+    if (!ddx_op_ok(c, "reshape", 1, &x)) return NULL;
+    if (ndim < 1 || ndim > DDX_MAX_DIMS) return ddx_op_fail(c, DDX_E_INPUT, "reshape: ndim %d out of range 1..4", ndim);
+    ddx_tensor *y = ddx_meta_tensor(c);
+    if (!y) return NULL;
+    *y = ddx_tensor_wrap(x->data, x->dtype, x->device, ndim, shape);
+    if (ddx_numel(y) != ddx_numel(x)) {
+        char a[64], b[64];
+        return ddx_op_fail(c, DDX_E_INPUT, "reshape: %s has %lld elements, %s has %lld", ddx_shape_str(x, a, sizeof a),
+                           (long long)ddx_numel(x), ddx_shape_str(y, b, sizeof b), (long long)ddx_numel(y));
+    }
+    if (!ddx_op_record(c, DDX_OP_RESHAPE, 1, &x, NULL, y)) return NULL;
+    return y;
+}
+
+ddx_status ddx_cpu_reshape_fwd(ddx_ctx *c, ddx_node *n) {
+    // Only reached through the dispatch table (ddx_reshape aliases without dispatch).
+    (void)c;
+    if (n->out->data != n->in[0]->data) memcpy(n->out->data, n->in[0]->data, ddx_nbytes(n->out));
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_reshape_bwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *x = n->in[0];
+    if (!x->requires_grad) return DDX_OK;
+    if (!x->grad) {
+        // Nothing else has written x's grad yet: alias the output's grad buffer (same
+        // bytes, x's shape) instead of allocating and copying.
+        ddx_tensor *g = ddx_meta_tensor(c);
+        if (!g) return c->status;
+        *g = ddx_tensor_wrap(n->out->grad->data, x->dtype, x->device, x->ndim, x->shape);
+        x->grad = g;
+        return DDX_OK;
+    }
+    DDX_TRY(need_f32("reshape backward", x->grad));
+    return accumulate(x->grad, n->out->grad);
+}
+
+// ---- add / mul with broadcasting of b into a ---------------------------------------------
+// b is right-aligned against a (numpy rules restricted to b broadcasting into a): each of
+// b's dims is 1 or equal to a's. bstride gives b's element stride along each of a's 4 dims,
+// 0 where b broadcasts.
+static bool bcast_strides(const ddx_tensor *a, const ddx_tensor *b, int64_t as[4], int64_t bs[4]) {
+    if (b->ndim > a->ndim) return false;
+    int64_t bshape[4];
+    int off = a->ndim - b->ndim;
+    for (int i = 0; i < 4; i++) {
+        as[i] = i < a->ndim ? a->shape[i] : 1;
+        bshape[i] = i < off || i >= a->ndim ? 1 : b->shape[i - off];
+        if (bshape[i] != 1 && bshape[i] != as[i]) return false;
+    }
+    int64_t s = 1;
+    for (int i = 3; i >= 0; i--) {
+        bs[i] = bshape[i] == 1 ? 0 : s;
+        s *= bshape[i];
+    }
+    return true;
+}
+
+typedef enum { BIN_ADD, BIN_MUL } bin_kind;
+
+static ddx_tensor *binary(ddx_ctx *c, ddx_op op, const char *name, ddx_tensor *a, ddx_tensor *b) {
+    ddx_tensor *in[2] = {a, b};
+    if (!ddx_op_ok(c, name, 2, in)) return NULL;
+    int64_t as[4], bs[4];
+    if (a->dtype != b->dtype || !bcast_strides(a, b, as, bs)) {
+        char sa[64], sb[64];
+        return ddx_op_fail(c, DDX_E_INPUT, "%s: %s %s does not broadcast into %s %s", name, ddx_dtype_name(b->dtype),
+                           ddx_shape_str(b, sb, sizeof sb), ddx_dtype_name(a->dtype), ddx_shape_str(a, sa, sizeof sa));
+    }
+    return ddx_op_run(c, op, 2, in, NULL, a->dtype, a->ndim, a->shape);
+}
+
+ddx_tensor *ddx_add(ddx_ctx *c, ddx_tensor *a, ddx_tensor *b) { return binary(c, DDX_OP_ADD, "add", a, b); }
+ddx_tensor *ddx_mul(ddx_ctx *c, ddx_tensor *a, ddx_tensor *b) { return binary(c, DDX_OP_MUL, "mul", a, b); }
+
+static ddx_status binary_fwd(ddx_node *n, bin_kind k) {
+    const ddx_tensor *a = n->in[0], *b = n->in[1];
+    DDX_TRY(need_f32(ddx_op_name(n->op), a));
+    int64_t as[4], bs[4];
+    bcast_strides(a, b, as, bs);
+    const float *pa = ddx_f32c(a), *pb = ddx_f32c(b);
+    float *y = ddx_f32(n->out);
+    int64_t i = 0;
+    for (int64_t i0 = 0; i0 < as[0]; i0++)
+        for (int64_t i1 = 0; i1 < as[1]; i1++)
+            for (int64_t i2 = 0; i2 < as[2]; i2++) {
+                const float *rb = pb + i0 * bs[0] + i1 * bs[1] + i2 * bs[2];
+                for (int64_t i3 = 0; i3 < as[3]; i3++, i++) {
+                    float bv = rb[i3 * bs[3]];
+                    y[i] = k == BIN_ADD ? pa[i] + bv : pa[i] * bv;
+                }
+            }
+    return DDX_OK;
+}
+
+static ddx_status binary_bwd(ddx_ctx *c, ddx_node *n, bin_kind k) {
+    const ddx_tensor *a = n->in[0], *b = n->in[1];
+    ddx_tensor *ga = ddx_in_grad(c, n, 0), *gb = ddx_in_grad(c, n, 1);
+    if (c->status != DDX_OK) return c->status;
+    int64_t as[4], bs[4];
+    bcast_strides(a, b, as, bs);
+    const float *pa = ddx_f32c(a), *pb = ddx_f32c(b), *dy = ddx_f32c(n->out->grad);
+    float *da = ga ? ddx_f32(ga) : NULL, *db = gb ? ddx_f32(gb) : NULL;
+    int64_t i = 0;
+    for (int64_t i0 = 0; i0 < as[0]; i0++)
+        for (int64_t i1 = 0; i1 < as[1]; i1++)
+            for (int64_t i2 = 0; i2 < as[2]; i2++) {
+                int64_t ob = i0 * bs[0] + i1 * bs[1] + i2 * bs[2];
+                for (int64_t i3 = 0; i3 < as[3]; i3++, i++) {
+                    int64_t j = ob + i3 * bs[3];
+                    if (da) da[i] += k == BIN_ADD ? dy[i] : dy[i] * pb[j];
+                    if (db) db[j] += k == BIN_ADD ? dy[i] : dy[i] * pa[i];
+                }
+            }
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_add_fwd(ddx_ctx *c, ddx_node *n) { (void)c; return binary_fwd(n, BIN_ADD); }
+ddx_status ddx_cpu_add_bwd(ddx_ctx *c, ddx_node *n) { return binary_bwd(c, n, BIN_ADD); }
+ddx_status ddx_cpu_mul_fwd(ddx_ctx *c, ddx_node *n) { (void)c; return binary_fwd(n, BIN_MUL); }
+ddx_status ddx_cpu_mul_bwd(ddx_ctx *c, ddx_node *n) { return binary_bwd(c, n, BIN_MUL); }
+
+// ---- unary: scale, silu, relu -------------------------------------------------------------
+static ddx_tensor *unary(ddx_ctx *c, ddx_op op, ddx_tensor *x, const ddx_op_params *p) {
+    if (!ddx_op_ok(c, ddx_op_name(op), 1, &x)) return NULL;
+    return ddx_op_run(c, op, 1, &x, p, x->dtype, x->ndim, x->shape);
+}
+
+ddx_tensor *ddx_scale(ddx_ctx *c, ddx_tensor *x, float alpha, float beta) {
+    ddx_op_params p = {.scale = {alpha, beta}};
+    return unary(c, DDX_OP_SCALE, x, &p);
+}
+ddx_tensor *ddx_silu(ddx_ctx *c, ddx_tensor *x) { return unary(c, DDX_OP_SILU, x, NULL); }
+ddx_tensor *ddx_relu(ddx_ctx *c, ddx_tensor *x) { return unary(c, DDX_OP_RELU, x, NULL); }
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+ddx_status ddx_cpu_scale_fwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    DDX_TRY(need_f32("scale", n->in[0]));
+    const float *x = ddx_f32c(n->in[0]);
+    float *y = ddx_f32(n->out), al = n->p.scale.alpha, be = n->p.scale.beta;
+    for (int64_t i = 0, m = ddx_numel(n->out); i < m; i++) y[i] = al * x[i] + be;
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_scale_bwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *g = ddx_in_grad(c, n, 0);
+    if (!g) return c->status;
+    const float *dy = ddx_f32c(n->out->grad);
+    float *dx = ddx_f32(g), al = n->p.scale.alpha;
+    for (int64_t i = 0, m = ddx_numel(g); i < m; i++) dx[i] += al * dy[i];
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_silu_fwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    DDX_TRY(need_f32("silu", n->in[0]));
+    const float *x = ddx_f32c(n->in[0]);
+    float *y = ddx_f32(n->out);
+    for (int64_t i = 0, m = ddx_numel(n->out); i < m; i++) y[i] = x[i] * sigmoidf(x[i]);
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_silu_bwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *g = ddx_in_grad(c, n, 0);
+    if (!g) return c->status;
+    const float *x = ddx_f32c(n->in[0]), *dy = ddx_f32c(n->out->grad);
+    float *dx = ddx_f32(g);
+    for (int64_t i = 0, m = ddx_numel(g); i < m; i++) {
+        float s = sigmoidf(x[i]);
+        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_relu_fwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    DDX_TRY(need_f32("relu", n->in[0]));
+    const float *x = ddx_f32c(n->in[0]);
+    float *y = ddx_f32(n->out);
+    for (int64_t i = 0, m = ddx_numel(n->out); i < m; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_relu_bwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *g = ddx_in_grad(c, n, 0);
+    if (!g) return c->status;
+    const float *x = ddx_f32c(n->in[0]), *dy = ddx_f32c(n->out->grad);
+    float *dx = ddx_f32(g);
+    for (int64_t i = 0, m = ddx_numel(g); i < m; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+    return DDX_OK;
+}

@@ -1,0 +1,66 @@
+// Test cases for the op driver (tests/test_ops.c). Each op family lists its cases in
+// tests/cases_<family>.c; the driver runs every case on every backend against the CPU
+// reference and, with --grad, checks every backward against central finite differences.
+#ifndef DDX_OP_CASES_H
+#define DDX_OP_CASES_H
+
+#include "runtime/ops.h"
+
+// How the driver fills an input.
+typedef enum ddx_gen {
+    DDX_GEN_NORMAL = 0,     // N(0, 1)
+    DDX_GEN_UNIFORM,        // U(-1, 1)
+    DDX_GEN_POSITIVE,       // U(0.5, 1.5)
+    DDX_GEN_AWAY_FROM_ZERO, // U(-1,-0.1) or U(0.1,1): for kinks at 0 (relu)
+    DDX_GEN_DISTINCT,       // a permutation of an even grid on [-2, 2): max pool never ties; spacing 4/n,
+                            // so grad cases need n <= 64 (FD step 0.01..0.02) or a smaller grad_h
+    DDX_GEN_INDEX,          // i32 in [0, gen_arg)
+    DDX_GEN_TIMESTEP,       // f32 integers in [0, gen_arg)
+    DDX_GEN_SMALL,          // N(0, 0.1^2): e.g. weights
+} ddx_gen;
+
+typedef struct ddx_case_input {
+    int ndim;                          // 0: the input is absent (NULL, e.g. no bias)
+    int64_t shape[DDX_MAX_DIMS];
+    ddx_dtype dtype;                   // 0 = DDX_F32
+    ddx_gen gen;
+    int64_t gen_arg;
+    bool grad;                         // check the gradient of this input
+} ddx_case_input;
+
+struct ddx_op_case;
+// Builds the op from already created inputs (NULL where absent); returns the op's output.
+typedef ddx_tensor *(*ddx_case_apply)(ddx_ctx *c, ddx_tensor **in, const struct ddx_op_case *tc);
+
+typedef struct ddx_op_case {
+    ddx_op op;                         // the op under test (coverage: every op needs a case)
+    const char *desc;                  // shape/params in words, printed on failure
+    int n_inputs;
+    ddx_case_input in[DDX_MAX_INPUTS];
+    ddx_case_apply apply;
+    ddx_op_params p;                   // whatever apply needs
+    // Forward tolerance vs the CPU reference: |got - ref| <= atol + rtol * |ref|, per dtype
+    // class. 0 means the defaults in test_ops.c (fp32 1e-5 rel, bf16 1e-2 rel).
+    double fwd_rtol, fwd_atol;
+    // Gradient tolerance vs central differences (defaults in test_ops.c); the finite
+    // difference step is grad_h * max(1, |x|) (default 1e-2).
+    double grad_rtol, grad_atol, grad_h;
+    bool no_grad;                      // forward-only case (e.g. large real U-Net shapes)
+    bool training;                     // run with ctx->training = true (dropout)
+    // bf16 inputs reach the CPU reference as f32 holding the same (bf16-rounded) values, for
+    // ops whose CPU reference is f32-only; cast/copy/fill leave this false and see real bf16.
+    bool bf16_ref_f32;
+} ddx_op_case;
+
+typedef struct ddx_case_list {
+    const ddx_op_case *cases;
+    size_t n;
+} ddx_case_list;
+
+// One per family file.
+ddx_case_list ddx_cases_elementwise(void);
+ddx_case_list ddx_cases_conv(void);
+ddx_case_list ddx_cases_norm_attn(void);
+ddx_case_list ddx_cases_misc(void);
+
+#endif
