@@ -209,7 +209,10 @@ ddx_tensor *ddx_op_run(ddx_ctx *c, ddx_op op, int n_in, ddx_tensor *const *in, c
     n->out = ddx_new(c, out_dt, ndim, shape);
     if (!n->out) return NULL;
     ddx_status st = be->fwd(c, n);
-    if (st != DDX_OK) return ddx_op_fail(c, st, "%s", ddx_last_error());
+    if (st != DDX_OK) {
+        ddx_ctx_fail(c, st);   // the backend already recorded its message
+        return NULL;
+    }
     if (needs_tape(c, n_in, in)) {
         n->out->requires_grad = true;
         if (!tape_push(c, n)) return NULL;
