@@ -1,0 +1,368 @@
+// conv2d and linear: front-ends and the CPU reference, forward and backward side by side.
+//
+// Both ops are GEMMs. conv2d lowers the input to an im2col matrix whose rows are output
+// pixels (N*Ho*Wo) and whose columns follow the OHWI weight layout (kh, kw, ci), so that
+// Y = cols · W^T with W viewed as [Co, KH*KW*Ci] needs no weight transpose. A 1x1 stride-1
+// unpadded conv skips im2col: an NHWC tensor already is that matrix.
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+#include "op_impl.h"
+
+// im2col scratch per chunk of output rows. It comes from the activation arena, which is only
+// released at the end of the step, so every conv call in a step keeps its scratch until then:
+// a small cap bounds that overhead. A few MiB still gives GEMMs of hundreds to thousands of
+// rows (efficient for OpenBLAS) and keeps the freshly written chunk in cache for the GEMM.
+#define DDX_CONV_SCRATCH_BYTES ((int64_t)4 << 20)
+
+// cblas takes int sizes; chunk the row dimension so no count is ever truncated.
+#define DDX_GEMM_MAX_ROWS ((int64_t)1 << 30)
+
+typedef struct conv_geom {
+    int64_t N, H, W, Ci;      // input
+    int64_t Co, KH, KW;       // weight
+    int64_t Ho, Wo;           // output
+    int64_t K;                // KH*KW*Ci: im2col row length
+    int64_t rows;             // N*Ho*Wo: output pixels
+    int stride, pt, pl;
+    bool direct;              // 1x1, stride 1, no padding: x is the im2col matrix
+} conv_geom;
+
+static int64_t conv_out_size(int64_t in, int pad_a, int pad_b, int64_t k, int stride) {
+    int64_t span = in + pad_a + pad_b - k;
+    return span < 0 ? 0 : span / stride + 1;
+}
+
+static conv_geom conv_geom_of(const ddx_tensor *x, const ddx_tensor *w, const ddx_conv2d_params *p) {
+    conv_geom g;
+    g.N = x->shape[0];
+    g.H = x->shape[1];
+    g.W = x->shape[2];
+    g.Ci = x->shape[3];
+    g.Co = w->shape[0];
+    g.KH = w->shape[1];
+    g.KW = w->shape[2];
+    g.Ho = conv_out_size(g.H, p->pad_top, p->pad_bottom, g.KH, p->stride);
+    g.Wo = conv_out_size(g.W, p->pad_left, p->pad_right, g.KW, p->stride);
+    g.K = g.KH * g.KW * g.Ci;
+    g.rows = g.N * g.Ho * g.Wo;
+    g.stride = p->stride;
+    g.pt = p->pad_top;
+    g.pl = p->pad_left;
+    g.direct = g.KH == 1 && g.KW == 1 && p->stride == 1 && p->pad_top == 0 && p->pad_bottom == 0 &&
+               p->pad_left == 0 && p->pad_right == 0;
+    return g;
+}
+
+// The kw range [lo, hi) whose input column iw0 + kw lies inside [0, W) (stride moves iw0,
+// not the taps).
+static void conv_kw_range(const conv_geom *g, int64_t iw0, int64_t *lo, int64_t *hi) {
+    int64_t a = iw0 < 0 ? -iw0 : 0;
+    int64_t b = g->W - iw0;
+    if (a > g->KW) a = g->KW;
+    if (b > g->KW) b = g->KW;
+    *lo = a;
+    *hi = b > a ? b : a;
+}
+
+// Rows [r0, r1) of the im2col matrix of x into cols [r1 - r0, K]; padding reads as zero.
+static void conv_im2col(const conv_geom *g, const float *x, int64_t r0, int64_t r1, float *cols) {
+    const int64_t Ci = g->Ci, KW = g->KW, hw = g->Ho * g->Wo;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t n = r / hw, oh = (r % hw) / g->Wo, ow = r % g->Wo;
+        int64_t ih0 = oh * g->stride - g->pt, iw0 = ow * g->stride - g->pl;
+        int64_t lo, hi;
+        conv_kw_range(g, iw0, &lo, &hi);
+        float *dst = cols + (r - r0) * g->K;
+        for (int64_t kh = 0; kh < g->KH; kh++, dst += KW * Ci) {
+            int64_t ih = ih0 + kh;
+            if (ih < 0 || ih >= g->H || hi == lo) {
+                memset(dst, 0, (size_t)(KW * Ci) * sizeof(float));
+                continue;
+            }
+            if (lo > 0) memset(dst, 0, (size_t)(lo * Ci) * sizeof(float));
+            // Consecutive taps kw read consecutive input pixels: one contiguous span in NHWC.
+            memcpy(dst + lo * Ci, x + ((n * g->H + ih) * g->W + iw0 + lo) * Ci, (size_t)((hi - lo) * Ci) * sizeof(float));
+            if (hi < KW) memset(dst + hi * Ci, 0, (size_t)((KW - hi) * Ci) * sizeof(float));
+        }
+    }
+}
+
+// The adjoint of conv_im2col: adds rows [r0, r1) of dcols into dx (padding taps are dropped).
+static void conv_col2im_add(const conv_geom *g, const float *dcols, int64_t r0, int64_t r1, float *dx) {
+    const int64_t Ci = g->Ci, KW = g->KW, hw = g->Ho * g->Wo;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t n = r / hw, oh = (r % hw) / g->Wo, ow = r % g->Wo;
+        int64_t ih0 = oh * g->stride - g->pt, iw0 = ow * g->stride - g->pl;
+        int64_t lo, hi;
+        conv_kw_range(g, iw0, &lo, &hi);
+        const float *src = dcols + (r - r0) * g->K;
+        for (int64_t kh = 0; kh < g->KH; kh++, src += KW * Ci) {
+            int64_t ih = ih0 + kh;
+            if (ih < 0 || ih >= g->H || hi == lo) continue;
+            float *d = dx + ((n * g->H + ih) * g->W + iw0 + lo) * Ci;
+            const float *s = src + lo * Ci;
+            for (int64_t i = 0; i < (hi - lo) * Ci; i++) d[i] += s[i];
+        }
+    }
+}
+
+// db[j] += sum over rows of dy[row, j], dy [rows, cols]. Summed in double per column block:
+// a bias sees every output pixel of the batch, tens of thousands of terms.
+static void colsum_add(const float *dy, int64_t rows, int64_t cols, float *db) {
+    enum { BLOCK = 256 };
+    double acc[BLOCK];
+    for (int64_t j0 = 0; j0 < cols; j0 += BLOCK) {
+        int64_t nb = cols - j0 < BLOCK ? cols - j0 : BLOCK;
+        for (int64_t j = 0; j < nb; j++) acc[j] = 0.0;
+        for (int64_t r = 0; r < rows; r++) {
+            const float *row = dy + r * cols + j0;
+            for (int64_t j = 0; j < nb; j++) acc[j] += row[j];
+        }
+        for (int64_t j = 0; j < nb; j++) db[j0 + j] += (float)acc[j];
+    }
+}
+
+// y [rows, cols] = bias broadcast over rows; lets the GEMM accumulate with beta = 1.
+static void rows_fill(float *y, int64_t rows, int64_t cols, const float *bias) {
+    for (int64_t r = 0; r < rows; r++) memcpy(y + r * cols, bias, (size_t)cols * sizeof(float));
+}
+
+// ---- GEMM helpers over row-major matrices whose shared dimension is "rows" (chunked) ------
+
+// C [rows, n] (+)= A [rows, k] · B^T, B [n, k]
+static void gemm_a_bt(int64_t rows, int64_t n, int64_t k, const float *A, const float *B, float beta, float *C) {
+    for (int64_t r0 = 0; r0 < rows; r0 += DDX_GEMM_MAX_ROWS) {
+        int64_t m = rows - r0 < DDX_GEMM_MAX_ROWS ? rows - r0 : DDX_GEMM_MAX_ROWS;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, A + r0 * k, (int)k, B,
+                    (int)k, beta, C + r0 * n, (int)n);
+    }
+}
+
+// C [rows, k] (+)= A [rows, n] · B, B [n, k]
+static void gemm_a_b(int64_t rows, int64_t n, int64_t k, const float *A, const float *B, float beta, float *C) {
+    for (int64_t r0 = 0; r0 < rows; r0 += DDX_GEMM_MAX_ROWS) {
+        int64_t m = rows - r0 < DDX_GEMM_MAX_ROWS ? rows - r0 : DDX_GEMM_MAX_ROWS;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)k, (int)n, 1.0f, A + r0 * n, (int)n, B,
+                    (int)k, beta, C + r0 * k, (int)k);
+    }
+}
+
+// C [n, k] += A^T · B, A [rows, n], B [rows, k]: the weight gradient, summed over rows.
+static void gemm_at_b_add(int64_t rows, int64_t n, int64_t k, const float *A, const float *B, float *C) {
+    for (int64_t r0 = 0; r0 < rows; r0 += DDX_GEMM_MAX_ROWS) {
+        int64_t m = rows - r0 < DDX_GEMM_MAX_ROWS ? rows - r0 : DDX_GEMM_MAX_ROWS;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)k, (int)m, 1.0f, A + r0 * n, (int)n,
+                    B + r0 * k, (int)k, 1.0f, C, (int)k);
+    }
+}
+
+// ---- conv2d ------------------------------------------------------------------------------
+
+ddx_tensor *ddx_conv2d(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias, ddx_conv2d_params p) {
+    if (!ddx_op_ok(c, "conv2d", 2, (ddx_tensor *[]){x, w})) return NULL;
+    char xs[64], ws[64], bs[64];
+    ddx_shape_str(x, xs, sizeof xs);
+    ddx_shape_str(w, ws, sizeof ws);
+    if (x->ndim != 4)
+        return ddx_op_fail(c, DDX_E_INPUT, "conv2d: input %s must be 4-D [N, H, W, Ci] (NHWC)", xs);
+    if (w->ndim != 4)
+        return ddx_op_fail(c, DDX_E_INPUT, "conv2d: weight %s must be 4-D [Co, KH, KW, Ci] (OHWI)", ws);
+    if (w->shape[3] != x->shape[3])
+        return ddx_op_fail(c, DDX_E_INPUT, "conv2d: weight %s has Ci=%lld but input %s has %lld channels", ws,
+                           (long long)w->shape[3], xs, (long long)x->shape[3]);
+    for (int d = 0; d < 4; d++)
+        if (x->shape[d] < 1 || w->shape[d] < 1)
+            return ddx_op_fail(c, DDX_E_INPUT, "conv2d: empty input %s or weight %s", xs, ws);
+    if (w->dtype != x->dtype)
+        return ddx_op_fail(c, DDX_E_INPUT, "conv2d: weight dtype %s differs from input dtype %s",
+                           ddx_dtype_name(w->dtype), ddx_dtype_name(x->dtype));
+    if (x->dtype != DDX_F32 && x->dtype != DDX_BF16)
+        return ddx_op_fail(c, DDX_E_INPUT, "conv2d: dtype %s is not a float type", ddx_dtype_name(x->dtype));
+    if (bias) {
+        ddx_shape_str(bias, bs, sizeof bs);
+        if (bias->device != c->device)
+            return ddx_op_fail(c, DDX_E_INPUT, "conv2d: bias is on %s but the context is on %s",
+                               ddx_device_name(bias->device), ddx_device_name(c->device));
+        if (bias->ndim != 1 || bias->shape[0] != w->shape[0])
+            return ddx_op_fail(c, DDX_E_INPUT, "conv2d: bias %s must be [Co] = [%lld] for weight %s", bs,
+                               (long long)w->shape[0], ws);
+        if (bias->dtype != x->dtype)
+            return ddx_op_fail(c, DDX_E_INPUT, "conv2d: bias dtype %s differs from input dtype %s",
+                               ddx_dtype_name(bias->dtype), ddx_dtype_name(x->dtype));
+    }
+    if (p.stride != 1 && p.stride != 2)
+        return ddx_op_fail(c, DDX_E_INPUT, "conv2d: stride %d is not supported (use 1 or 2)", p.stride);
+    if (p.pad_top < 0 || p.pad_bottom < 0 || p.pad_left < 0 || p.pad_right < 0)
+        return ddx_op_fail(c, DDX_E_INPUT, "conv2d: negative padding (top %d, bottom %d, left %d, right %d)",
+                           p.pad_top, p.pad_bottom, p.pad_left, p.pad_right);
+    if (w->shape[0] > INT_MAX || w->shape[1] * w->shape[2] * w->shape[3] > INT_MAX)
+        return ddx_op_fail(c, DDX_E_UNSUPPORTED, "conv2d: weight %s is too large for a BLAS GEMM", ws);
+    conv_geom g = conv_geom_of(x, w, &p);
+    if (g.Ho < 1 || g.Wo < 1)
+        return ddx_op_fail(c, DDX_E_INPUT, "conv2d: kernel %lldx%lld does not fit input %s with padding (%d,%d,%d,%d)",
+                           (long long)g.KH, (long long)g.KW, xs, p.pad_top, p.pad_bottom, p.pad_left, p.pad_right);
+    ddx_op_params op = {.conv2d = p};
+    return ddx_op_run(c, DDX_OP_CONV2D, 3, (ddx_tensor *[]){x, w, bias}, &op, x->dtype, 4,
+                      (int64_t[]){g.N, g.Ho, g.Wo, g.Co});
+}
+
+static int64_t conv_chunk_rows(const conv_geom *g) {
+    int64_t r = DDX_CONV_SCRATCH_BYTES / (g->K * (int64_t)sizeof(float));
+    if (r < 256) r = 256;   // wide kernels (K in the thousands): keep the GEMMs tall enough
+    if (r > DDX_GEMM_MAX_ROWS) r = DDX_GEMM_MAX_ROWS;
+    return r < g->rows ? r : g->rows;
+}
+
+static ddx_status conv_scratch(ddx_ctx *c, const conv_geom *g, int64_t chunk, float **out) {
+    ddx_tensor *t = ddx_new(c, DDX_F32, 2, (int64_t[]){chunk, g->K});   // [chunk, KH*KW*Ci]
+    if (!t)
+        return ddx_errorf(DDX_E_NOMEM, "conv2d: no activation-arena memory for a %lld x %lld im2col scratch",
+                          (long long)chunk, (long long)g->K);
+    *out = ddx_f32(t);
+    return DDX_OK;
+}
+
+static ddx_status conv_check_f32(const ddx_node *n, const char *what) {
+    for (int i = 0; i < 3; i++)
+        if (n->in[i] && n->in[i]->dtype != DDX_F32)
+            return ddx_errorf(DDX_E_UNSUPPORTED, "%s: the CPU backend computes in f32 only (input %d is %s)", what, i,
+                              ddx_dtype_name(n->in[i]->dtype));
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_conv2d_fwd(ddx_ctx *c, ddx_node *n) {
+    DDX_TRY(conv_check_f32(n, "conv2d"));
+    conv_geom g = conv_geom_of(n->in[0], n->in[1], &n->p.conv2d);
+    const float *x = ddx_f32c(n->in[0]);      // [N, H, W, Ci]
+    const float *w = ddx_f32c(n->in[1]);      // [Co, KH*KW*Ci]
+    const float *b = n->in[2] ? ddx_f32c(n->in[2]) : NULL;   // [Co]
+    float *y = ddx_f32(n->out);               // [N*Ho*Wo, Co]
+    float beta = 0.0f;
+    if (b) {
+        rows_fill(y, g.rows, g.Co, b);
+        beta = 1.0f;
+    }
+    if (g.direct) {
+        gemm_a_bt(g.rows, g.Co, g.K, x, w, beta, y);
+        return DDX_OK;
+    }
+    int64_t chunk = conv_chunk_rows(&g);
+    float *cols = NULL;
+    DDX_TRY(conv_scratch(c, &g, chunk, &cols));
+    for (int64_t r0 = 0; r0 < g.rows; r0 += chunk) {
+        int64_t r1 = r0 + chunk < g.rows ? r0 + chunk : g.rows;
+        conv_im2col(&g, x, r0, r1, cols);
+        gemm_a_bt(r1 - r0, g.Co, g.K, cols, w, beta, y + r0 * g.Co);
+    }
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
+    DDX_TRY(conv_check_f32(n, "conv2d"));
+    if (!n->out->grad) return ddx_errorf(DDX_E_INTERNAL, "conv2d backward: output has no gradient");
+    conv_geom g = conv_geom_of(n->in[0], n->in[1], &n->p.conv2d);
+    const float *x = ddx_f32c(n->in[0]);          // [N, H, W, Ci]
+    const float *w = ddx_f32c(n->in[1]);          // [Co, K]
+    const float *dy = ddx_f32c(n->out->grad);     // [rows, Co]
+    ddx_tensor *gx = ddx_in_grad(c, n, 0);        // [N, H, W, Ci]
+    ddx_tensor *gw = ddx_in_grad(c, n, 1);        // [Co, KH, KW, Ci]
+    ddx_tensor *gb = ddx_in_grad(c, n, 2);        // [Co]
+    if (gb) colsum_add(dy, g.rows, g.Co, ddx_f32(gb));
+    if (!gx && !gw) return DDX_OK;
+    if (g.direct) {
+        if (gw) gemm_at_b_add(g.rows, g.Co, g.K, dy, x, ddx_f32(gw));
+        if (gx) gemm_a_b(g.rows, g.Co, g.K, dy, w, 1.0f, ddx_f32(gx));
+        return DDX_OK;
+    }
+    int64_t chunk = conv_chunk_rows(&g);
+    float *cols = NULL;
+    DDX_TRY(conv_scratch(c, &g, chunk, &cols));
+    for (int64_t r0 = 0; r0 < g.rows; r0 += chunk) {
+        int64_t r1 = r0 + chunk < g.rows ? r0 + chunk : g.rows;
+        const float *dyc = dy + r0 * g.Co;        // [r1 - r0, Co]
+        if (gw) {
+            conv_im2col(&g, x, r0, r1, cols);
+            gemm_at_b_add(r1 - r0, g.Co, g.K, dyc, cols, ddx_f32(gw));
+        }
+        if (gx) {
+            gemm_a_b(r1 - r0, g.Co, g.K, dyc, w, 0.0f, cols);   // dcols [r1 - r0, K]
+            conv_col2im_add(&g, cols, r0, r1, ddx_f32(gx));
+        }
+    }
+    return DDX_OK;
+}
+
+// ---- linear ------------------------------------------------------------------------------
+
+ddx_tensor *ddx_linear(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias) {
+    if (!ddx_op_ok(c, "linear", 2, (ddx_tensor *[]){x, w})) return NULL;
+    char xs[64], ws[64], bs[64];
+    ddx_shape_str(x, xs, sizeof xs);
+    ddx_shape_str(w, ws, sizeof ws);
+    if (w->ndim != 2 || w->shape[0] < 1 || w->shape[1] < 1)
+        return ddx_op_fail(c, DDX_E_INPUT, "linear: weight %s must be 2-D [Out, In] (PyTorch layout)", ws);
+    if (x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
+        return ddx_op_fail(c, DDX_E_INPUT, "linear: input %s must end in In = %lld to match weight %s [Out, In]", xs,
+                           (long long)w->shape[1], ws);
+    if (w->shape[0] > INT_MAX || w->shape[1] > INT_MAX)
+        return ddx_op_fail(c, DDX_E_UNSUPPORTED, "linear: weight %s is too large for a BLAS GEMM", ws);
+    if (w->dtype != x->dtype)
+        return ddx_op_fail(c, DDX_E_INPUT, "linear: weight dtype %s differs from input dtype %s",
+                           ddx_dtype_name(w->dtype), ddx_dtype_name(x->dtype));
+    if (x->dtype != DDX_F32 && x->dtype != DDX_BF16)
+        return ddx_op_fail(c, DDX_E_INPUT, "linear: dtype %s is not a float type", ddx_dtype_name(x->dtype));
+    if (bias) {
+        ddx_shape_str(bias, bs, sizeof bs);
+        if (bias->device != c->device)
+            return ddx_op_fail(c, DDX_E_INPUT, "linear: bias is on %s but the context is on %s",
+                               ddx_device_name(bias->device), ddx_device_name(c->device));
+        if (bias->ndim != 1 || bias->shape[0] != w->shape[0])
+            return ddx_op_fail(c, DDX_E_INPUT, "linear: bias %s must be [Out] = [%lld] for weight %s", bs,
+                               (long long)w->shape[0], ws);
+        if (bias->dtype != x->dtype)
+            return ddx_op_fail(c, DDX_E_INPUT, "linear: bias dtype %s differs from input dtype %s",
+                               ddx_dtype_name(bias->dtype), ddx_dtype_name(x->dtype));
+    }
+    int64_t shape[DDX_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
+    shape[x->ndim - 1] = w->shape[0];
+    ddx_op_params op;
+    memset(&op, 0, sizeof op);
+    return ddx_op_run(c, DDX_OP_LINEAR, 3, (ddx_tensor *[]){x, w, bias}, &op, x->dtype, x->ndim, shape);
+}
+
+ddx_status ddx_cpu_linear_fwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    DDX_TRY(conv_check_f32(n, "linear"));
+    const ddx_tensor *xt = n->in[0], *wt = n->in[1];
+    int64_t in = wt->shape[1], out = wt->shape[0];
+    int64_t rows = ddx_numel(xt) / in;
+    const float *b = n->in[2] ? ddx_f32c(n->in[2]) : NULL;   // [Out]
+    float *y = ddx_f32(n->out);                               // [rows, Out]
+    float beta = 0.0f;
+    if (b) {
+        rows_fill(y, rows, out, b);
+        beta = 1.0f;
+    }
+    if (rows > 0) gemm_a_bt(rows, out, in, ddx_f32c(xt), ddx_f32c(wt), beta, y);
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_linear_bwd(ddx_ctx *c, ddx_node *n) {
+    DDX_TRY(conv_check_f32(n, "linear"));
+    if (!n->out->grad) return ddx_errorf(DDX_E_INTERNAL, "linear backward: output has no gradient");
+    const ddx_tensor *xt = n->in[0], *wt = n->in[1];
+    int64_t in = wt->shape[1], out = wt->shape[0];
+    int64_t rows = ddx_numel(xt) / in;
+    const float *dy = ddx_f32c(n->out->grad);   // [rows, Out]
+    ddx_tensor *gx = ddx_in_grad(c, n, 0);      // [..., In]
+    ddx_tensor *gw = ddx_in_grad(c, n, 1);      // [Out, In]
+    ddx_tensor *gb = ddx_in_grad(c, n, 2);      // [Out]
+    if (rows == 0) return DDX_OK;
+    if (gb) colsum_add(dy, rows, out, ddx_f32(gb));
+    if (gw) gemm_at_b_add(rows, out, in, dy, ddx_f32c(xt), ddx_f32(gw));
+    if (gx) gemm_a_b(rows, out, in, dy, ddx_f32c(wt), 1.0f, ddx_f32(gx));
+    return DDX_OK;
+}

@@ -1,0 +1,425 @@
+// conv2d and linear against direct loops in double: forward, and backward dX, dW, dBias.
+// The op driver only compares the CPU backend with itself, so this is what proves the CPU
+// reference (im2col + GEMM) right. Backward grads are pre-filled with known values to prove
+// that the ops accumulate (+=) instead of overwriting. Also checks that bad shapes are refused.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/ops.h"
+
+static int n_pass, n_fail;
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float rnd_uniform(void) {   // U(-1, 1), splitmix64
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+}
+
+static ddx_tensor *new_rand(ddx_ctx *c, int ndim, const int64_t *shape, bool grad) {
+    ddx_tensor *t = ddx_new(c, DDX_F32, ndim, shape);
+    if (!t) return NULL;
+    float *p = (float *)t->data;
+    for (int64_t i = 0; i < ddx_numel(t); i++) p[i] = rnd_uniform();
+    t->requires_grad = grad;
+    return t;
+}
+
+// Pre-fills t's grad with random values and returns a copy of them (the expected base of +=).
+static double *prefill_grad(ddx_ctx *c, ddx_tensor *t) {
+    ddx_tensor *g = ddx_grad_of(c, t);
+    if (!g) return NULL;
+    int64_t n = ddx_numel(g);
+    double *base = malloc((size_t)n * sizeof(double));
+    if (!base) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        float v = rnd_uniform();
+        ((float *)g->data)[i] = v;
+        base[i] = v;
+    }
+    return base;
+}
+
+// got vs ref elementwise; mag[i] = sum of |terms| behind ref[i] bounds fp32 GEMM rounding.
+static bool compare(const char *what, const char *desc, const float *got, const double *ref, const double *mag,
+                    int64_t n) {
+    int64_t bad = 0, first = -1;
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double tol = 1e-6 + 1e-5 * mag[i];
+        double err = fabs((double)got[i] - ref[i]);
+        if (!(err <= tol)) {   // NaN fails too
+            if (first < 0) first = i;
+            bad++;
+            if (!(err <= worst)) worst = err;
+        }
+    }
+    if (bad) {
+        printf("FAIL %s %s: %lld of %lld elements off (first at %lld: got %.8g want %.8g, worst err %.3g)\n", what,
+               desc, (long long)bad, (long long)n, (long long)first, (double)got[first], ref[first], worst);
+        n_fail++;
+        return false;
+    }
+    n_pass++;
+    return true;
+}
+
+// A context whose arena poisons every allocation with NaN (an unwritten output element then
+// fails) and puts guard bytes after each one (an out-of-bounds write then fails).
+static bool ctx_open(ddx_ctx *c, size_t bytes, const char *desc) {
+    if (ddx_ctx_init(c, DDX_CPU, bytes) != DDX_OK) {
+        printf("FAIL %s: ctx init: %s\n", desc, ddx_last_error());
+        n_fail++;
+        return false;
+    }
+    c->act.debug = true;
+    return true;
+}
+
+static void ctx_close(ddx_ctx *c, const char *desc) {
+    if (ddx_arena_check_guards(&c->act) != DDX_OK) {
+        printf("FAIL %s: %s\n", desc, ddx_last_error());
+        n_fail++;
+    }
+    ddx_ctx_free(c);
+}
+
+typedef struct conv_spec {
+    const char *desc;
+    int64_t N, H, W, Ci, Co, KH, KW;
+    int stride, pt, pb, pl, pr;
+    bool bias;
+} conv_spec;
+
+static void check_conv(const conv_spec *s) {
+    ddx_ctx c;
+    if (!ctx_open(&c, (size_t)64 << 20, s->desc)) return;
+    int64_t Ho = (s->H + s->pt + s->pb - s->KH) / s->stride + 1;
+    int64_t Wo = (s->W + s->pl + s->pr - s->KW) / s->stride + 1;
+    ddx_tensor *x = new_rand(&c, 4, (int64_t[]){s->N, s->H, s->W, s->Ci}, true);     // [N, H, W, Ci]
+    ddx_tensor *w = new_rand(&c, 4, (int64_t[]){s->Co, s->KH, s->KW, s->Ci}, true);  // [Co, KH, KW, Ci]
+    ddx_tensor *b = s->bias ? new_rand(&c, 1, (int64_t[]){s->Co}, true) : NULL;     // [Co]
+    ddx_conv2d_params p = {.stride = s->stride, .pad_top = s->pt, .pad_bottom = s->pb, .pad_left = s->pl, .pad_right = s->pr};
+    ddx_tensor *y = ddx_conv2d(&c, x, w, b, p);   // [N, Ho, Wo, Co]
+    if (!y || ddx_ctx_status(&c) != DDX_OK) {
+        printf("FAIL %s: conv2d returned an error: %s\n", s->desc, ddx_last_error());
+        n_fail++;
+        ddx_ctx_free(&c);
+        return;
+    }
+    if (y->ndim != 4 || y->shape[0] != s->N || y->shape[1] != Ho || y->shape[2] != Wo || y->shape[3] != s->Co) {
+        char buf[64];
+        printf("FAIL %s: output shape %s, want [%lld, %lld, %lld, %lld]\n", s->desc, ddx_shape_str(y, buf, sizeof buf),
+               (long long)s->N, (long long)Ho, (long long)Wo, (long long)s->Co);
+        n_fail++;
+        ddx_ctx_free(&c);
+        return;
+    }
+    const float *X = x->data, *Wt = w->data, *B = b ? b->data : NULL;
+    int64_t ny = ddx_numel(y), nx = ddx_numel(x), nw = ddx_numel(w);
+    double *ref = calloc((size_t)ny, sizeof(double)), *mag = calloc((size_t)ny, sizeof(double));
+    double *rdx = calloc((size_t)nx, sizeof(double)), *mdx = calloc((size_t)nx, sizeof(double));
+    double *rdw = calloc((size_t)nw, sizeof(double)), *mdw = calloc((size_t)nw, sizeof(double));
+    double *rdb = calloc((size_t)s->Co, sizeof(double)), *mdb = calloc((size_t)s->Co, sizeof(double));
+    if (!ref || !mag || !rdx || !mdx || !rdw || !mdw || !rdb || !mdb) {
+        printf("FAIL %s: out of host memory\n", s->desc);
+        n_fail++;
+        goto done;
+    }
+    // The backward's upstream gradient R and the +=-base of every input grad.
+    ddx_tensor *R = new_rand(&c, 4, y->shape, false);   // [N, Ho, Wo, Co]
+    const float *Rd = R->data;
+
+    // Direct convolution, and its adjoints for R, as 7 nested loops in double.
+    for (int64_t n = 0; n < s->N; n++)
+        for (int64_t oh = 0; oh < Ho; oh++)
+            for (int64_t ow = 0; ow < Wo; ow++)
+                for (int64_t co = 0; co < s->Co; co++) {
+                    int64_t yi = ((n * Ho + oh) * Wo + ow) * s->Co + co;
+                    double acc = B ? B[co] : 0.0, m = B ? fabs(B[co]) : 0.0;
+                    double r = Rd[yi];
+                    for (int64_t kh = 0; kh < s->KH; kh++) {
+                        int64_t ih = oh * s->stride - s->pt + kh;
+                        if (ih < 0 || ih >= s->H) continue;
+                        for (int64_t kw = 0; kw < s->KW; kw++) {
+                            int64_t iw = ow * s->stride - s->pl + kw;
+                            if (iw < 0 || iw >= s->W) continue;
+                            for (int64_t ci = 0; ci < s->Ci; ci++) {
+                                int64_t xi = ((n * s->H + ih) * s->W + iw) * s->Ci + ci;
+                                int64_t wi = ((co * s->KH + kh) * s->KW + kw) * s->Ci + ci;
+                                acc += (double)X[xi] * Wt[wi];
+                                m += fabs((double)X[xi] * Wt[wi]);
+                                rdx[xi] += r * Wt[wi];
+                                mdx[xi] += fabs(r * Wt[wi]);
+                                rdw[wi] += r * X[xi];
+                                mdw[wi] += fabs(r * X[xi]);
+                            }
+                        }
+                    }
+                    ref[yi] = acc;
+                    mag[yi] = m;
+                    rdb[co] += r;
+                    mdb[co] += fabs(r);
+                }
+    compare("conv2d forward", s->desc, y->data, ref, mag, ny);
+
+    double *bx = prefill_grad(&c, x), *bw = prefill_grad(&c, w), *bb = b ? prefill_grad(&c, b) : NULL;
+    if (!bx || !bw || (b && !bb)) {
+        printf("FAIL %s: could not pre-fill grads: %s\n", s->desc, ddx_last_error());
+        n_fail++;
+    } else if (ddx_backward_from(&c, y, R) != DDX_OK) {
+        printf("FAIL %s: backward returned an error: %s\n", s->desc, ddx_last_error());
+        n_fail++;
+    } else {
+        for (int64_t i = 0; i < nx; i++) rdx[i] += bx[i], mdx[i] += fabs(bx[i]);
+        for (int64_t i = 0; i < nw; i++) rdw[i] += bw[i], mdw[i] += fabs(bw[i]);
+        compare("conv2d dX", s->desc, x->grad->data, rdx, mdx, nx);
+        compare("conv2d dW", s->desc, w->grad->data, rdw, mdw, nw);
+        if (b) {
+            for (int64_t i = 0; i < s->Co; i++) rdb[i] += bb[i], mdb[i] += fabs(bb[i]);
+            compare("conv2d dBias", s->desc, b->grad->data, rdb, mdb, s->Co);
+        }
+    }
+    free(bx);
+    free(bw);
+    free(bb);
+done:
+    free(ref), free(mag), free(rdx), free(mdx), free(rdw), free(mdw), free(rdb), free(mdb);
+    ctx_close(&c, s->desc);
+}
+
+typedef struct linear_spec {
+    const char *desc;
+    int ndim;
+    int64_t shape[4];   // x; last dim is In
+    int64_t out;
+    bool bias;
+} linear_spec;
+
+static void check_linear(const linear_spec *s) {
+    ddx_ctx c;
+    if (!ctx_open(&c, (size_t)16 << 20, s->desc)) return;
+    int64_t in = s->shape[s->ndim - 1];
+    ddx_tensor *x = new_rand(&c, s->ndim, s->shape, true);            // [..., In]
+    ddx_tensor *w = new_rand(&c, 2, (int64_t[]){s->out, in}, true);   // [Out, In]
+    ddx_tensor *b = s->bias ? new_rand(&c, 1, (int64_t[]){s->out}, true) : NULL;   // [Out]
+    ddx_tensor *y = ddx_linear(&c, x, w, b);   // [..., Out]
+    if (!y || ddx_ctx_status(&c) != DDX_OK) {
+        printf("FAIL %s: linear returned an error: %s\n", s->desc, ddx_last_error());
+        n_fail++;
+        ddx_ctx_free(&c);
+        return;
+    }
+    bool shape_ok = y->ndim == s->ndim && y->shape[s->ndim - 1] == s->out;
+    for (int d = 0; d + 1 < s->ndim; d++) shape_ok = shape_ok && y->shape[d] == s->shape[d];
+    if (!shape_ok) {
+        char buf[64];
+        printf("FAIL %s: output shape %s\n", s->desc, ddx_shape_str(y, buf, sizeof buf));
+        n_fail++;
+        ddx_ctx_free(&c);
+        return;
+    }
+    int64_t rows = ddx_numel(x) / in, ny = ddx_numel(y), nx = ddx_numel(x), nw = ddx_numel(w);
+    const float *X = x->data, *Wt = w->data, *B = b ? b->data : NULL;
+    ddx_tensor *R = new_rand(&c, y->ndim, y->shape, false);
+    const float *Rd = R->data;
+    double *ref = calloc((size_t)ny, sizeof(double)), *mag = calloc((size_t)ny, sizeof(double));
+    double *rdx = calloc((size_t)nx, sizeof(double)), *mdx = calloc((size_t)nx, sizeof(double));
+    double *rdw = calloc((size_t)nw, sizeof(double)), *mdw = calloc((size_t)nw, sizeof(double));
+    double *rdb = calloc((size_t)s->out, sizeof(double)), *mdb = calloc((size_t)s->out, sizeof(double));
+    double *bx = NULL, *bw = NULL, *bb = NULL;
+    if (!ref || !mag || !rdx || !mdx || !rdw || !mdw || !rdb || !mdb) {
+        printf("FAIL %s: out of host memory\n", s->desc);
+        n_fail++;
+        goto done;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t o = 0; o < s->out; o++) {
+            double acc = B ? B[o] : 0.0, m = B ? fabs(B[o]) : 0.0, g = Rd[r * s->out + o];
+            for (int64_t i = 0; i < in; i++) {
+                double xv = X[r * in + i], wv = Wt[o * in + i];
+                acc += xv * wv;
+                m += fabs(xv * wv);
+                rdx[r * in + i] += g * wv;
+                mdx[r * in + i] += fabs(g * wv);
+                rdw[o * in + i] += g * xv;
+                mdw[o * in + i] += fabs(g * xv);
+            }
+            ref[r * s->out + o] = acc;
+            mag[r * s->out + o] = m;
+            rdb[o] += g;
+            mdb[o] += fabs(g);
+        }
+    compare("linear forward", s->desc, y->data, ref, mag, ny);
+    bx = prefill_grad(&c, x), bw = prefill_grad(&c, w), bb = b ? prefill_grad(&c, b) : NULL;
+    if (!bx || !bw || (b && !bb)) {
+        printf("FAIL %s: could not pre-fill grads: %s\n", s->desc, ddx_last_error());
+        n_fail++;
+    } else if (ddx_backward_from(&c, y, R) != DDX_OK) {
+        printf("FAIL %s: backward returned an error: %s\n", s->desc, ddx_last_error());
+        n_fail++;
+    } else {
+        for (int64_t i = 0; i < nx; i++) rdx[i] += bx[i], mdx[i] += fabs(bx[i]);
+        for (int64_t i = 0; i < nw; i++) rdw[i] += bw[i], mdw[i] += fabs(bw[i]);
+        compare("linear dX", s->desc, x->grad->data, rdx, mdx, nx);
+        compare("linear dW", s->desc, w->grad->data, rdw, mdw, nw);
+        if (b) {
+            for (int64_t i = 0; i < s->out; i++) rdb[i] += bb[i], mdb[i] += fabs(bb[i]);
+            compare("linear dBias", s->desc, b->grad->data, rdb, mdb, s->out);
+        }
+    }
+done:
+    free(bx), free(bw), free(bb);
+    free(ref), free(mag), free(rdx), free(mdx), free(rdw), free(mdw), free(rdb), free(mdb);
+    ctx_close(&c, s->desc);
+}
+
+// A grad only for the weight (x is data, not a parameter): dX must be skipped, dW still right.
+static void check_conv_weight_only(void) {
+    ddx_ctx c;
+    if (!ctx_open(&c, (size_t)16 << 20, "conv2d weight-only grad")) return;
+    ddx_tensor *x = new_rand(&c, 4, (int64_t[]){2, 5, 5, 3}, false);
+    ddx_tensor *w = new_rand(&c, 4, (int64_t[]){4, 3, 3, 3}, true);
+    ddx_tensor *y = ddx_conv2d(&c, x, w, NULL, (ddx_conv2d_params){.stride = 2, .pad_top = 1, .pad_bottom = 1, .pad_left = 1, .pad_right = 1});
+    ddx_tensor *R = y ? ddx_new_like(&c, y) : NULL;
+    if (!R) {
+        printf("FAIL conv2d weight-only grad: %s\n", ddx_last_error());
+        n_fail++;
+        ddx_ctx_free(&c);
+        return;
+    }
+    for (int64_t i = 0; i < ddx_numel(R); i++) ((float *)R->data)[i] = 1.0f;
+    if (ddx_backward_from(&c, y, R) != DDX_OK || x->grad != NULL || !w->grad) {
+        printf("FAIL conv2d weight-only grad: backward error or a grad was made for x (%s)\n", ddx_last_error());
+        n_fail++;
+    } else {
+        // With R = 1, dW[co, kh, kw, ci] is the sum of x over the pixels tap (kh, kw) reads.
+        const float *X = x->data, *G = w->grad->data;
+        bool ok = true;
+        for (int64_t co = 0; co < 4 && ok; co++)
+            for (int64_t kh = 0; kh < 3; kh++)
+                for (int64_t kw = 0; kw < 3; kw++)
+                    for (int64_t ci = 0; ci < 3; ci++) {
+                        double want = 0;
+                        for (int64_t n = 0; n < 2; n++)
+                            for (int64_t oh = 0; oh < 3; oh++)
+                                for (int64_t ow = 0; ow < 3; ow++) {
+                                    int64_t ih = oh * 2 - 1 + kh, iw = ow * 2 - 1 + kw;
+                                    if (ih >= 0 && ih < 5 && iw >= 0 && iw < 5) want += X[((n * 5 + ih) * 5 + iw) * 3 + ci];
+                                }
+                        float got = G[((co * 3 + kh) * 3 + kw) * 3 + ci];
+                        if (fabs(got - want) > 1e-5 * (1 + fabs(want))) ok = false;
+                    }
+        if (ok) {
+            n_pass++;
+        } else {
+            printf("FAIL conv2d weight-only grad: dW differs from the direct sum\n");
+            n_fail++;
+        }
+    }
+    ctx_close(&c, "conv2d weight-only grad");
+}
+
+// Each bad call must return NULL with DDX_E_INPUT and a message naming the op.
+static void check_bad_input(void) {
+    ddx_ctx c;
+    if (!ctx_open(&c, (size_t)4 << 20, "bad input")) return;
+    ddx_tensor *x = new_rand(&c, 4, (int64_t[]){1, 4, 4, 3}, false);
+    ddx_tensor *w = new_rand(&c, 4, (int64_t[]){5, 3, 3, 3}, false);
+    ddx_tensor *w_ci = new_rand(&c, 4, (int64_t[]){5, 3, 3, 4}, false);
+    ddx_tensor *w_big = new_rand(&c, 4, (int64_t[]){5, 7, 7, 3}, false);
+    ddx_tensor *w3 = new_rand(&c, 3, (int64_t[]){5, 3, 3}, false);
+    ddx_tensor *b_bad = new_rand(&c, 1, (int64_t[]){4}, false);
+    ddx_tensor *lw = new_rand(&c, 2, (int64_t[]){6, 3}, false);
+    ddx_tensor *lw_bad = new_rand(&c, 2, (int64_t[]){6, 4}, false);
+    ddx_conv2d_params ok = {.stride = 1, .pad_top = 1, .pad_bottom = 1, .pad_left = 1, .pad_right = 1};
+    ddx_conv2d_params s3 = ok, neg = ok;
+    s3.stride = 3;
+    neg.pad_left = -1;
+    struct {
+        const char *what, *op;
+        int kind;
+        ddx_tensor *a, *b, *bias;
+        ddx_conv2d_params p;
+    } bad[] = {
+        {"conv2d weight Ci mismatch", "conv2d", 0, x, w_ci, NULL, ok},
+        {"conv2d weight not 4-D", "conv2d", 0, x, w3, NULL, ok},
+        {"conv2d stride 3", "conv2d", 0, x, w, NULL, s3},
+        {"conv2d negative pad", "conv2d", 0, x, w, NULL, neg},
+        {"conv2d bias wrong length", "conv2d", 0, x, w, b_bad, ok},
+        {"conv2d kernel larger than padded input", "conv2d", 0, x, w_big, NULL, ok},
+        {"linear In mismatch", "linear", 1, x, lw_bad, NULL, ok},
+        {"linear weight not 2-D", "linear", 1, x, w, NULL, ok},
+        {"linear bias wrong length", "linear", 1, x, lw, b_bad, ok},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        c.status = DDX_OK;
+        ddx_clear_error();
+        ddx_tensor *y = bad[i].kind == 0 ? ddx_conv2d(&c, bad[i].a, bad[i].b, bad[i].bias, bad[i].p)
+                                         : ddx_linear(&c, bad[i].a, bad[i].b, bad[i].bias);
+        const char *msg = ddx_last_error();
+        if (y || ddx_ctx_status(&c) != DDX_E_INPUT || !strstr(msg, bad[i].op)) {
+            printf("FAIL bad input '%s': got %s, status %s, message '%s'\n", bad[i].what, y ? "a tensor" : "NULL",
+                   ddx_status_name(ddx_ctx_status(&c)), msg);
+            n_fail++;
+        } else {
+            n_pass++;
+        }
+    }
+    // Control: a well-formed call on the same inputs goes through.
+    c.status = DDX_OK;
+    if (ddx_linear(&c, x, lw, NULL) == NULL) {
+        printf("FAIL linear [1,4,4,3] x [6,3] refused: %s\n", ddx_last_error());
+        n_fail++;
+    } else {
+        n_pass++;
+    }
+    ctx_close(&c, "bad input");
+}
+
+int main(void) {
+    static const conv_spec convs[] = {
+        {"3x3 s1 p1 [2,5,5,3] -> 5, bias", 2, 5, 5, 3, 5, 3, 3, 1, 1, 1, 1, 1, true},
+        {"3x3 s1 p1 [3,4,7,5] -> 3, no bias", 3, 4, 7, 5, 3, 3, 3, 1, 1, 1, 1, 1, false},
+        {"3x3 s1 p0 [1,6,5,3] -> 4", 1, 6, 5, 3, 4, 3, 3, 1, 0, 0, 0, 0, true},
+        {"3x3 s2 p1 [2,7,6,5] -> 3", 2, 7, 6, 5, 3, 3, 3, 2, 1, 1, 1, 1, true},
+        {"3x3 s2 pad (0,1,0,1) [3,8,8,3] -> 5", 3, 8, 8, 3, 5, 3, 3, 2, 0, 1, 0, 1, true},
+        {"3x3 s2 pad (0,1,0,1) odd [1,7,5,5] -> 5", 1, 7, 5, 5, 5, 3, 3, 2, 0, 1, 0, 1, false},
+        {"1x1 s1 direct [2,4,3,5] -> 3", 2, 4, 3, 5, 3, 1, 1, 1, 0, 0, 0, 0, true},
+        {"1x1 s1 direct [1,3,3,7] -> 5, no bias", 1, 3, 3, 7, 5, 1, 1, 1, 0, 0, 0, 0, false},
+        {"1x1 s2 [3,5,5,3] -> 5", 3, 5, 5, 3, 5, 1, 1, 2, 0, 0, 0, 0, true},
+        {"1x1 s1 p1 (all-padding border) [1,3,4,3] -> 5", 1, 3, 4, 3, 5, 1, 1, 1, 1, 1, 1, 1, true},
+        {"3x3 s1 p1 on 1x1 spatial [3,1,1,5] -> 3", 3, 1, 1, 5, 3, 3, 3, 1, 1, 1, 1, 1, true},
+        {"3x3 s2 p1 on 1x1 spatial [1,1,1,3] -> 5", 1, 1, 1, 3, 5, 3, 3, 2, 1, 1, 1, 1, false},
+        {"3x1 s1 pad (1,1,0,0) [2,4,5,3] -> 5", 2, 4, 5, 3, 5, 3, 1, 1, 1, 1, 0, 0, true},
+        {"1x3 s2 pad (0,0,2,1) [1,5,9,4] -> 3", 1, 5, 9, 4, 3, 1, 3, 2, 0, 0, 2, 1, true},
+        {"5x5 s1 p2 [1,6,6,3] -> 4", 1, 6, 6, 3, 4, 5, 5, 1, 2, 2, 2, 2, true},
+        {"3x3 s1 p1 Ci=33 [1,6,5,33] -> 8", 1, 6, 5, 33, 8, 3, 3, 1, 1, 1, 1, 1, true},
+        // 2048 rows x 576 columns of im2col = 4.5 MiB: more than one scratch chunk.
+        {"3x3 s1 p1 chunked im2col [2,32,32,64] -> 16", 2, 32, 32, 64, 16, 3, 3, 1, 1, 1, 1, 1, true},
+        {"3x3 s2 (0,1,0,1) chunked im2col [3,32,32,96] -> 8", 3, 32, 32, 96, 8, 3, 3, 2, 0, 1, 0, 1, true},
+    };
+    for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) check_conv(&convs[i]);
+
+    static const linear_spec lins[] = {
+        {"[4,7] -> 5, bias", 2, {4, 7}, 5, true},
+        {"[3,5] -> 3, no bias", 2, {3, 5}, 3, false},
+        {"[7] -> 3 (1-D)", 1, {7}, 3, true},
+        {"[2,5,6] -> 4 (3-D)", 3, {2, 5, 6}, 4, true},
+        {"[2,3,3,6] -> 5 (4-D)", 4, {2, 3, 3, 6}, 5, true},
+        {"[3,2,1,5] -> 3 (4-D), no bias", 4, {3, 2, 1, 5}, 3, false},
+        {"time MLP [2,512] -> 128", 2, {2, 512}, 128, true},
+        {"time MLP [3,128] -> 512", 2, {3, 128}, 512, true},
+    };
+    for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++) check_linear(&lins[i]);
+
+    check_conv_weight_only();
+    check_bad_input();
+
+    printf("conv-ref: %d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
