@@ -1,0 +1,88 @@
+// Op-driver cases for group_norm and attention. Independent checks of the CPU reference
+// against direct double-precision formulas live in tests/test_norm_attn_ref.c.
+#include "op_cases.h"
+
+static ddx_tensor *ddx_case_group_norm(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
+    return ddx_group_norm(c, in[0], in[1], in[2], tc->p.group_norm.groups, tc->p.group_norm.eps,
+                          tc->p.group_norm.fuse_silu);
+}
+
+static ddx_tensor *ddx_case_attention(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
+    return ddx_attention(c, in[0], in[1], in[2], tc->p.attention.heads, tc->p.attention.scale);
+}
+
+// x ~ N(0,1); gamma around 1 as after init-and-some-training; beta N(0,1) so that the fused
+// SiLU sees both signs.
+#define GN4(N, H, W, C, G, EPS, SILU, DESC, ...)                                                 \
+    {.op = DDX_OP_GROUP_NORM, .desc = DESC, .n_inputs = 3,                                       \
+     .in = {{.ndim = 4, .shape = {N, H, W, C}, .gen = DDX_GEN_NORMAL, .grad = true},            \
+            {.ndim = 1, .shape = {C}, .gen = DDX_GEN_POSITIVE, .grad = true},                   \
+            {.ndim = 1, .shape = {C}, .gen = DDX_GEN_NORMAL, .grad = true}},                    \
+     .apply = ddx_case_group_norm, .p.group_norm = {G, EPS, SILU}, __VA_ARGS__}
+
+#define GN3(N, L, C, G, EPS, SILU, DESC, ...)                                                    \
+    {.op = DDX_OP_GROUP_NORM, .desc = DESC, .n_inputs = 3,                                       \
+     .in = {{.ndim = 3, .shape = {N, L, C}, .gen = DDX_GEN_NORMAL, .grad = true},               \
+            {.ndim = 1, .shape = {C}, .gen = DDX_GEN_POSITIVE, .grad = true},                   \
+            {.ndim = 1, .shape = {C}, .gen = DDX_GEN_NORMAL, .grad = true}},                    \
+     .apply = ddx_case_group_norm, .p.group_norm = {G, EPS, SILU}, __VA_ARGS__}
+
+#define ATT(N, L, C, HEADS, SCALE, DESC, ...)                                                    \
+    {.op = DDX_OP_ATTENTION, .desc = DESC, .n_inputs = 3,                                        \
+     .in = {{.ndim = 3, .shape = {N, L, C}, .gen = DDX_GEN_NORMAL, .grad = true},               \
+            {.ndim = 3, .shape = {N, L, C}, .gen = DDX_GEN_NORMAL, .grad = true},               \
+            {.ndim = 3, .shape = {N, L, C}, .gen = DDX_GEN_NORMAL, .grad = true}},              \
+     .apply = ddx_case_attention, .p.attention = {HEADS, SCALE}, __VA_ARGS__}
+
+static const ddx_op_case ddx_norm_attn_cases[] = {
+    // ---- group_norm: the U-Net's G=32 at its channel counts, small spatial, grads checked
+    GN4(2, 4, 4, 64, 32, 1e-6f, false, "gn [2,4,4,64] G=32 eps=1e-6", .no_grad = false),
+    GN4(2, 4, 4, 64, 32, 1e-6f, true, "gn+silu [2,4,4,64] G=32 eps=1e-6", .no_grad = false),
+    GN4(1, 3, 5, 128, 32, 1e-5f, true, "gn+silu [1,3,5,128] G=32 eps=1e-5 batch 1, odd H/W", .no_grad = false),
+    GN4(3, 2, 2, 256, 32, 1e-6f, false, "gn [3,2,2,256] G=32 batch 3", .no_grad = false),
+    GN4(3, 2, 2, 256, 32, 1e-6f, true, "gn+silu [3,2,2,256] G=32 batch 3", .no_grad = false),
+    // Few elements per group make the normalisation strongly curved where a group's values sit
+    // close together; a smaller finite-difference step keeps the truncation error in check
+    // (rounding stays small: a step changes only the outputs of its own group).
+    GN4(2, 1, 1, 128, 32, 1e-6f, true, "gn+silu [2,1,1,128] G=32 1x1 spatial (4 per group)", .grad_h = 1e-3),
+    GN4(3, 1, 1, 256, 32, 1e-5f, false, "gn [3,1,1,256] G=32 1x1 spatial (8 per group)", .grad_h = 1e-3),
+    // Two elements per group: the output is +-1 up to eps, flipping sign where the pair crosses,
+    // so central differences are meaningless there; forward only.
+    GN4(2, 1, 1, 64, 32, 1e-6f, true, "gn+silu [2,1,1,64] G=32 1x1 spatial (2 per group)", .no_grad = true),
+    // ---- group_norm: odd group/channel counts
+    GN4(2, 3, 5, 8, 1, 1e-5f, false, "gn [2,3,5,8] G=1 (layer-norm-like)", .no_grad = false),
+    GN4(1, 3, 5, 5, 1, 1e-6f, true, "gn+silu [1,3,5,5] G=1 C=5", .no_grad = false),
+    GN4(2, 3, 5, 8, 8, 1e-5f, false, "gn [2,3,5,8] G=C (instance-norm-like)", .no_grad = false),
+    GN4(1, 3, 5, 6, 6, 1e-6f, true, "gn+silu [1,3,5,6] G=C", .no_grad = false),
+    GN4(1, 3, 5, 6, 3, 1e-5f, false, "gn [1,3,5,6] G=3", .no_grad = false),
+    GN4(3, 3, 5, 6, 3, 1e-6f, true, "gn+silu [3,3,5,6] G=3 batch 3", .no_grad = false),
+    GN4(1, 1, 1, 6, 3, 1e-5f, false, "gn [1,1,1,6] G=3 1x1 (2 per group)", .no_grad = true),
+    GN3(2, 16, 6, 2, 1e-6f, true, "gn+silu [2,16,6] 3-D [N,L,C] G=2", .no_grad = false),
+    GN3(1, 7, 33, 3, 1e-5f, false, "gn [1,7,33] 3-D G=3 C=33", .no_grad = false),
+    // ---- group_norm: DDPM CIFAR-10 U-Net shapes, forward only
+    GN4(2, 32, 32, 128, 32, 1e-6f, true, "gn+silu [2,32,32,128] G=32 (U-Net 32x32)", .no_grad = true),
+    GN4(2, 32, 32, 128, 32, 1e-6f, false, "gn [2,32,32,128] G=32 (U-Net 32x32, before attention)", .no_grad = true),
+    GN4(2, 16, 16, 256, 32, 1e-6f, true, "gn+silu [2,16,16,256] G=32 (U-Net 16x16)", .no_grad = true),
+    GN4(2, 8, 8, 256, 32, 1e-5f, true, "gn+silu [2,8,8,256] G=32 (U-Net 8x8)", .no_grad = true),
+    GN4(2, 4, 4, 256, 32, 1e-6f, true, "gn+silu [2,4,4,256] G=32 (U-Net 4x4)", .no_grad = true),
+
+    // ---- attention: one head, d = 8..64, L = 1, 3, 16, 64
+    ATT(2, 1, 8, 1, 0.0f, "attn [2,1,8] 1 head L=1 (softmax of one)", .no_grad = false),
+    ATT(2, 3, 8, 1, 0.0f, "attn [2,3,8] 1 head d=8 L=3", .no_grad = false),
+    ATT(1, 16, 16, 1, 0.0f, "attn [1,16,16] 1 head d=16 batch 1", .no_grad = false),
+    ATT(3, 16, 32, 1, 0.0f, "attn [3,16,32] 1 head d=32 batch 3", .no_grad = false),
+    ATT(1, 64, 64, 1, 0.0f, "attn [1,64,64] 1 head d=64 L=64", .no_grad = false),
+    // ---- attention: several heads (strided head slices), explicit scale
+    ATT(2, 16, 32, 4, 0.0f, "attn [2,16,32] 4 heads d=8", .no_grad = false),
+    ATT(1, 64, 64, 4, 0.0f, "attn [1,64,64] 4 heads d=16 L=64", .no_grad = false),
+    ATT(2, 3, 64, 4, 0.3f, "attn [2,3,64] 4 heads d=16 scale=0.3", .no_grad = false),
+    ATT(3, 5, 24, 3, 0.0f, "attn [3,5,24] 3 heads d=8 L=5", .no_grad = false),
+    ATT(1, 1, 32, 4, 0.0f, "attn [1,1,32] 4 heads L=1", .no_grad = false),
+    // ---- attention: DDPM CIFAR-10 U-Net shapes, forward only
+    ATT(2, 256, 256, 1, 0.0f, "attn [2,256,256] 1 head (U-Net 16x16 at ch 256)", .no_grad = true),
+    ATT(1, 1024, 128, 1, 0.0f, "attn [1,1024,128] 1 head (32x32 tokens at ch 128)", .no_grad = true),
+};
+
+ddx_case_list ddx_cases_norm_attn(void) {
+    return (ddx_case_list){ddx_norm_attn_cases, sizeof ddx_norm_attn_cases / sizeof ddx_norm_attn_cases[0]};
+}
