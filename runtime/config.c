@@ -53,7 +53,7 @@ typedef struct cfg_key {
 // Enums are stored through an int, so every enum type must be int-sized.
 _Static_assert(sizeof(ddx_run_device) == sizeof(int) && sizeof(ddx_precision) == sizeof(int) &&
                sizeof(ddx_model_type) == sizeof(int) && sizeof(ddx_beta_schedule) == sizeof(int) &&
-               sizeof(ddx_variance) == sizeof(int) && sizeof(ddx_param) == sizeof(int) &&
+               sizeof(ddx_variance) == sizeof(int) && sizeof(ddx_parameterization) == sizeof(int) &&
                sizeof(ddx_dataset) == sizeof(int) && sizeof(ddx_sampler) == sizeof(int) &&
                sizeof(ddx_spacing) == sizeof(int), "enum fields must be int-sized");
 
@@ -96,7 +96,7 @@ static const cfg_key KEYS[] = {
     K_F64("diffusion.beta_start", diffusion.beta_start, "1e-4", 0, 1, OPEN_LO | OPEN_HI, "beta_1 (linear)"),
     K_F64("diffusion.beta_end", diffusion.beta_end, "0.02", 0, 1, OPEN_LO | OPEN_HI, "beta_T (linear)"),
     K_ENUM("diffusion.variance", diffusion.variance, ddx_variance, N_VARIANCE, "fixedlarge", "reverse-process variance"),
-    K_ENUM("diffusion.parameterization", diffusion.parameterization, ddx_param, N_PARAM, "eps", "what the network predicts"),
+    K_ENUM("diffusion.parameterization", diffusion.parameterization, ddx_parameterization, N_PARAM, "eps", "what the network predicts"),
 
     K_ENUM("data.dataset", data.dataset, ddx_dataset, N_DATASET, "cifar10", "training images"),
     K_STR("data.path", data.path, "", "data location; \"\" = the data set's standard place"),

@@ -47,7 +47,7 @@ typedef enum ddx_beta_schedule { DDX_BETA_SCHEDULE_LINEAR = 0, DDX_BETA_SCHEDULE
 // fixedlarge: sigma_t^2 = beta_t; fixedsmall: sigma_t^2 = posterior variance beta~_t (Ho et al. 3.2).
 typedef enum ddx_variance { DDX_VARIANCE_FIXEDLARGE = 0, DDX_VARIANCE_FIXEDSMALL } ddx_variance;
 // What the network predicts: the noise, the clean image, or v = alpha_t*eps - sigma_t*x0.
-typedef enum ddx_param { DDX_PARAM_EPS = 0, DDX_PARAM_X0, DDX_PARAM_V } ddx_param;
+typedef enum ddx_parameterization { DDX_PARAMETERIZATION_EPS = 0, DDX_PARAMETERIZATION_X0, DDX_PARAMETERIZATION_V } ddx_parameterization;
 typedef enum ddx_dataset { DDX_DATASET_FASHION_MNIST = 0, DDX_DATASET_CIFAR10, DDX_DATASET_IMAGE_FOLDER } ddx_dataset;
 typedef enum ddx_sampler { DDX_SAMPLER_DDPM = 0, DDX_SAMPLER_DDIM } ddx_sampler;
 // How `sample.steps` timesteps are picked out of `diffusion.timesteps` (DDIM paper, appendix D.2).
@@ -83,7 +83,7 @@ typedef struct ddx_config {
         ddx_beta_schedule beta_schedule;
         double beta_start, beta_end;       // linear schedule only
         ddx_variance variance;
-        ddx_param parameterization;
+        ddx_parameterization parameterization;
     } diffusion;
     struct {
         ddx_dataset dataset;

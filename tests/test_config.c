@@ -63,7 +63,7 @@ static void test_defaults(void) {
     CHECK(c.model.dropout == 0.1 && c.model.num_classes == 0 && c.model.groups == 32 && c.model.norm_eps == 1e-6, "model misc");
     CHECK(c.diffusion.timesteps == 1000 && c.diffusion.beta_schedule == DDX_BETA_SCHEDULE_LINEAR &&
               c.diffusion.beta_start == 1e-4 && c.diffusion.beta_end == 0.02 &&
-              c.diffusion.variance == DDX_VARIANCE_FIXEDLARGE && c.diffusion.parameterization == DDX_PARAM_EPS,
+              c.diffusion.variance == DDX_VARIANCE_FIXEDLARGE && c.diffusion.parameterization == DDX_PARAMETERIZATION_EPS,
           "diffusion defaults");
     CHECK(c.data.dataset == DDX_DATASET_CIFAR10 && c.data.path[0] == 0 && c.data.image_size == 32 && c.data.hflip &&
               c.data.num_workers == 2, "data defaults");
