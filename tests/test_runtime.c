@@ -4,6 +4,13 @@
 #include <string.h>
 
 #include "runtime/ops.h"
+// Every public header in one translation unit: names must not clash.
+#include "runtime/config.h"
+#include "runtime/cuda.h"
+#include "runtime/json.h"
+#include "runtime/op_impl.h"
+#include "runtime/philox.h"
+#include "runtime/safetensors.h"
 
 static int n_pass, n_fail;
 
