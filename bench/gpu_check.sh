@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# The one command for a lent GPU machine: build with CUDA, run the gpu and cpu suites, run
+# compute-sanitizer memcheck on the CUDA tests, run the kernel benchmarks if they exist, and
+# print a table  step | result | seconds.
+#
+#   source .device-deps/env.sh; bench/gpu_check.sh
+#
+# Writes the full log and the table to $OUT/ (when OUT is set) and to
+# bench/results/gpu_check_<date>_<card>.txt. Each step has a time cap and the whole run a
+# deadline (GPU_CHECK_BUDGET_S, default 450 s), so it ends well inside 8 minutes; steps that
+# no longer fit are reported as SKIP(time). Exits 1 if any step failed or timed out.
+set -u -o pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root" || exit 1
+# shellcheck disable=SC1091
+[ -f .device-deps/env.sh ] && source .device-deps/env.sh
+[ -d /usr/local/cuda/bin ] && PATH="$PATH:/usr/local/cuda/bin"
+
+start=$(date +%s)
+deadline=$((start + ${GPU_CHECK_BUDGET_S:-450}))
+stamp=$(date +%Y%m%d-%H%M%S)
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | tr -c 'A-Za-z0-9\n' '_' | tr -s '_' | sed 's/_$//')
+[ -z "$card" ] && card=nogpu
+mkdir -p bench/results
+log=$(mktemp /tmp/gpu_check_log.XXXXXX)
+table=$(mktemp /tmp/gpu_check_table.XXXXXX)
+jobs=${GPU_CHECK_JOBS:-$(nproc 2>/dev/null || echo 4)}
+failed=0
+
+say() { echo "$*" | tee -a "$log"; }
+
+record() {   # name result seconds
+    printf '| %-34s | %-12s | %7s |\n' "$1" "$2" "$3" >>"$table"
+    case "$2" in PASS | SKIP* | INFO) ;; *) failed=1 ;; esac
+}
+
+# run_step NAME CAP_SECONDS CMD...   (CMD runs under bash -c, output into the log and stdout)
+run_step() {
+    local name=$1 cap=$2
+    shift 2
+    local now left t rc t0 t1 secs result
+    now=$(date +%s)
+    left=$((deadline - now))
+    if [ "$left" -lt 20 ]; then
+        say "=== $name: skipped, the time budget is spent"
+        record "$name" "SKIP(time)" 0
+        return
+    fi
+    t=$cap
+    [ "$t" -gt "$left" ] && t=$left
+    say "=== $name (cap ${t}s): $*"
+    t0=$(date +%s.%N)
+    timeout --kill-after=10 "$t" bash -c "$*" 2>&1 | tee -a "$log"
+    rc=${PIPESTATUS[0]}
+    t1=$(date +%s.%N)
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    case $rc in
+    0) result=PASS ;;
+    77) result=SKIP ;;
+    124 | 137) result=TIMEOUT ;;
+    *) result="FAIL($rc)" ;;
+    esac
+    say "=== $name: $result in ${secs}s"
+    record "$name" "$result" "$secs"
+}
+
+say "gpu_check $stamp on $(hostname)"
+run_step "nvidia-smi -L" 30 "nvidia-smi -L"
+run_step "nvcc --version" 30 "nvcc --version"
+
+run_step "configure build-gpu" 120 "rm -rf build-gpu && meson setup build-gpu -Dcuda=enabled -Dbuildtype=release"
+run_step "build (ninja -j$jobs)" 240 "ninja -C build-gpu -j$jobs"
+
+if [ -x build-gpu/tests/test_cuda ]; then
+    run_step "ptxas spills" 60 "bench/ptxas_report.sh"
+    # A skipped GPU test on a GPU machine means the device was not usable: report SKIP, not PASS.
+    run_step "meson test --suite gpu" 180 'out=$(meson test -C build-gpu --suite gpu --print-errorlogs --num-processes 2 2>&1); rc=$?; echo "$out"; [ $rc -ne 0 ] && exit $rc; echo "$out" | grep -Eq "^Skipped: +0 *$" || exit 77'
+    run_step "meson test --suite cpu" 150 "meson test -C build-gpu --suite cpu --print-errorlogs --num-processes $jobs"
+
+    sanitizer=$(command -v compute-sanitizer || true)
+    for c in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
+        [ -z "$sanitizer" ] && [ -x "$c" ] && sanitizer=$c
+    done
+    if [ -n "$sanitizer" ]; then
+        # API errors are off: the tests provoke some on purpose (the pool's out-of-memory path).
+        san="$sanitizer --tool memcheck --report-api-errors no --error-exitcode 99"
+        run_step "memcheck test_cuda" 120 "DDX_TEST_QUICK=1 $san build-gpu/tests/test_cuda"
+        run_step "memcheck test_ops --backend cuda" 120 "$san build-gpu/tests/test_ops --backend cuda"
+    else
+        say "compute-sanitizer not found (PATH, /usr/local/cuda/bin): memcheck skipped"
+        record "memcheck" "SKIP(absent)" 0
+    fi
+
+    if [ -x build-gpu/bench/ddx-bench ] && build-gpu/bench/ddx-bench --help 2>&1 | grep -qw kernels; then
+        run_step "ddx-bench kernels" 90 "build-gpu/bench/ddx-bench kernels"
+    else
+        say "ddx-bench has no 'kernels' subcommand yet: skipped"
+        record "ddx-bench kernels" "SKIP(absent)" 0
+    fi
+else
+    say "build-gpu/tests/test_cuda missing: the build failed, nothing to test"
+    record "tests" "FAIL(no build)" 0
+fi
+
+total=$(($(date +%s) - start))
+{
+    echo
+    echo "gpu_check $stamp  card: $card  total ${total}s"
+    printf '| %-34s | %-12s | %7s |\n' step result seconds
+    printf '|%s|%s|%s|\n' "------------------------------------" "--------------" "---------"
+    cat "$table"
+} >"$table.out"
+tee -a "$log" <"$table.out"
+
+result_file="bench/results/gpu_check_${stamp}_${card}.txt"
+cat "$table.out" "$log" >"$result_file" 2>/dev/null || true
+if [ -n "${OUT:-}" ]; then
+    mkdir -p "$OUT"
+    cp "$log" "$OUT/gpu_check_log.txt"
+    cp "$table.out" "$OUT/gpu_check_table.txt"
+    cp "$result_file" "$OUT/" 2>/dev/null || true
+fi
+echo "log: $result_file"
+rm -f "$log" "$table" "$table.out"
+exit $failed

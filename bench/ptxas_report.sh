@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Per-kernel resource report for kernels/*.cu: registers, spill stores/loads, stack, shared
+# memory, as ptxas sees them for the SASS target (sm_90a by default).
+#
+#   bench/ptxas_report.sh [file.cu ...]      (default: every kernels/*.cu)
+#
+# Uses the nvcc flags of kernels/meson.build (minus -Werror, so that a spilling kernel is
+# reported rather than aborting the report). Exits 1 if any kernel spills or uses a stack
+# frame, 2 if a file does not compile. Needs no GPU.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+nvcc=$(command -v nvcc || true)
+[ -z "$nvcc" ] && [ -x /usr/local/cuda/bin/nvcc ] && nvcc=/usr/local/cuda/bin/nvcc
+if [ -z "$nvcc" ]; then
+    echo "ptxas_report: nvcc not found (PATH or /usr/local/cuda/bin)" >&2
+    exit 2
+fi
+# The build's generated config header, if a CUDA build dir exists; else a stand-in.
+incs=(-I. -Iruntime)
+cfgdir=$(mktemp -d)
+trap 'rm -rf "$cfgdir"' EXIT
+cfg=$(ls -1t build*/ddx_config.h 2>/dev/null | head -n 1 || true)
+if [ -n "$cfg" ]; then
+    cp "$cfg" "$cfgdir/ddx_config.h"
+else
+    printf '#define DDX_HAVE_CUDA 1\n#define DDX_HAVE_NCCL 0\n#define DDX_HAVE_MPI 0\n' >"$cfgdir/ddx_config.h"
+fi
+incs+=(-I"$cfgdir")
+
+# Keep in step with kernels/meson.build (cuda_arch default from meson_options.txt).
+arch=${DDX_CUDA_ARCH:-"-gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=compute_80"}
+# shellcheck disable=SC2054  # the commas belong to one -Xptxas argument
+flags=(-O3 -std=c++17 --expt-relaxed-constexpr -lineinfo -Xptxas=-v,-warn-spills,-warn-lmem-usage
+       -Xcompiler=-fPIC,-Wall,-Wextra)
+# shellcheck disable=SC2206
+flags+=($arch)
+
+files=("$@")
+[ ${#files[@]} -eq 0 ] && files=(kernels/*.cu)
+
+status=0
+printf '%-14s %-72s %5s %7s %7s %6s %7s\n' file kernel regs spill_st spill_ld stack smem
+for f in "${files[@]}"; do
+    log="$cfgdir/$(basename "$f").log"
+    if ! "$nvcc" "${flags[@]}" "${incs[@]}" -c "$f" -o "$cfgdir/out.o" >"$log" 2>&1; then
+        echo "ptxas_report: $f does not compile:" >&2
+        cat "$log" >&2
+        status=2
+        continue
+    fi
+    # One record per "Compiling entry function 'X' for 'sm_NN'" block; only SASS targets
+    # get register numbers, the PTX-only target is skipped by ptxas anyway.
+    awk -v file="$(basename "$f")" '
+        /Compiling entry function/ { match($0, /function .[^'"'"']*/); name = substr($0, RSTART + 10, RLENGTH - 10);
+                                     stack = st = ld = regs = smem = 0 }
+        /bytes stack frame/ { stack = $1; st = $5; ld = $9 }
+        /Used [0-9]+ registers/ { for (i = 1; i <= NF; i++) { if ($i ~ /^registers/) regs = $(i-1);
+                                                              if ($i ~ /^smem/) smem = $(i-2) }
+                                  print file "\t" name "\t" regs "\t" st "\t" ld "\t" stack "\t" smem }
+    ' "$log" >"$cfgdir/rows"
+    while IFS=$'\t' read -r file mangled regs st ld stack smem; do
+        name=$(echo "$mangled" | c++filt 2>/dev/null || echo "$mangled")
+        # Drop the anonymous-namespace prefix and argument lists: the template name is what matters.
+        name=$(echo "$name" | sed -e 's/(anonymous namespace):://g' -e 's/(.*$//')
+        printf '%-14s %-72.72s %5s %7s %7s %6s %7s\n' "$file" "$name" "$regs" "$st" "$ld" "$stack" "$smem"
+        if [ "$st" != 0 ] || [ "$ld" != 0 ] || [ "$stack" != 0 ]; then
+            echo "  ^ SPILL/STACK: $name" >&2
+            [ $status -eq 0 ] && status=1
+        fi
+    done <"$cfgdir/rows"
+done
+exit $status

@@ -1,0 +1,256 @@
+// The CUDA dispatch table: adapts tape nodes to the kernel launchers. Semantics mirror the
+// CPU reference in runtime/ops/elementwise.c (backward accumulates, reshape aliases);
+// unlike the CPU, f32 and bf16 are both computed natively (bf16 storage, fp32 math).
+// Ops without an entry here are reported by dispatch as having no CUDA kernel yet.
+#include "cuda/check.h"
+#include "kernels/elementwise.h"
+#include "op_impl.h"
+
+static void *stream_of(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
+
+static ddx_status need_float(const char *op, const ddx_tensor *t) {
+    if (t->dtype != DDX_F32 && t->dtype != DDX_BF16)
+        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: dtype %s is not supported (f32, bf16)", op, ddx_dtype_name(t->dtype));
+    return DDX_OK;
+}
+
+static ddx_status need_same_dtype(const char *op, const ddx_tensor *a, const ddx_tensor *b) {
+    DDX_TRY(need_float(op, a));
+    if (a->dtype != b->dtype)
+        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: mixed dtypes %s and %s", op, ddx_dtype_name(a->dtype),
+                          ddx_dtype_name(b->dtype));
+    return DDX_OK;
+}
+
+// The output's grad every backward starts from; its absence is a tape bug.
+static ddx_status out_grad(const ddx_node *n, const ddx_tensor **dy) {
+    *dy = n->out->grad;
+    if (!*dy) return ddx_errorf(DDX_E_INTERNAL, "%s backward on CUDA: the output has no grad", ddx_op_name(n->op));
+    return DDX_OK;
+}
+
+// dst += src, any f32/bf16 pair of equal element count.
+static ddx_status accumulate(ddx_ctx *c, ddx_tensor *dst, const ddx_tensor *src) {
+    void *s = stream_of(c);
+    const int64_t n = ddx_numel(dst);
+    if (ddx_numel(src) != n)
+        return ddx_errorf(DDX_E_INTERNAL, "CUDA accumulate: %lld elements into %lld", (long long)ddx_numel(src), (long long)n);
+    DDX_TRY(need_float("accumulate", dst));
+    DDX_TRY(need_float("accumulate", src));
+    if (dst->dtype == DDX_F32 && src->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_accumulate_f32(dst->data, src->data, n, s));
+    else if (dst->dtype == DDX_BF16 && src->dtype == DDX_BF16) DDX_CUDA_CHECK(ddx_k_accumulate_bf16(dst->data, src->data, n, s));
+    else if (dst->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_accumulate_bf16_into_f32(dst->data, src->data, n, s));
+    else DDX_CUDA_CHECK(ddx_k_accumulate_f32_into_bf16(dst->data, src->data, n, s));
+    return DDX_OK;
+}
+
+// ---- fill / copy / cast / reshape ---------------------------------------------------------
+static ddx_status cuda_fill_fwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *y = n->out;
+    const int64_t cnt = ddx_numel(y);
+    const float v = n->p.fill.value;
+    switch (y->dtype) {
+    case DDX_F32: DDX_CUDA_CHECK(ddx_k_fill_f32(y->data, cnt, v, stream_of(c))); break;
+    case DDX_BF16: DDX_CUDA_CHECK(ddx_k_fill_bf16(y->data, cnt, v, stream_of(c))); break;
+    case DDX_I32: DDX_CUDA_CHECK(ddx_k_fill_i32(y->data, cnt, (int32_t)v, stream_of(c))); break;
+    default: return ddx_errorf(DDX_E_UNSUPPORTED, "fill on CUDA: dtype %s is not supported", ddx_dtype_name(y->dtype));
+    }
+    return DDX_OK;
+}
+
+static ddx_status cuda_copy_fwd(ddx_ctx *c, ddx_node *n) {
+    DDX_CUDA_CHECK(ddx_k_copy(n->out->data, n->in[0]->data, (int64_t)ddx_nbytes(n->out), stream_of(c)));
+    return DDX_OK;
+}
+
+static ddx_status cuda_copy_bwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *g = ddx_in_grad(c, n, 0);
+    if (!g) return c->status;
+    const ddx_tensor *dy;
+    DDX_TRY(out_grad(n, &dy));
+    return accumulate(c, g, dy);
+}
+
+static ddx_status cuda_cast_fwd(ddx_ctx *c, ddx_node *n) {
+    const ddx_tensor *x = n->in[0];
+    ddx_tensor *y = n->out;
+    DDX_TRY(need_float("cast", x));
+    DDX_TRY(need_float("cast", y));
+    const int64_t cnt = ddx_numel(y);
+    if (x->dtype == y->dtype) DDX_CUDA_CHECK(ddx_k_copy(y->data, x->data, (int64_t)ddx_nbytes(y), stream_of(c)));
+    else if (y->dtype == DDX_BF16) DDX_CUDA_CHECK(ddx_k_cast_f32_to_bf16(y->data, x->data, cnt, stream_of(c)));
+    else DDX_CUDA_CHECK(ddx_k_cast_bf16_to_f32(y->data, x->data, cnt, stream_of(c)));
+    return DDX_OK;
+}
+
+static ddx_status cuda_cast_bwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *g = ddx_in_grad(c, n, 0);
+    if (!g) return c->status;
+    const ddx_tensor *dy;
+    DDX_TRY(out_grad(n, &dy));
+    return accumulate(c, g, dy);
+}
+
+static ddx_status cuda_reshape_fwd(ddx_ctx *c, ddx_node *n) {
+    // Only reached through the dispatch table (ddx_reshape aliases without dispatch).
+    if (n->out->data != n->in[0]->data)
+        DDX_CUDA_CHECK(ddx_k_copy(n->out->data, n->in[0]->data, (int64_t)ddx_nbytes(n->out), stream_of(c)));
+    return DDX_OK;
+}
+
+static ddx_status cuda_reshape_bwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *x = n->in[0];
+    if (!x->requires_grad) return DDX_OK;
+    const ddx_tensor *dy;
+    DDX_TRY(out_grad(n, &dy));
+    if (!x->grad) {
+        // As on the CPU: the first grad of x is the output's grad buffer seen in x's shape.
+        ddx_tensor *g = ddx_meta_tensor(c);
+        if (!g) return c->status;
+        *g = ddx_tensor_wrap(dy->data, x->dtype, x->device, x->ndim, x->shape);
+        x->grad = g;
+        return DDX_OK;
+    }
+    return accumulate(c, x->grad, dy);
+}
+
+// ---- add / mul ----------------------------------------------------------------------------
+// The same rule as the CPU: b right-aligned against a, each dim 1 or equal; a padded to 4
+// dims with trailing 1s (tensors are contiguous, so that is the same memory).
+static ddx_status bcast_of(const ddx_node *n, ddx_k_bcast *bc) {
+    const ddx_tensor *a = n->in[0], *b = n->in[1];
+    int64_t as[4], bs[4];
+    const int off = a->ndim - b->ndim;
+    for (int i = 0; i < 4; i++) {
+        as[i] = i < a->ndim ? a->shape[i] : 1;
+        bs[i] = off < 0 || i < off || i >= a->ndim ? 1 : b->shape[i - off];
+    }
+    if (off < 0 || ddx_k_bcast_make(bc, as, bs) != 0)
+        return ddx_errorf(DDX_E_INTERNAL, "%s on CUDA: b does not broadcast into a (the front-end should have refused it)",
+                          ddx_op_name(n->op));
+    return DDX_OK;
+}
+
+static ddx_status binary_fwd(ddx_ctx *c, ddx_node *n, bool mul) {
+    const ddx_tensor *a = n->in[0], *b = n->in[1];
+    const char *op = ddx_op_name(n->op);
+    DDX_TRY(need_same_dtype(op, a, b));
+    DDX_TRY(need_same_dtype(op, a, n->out));
+    ddx_k_bcast bc;
+    DDX_TRY(bcast_of(n, &bc));
+    void *s = stream_of(c), *y = n->out->data;
+    if (a->dtype == DDX_F32) {
+        if (mul) DDX_CUDA_CHECK(ddx_k_mul_f32(y, a->data, b->data, &bc, s));
+        else DDX_CUDA_CHECK(ddx_k_add_f32(y, a->data, b->data, &bc, s));
+    } else {
+        if (mul) DDX_CUDA_CHECK(ddx_k_mul_bf16(y, a->data, b->data, &bc, s));
+        else DDX_CUDA_CHECK(ddx_k_add_bf16(y, a->data, b->data, &bc, s));
+    }
+    return DDX_OK;
+}
+
+static ddx_status binary_bwd(ddx_ctx *c, ddx_node *n, bool mul) {
+    const ddx_tensor *a = n->in[0], *b = n->in[1];
+    ddx_tensor *ga = ddx_in_grad(c, n, 0), *gb = ddx_in_grad(c, n, 1);
+    if (c->status != DDX_OK) return c->status;
+    const ddx_tensor *dy;
+    DDX_TRY(out_grad(n, &dy));
+    const char *op = ddx_op_name(n->op);
+    DDX_TRY(need_same_dtype(op, a, dy));
+    ddx_k_bcast bc;
+    DDX_TRY(bcast_of(n, &bc));
+    void *s = stream_of(c);
+    const bool f32 = a->dtype == DDX_F32;
+    if (ga) {
+        DDX_TRY(need_same_dtype(op, ga, dy));
+        if (!mul) DDX_TRY(accumulate(c, ga, dy));
+        else if (f32) DDX_CUDA_CHECK(ddx_k_mul_bwd_a_f32(ga->data, dy->data, b->data, &bc, s));
+        else DDX_CUDA_CHECK(ddx_k_mul_bwd_a_bf16(ga->data, dy->data, b->data, &bc, s));
+    }
+    if (gb) {
+        DDX_TRY(need_same_dtype(op, gb, dy));
+        const void *pa = mul ? a->data : NULL;
+        if (f32) DDX_CUDA_CHECK(ddx_k_bcast_reduce_f32(gb->data, dy->data, pa, &bc, s));
+        else DDX_CUDA_CHECK(ddx_k_bcast_reduce_bf16(gb->data, dy->data, pa, &bc, s));
+    }
+    return DDX_OK;
+}
+
+static ddx_status cuda_add_fwd(ddx_ctx *c, ddx_node *n) { return binary_fwd(c, n, false); }
+static ddx_status cuda_add_bwd(ddx_ctx *c, ddx_node *n) { return binary_bwd(c, n, false); }
+static ddx_status cuda_mul_fwd(ddx_ctx *c, ddx_node *n) { return binary_fwd(c, n, true); }
+static ddx_status cuda_mul_bwd(ddx_ctx *c, ddx_node *n) { return binary_bwd(c, n, true); }
+
+// ---- scale / silu / relu ------------------------------------------------------------------
+typedef enum { UN_SCALE, UN_SILU, UN_RELU } unary_kind;
+
+static ddx_status unary_fwd(ddx_ctx *c, ddx_node *n, unary_kind k) {
+    const ddx_tensor *x = n->in[0];
+    DDX_TRY(need_same_dtype(ddx_op_name(n->op), x, n->out));
+    const int64_t cnt = ddx_numel(n->out);
+    void *s = stream_of(c), *y = n->out->data;
+    const float al = n->p.scale.alpha, be = n->p.scale.beta;
+    const bool f32 = x->dtype == DDX_F32;
+    switch (k) {
+    case UN_SCALE:
+        if (f32) DDX_CUDA_CHECK(ddx_k_scale_f32(y, x->data, al, be, cnt, s));
+        else DDX_CUDA_CHECK(ddx_k_scale_bf16(y, x->data, al, be, cnt, s));
+        break;
+    case UN_SILU:
+        if (f32) DDX_CUDA_CHECK(ddx_k_silu_f32(y, x->data, cnt, s));
+        else DDX_CUDA_CHECK(ddx_k_silu_bf16(y, x->data, cnt, s));
+        break;
+    case UN_RELU:
+        if (f32) DDX_CUDA_CHECK(ddx_k_relu_f32(y, x->data, cnt, s));
+        else DDX_CUDA_CHECK(ddx_k_relu_bf16(y, x->data, cnt, s));
+        break;
+    }
+    return DDX_OK;
+}
+
+static ddx_status unary_bwd(ddx_ctx *c, ddx_node *n, unary_kind k) {
+    ddx_tensor *g = ddx_in_grad(c, n, 0);
+    if (!g) return c->status;
+    const ddx_tensor *x = n->in[0], *dy;
+    DDX_TRY(out_grad(n, &dy));
+    const char *op = ddx_op_name(n->op);
+    DDX_TRY(need_same_dtype(op, g, dy));
+    DDX_TRY(need_same_dtype(op, x, dy));
+    const int64_t cnt = ddx_numel(g);
+    void *s = stream_of(c);
+    const bool f32 = g->dtype == DDX_F32;
+    switch (k) {
+    case UN_SCALE:
+        if (f32) DDX_CUDA_CHECK(ddx_k_axpy_f32(g->data, dy->data, n->p.scale.alpha, cnt, s));
+        else DDX_CUDA_CHECK(ddx_k_axpy_bf16(g->data, dy->data, n->p.scale.alpha, cnt, s));
+        break;
+    case UN_SILU:
+        if (f32) DDX_CUDA_CHECK(ddx_k_silu_bwd_f32(g->data, x->data, dy->data, cnt, s));
+        else DDX_CUDA_CHECK(ddx_k_silu_bwd_bf16(g->data, x->data, dy->data, cnt, s));
+        break;
+    case UN_RELU:
+        if (f32) DDX_CUDA_CHECK(ddx_k_relu_bwd_f32(g->data, x->data, dy->data, cnt, s));
+        else DDX_CUDA_CHECK(ddx_k_relu_bwd_bf16(g->data, x->data, dy->data, cnt, s));
+        break;
+    }
+    return DDX_OK;
+}
+
+static ddx_status cuda_scale_fwd(ddx_ctx *c, ddx_node *n) { return unary_fwd(c, n, UN_SCALE); }
+static ddx_status cuda_scale_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, UN_SCALE); }
+static ddx_status cuda_silu_fwd(ddx_ctx *c, ddx_node *n) { return unary_fwd(c, n, UN_SILU); }
+static ddx_status cuda_silu_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, UN_SILU); }
+static ddx_status cuda_relu_fwd(ddx_ctx *c, ddx_node *n) { return unary_fwd(c, n, UN_RELU); }
+static ddx_status cuda_relu_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, UN_RELU); }
+
+const ddx_backend_op ddx_cuda_ops[DDX_OP_COUNT] = {
+    [DDX_OP_FILL] = {cuda_fill_fwd, NULL},
+    [DDX_OP_COPY] = {cuda_copy_fwd, cuda_copy_bwd},
+    [DDX_OP_CAST] = {cuda_cast_fwd, cuda_cast_bwd},
+    [DDX_OP_RESHAPE] = {cuda_reshape_fwd, cuda_reshape_bwd},
+    [DDX_OP_ADD] = {cuda_add_fwd, cuda_add_bwd},
+    [DDX_OP_MUL] = {cuda_mul_fwd, cuda_mul_bwd},
+    [DDX_OP_SCALE] = {cuda_scale_fwd, cuda_scale_bwd},
+    [DDX_OP_SILU] = {cuda_silu_fwd, cuda_silu_bwd},
+    [DDX_OP_RELU] = {cuda_relu_fwd, cuda_relu_bwd},
+};
