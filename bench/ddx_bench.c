@@ -413,6 +413,8 @@ static int cmd_ops(int argc, char **argv) {
     return n_fail ? 1 : 0;
 }
 
+#include "bench_kernels.h"
+
 // ---- subcommands -------------------------------------------------------------------------
 
 typedef struct bench_cmd {
@@ -423,6 +425,7 @@ typedef struct bench_cmd {
 
 static const bench_cmd g_cmds[] = {
     {"ops", cmd_ops, "time each CPU op (forward, backward) at U-Net shapes; conv vs sgemm acceptance check"},
+    {"kernels", ddx_bench_kernels, "time each CUDA kernel; GB/s and share of the device copy bandwidth"},
 };
 
 static void usage(FILE *f) {

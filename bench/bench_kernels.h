@@ -1,0 +1,5 @@
+#ifndef DDX_BENCH_KERNELS_H
+#define DDX_BENCH_KERNELS_H
+// `ddx-bench kernels`: CUDA kernel bandwidth against the device copy in the same run.
+int ddx_bench_kernels(int argc, char **argv);
+#endif
