@@ -30,29 +30,10 @@
 #endif
 #endif
 
-static int n_pass, n_fail, n_skip;
-
-#define CHECK(cond, ...)                                \
-    do {                                                \
-        if (cond) {                                     \
-            n_pass++;                                   \
-        } else {                                        \
-            n_fail++;                                   \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-            printf(__VA_ARGS__);                        \
-            printf("\n");                               \
-        }                                               \
-    } while (0)
+#include "check.h"
 
 #if DDX_HAVE_CUDA
-static int finish(void) {
-    if (n_skip)
-        printf("cuda-runtime: %d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
-    else
-        printf("cuda-runtime: %d passed, %d failed\n", n_pass, n_fail);
-    if (n_fail) return 1;
-    return n_pass == 0 ? 77 : 0;
-}
+static int finish(void) { return ddx_test_finish("cuda-runtime"); }
 #endif
 
 #if !DDX_HAVE_CUDA
@@ -63,7 +44,7 @@ int main(void) {
     CHECK(strstr(ddx_last_error(), "without CUDA") != NULL, "message: %s", ddx_last_error());
     printf("SKIP: built without CUDA (%s)\n", ddx_cuda_describe());
     n_skip++;
-    printf("cuda-runtime: %d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
+    ddx_test_finish("cuda-runtime");
     return n_fail ? 1 : 77;
 }
 #else

@@ -14,19 +14,7 @@
 
 #include "data/misc_fixtures.h"
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                          \
-    do {                                                          \
-        if (cond) {                                               \
-            n_pass++;                                             \
-        } else {                                                  \
-            n_fail++;                                             \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);           \
-            printf(__VA_ARGS__);                                  \
-            printf("\n");                                         \
-        }                                                         \
-    } while (0)
+#include "check.h"
 
 // ---- helpers ------------------------------------------------------------------------------
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -594,6 +582,5 @@ int main(void) {
     ddx_status gst = ddx_arena_check_guards(&c.act);
     CHECK(gst == DDX_OK, "arena guards intact: %s", ddx_last_error());
     ddx_ctx_free(&c);
-    printf("misc-ref: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return ddx_test_finish("misc-ref");
 }

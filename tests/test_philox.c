@@ -16,19 +16,7 @@
 #include "kernels/rng.h"
 #endif
 
-static int n_pass, n_fail, n_skip;
-
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        if (cond) {                                        \
-            n_pass++;                                      \
-        } else {                                           \
-            n_fail++;                                      \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 static uint32_t f2u(float f) {
     uint32_t u;
@@ -402,9 +390,5 @@ int main(void) {
     printf("SKIP GPU bits == CPU bits: built without CUDA\n");
     n_skip++;
 #endif
-    if (n_skip)
-        printf("philox: %d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
-    else
-        printf("philox: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return ddx_test_finish("philox");
 }

@@ -12,19 +12,7 @@
 #include "runtime/philox.h"
 #include "runtime/safetensors.h"
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                       \
-    do {                                                       \
-        if (cond) {                                            \
-            n_pass++;                                          \
-        } else {                                               \
-            n_fail++;                                          \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            printf(__VA_ARGS__);                               \
-            printf("\n");                                      \
-        }                                                      \
-    } while (0)
+#include "check.h"
 
 static void test_arena(void) {
     ddx_arena a;
@@ -148,6 +136,5 @@ int main(void) {
     test_param_store();
     test_tape();
     test_misc();
-    printf("test_runtime: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return ddx_test_finish("runtime");
 }

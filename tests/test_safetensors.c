@@ -17,19 +17,7 @@
 #include "safetensors.h"
 #include "status.h"
 
-static int g_pass, g_fail, g_skip;
-
-#define CHECK(cond, ...)                                        \
-    do {                                                        \
-        if (cond) {                                             \
-            g_pass++;                                           \
-        } else {                                                \
-            g_fail++;                                           \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);         \
-            printf(__VA_ARGS__);                                \
-            printf("\n");                                       \
-        }                                                       \
-    } while (0)
+#include "check.h"
 
 static char g_dir[256];
 
@@ -494,7 +482,7 @@ static void test_atomic(void) {
     // Read-only directory (meaningless for root, who may write anyway).
     chmod(g_dir, 0500);
     if (access(g_dir, W_OK) == 0) {
-        g_skip++;
+        n_skip++;
         printf("SKIP atomic: read-only directory case (running as root)\n");
     } else {
         ddx_clear_error();
@@ -832,7 +820,5 @@ int main(void) {
     test_reference_fixture();
     chmod(g_dir, 0700);
     nftw(g_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    if (g_skip) printf("safetensors: %d passed, %d failed, %d skipped\n", g_pass, g_fail, g_skip);
-    else printf("safetensors: %d passed, %d failed\n", g_pass, g_fail);
-    return g_fail ? 1 : 0;
+    return ddx_test_finish("safetensors");
 }
