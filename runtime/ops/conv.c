@@ -160,9 +160,29 @@ static void gemm_at_b_add(int64_t rows, int64_t n, int64_t k, const float *A, co
 
 // ---- conv2d ------------------------------------------------------------------------------
 
+// The optional bias of conv2d and linear: [rows of w] on the context's device, x's dtype.
+static bool bias_ok(ddx_ctx *c, const char *op, const char *dim, const ddx_tensor *bias, const ddx_tensor *w,
+                    const ddx_tensor *x) {
+    if (!bias) return true;
+    char bs[64], ws[64];
+    ddx_shape_str(bias, bs, sizeof bs);
+    ddx_shape_str(w, ws, sizeof ws);
+    if (bias->device != c->device)
+        ddx_op_fail(c, DDX_E_INPUT, "%s: bias is on %s but the context is on %s", op, ddx_device_name(bias->device),
+                    ddx_device_name(c->device));
+    else if (bias->ndim != 1 || bias->shape[0] != w->shape[0])
+        ddx_op_fail(c, DDX_E_INPUT, "%s: bias %s must be [%s] = [%lld] for weight %s", op, bs, dim, (long long)w->shape[0], ws);
+    else if (bias->dtype != x->dtype)
+        ddx_op_fail(c, DDX_E_INPUT, "%s: bias dtype %s differs from input dtype %s", op, ddx_dtype_name(bias->dtype),
+                    ddx_dtype_name(x->dtype));
+    else
+        return true;
+    return false;
+}
+
 ddx_tensor *ddx_conv2d(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias, ddx_conv2d_params p) {
     if (!ddx_op_ok(c, "conv2d", 2, (ddx_tensor *[]){x, w})) return NULL;
-    char xs[64], ws[64], bs[64];
+    char xs[64], ws[64];
     ddx_shape_str(x, xs, sizeof xs);
     ddx_shape_str(w, ws, sizeof ws);
     if (x->ndim != 4)
@@ -180,18 +200,7 @@ ddx_tensor *ddx_conv2d(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bia
                            ddx_dtype_name(w->dtype), ddx_dtype_name(x->dtype));
     if (x->dtype != DDX_F32 && x->dtype != DDX_BF16)
         return ddx_op_fail(c, DDX_E_INPUT, "conv2d: dtype %s is not a float type", ddx_dtype_name(x->dtype));
-    if (bias) {
-        ddx_shape_str(bias, bs, sizeof bs);
-        if (bias->device != c->device)
-            return ddx_op_fail(c, DDX_E_INPUT, "conv2d: bias is on %s but the context is on %s",
-                               ddx_device_name(bias->device), ddx_device_name(c->device));
-        if (bias->ndim != 1 || bias->shape[0] != w->shape[0])
-            return ddx_op_fail(c, DDX_E_INPUT, "conv2d: bias %s must be [Co] = [%lld] for weight %s", bs,
-                               (long long)w->shape[0], ws);
-        if (bias->dtype != x->dtype)
-            return ddx_op_fail(c, DDX_E_INPUT, "conv2d: bias dtype %s differs from input dtype %s",
-                               ddx_dtype_name(bias->dtype), ddx_dtype_name(x->dtype));
-    }
+    if (!bias_ok(c, "conv2d", "Co", bias, w, x)) return NULL;
     if (p.stride != 1 && p.stride != 2)
         return ddx_op_fail(c, DDX_E_INPUT, "conv2d: stride %d is not supported (use 1 or 2)", p.stride);
     if (p.pad_top < 0 || p.pad_bottom < 0 || p.pad_left < 0 || p.pad_right < 0)
@@ -298,7 +307,7 @@ ddx_status ddx_cpu_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
 
 ddx_tensor *ddx_linear(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias) {
     if (!ddx_op_ok(c, "linear", 2, (ddx_tensor *[]){x, w})) return NULL;
-    char xs[64], ws[64], bs[64];
+    char xs[64], ws[64];
     ddx_shape_str(x, xs, sizeof xs);
     ddx_shape_str(w, ws, sizeof ws);
     if (w->ndim != 2 || w->shape[0] < 1 || w->shape[1] < 1)
@@ -313,18 +322,7 @@ ddx_tensor *ddx_linear(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bia
                            ddx_dtype_name(w->dtype), ddx_dtype_name(x->dtype));
     if (x->dtype != DDX_F32 && x->dtype != DDX_BF16)
         return ddx_op_fail(c, DDX_E_INPUT, "linear: dtype %s is not a float type", ddx_dtype_name(x->dtype));
-    if (bias) {
-        ddx_shape_str(bias, bs, sizeof bs);
-        if (bias->device != c->device)
-            return ddx_op_fail(c, DDX_E_INPUT, "linear: bias is on %s but the context is on %s",
-                               ddx_device_name(bias->device), ddx_device_name(c->device));
-        if (bias->ndim != 1 || bias->shape[0] != w->shape[0])
-            return ddx_op_fail(c, DDX_E_INPUT, "linear: bias %s must be [Out] = [%lld] for weight %s", bs,
-                               (long long)w->shape[0], ws);
-        if (bias->dtype != x->dtype)
-            return ddx_op_fail(c, DDX_E_INPUT, "linear: bias dtype %s differs from input dtype %s",
-                               ddx_dtype_name(bias->dtype), ddx_dtype_name(x->dtype));
-    }
+    if (!bias_ok(c, "linear", "Out", bias, w, x)) return NULL;
     int64_t shape[DDX_MAX_DIMS];
     for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
     shape[x->ndim - 1] = w->shape[0];
