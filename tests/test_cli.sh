@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Bad input reaches the user as one line on stderr naming the file, and exit code 2; good
+# input exits 0. Exercises ddx-inspect over every config fixture and broken safetensors files.
+#   test_cli.sh PATH/TO/ddx-inspect   (run from tests/)
+set -u
+exe=$1
+pass=0 fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+
+# expect CODE FILE_IN_MESSAGE ARGS...: exit code CODE; for 2, stderr is exactly one line that
+# starts with "ddx-inspect: " and names FILE_IN_MESSAGE.
+expect() {
+    local want=$1 name=$2
+    shift 2
+    "$exe" "$@" >"$tmp/out" 2>"$tmp/err"
+    local rc=$?
+    if [ "$rc" != "$want" ]; then
+        bad "ddx-inspect $*: exit $rc, want $want; stderr: $(head -c 300 "$tmp/err")"
+        return
+    fi
+    if [ "$want" = 2 ]; then
+        local lines
+        lines=$(wc -l <"$tmp/err")
+        if [ "$lines" != 1 ] || ! grep -q "^ddx-inspect: " "$tmp/err" || ! grep -qF -- "$name" "$tmp/err"; then
+            bad "ddx-inspect $*: want one line naming '$name', got $lines line(s): $(head -c 300 "$tmp/err")"
+            return
+        fi
+    fi
+    ok
+}
+
+good_configs="comments_only crlf_bom dotted_keys empty empty_sections"
+for f in ../configs/*.yaml; do
+    expect 0 "" "$f"
+    # The resolved config reads back to the same config.
+    "$exe" "$f" >"$tmp/a.yaml" 2>/dev/null && "$exe" "$tmp/a.yaml" >"$tmp/b.yaml" 2>/dev/null &&
+        diff -q <(grep -v '^#' "$tmp/a.yaml") <(grep -v '^#' "$tmp/b.yaml") >/dev/null && ok || bad "$f: emit -> load round trip differs"
+done
+for f in data/config/*.yaml; do
+    base=$(basename "$f" .yaml)
+    sum_before=$(md5sum "$f")
+    if [[ " $good_configs " == *" $base "* ]]; then
+        expect 0 "" "$f"
+    else
+        expect 2 "$f" "$f"
+    fi
+    [ "$(md5sum "$f")" = "$sum_before" ] && ok || bad "$f was modified"
+done
+
+cfg=../configs/cifar10_ddpm.yaml
+expect 0 "" "$cfg" --set train.lr=1e-3 --set model.ch_mult=[1,2,2]
+"$exe" "$cfg" --set train.lr=1e-3 2>/dev/null | grep -q "lr: 0.001" && ok || bad "--set train.lr=1e-3 not applied"
+expect 2 "train.lr" "$cfg" --set train.lr=abc
+expect 2 "train.lrr" "$cfg" --set train.lrr=1
+expect 2 "model.attn_resolutions" "$cfg" --set model.attn_resolutions=[20]
+expect 2 "nope.yaml" "$tmp/nope.yaml"
+expect 2 "--set" "$cfg" --set
+expect 2 "" "$cfg" extra-arg
+
+# safetensors: a good file, then broken ones.
+st=data/safetensors/ref_small.safetensors
+expect 0 "" "$st"
+"$exe" "$st" | grep -q "conv.weight *F32 *\[2, 1, 2, 3\]" && ok || bad "ref_small: conv.weight not listed"
+size=$(stat -c %s "$st")
+for n in 0 1 7 8 9 16 64 $((size / 2)) $((size - 1)); do
+    head -c "$n" "$st" >"$tmp/trunc_$n.safetensors"
+    expect 2 "trunc_$n.safetensors" "$tmp/trunc_$n.safetensors"
+done
+printf '\x00\x00\x00\x00\x00\x00\x00\x80{}' >"$tmp/huge_header.safetensors"   # header length 2^63
+expect 2 "huge_header.safetensors" "$tmp/huge_header.safetensors"
+head -c 4096 /dev/urandom >"$tmp/noise.safetensors"
+expect 2 "noise.safetensors" "$tmp/noise.safetensors"
+hdr='{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}'
+{ printf "$(printf '\\x%02x' ${#hdr} 0 0 0 0 0 0 0)"; printf '%s' "$hdr"; head -c 12 /dev/zero; } >"$tmp/overlap.safetensors"
+expect 2 "overlap.safetensors" "$tmp/overlap.safetensors"
+mkdir "$tmp/dir.safetensors"
+expect 2 "dir.safetensors" "$tmp/dir.safetensors"
+expect 2 "missing.safetensors" "$tmp/missing.safetensors"
+expect 2 "--set" "$st" --set a=b
+expect 2 "notes.txt" notes.txt
+expect 2 "" 
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" = 0 ]
