@@ -217,6 +217,25 @@ ddx_status ddx_arena_check_guards(const ddx_arena *a) {
     return DDX_OK;
 }
 
+ddx_arena_mark ddx_arena_mark_get(const ddx_arena *a) {
+    return (ddx_arena_mark){a->head, a->head ? a->head->used : 0, a->in_use, a->n_guards};
+}
+
+ddx_status ddx_arena_rewind(ddx_arena *a, ddx_arena_mark m) {
+    if (a->debug) {
+        ddx_arena tail = *a;   // a view of just the guards being released
+        tail.guards = a->guards + m.n_guards;
+        tail.n_guards = a->n_guards - m.n_guards;
+        DDX_TRY(ddx_arena_check_guards(&tail));
+    }
+    // Blocks chained after the mark sit in front of it in the list: empty them, keep them.
+    for (ddx_arena_block *b = a->head; b && b != m.block; b = b->next) b->used = 0;
+    if (m.block) m.block->used = m.used;
+    a->in_use = m.in_use;
+    a->n_guards = m.n_guards;
+    return DDX_OK;
+}
+
 // ---- parameter store -------------------------------------------------------------------
 void ddx_param_store_init(ddx_param_store *s, ddx_device dev) {
     memset(s, 0, sizeof *s);

@@ -80,6 +80,18 @@ ddx_status ddx_arena_reset(ddx_arena *a);
 ddx_status ddx_arena_check_guards(const ddx_arena *a);
 size_t ddx_arena_capacity(const ddx_arena *a);
 
+// Scratch that an op needs only during its own call: take a mark before allocating it and
+// rewind after, so the space is reused by the next op instead of living until the step's
+// reset. Only memory allocated after the mark may be released this way, and nothing may
+// still refer to it (on CUDA: later work on the same stream may overwrite it, which stream
+// order makes safe). In debug mode the rewind first verifies the released guards.
+typedef struct ddx_arena_mark {
+    ddx_arena_block *block;
+    size_t used, in_use, n_guards;
+} ddx_arena_mark;
+ddx_arena_mark ddx_arena_mark_get(const ddx_arena *a);
+ddx_status ddx_arena_rewind(ddx_arena *a, ddx_arena_mark m);
+
 // ---------------------------------------------------------------------------------------
 // Parameter store: every parameter is a view into one flat f32 buffer; gradients, Adam m and
 // v, and EMA are flat buffers of the same layout, so optimizer, grad-norm, EMA and all-reduce

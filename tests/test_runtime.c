@@ -30,6 +30,15 @@ static void test_arena(void) {
     CHECK(ddx_arena_reset(&a) == DDX_OK, "reset");
     void *r1 = ddx_arena_alloc(&a, 10), *r2 = ddx_arena_alloc(&a, 100), *r3 = ddx_arena_alloc(&a, 1 << 20);
     CHECK(q1 == r1 && q2 == r2 && q3 == r3, "addresses repeat step to step");
+    // Mark / rewind: scratch is released for the next allocation, also across a chained block.
+    ddx_arena_mark m = ddx_arena_mark_get(&a);
+    void *s1 = ddx_arena_alloc(&a, 1000);
+    CHECK(ddx_arena_rewind(&a, m) == DDX_OK && ddx_arena_alloc(&a, 1000) == s1, "rewind reuses the space");
+    CHECK(ddx_arena_rewind(&a, m) == DDX_OK, "rewind");
+    size_t in_use = a.in_use;
+    void *s2 = ddx_arena_alloc(&a, ddx_arena_capacity(&a) * 2);   // forces a new block
+    CHECK(s2 && ddx_arena_rewind(&a, m) == DDX_OK && a.in_use == in_use, "rewind past a chained block");
+    CHECK(ddx_arena_alloc(&a, 64) != NULL && ddx_arena_reset(&a) == DDX_OK, "usable after rewind");
     ddx_arena_free(&a);
 
     // Debug mode: poison and guards.
@@ -43,6 +52,15 @@ static void test_arena(void) {
     ((uint8_t *)f)[DDX_ARENA_ALIGN + 3] = 0;   // past the 256-byte rounded allocation: in the guard
     ddx_status st = ddx_arena_check_guards(&a);
     CHECK(st == DDX_E_INTERNAL && strstr(ddx_last_error(), "guard"), "overrun detected: %s", ddx_last_error());
+    ddx_arena_free(&a);
+
+    // A rewind checks the guards of what it releases.
+    CHECK(ddx_arena_init(&a, "dbg2", DDX_CPU, 1 << 16) == DDX_OK, "init debug 2");
+    a.debug = true;
+    ddx_arena_mark m2 = ddx_arena_mark_get(&a);
+    uint8_t *sc = ddx_arena_alloc(&a, 10);
+    sc[DDX_ARENA_ALIGN] = 1;   // first guard byte
+    CHECK(ddx_arena_rewind(&a, m2) == DDX_E_INTERNAL, "rewind catches a scratch overrun");
     ddx_arena_free(&a);
 }
 

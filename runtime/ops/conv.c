@@ -10,10 +10,10 @@
 
 #include "op_impl.h"
 
-// im2col scratch per chunk of output rows. It comes from the activation arena, which is only
-// released at the end of the step, so every conv call in a step keeps its scratch until then:
-// a small cap bounds that overhead. A few MiB still gives GEMMs of hundreds to thousands of
-// rows (efficient for OpenBLAS) and keeps the freshly written chunk in cache for the GEMM.
+// im2col scratch per chunk of output rows, from the activation arena and rewound when the call
+// ends, so every conv of a step reuses the same few MiB (which also stay warm in cache). A few
+// MiB still gives GEMMs of hundreds to thousands of rows (efficient for OpenBLAS) and keeps the
+// freshly written chunk in cache for the GEMM.
 #define DDX_CONV_SCRATCH_BYTES ((int64_t)4 << 20)
 
 // cblas takes int sizes; chunk the row dimension so no count is ever truncated.
@@ -259,13 +259,14 @@ ddx_status ddx_cpu_conv2d_fwd(ddx_ctx *c, ddx_node *n) {
     }
     int64_t chunk = conv_chunk_rows(&g);
     float *cols = NULL;
+    ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
     DDX_TRY(conv_scratch(c, &g, chunk, &cols));
     for (int64_t r0 = 0; r0 < g.rows; r0 += chunk) {
         int64_t r1 = r0 + chunk < g.rows ? r0 + chunk : g.rows;
         conv_im2col(&g, x, r0, r1, cols);
         gemm_a_bt(r1 - r0, g.Co, g.K, cols, w, beta, y + r0 * g.Co);
     }
-    return DDX_OK;
+    return ddx_arena_rewind(&c->act, mark);
 }
 
 ddx_status ddx_cpu_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
@@ -287,6 +288,7 @@ ddx_status ddx_cpu_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
     }
     int64_t chunk = conv_chunk_rows(&g);
     float *cols = NULL;
+    ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
     DDX_TRY(conv_scratch(c, &g, chunk, &cols));
     for (int64_t r0 = 0; r0 < g.rows; r0 += chunk) {
         int64_t r1 = r0 + chunk < g.rows ? r0 + chunk : g.rows;
@@ -300,7 +302,7 @@ ddx_status ddx_cpu_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
             conv_col2im_add(&g, cols, r0, r1, ddx_f32(gx));
         }
     }
-    return DDX_OK;
+    return ddx_arena_rewind(&c->act, mark);
 }
 
 // ---- linear ------------------------------------------------------------------------------
