@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "cpu_math.h"
 #include "op_impl.h"
 
 static ddx_status need_f32(const char *op, const ddx_tensor *t) {
@@ -184,45 +185,111 @@ static ddx_tensor *binary(ddx_ctx *c, ddx_op op, const char *name, ddx_tensor *a
 ddx_tensor *ddx_add(ddx_ctx *c, ddx_tensor *a, ddx_tensor *b) { return binary(c, DDX_OP_ADD, "add", a, b); }
 ddx_tensor *ddx_mul(ddx_ctx *c, ddx_tensor *a, ddx_tensor *b) { return binary(c, DDX_OP_MUL, "mul", a, b); }
 
+// Both passes walk a as rows of its last dim. b's row for a's row (i0, i1, i2) starts at
+// i0*bs[0] + i1*bs[1] + i2*bs[2]; within the row b either runs along (bs[3] == 1) or is one
+// value (bs[3] == 0). Each case gets its own plain loop, which GCC vectorises; one loop
+// with a runtime stride and the kind switch inside did not.
+typedef struct bin_rows {
+    int64_t as[4], bs[4];
+    int64_t len;   // row length: a's last dim
+} bin_rows;
+
+static bin_rows bin_rows_of(const ddx_tensor *a, const ddx_tensor *b) {
+    int64_t as[4], bs[4];
+    bcast_strides(a, b, as, bs);
+    // bcast_strides pads past a's dims (size 1); move a's dims to the back instead so that
+    // the row is a's real last dim whatever its rank (a [M, C] walks M rows of C, not M*C
+    // rows of 1).
+    bin_rows r;
+    const int off = 4 - a->ndim;
+    for (int i = 0; i < 4; i++) {
+        r.as[i] = i < off ? 1 : as[i - off];
+        r.bs[i] = i < off ? 0 : bs[i - off];
+    }
+    r.len = r.as[3];
+    return r;
+}
+
+// Calls BODY with `row` (index of the row's first element in a) and `ob` (offset of b's
+// matching element or row) for every row of a, in memory order.
+#define BIN_FOR_ROWS(r, BODY)                                                                  \
+    do {                                                                                       \
+        int64_t row = 0;                                                                       \
+        for (int64_t i0 = 0; i0 < (r).as[0]; i0++)                                             \
+            for (int64_t i1 = 0; i1 < (r).as[1]; i1++)                                         \
+                for (int64_t i2 = 0; i2 < (r).as[2]; i2++, row += (r).len) {                   \
+                    const int64_t ob = i0 * (r).bs[0] + i1 * (r).bs[1] + i2 * (r).bs[2];       \
+                    BODY;                                                                      \
+                }                                                                              \
+    } while (0)
+
 static ddx_status binary_fwd(ddx_node *n, bin_kind k) {
     const ddx_tensor *a = n->in[0], *b = n->in[1];
     DDX_TRY(need_f32(ddx_op_name(n->op), a));
-    int64_t as[4], bs[4];
-    bcast_strides(a, b, as, bs);
+    const bin_rows r = bin_rows_of(a, b);
     const float *pa = ddx_f32c(a), *pb = ddx_f32c(b);
     float *y = ddx_f32(n->out);
-    int64_t i = 0;
-    for (int64_t i0 = 0; i0 < as[0]; i0++)
-        for (int64_t i1 = 0; i1 < as[1]; i1++)
-            for (int64_t i2 = 0; i2 < as[2]; i2++) {
-                const float *rb = pb + i0 * bs[0] + i1 * bs[1] + i2 * bs[2];
-                for (int64_t i3 = 0; i3 < as[3]; i3++, i++) {
-                    float bv = rb[i3 * bs[3]];
-                    y[i] = k == BIN_ADD ? pa[i] + bv : pa[i] * bv;
-                }
-            }
+    const int64_t L = r.len;
+    if (ddx_numel(b) == ddx_numel(a)) {
+        // No broadcast: one flat loop.
+        const int64_t m = ddx_numel(a);
+        if (k == BIN_ADD)
+            for (int64_t i = 0; i < m; i++) y[i] = pa[i] + pb[i];
+        else
+            for (int64_t i = 0; i < m; i++) y[i] = pa[i] * pb[i];
+    } else if (r.bs[3] != 0) {
+        if (k == BIN_ADD)
+            BIN_FOR_ROWS(r, for (int64_t i = 0; i < L; i++) y[row + i] = pa[row + i] + pb[ob + i]);
+        else
+            BIN_FOR_ROWS(r, for (int64_t i = 0; i < L; i++) y[row + i] = pa[row + i] * pb[ob + i]);
+    } else {
+        if (k == BIN_ADD)
+            BIN_FOR_ROWS(r, const float bv = pb[ob]; for (int64_t i = 0; i < L; i++) y[row + i] = pa[row + i] + bv);
+        else
+            BIN_FOR_ROWS(r, const float bv = pb[ob]; for (int64_t i = 0; i < L; i++) y[row + i] = pa[row + i] * bv);
+    }
     return DDX_OK;
 }
 
+// Gradients of a and b are accumulated in separate passes: a and b may be the same tensor
+// (x + x, x * x), and then ga and gb are the same buffer.
 static ddx_status binary_bwd(ddx_ctx *c, ddx_node *n, bin_kind k) {
     const ddx_tensor *a = n->in[0], *b = n->in[1];
     ddx_tensor *ga = ddx_in_grad(c, n, 0), *gb = ddx_in_grad(c, n, 1);
     if (c->status != DDX_OK) return c->status;
-    int64_t as[4], bs[4];
-    bcast_strides(a, b, as, bs);
+    const bin_rows r = bin_rows_of(a, b);
     const float *pa = ddx_f32c(a), *pb = ddx_f32c(b), *dy = ddx_f32c(n->out->grad);
-    float *da = ga ? ddx_f32(ga) : NULL, *db = gb ? ddx_f32(gb) : NULL;
-    int64_t i = 0;
-    for (int64_t i0 = 0; i0 < as[0]; i0++)
-        for (int64_t i1 = 0; i1 < as[1]; i1++)
-            for (int64_t i2 = 0; i2 < as[2]; i2++) {
-                int64_t ob = i0 * bs[0] + i1 * bs[1] + i2 * bs[2];
-                for (int64_t i3 = 0; i3 < as[3]; i3++, i++) {
-                    int64_t j = ob + i3 * bs[3];
-                    if (da) da[i] += k == BIN_ADD ? dy[i] : dy[i] * pb[j];
-                    if (db) db[j] += k == BIN_ADD ? dy[i] : dy[i] * pa[i];
-                }
-            }
+    const int64_t L = r.len;
+    const bool flat = ddx_numel(b) == ddx_numel(a), along = r.bs[3] != 0;
+    if (ga) {
+        float *da = ddx_f32(ga);
+        const int64_t m = ddx_numel(a);
+        if (k == BIN_ADD)
+            for (int64_t i = 0; i < m; i++) da[i] += dy[i];
+        else if (flat)
+            for (int64_t i = 0; i < m; i++) da[i] += dy[i] * pb[i];
+        else if (along)
+            BIN_FOR_ROWS(r, for (int64_t i = 0; i < L; i++) da[row + i] += dy[row + i] * pb[ob + i]);
+        else
+            BIN_FOR_ROWS(r, const float bv = pb[ob]; for (int64_t i = 0; i < L; i++) da[row + i] += dy[row + i] * bv);
+    }
+    if (gb) {
+        float *db = ddx_f32(gb);
+        const int64_t m = ddx_numel(a);
+        if (flat && k == BIN_ADD)
+            for (int64_t i = 0; i < m; i++) db[i] += dy[i];
+        else if (flat)
+            for (int64_t i = 0; i < m; i++) db[i] += dy[i] * pa[i];
+        else if (along && k == BIN_ADD)
+            BIN_FOR_ROWS(r, for (int64_t i = 0; i < L; i++) db[ob + i] += dy[row + i]);
+        else if (along)
+            BIN_FOR_ROWS(r, for (int64_t i = 0; i < L; i++) db[ob + i] += dy[row + i] * pa[row + i]);
+        else if (k == BIN_ADD)
+            BIN_FOR_ROWS(r, float acc = 0.0f; for (int64_t i = 0; i < L; i++) acc += dy[row + i]; db[ob] += acc);
+        else
+            BIN_FOR_ROWS(r, float acc = 0.0f; for (int64_t i = 0; i < L; i++) acc += dy[row + i] * pa[row + i];
+                         db[ob] += acc);
+    }
     return DDX_OK;
 }
 
@@ -244,8 +311,6 @@ ddx_tensor *ddx_scale(ddx_ctx *c, ddx_tensor *x, float alpha, float beta) {
 ddx_tensor *ddx_silu(ddx_ctx *c, ddx_tensor *x) { return unary(c, DDX_OP_SILU, x, NULL); }
 ddx_tensor *ddx_relu(ddx_ctx *c, ddx_tensor *x) { return unary(c, DDX_OP_RELU, x, NULL); }
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 ddx_status ddx_cpu_scale_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
     DDX_TRY(need_f32("scale", n->in[0]));
@@ -264,12 +329,24 @@ ddx_status ddx_cpu_scale_bwd(ddx_ctx *c, ddx_node *n) {
     return DDX_OK;
 }
 
+// ddx_sigmoidf (cpu_math.h) vectorises; libm's expf would keep these loops scalar.
+DDX_CPU_CLONES static void silu_fwd_kernel(float *y, const float *x, int64_t m) {
+    for (int64_t i = 0; i < m; i++) y[i] = x[i] * ddx_sigmoidf(x[i]);
+}
+
+DDX_CPU_CLONES static void silu_bwd_kernel(float *dx, const float *x, const float *dy, int64_t m) {
+    for (int64_t i = 0; i < m; i++) {
+        float s = ddx_sigmoidf(x[i]);
+        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+}
+
 ddx_status ddx_cpu_silu_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
     DDX_TRY(need_f32("silu", n->in[0]));
     const float *x = ddx_f32c(n->in[0]);
     float *y = ddx_f32(n->out);
-    for (int64_t i = 0, m = ddx_numel(n->out); i < m; i++) y[i] = x[i] * sigmoidf(x[i]);
+    silu_fwd_kernel(y, x, ddx_numel(n->out));
     return DDX_OK;
 }
 
@@ -278,10 +355,7 @@ ddx_status ddx_cpu_silu_bwd(ddx_ctx *c, ddx_node *n) {
     if (!g) return c->status;
     const float *x = ddx_f32c(n->in[0]), *dy = ddx_f32c(n->out->grad);
     float *dx = ddx_f32(g);
-    for (int64_t i = 0, m = ddx_numel(g); i < m; i++) {
-        float s = sigmoidf(x[i]);
-        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
-    }
+    silu_bwd_kernel(dx, x, dy, ddx_numel(g));
     return DDX_OK;
 }
 

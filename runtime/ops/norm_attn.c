@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "cpu_math.h"
 #include "op_impl.h"
 
 // The CPU accumulates in double; the arena hands out f32 tensors, so ask for twice the floats.
@@ -13,8 +14,6 @@ static double *ddx_scratch_f64(ddx_ctx *c, int64_t n) {
     ddx_tensor *t = ddx_new(c, DDX_F32, 1, (int64_t[]){2 * (n > 0 ? n : 1)});
     return t ? (double *)t->data : NULL;
 }
-
-static inline float ddx_sigmoidf(float a) { return 1.0f / (1.0f + expf(-a)); }
 
 // ============================================================================================
 // group_norm
@@ -55,6 +54,31 @@ ddx_tensor *ddx_group_norm(ddx_ctx *c, ddx_tensor *x, ddx_tensor *gamma, ddx_ten
     p.group_norm.eps = eps;
     p.group_norm.fuse_silu = fuse_silu;
     return ddx_op_run(c, DDX_OP_GROUP_NORM, 3, (ddx_tensor *[]){x, gamma, beta}, &p, x->dtype, x->ndim, x->shape);
+}
+
+// The SiLU loops are the compute-bound part (one exp per element); cloned for AVX2 (see
+// cpu_math.h), bit-identical to the baseline build.
+// y = a * sigmoid(a), a = (x - mean) * scale + beta, over S rows of C channels.
+DDX_CPU_CLONES static void gn_silu_rows(float *y, const float *x, const float *mean_c, const float *scale_c,
+                                        const float *beta, int64_t S, int64_t C) {
+    for (int64_t s = 0; s < S; s++) {
+        const float *xr = x + s * C;
+        float *yr = y + s * C;
+        for (int64_t ch = 0; ch < C; ch++) {
+            const float a = (xr[ch] - mean_c[ch]) * scale_c[ch] + beta[ch];
+            yr[ch] = a * ddx_sigmoidf(a);
+        }
+    }
+}
+
+// da = dy * silu'(a) for one row, a recomputed from x and the saved statistics.
+DDX_CPU_CLONES static void gn_silu_da_row(float *da, const float *xr, const float *dyr, const float *mean_c,
+                                          const float *rstd_c, const float *gamma, const float *beta, int64_t C) {
+    for (int64_t ch = 0; ch < C; ch++) {
+        const float xh = (xr[ch] - mean_c[ch]) * rstd_c[ch];
+        const float a = xh * gamma[ch] + beta[ch], sg = ddx_sigmoidf(a);
+        da[ch] = dyr[ch] * (sg * (1.0f + a * (1.0f - sg)));
+    }
 }
 
 // Statistics: two passes in double rather than fp32 Welford. This is the reference the GPU's
@@ -119,16 +143,14 @@ ddx_status ddx_cpu_group_norm_fwd(ddx_ctx *c, ddx_node *n) {
             for (int64_t j = 0; j < cg; j++) scale_c[g * cg + j] = rstd[b * G + g] * gamma[g * cg + j];
         }
 
-        for (int64_t s = 0; s < S; s++) {
-            const float *xr = xb + s * C;
-            float *yr = yb + s * C;
-            if (silu)
-                for (int64_t ch = 0; ch < C; ch++) {
-                    const float a = (xr[ch] - mean_c[ch]) * scale_c[ch] + beta[ch];
-                    yr[ch] = a * ddx_sigmoidf(a);
-                }
-            else
+        if (silu) {
+            gn_silu_rows(yb, xb, mean_c, scale_c, beta, S, C);
+        } else {
+            for (int64_t s = 0; s < S; s++) {
+                const float *xr = xb + s * C;
+                float *yr = yb + s * C;
                 for (int64_t ch = 0; ch < C; ch++) yr[ch] = (xr[ch] - mean_c[ch]) * scale_c[ch] + beta[ch];
+            }
         }
     }
     return DDX_OK;
@@ -156,9 +178,12 @@ ddx_status ddx_cpu_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
     if (ddx_numel(xt) == 0) return DDX_OK;
 
     double *acc = ddx_scratch_f64(c, 4 * C);
-    ddx_tensor *chan_t = ddx_new(c, DDX_F32, 2, (int64_t[]){4, C});                 // [4, C]
-    ddx_tensor *da_t = gx ? ddx_new(c, DDX_F32, 2, (int64_t[]){S, C}) : NULL;      // [S, C]
-    if (!acc || !chan_t || (gx && !da_t))
+    ddx_tensor *chan_t = ddx_new(c, DDX_F32, 2, (int64_t[]){4, C});   // [4, C]
+    // With SiLU, da is kept for a whole batch item when dx is wanted (its pass reads it), else
+    // one row is reused; without SiLU da is dy itself.
+    const int64_t da_rows = gx ? S : 1, da_step = gx ? C : 0;
+    ddx_tensor *da_t = silu ? ddx_new(c, DDX_F32, 2, (int64_t[]){da_rows, C}) : NULL;   // [S or 1, C]
+    if (!acc || !chan_t || (silu && !da_t))
         return ddx_errorf(DDX_E_NOMEM, "group_norm backward: out of activation memory for scratch");
     double *dgamma = acc, *dbeta = acc + C;            // [C] each, over the whole batch
     double *dgn = acc + 2 * C, *dbn = acc + 3 * C;     // [C] each, this batch item
@@ -176,19 +201,20 @@ ddx_status ddx_cpu_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
             rstd_c[ch] = rstd[b * G + ch / cg];
         }
         memset(dgn, 0, (size_t)(2 * C) * sizeof *acc);
+        // Separate branch-free loops per row (da first, then the channel sums) so that each
+        // vectorises; one loop with the silu and dx tests inside stayed scalar.
         for (int64_t s = 0; s < S; s++) {
             const float *xr = xb + s * C, *dyr = dyb + s * C;
-            float *dar = da_buf ? da_buf + s * C : NULL;
+            const float *dar = dyr;
+            if (silu) {
+                float *dw = da_buf + s * da_step;
+                gn_silu_da_row(dw, xr, dyr, mean_c, rstd_c, gamma, beta, C);
+                dar = dw;
+            }
             for (int64_t ch = 0; ch < C; ch++) {
                 const float xh = (xr[ch] - mean_c[ch]) * rstd_c[ch];
-                float da = dyr[ch];
-                if (silu) {
-                    const float a = xh * gamma[ch] + beta[ch], sg = ddx_sigmoidf(a);
-                    da *= sg * (1.0f + a * (1.0f - sg));
-                }
-                if (dar) dar[ch] = da;
-                dbn[ch] += da;
-                dgn[ch] += (double)da * xh;
+                dbn[ch] += dar[ch];
+                dgn[ch] += (double)dar[ch] * xh;
             }
         }
         for (int64_t ch = 0; ch < C; ch++) {
@@ -209,7 +235,7 @@ ddx_status ddx_cpu_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
         }
         float *dxb = ddx_f32(gx) + b * S * C;
         for (int64_t s = 0; s < S; s++) {
-            const float *xr = xb + s * C, *dar = da_buf + s * C;
+            const float *xr = xb + s * C, *dar = silu ? da_buf + s * C : dyb + s * C;
             float *dxr = dxb + s * C;
             for (int64_t ch = 0; ch < C; ch++) {
                 const float xh = (xr[ch] - mean_c[ch]) * rstd_c[ch];
