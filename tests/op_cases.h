@@ -12,8 +12,8 @@ typedef enum ddx_gen {
     DDX_GEN_UNIFORM,        // U(-1, 1)
     DDX_GEN_POSITIVE,       // U(0.5, 1.5)
     DDX_GEN_AWAY_FROM_ZERO, // U(-1,-0.1) or U(0.1,1): for kinks at 0 (relu)
-    DDX_GEN_DISTINCT,       // a permutation of an even grid on [-2, 2): max pool never ties; spacing 4/n,
-                            // so grad cases need n <= 64 (FD step 0.01..0.02) or a smaller grad_h
+    DDX_GEN_DISTINCT,       // a permutation of an even grid on [-2, 2): max pool never ties; the
+                            // driver keeps finite-difference steps below a quarter of the spacing
     DDX_GEN_INDEX,          // i32 in [0, gen_arg)
     DDX_GEN_TIMESTEP,       // f32 integers in [0, gen_arg)
     DDX_GEN_SMALL,          // N(0, 0.1^2): e.g. weights
