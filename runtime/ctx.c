@@ -116,8 +116,7 @@ ddx_tensor *ddx_grad_of(ddx_ctx *c, ddx_tensor *t) {
     if (t->grad) return t->grad;
     ddx_tensor *g = ddx_new_like(c, t);
     if (!g) return NULL;
-    ddx_status st = c->device == DDX_CUDA ? ddx_cuda_memset(g->data, 0, ddx_nbytes(g)) : DDX_OK;
-    if (c->device == DDX_CPU) memset(g->data, 0, ddx_nbytes(g));
+    ddx_status st = ddx_dev_memset(c->device, g->data, 0, ddx_nbytes(g));
     if (st != DDX_OK) {
         ddx_ctx_fail(c, st);
         return NULL;

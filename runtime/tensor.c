@@ -93,7 +93,7 @@ ddx_status ddx_memcpy(void *dst, ddx_device ddev, const void *src, ddx_device sd
     return ddx_cuda_memcpy(dst, src, bytes, k);
 }
 
-static ddx_status dev_memset(ddx_device dev, void *p, int byte, size_t n) {
+ddx_status ddx_dev_memset(ddx_device dev, void *p, int byte, size_t n) {
     if (dev == DDX_CUDA) return ddx_cuda_memset(p, byte, n);
     memset(p, byte, n);
     return DDX_OK;
@@ -170,8 +170,8 @@ void *ddx_arena_alloc(ddx_arena *a, size_t bytes) {
     if (a->debug) {
         // Poison all of it (0xFF is a NaN in f32 and bf16) so that an op that leaves an
         // element unwritten fails the comparison instead of passing on stale data.
-        if (dev_memset(a->device, p, 0xFF, need) != DDX_OK) return NULL;
-        if (dev_memset(a->device, p + need, GUARD_BYTE, guard) != DDX_OK) return NULL;
+        if (ddx_dev_memset(a->device, p, 0xFF, need) != DDX_OK) return NULL;
+        if (ddx_dev_memset(a->device, p + need, GUARD_BYTE, guard) != DDX_OK) return NULL;
         if (a->n_guards == a->cap_guards) {
             size_t cap = a->cap_guards ? a->cap_guards * 2 : 64;
             ddx_guard *g = realloc(a->guards, cap * sizeof *g);
@@ -273,7 +273,7 @@ ddx_status ddx_param_store_finalize(ddx_param_store *s) {
     size_t bytes = (s->numel ? s->numel : 1) * sizeof(float);
     for (int b = 0; b < DDX_PBUF_COUNT; b++) {
         DDX_TRY(ddx_dev_alloc(s->device, bytes, (void **)&s->buf[b]));
-        DDX_TRY(dev_memset(s->device, s->buf[b], 0, bytes));
+        DDX_TRY(ddx_dev_memset(s->device, s->buf[b], 0, bytes));
     }
     for (size_t i = 0; i < s->n_params; i++) {
         ddx_param *p = s->params[i];

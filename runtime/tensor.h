@@ -127,6 +127,7 @@ size_t ddx_param_count(const ddx_param_store *s);
 // Host <-> device helpers that work for both backends.
 ddx_status ddx_memcpy(void *dst, ddx_device ddev, const void *src, ddx_device sdev, size_t bytes);
 ddx_status ddx_dev_alloc(ddx_device dev, size_t bytes, void **out);  // from the device pool
+ddx_status ddx_dev_memset(ddx_device dev, void *p, int byte, size_t bytes);
 void ddx_dev_free(ddx_device dev, void *p);
 
 // bf16 conversion, round-to-nearest-even, NaN kept quiet.
