@@ -95,6 +95,38 @@ typedef struct conv_spec {
     bool bias;
 } conv_spec;
 
+// Backward of y against references computed in double. Grads are pre-filled with random values
+// first (their sum is added to the references), which proves the backward accumulates.
+static void check_backward(ddx_ctx *c, const char *op, const char *desc, ddx_tensor *y, ddx_tensor *R, ddx_tensor *x,
+                           ddx_tensor *w, ddx_tensor *b, double *rdx, double *mdx, double *rdw, double *mdw, double *rdb,
+                           double *mdb) {
+    int64_t nx = ddx_numel(x), nw = ddx_numel(w), nb = b ? ddx_numel(b) : 0;
+    char what[64];
+    double *bx = prefill_grad(c, x), *bw = prefill_grad(c, w), *bb = b ? prefill_grad(c, b) : NULL;
+    if (!bx || !bw || (b && !bb)) {
+        printf("FAIL %s: could not pre-fill grads: %s\n", desc, ddx_last_error());
+        n_fail++;
+    } else if (ddx_backward_from(c, y, R) != DDX_OK) {
+        printf("FAIL %s: backward returned an error: %s\n", desc, ddx_last_error());
+        n_fail++;
+    } else {
+        for (int64_t i = 0; i < nx; i++) rdx[i] += bx[i], mdx[i] += fabs(bx[i]);
+        for (int64_t i = 0; i < nw; i++) rdw[i] += bw[i], mdw[i] += fabs(bw[i]);
+        snprintf(what, sizeof what, "%s dX", op);
+        compare(what, desc, x->grad->data, rdx, mdx, nx);
+        snprintf(what, sizeof what, "%s dW", op);
+        compare(what, desc, w->grad->data, rdw, mdw, nw);
+        if (b) {
+            for (int64_t i = 0; i < nb; i++) rdb[i] += bb[i], mdb[i] += fabs(bb[i]);
+            snprintf(what, sizeof what, "%s dBias", op);
+            compare(what, desc, b->grad->data, rdb, mdb, nb);
+        }
+    }
+    free(bx);
+    free(bw);
+    free(bb);
+}
+
 static void check_conv(const conv_spec *s) {
     ddx_ctx c;
     if (!ctx_open(&c, (size_t)64 << 20, s->desc)) return;
@@ -167,26 +199,7 @@ static void check_conv(const conv_spec *s) {
                 }
     compare("conv2d forward", s->desc, y->data, ref, mag, ny);
 
-    double *bx = prefill_grad(&c, x), *bw = prefill_grad(&c, w), *bb = b ? prefill_grad(&c, b) : NULL;
-    if (!bx || !bw || (b && !bb)) {
-        printf("FAIL %s: could not pre-fill grads: %s\n", s->desc, ddx_last_error());
-        n_fail++;
-    } else if (ddx_backward_from(&c, y, R) != DDX_OK) {
-        printf("FAIL %s: backward returned an error: %s\n", s->desc, ddx_last_error());
-        n_fail++;
-    } else {
-        for (int64_t i = 0; i < nx; i++) rdx[i] += bx[i], mdx[i] += fabs(bx[i]);
-        for (int64_t i = 0; i < nw; i++) rdw[i] += bw[i], mdw[i] += fabs(bw[i]);
-        compare("conv2d dX", s->desc, x->grad->data, rdx, mdx, nx);
-        compare("conv2d dW", s->desc, w->grad->data, rdw, mdw, nw);
-        if (b) {
-            for (int64_t i = 0; i < s->Co; i++) rdb[i] += bb[i], mdb[i] += fabs(bb[i]);
-            compare("conv2d dBias", s->desc, b->grad->data, rdb, mdb, s->Co);
-        }
-    }
-    free(bx);
-    free(bw);
-    free(bb);
+    check_backward(&c, "conv2d", s->desc, y, R, x, w, b, rdx, mdx, rdw, mdw, rdb, mdb);
 done:
     free(ref), free(mag), free(rdx), free(mdx), free(rdw), free(mdw), free(rdb), free(mdb);
     ctx_close(&c, s->desc);
@@ -231,7 +244,6 @@ static void check_linear(const linear_spec *s) {
     double *rdx = calloc((size_t)nx, sizeof(double)), *mdx = calloc((size_t)nx, sizeof(double));
     double *rdw = calloc((size_t)nw, sizeof(double)), *mdw = calloc((size_t)nw, sizeof(double));
     double *rdb = calloc((size_t)s->out, sizeof(double)), *mdb = calloc((size_t)s->out, sizeof(double));
-    double *bx = NULL, *bw = NULL, *bb = NULL;
     if (!ref || !mag || !rdx || !mdx || !rdw || !mdw || !rdb || !mdb) {
         printf("FAIL %s: out of host memory\n", s->desc);
         n_fail++;
@@ -255,25 +267,8 @@ static void check_linear(const linear_spec *s) {
             mdb[o] += fabs(g);
         }
     compare("linear forward", s->desc, y->data, ref, mag, ny);
-    bx = prefill_grad(&c, x), bw = prefill_grad(&c, w), bb = b ? prefill_grad(&c, b) : NULL;
-    if (!bx || !bw || (b && !bb)) {
-        printf("FAIL %s: could not pre-fill grads: %s\n", s->desc, ddx_last_error());
-        n_fail++;
-    } else if (ddx_backward_from(&c, y, R) != DDX_OK) {
-        printf("FAIL %s: backward returned an error: %s\n", s->desc, ddx_last_error());
-        n_fail++;
-    } else {
-        for (int64_t i = 0; i < nx; i++) rdx[i] += bx[i], mdx[i] += fabs(bx[i]);
-        for (int64_t i = 0; i < nw; i++) rdw[i] += bw[i], mdw[i] += fabs(bw[i]);
-        compare("linear dX", s->desc, x->grad->data, rdx, mdx, nx);
-        compare("linear dW", s->desc, w->grad->data, rdw, mdw, nw);
-        if (b) {
-            for (int64_t i = 0; i < s->out; i++) rdb[i] += bb[i], mdb[i] += fabs(bb[i]);
-            compare("linear dBias", s->desc, b->grad->data, rdb, mdb, s->out);
-        }
-    }
+    check_backward(&c, "linear", s->desc, y, R, x, w, b, rdx, mdx, rdw, mdw, rdb, mdb);
 done:
-    free(bx), free(bw), free(bb);
     free(ref), free(mag), free(rdx), free(mdx), free(rdw), free(mdw), free(rdb), free(mdb);
     ctx_close(&c, s->desc);
 }
