@@ -35,7 +35,10 @@ extern "C" {
     X(DROPOUT, dropout, 1, 1)              \
     X(MSE_LOSS, mse_loss, 2, 1)            \
     X(SUM, sum, 1, 1)                      \
-    X(MEAN, mean, 1, 1)
+    X(MEAN, mean, 1, 1)                    \
+    X(RANDN, randn, 0, 0)                  \
+    X(Q_SAMPLE, q_sample, 2, 0)            \
+    X(SAMPLER_STEP, sampler_step, 2, 0)
 
 typedef enum ddx_op {
 #define DDX_X_ENUM(E, n, ni, d) DDX_OP_##E,
@@ -64,6 +67,27 @@ typedef struct ddx_timestep_emb_params {
     float max_period;           // 10000
 } ddx_timestep_emb_params;
 
+// Which Philox numbers a draw uses: element e of the tensor is element (offset + e) of the
+// fill keyed by (seed, stream, step); see runtime/philox.h. `offset` lets a batch of samples
+// draw the same noise per sample whatever the batch size (offset = first sample * H*W*C).
+typedef struct ddx_rng_key {
+    uint64_t seed;
+    uint32_t stream;
+    uint32_t step;
+    uint64_t offset;
+} ddx_rng_key;
+
+// One fused sampler update with coefficients precomputed on the host (in double):
+//   x0   = a * x_t + b * out        (the model output `out` read as eps, x0 or v)
+//   x0   = clamp(x0, -1, 1)         when clip
+//   eps  = f * x_t + g * out
+//   prev = c * x0 + d * x_t + e * eps + sigma * z,   z ~ N(0, 1) from `key` (not drawn when sigma == 0)
+typedef struct ddx_sampler_step_params {
+    float a, b, f, g, c, d, e, sigma;
+    bool clip;
+    ddx_rng_key key;
+} ddx_sampler_step_params;
+
 typedef union ddx_op_params {
     struct { float value; } fill;
     struct { float alpha, beta; } scale;                  // y = alpha * x + beta
@@ -75,6 +99,9 @@ typedef union ddx_op_params {
     ddx_timestep_emb_params timestep_emb;
     struct { float p; uint64_t seed; uint32_t stream; uint64_t counter; } dropout;
     struct { ddx_dtype to; } cast;
+    ddx_rng_key randn;
+    ddx_rng_key q_sample;
+    ddx_sampler_step_params sampler_step;
 } ddx_op_params;
 
 // ---- the tape ----------------------------------------------------------------------------
@@ -165,6 +192,14 @@ ddx_tensor *ddx_dropout(ddx_ctx *c, ddx_tensor *x, float p);
 ddx_tensor *ddx_mse_loss(ddx_ctx *c, ddx_tensor *pred, ddx_tensor *target);       // -> [1], mean
 ddx_tensor *ddx_sum(ddx_ctx *c, ddx_tensor *x);                                  // -> [1]
 ddx_tensor *ddx_mean(ddx_ctx *c, ddx_tensor *x);                                 // -> [1]
+// Standard normal noise from Philox (identical bits on every device): no inputs, no grad.
+ddx_tensor *ddx_randn(ddx_ctx *c, ddx_dtype dt, int ndim, const int64_t *shape, ddx_rng_key key);
+// Forward process: x0 [N,H,W,C], coef [N,2] f32 = (sqrt(abar_t), sqrt(1 - abar_t)) per sample
+// -> x_t = coef0 * x0 + coef1 * eps with eps = ddx_randn(x0's shape, key): the noise is drawn
+// inside, so the training target is ddx_randn with the same key (no grad).
+ddx_tensor *ddx_q_sample(ddx_ctx *c, ddx_tensor *x0, ddx_tensor *coef, ddx_rng_key key);
+// One DDPM/DDIM update: x_t, out [N,H,W,C] -> x_prev (see ddx_sampler_step_params; no grad).
+ddx_tensor *ddx_sampler_step(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, const ddx_sampler_step_params *p);
 
 // ---- backends ----------------------------------------------------------------------------
 // A forward writes n->out (already allocated with its final shape) and may allocate

@@ -62,5 +62,6 @@ ddx_case_list ddx_cases_elementwise(void);
 ddx_case_list ddx_cases_conv(void);
 ddx_case_list ddx_cases_norm_attn(void);
 ddx_case_list ddx_cases_misc(void);
+ddx_case_list ddx_cases_diffusion(void);
 
 #endif

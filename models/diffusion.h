@@ -1,0 +1,70 @@
+// The diffusion process: noise schedules (computed in double), the training loss and the
+// DDPM / DDIM samplers. Per-step coefficients are computed here on the host; the per-element
+// work is one fused op each (ddx_q_sample, ddx_sampler_step), so both devices run the same code.
+#ifndef DDX_DIFFUSION_H
+#define DDX_DIFFUSION_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "runtime/config.h"
+#include "runtime/ops.h"
+#include "models/model.h"
+
+typedef struct ddx_schedule {
+    int T;
+    ddx_parameterization param;
+    ddx_variance variance;
+    // Each T doubles, index t = 0..T-1 (t = 0 is the least noisy step).
+    double *betas;
+    double *alphas_cumprod;        // abar_t = prod_{s<=t} (1 - beta_s)
+    double *alphas_cumprod_prev;   // abar_{t-1}, 1 at t = 0
+    double *posterior_variance;    // beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)
+} ddx_schedule;
+
+// linear: betas = linspace(beta_start, beta_end, T) (torch.linspace in double);
+// cosine: Nichol & Dhariwal 2021, s = 0.008, betas clipped at 0.999.
+ddx_status ddx_schedule_init(ddx_schedule *s, const ddx_config *cfg);
+void ddx_schedule_free(ddx_schedule *s);
+
+// One training loss: for x0 [N,H,W,C] (in [-1,1]) and labels y ([N] i32 or NULL):
+// t ~ U{0..T-1} per sample from Philox (seed, DDX_RNG_STREAM_TIMESTEP, step), noise from
+// (seed, DDX_RNG_STREAM_Q_SAMPLE, step), x_t = q_sample, loss = mean((model(x_t, t) - target)^2)
+// with target eps / x0 / v by parameterization. Returns the [1] loss (NULL on error, sticky).
+ddx_tensor *ddx_diffusion_loss(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
+                               ddx_tensor *y, uint64_t seed, uint64_t step);
+
+// The timesteps a sampler visits, in decreasing order: DDPM all T; DDIM `steps` of them with
+// uniform (t = k * T / steps) or quadratic spacing (DDIM paper appendix D.2). Returns the count
+// written into ts (capacity T).
+int ddx_sampler_timesteps(const ddx_schedule *s, ddx_sampler sampler, int steps, ddx_spacing spacing, int *ts);
+
+// Coefficients of the update from timestep t to t_prev (t_prev = -1: the last step, to x0).
+// DDPM: posterior mean, sigma^2 = beta_t (fixedlarge; the posterior variance at t = 0) or
+// posterior variance (fixedsmall); x0 clipped to [-1, 1]. DDIM: eta in [0, 1], x0 clipped.
+// key is left zero; the caller sets it.
+ddx_sampler_step_params ddx_sampler_coefs(const ddx_schedule *s, ddx_sampler sampler, int t, int t_prev, double eta);
+
+typedef struct ddx_sample_opts {
+    ddx_sampler sampler;
+    int steps;               // DDIM steps (DDPM ignores it: T steps)
+    double eta;
+    ddx_spacing spacing;
+    uint64_t seed;
+    int batch;               // images per forward pass
+} ddx_sample_opts;
+
+// Draws n images into out (host f32 [n,H,W,C], n*H*W*C floats). Sample i uses the noise keyed
+// by (seed, DDX_RNG_STREAM_SAMPLER, step k, offset i*H*W*C) (x_T: step 0; update k: step k), so
+// it is the same whatever the batch size and device. y: n labels or NULL. The context is reset
+// before and between steps (its tape is off during sampling). progress may be NULL.
+ddx_status ddx_diffusion_sample(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o,
+                                int n, const int32_t *y, float *out, void (*progress)(int done, int total, void *arg),
+                                void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,2 @@
+// PLACEHOLDER
+typedef int ddx_placeholder_optim;
