@@ -1,2 +1,203 @@
-// PLACEHOLDER
-int main(void) { return 1; }
+// ddx-sample --checkpoint F [--config C.yaml] [--sampler ddpm|ddim] [--steps S] [--eta E]
+//            [--n N] [--seed S] [--batch B] [--no-ema] [--normalize clip|auto]
+//            [--out grid.png] [--save-dir DIR]
+#include <errno.h>
+#include <float.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "models/checkpoint.h"
+#include "runtime/image.h"
+#include "train/trainer.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: ddx-sample --checkpoint FILE.safetensors [options]\n"
+            "  --config C.yaml        model settings for a checkpoint without a stored config (a converted\n"
+            "                         diffusers state dict); otherwise the stored config is used\n"
+            "  --sampler ddpm|ddim    default: the config's sample.sampler\n"
+            "  --steps S              DDIM steps (default sample.steps)\n"
+            "  --eta E                DDIM eta in [0, 1] (default sample.eta)\n"
+            "  --n N                  images (default sample.n)\n"
+            "  --seed S               noise seed (default run.seed); same seed, same images\n"
+            "  --batch B              images per forward pass (default min(N, train.batch_size))\n"
+            "  --no-ema               sample the raw weights instead of the EMA weights\n"
+            "  --normalize clip|auto  clip: (x+1)/2 clipped to [0,1] (default); auto: stretch the observed\n"
+            "                         range to [0,1] when it is far from [-1,1] (for poorly trained models)\n"
+            "  --out grid.png         the grid (default samples.png)\n"
+            "  --save-dir DIR         also one PNG per image, DIR/000000.png ...\n");
+}
+
+static int fail(ddx_status st) {
+    fprintf(stderr, "ddx-sample: %s\n", ddx_last_error());
+    return ddx_exit_code(st);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// Output problems are found before minutes of sampling, not after.
+static ddx_status check_writable_dir(const char *dir, const char *what) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return ddx_errorf(DDX_E_INPUT, "%s: folder '%s' does not exist; create it or choose another", what, dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return ddx_errorf(DDX_E_INPUT, "%s: folder '%s' is not writable; choose another", what, dir);
+    return DDX_OK;
+}
+
+int main(int argc, char **argv) {
+    const char *ckpt = NULL, *config = NULL, *out = "samples.png", *save_dir = NULL;
+    const char *sampler = NULL, *steps = NULL, *eta = NULL, *n_s = NULL, *seed_s = NULL, *batch_s = NULL;
+    bool no_ema = false;
+    ddx_normalize norm = DDX_NORMALIZE_CLIP;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--no-ema")) {
+            no_ema = true;
+            continue;
+        } else if (!strcmp(a, "--checkpoint")) slot = &ckpt;
+        else if (!strcmp(a, "--config")) slot = &config;
+        else if (!strcmp(a, "--sampler")) slot = &sampler;
+        else if (!strcmp(a, "--steps")) slot = &steps;
+        else if (!strcmp(a, "--eta")) slot = &eta;
+        else if (!strcmp(a, "--n")) slot = &n_s;
+        else if (!strcmp(a, "--seed")) slot = &seed_s;
+        else if (!strcmp(a, "--batch")) slot = &batch_s;
+        else if (!strcmp(a, "--out")) slot = &out;
+        else if (!strcmp(a, "--save-dir")) slot = &save_dir;
+        else if (!strcmp(a, "--normalize")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "ddx-sample: --normalize needs clip or auto\n");
+                return 2;
+            }
+            const char *v = argv[++i];
+            if (!strcmp(v, "clip")) norm = DDX_NORMALIZE_CLIP;
+            else if (!strcmp(v, "auto")) norm = DDX_NORMALIZE_AUTO;
+            else {
+                fprintf(stderr, "ddx-sample: --normalize '%s': use clip or auto\n", v);
+                return 2;
+            }
+            continue;
+        } else {
+            fprintf(stderr, "ddx-sample: unknown argument '%s' (see ddx-sample --help)\n", a);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "ddx-sample: %s needs a value (see ddx-sample --help)\n", a);
+            return 2;
+        }
+        *slot = argv[++i];
+    }
+    if (!ckpt) {
+        usage(stderr);
+        return 2;
+    }
+
+    ddx_checkpoint ck;
+    ddx_status st = ddx_checkpoint_open(ckpt, &ck);
+    if (st) return fail(st);
+    ddx_config cfg;
+    if (config) {
+        st = ddx_config_resolve(&cfg, config, NULL, 0);
+    } else if (ck.has_config) {
+        cfg = ck.cfg;
+    } else {
+        st = ddx_errorf(DDX_E_INPUT, "%s: has no stored config; pass --config CONFIG.yaml describing its model", ckpt);
+    }
+    // The command-line settings go through the config's own checks (ranges, enum names).
+    char buf[128];
+    struct { const char *key, *val; } sets[] = {
+        {"sample.sampler", sampler}, {"sample.steps", steps}, {"sample.eta", eta},
+        {"sample.n", n_s}, {"run.seed", seed_s}, {"train.batch_size", batch_s},
+    };
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0] && !st; i++) {
+        if (!sets[i].val) continue;
+        snprintf(buf, sizeof buf, "%s=%s", sets[i].key, sets[i].val);
+        st = ddx_config_set(&cfg, buf);
+    }
+    if (!st) st = ddx_config_validate(&cfg);
+    if (!st && !batch_s && cfg.sample.n < cfg.train.batch_size) cfg.train.batch_size = cfg.sample.n;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", out);
+    if (!st) st = check_writable_dir(dirname(dir), "--out");
+    if (!st && save_dir) st = check_writable_dir(save_dir, "--save-dir");
+    if (st) {
+        ddx_checkpoint_close(&ck);
+        return fail(st);
+    }
+
+    ddx_device dev;
+    char why[512];
+    ddx_trainer tr;
+    st = ddx_trainer_pick_device(cfg.run.device, &dev, why, sizeof why);
+    if (!st) st = ddx_trainer_init(&tr, &cfg, dev);
+    if (st) {
+        ddx_checkpoint_close(&ck);
+        return fail(st);
+    }
+    bool use_ema = !no_ema && (ck.content & DDX_CKPT_EMA);
+    st = ddx_checkpoint_load(&ck, &tr.ps, DDX_CKPT_WEIGHTS | (use_ema ? DDX_CKPT_EMA : 0));
+    int64_t ck_step = ck.state.step;
+    ddx_checkpoint_close(&ck);
+    if (st) {
+        ddx_trainer_free(&tr);
+        return fail(st);
+    }
+    if (!no_ema && !use_ema) printf("note: %s has no EMA weights; sampling the model weights\n", ckpt);
+
+    int n = cfg.sample.n, S = cfg.model.image_size, C = cfg.model.out_channels;
+    size_t per = (size_t)S * (size_t)S * (size_t)C;
+    float *x = malloc((size_t)n * per * sizeof *x);
+    if (!x) {
+        ddx_trainer_free(&tr);
+        return fail(ddx_errorf(DDX_E_NOMEM, "out of host memory for %d images", n));
+    }
+    int nsteps = cfg.sample.sampler == DDX_SAMPLER_DDIM ? cfg.sample.steps : cfg.diffusion.timesteps;
+    printf("sampling %d images %dx%dx%d: %s, %d steps%s, seed %llu, %s weights of %s (step %lld), device %s\n", n, S, S, C,
+           cfg.sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm", nsteps,
+           cfg.sample.sampler == DDX_SAMPLER_DDIM ? (snprintf(buf, sizeof buf, ", eta %g", cfg.sample.eta), buf) : "",
+           (unsigned long long)cfg.run.seed, use_ema ? "EMA" : "model", ckpt, (long long)ck_step, ddx_device_name(dev));
+    fflush(stdout);
+    double t0 = now_s();
+    st = ddx_trainer_sample(&tr, use_ema, n, cfg.run.seed, x);
+    double dt = now_s() - t0;
+    ddx_trainer_free(&tr);
+    if (st) {
+        free(x);
+        return fail(st);
+    }
+    printf("sampled in %.2f s (%.2f img/s, %.1f ms per step)\n", dt, n / dt, 1e3 * dt / nsteps);
+    if (norm == DDX_NORMALIZE_AUTO) {
+        float lo = FLT_MAX, hi = -FLT_MAX;
+        for (size_t i = 0; i < (size_t)n * per; i++) lo = x[i] < lo ? x[i] : lo, hi = x[i] > hi ? x[i] : hi;
+        bool stretched = false;
+        st = ddx_image_grid_write(out, x, n, S, S, C, cfg.model.num_classes > 0 ? cfg.model.num_classes : 0, norm, &stretched);
+        if (!st && stretched) printf("normalize auto: samples span [%.3g, %.3g], far from [-1, 1]: stretched to [0, 1]\n", lo, hi);
+        else if (!st) printf("normalize auto: samples span [%.3g, %.3g]: clipped as usual\n", lo, hi);
+    } else {
+        st = ddx_image_grid_write(out, x, n, S, S, C, cfg.model.num_classes > 0 ? cfg.model.num_classes : 0, norm, NULL);
+    }
+    if (!st) printf("grid: %s\n", out);
+    for (int i = 0; save_dir && i < n && !st; i++) {
+        char p[PATH_MAX + 32];
+        snprintf(p, sizeof p, "%s/%06d.png", save_dir, i);
+        st = ddx_image_write(p, x + (size_t)i * per, S, S, C, norm, NULL);
+    }
+    if (!st && save_dir) printf("images: %s/000000.png .. %06d.png\n", save_dir, n - 1);
+    free(x);
+    return st ? fail(st) : 0;
+}

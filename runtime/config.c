@@ -54,7 +54,7 @@ typedef struct cfg_key {
 _Static_assert(sizeof(ddx_run_device) == sizeof(int) && sizeof(ddx_precision) == sizeof(int) &&
                sizeof(ddx_model_type) == sizeof(int) && sizeof(ddx_beta_schedule) == sizeof(int) &&
                sizeof(ddx_variance) == sizeof(int) && sizeof(ddx_parameterization) == sizeof(int) &&
-               sizeof(ddx_dataset) == sizeof(int) && sizeof(ddx_sampler) == sizeof(int) &&
+               sizeof(ddx_dataset_kind) == sizeof(int) && sizeof(ddx_sampler) == sizeof(int) &&
                sizeof(ddx_spacing) == sizeof(int), "enum fields must be int-sized");
 
 static const char *const N_DEVICE[] = {"auto", "cpu", "cuda", NULL};
@@ -98,7 +98,7 @@ static const cfg_key KEYS[] = {
     K_ENUM("diffusion.variance", diffusion.variance, ddx_variance, N_VARIANCE, "fixedlarge", "reverse-process variance"),
     K_ENUM("diffusion.parameterization", diffusion.parameterization, ddx_parameterization, N_PARAM, "eps", "what the network predicts"),
 
-    K_ENUM("data.dataset", data.dataset, ddx_dataset, N_DATASET, "cifar10", "training images"),
+    K_ENUM("data.dataset", data.dataset, ddx_dataset_kind, N_DATASET, "cifar10", "training images"),
     K_STR("data.path", data.path, "", "data location; \"\" = the data set's standard place"),
     K_INT("data.image_size", data.image_size, "32", 4, 4096, "image side fed to the model"),
     K_BOOL("data.hflip", data.hflip, "true", "random horizontal flips"),
@@ -883,10 +883,22 @@ static ddx_status read_file(const char *path, unsigned char **out, size_t *out_l
     return DDX_OK;
 }
 
+static ddx_status load_buffer(const char *path, const unsigned char *buf, size_t len, ddx_config *cfg);
+
 ddx_status ddx_config_load(const char *path, ddx_config *cfg) {
     unsigned char *buf = NULL;
     size_t len = 0;
     DDX_TRY(read_file(path, &buf, &len));
+    ddx_status st = load_buffer(path, buf, len, cfg);
+    free(buf);
+    return st;
+}
+
+ddx_status ddx_config_load_string(const char *text, size_t len, const char *what, ddx_config *cfg) {
+    return load_buffer(what, (const unsigned char *)text, len, cfg);
+}
+
+static ddx_status load_buffer(const char *path, const unsigned char *buf, size_t len, ddx_config *cfg) {
     ddx_config *tmp = malloc(sizeof *tmp);
     loader *L = calloc(1, sizeof *L);
     ddx_status st = DDX_OK;
@@ -917,7 +929,6 @@ ddx_status ddx_config_load(const char *path, ddx_config *cfg) {
 out:
     free(L);
     free(tmp);
-    free(buf);
     return st;
 }
 

@@ -48,7 +48,7 @@ typedef enum ddx_beta_schedule { DDX_BETA_SCHEDULE_LINEAR = 0, DDX_BETA_SCHEDULE
 typedef enum ddx_variance { DDX_VARIANCE_FIXEDLARGE = 0, DDX_VARIANCE_FIXEDSMALL } ddx_variance;
 // What the network predicts: the noise, the clean image, or v = alpha_t*eps - sigma_t*x0.
 typedef enum ddx_parameterization { DDX_PARAMETERIZATION_EPS = 0, DDX_PARAMETERIZATION_X0, DDX_PARAMETERIZATION_V } ddx_parameterization;
-typedef enum ddx_dataset { DDX_DATASET_FASHION_MNIST = 0, DDX_DATASET_CIFAR10, DDX_DATASET_IMAGE_FOLDER } ddx_dataset;
+typedef enum ddx_dataset_kind { DDX_DATASET_FASHION_MNIST = 0, DDX_DATASET_CIFAR10, DDX_DATASET_IMAGE_FOLDER } ddx_dataset_kind;
 typedef enum ddx_sampler { DDX_SAMPLER_DDPM = 0, DDX_SAMPLER_DDIM } ddx_sampler;
 // How `sample.steps` timesteps are picked out of `diffusion.timesteps` (DDIM paper, appendix D.2).
 typedef enum ddx_spacing { DDX_SPACING_UNIFORM = 0, DDX_SPACING_QUADRATIC } ddx_spacing;
@@ -86,7 +86,7 @@ typedef struct ddx_config {
         ddx_parameterization parameterization;
     } diffusion;
     struct {
-        ddx_dataset dataset;
+        ddx_dataset_kind dataset;
         char path[DDX_CONFIG_STR_MAX];     // "" = the data set's standard location
         int image_size;                    // must equal model.image_size
         bool hflip;                        // random horizontal flips
@@ -123,6 +123,8 @@ void ddx_config_defaults(ddx_config *cfg);
 // cross-key checks are ddx_config_validate's, so that --set can still fix them. On failure
 // *cfg is left unchanged. Missing/unreadable file: DDX_E_IO naming the path.
 ddx_status ddx_config_load(const char *path, ddx_config *cfg);
+// The same from text in memory (a checkpoint's stored config); `what` names it in messages.
+ddx_status ddx_config_load_string(const char *text, size_t len, const char *what, ddx_config *cfg);
 // One override "a.b=value" (what follows --set). Lists are written [1,2,2,2] (or 1,2,2,2);
 // strings are taken verbatim after '='. Same checks as the file; on failure *cfg is unchanged.
 ddx_status ddx_config_set(ddx_config *cfg, const char *assignment);
