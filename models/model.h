@@ -1,7 +1,7 @@
 // The networks: built from runtime ops, chosen by model.type in the config.
 //
 // Parameter names and shapes are the PyTorch state-dict keys of the reference implementation
-// (diffusers UNet2DModel for unet_ddpm; tests/reference/make_model_fixtures.py for unet_plain),
+// (diffusers UNet2DModel for unet_ddpm; tests/reference/make_unet_plain_fixtures.py for unet_plain),
 // except that conv weights live in memory as OHWI [Co,KH,KW,Ci] (NHWC compute) and are OIHW
 // in files: every 4-D parameter is a conv weight and models/checkpoint.c transposes it.
 #ifndef DDX_MODEL_H

@@ -970,17 +970,22 @@ ddx_status ddx_config_validate(const ddx_config *c) {
         return invalid(c, "model.in_channels", "CIFAR-10 images have 3 channels, got %d", c->model.in_channels);
     if (c->data.dataset == DDX_DATASET_IMAGE_FOLDER && !c->data.path[0])
         return invalid(c, "data.path", "dataset image_folder needs data.path (the folder of images)");
+    // unet_plain (models/unet_plain.c) is fixed at three levels and has no GroupNorm or
+    // attention, so the groups and attn_resolutions rules below are unet_ddpm's only.
+    const bool plain = c->model.type == DDX_MODEL_TYPE_UNET_PLAIN;
+    if (plain && levels != 3)
+        return invalid(c, "model.ch_mult", "unet_plain has exactly 3 levels (e.g. [1, 2, 4]), got %d entries", levels);
     // Each level but the last halves the feature map, so the side must divide evenly.
     if (levels - 1 >= 31 || size % (1 << (levels - 1)) != 0)
         return invalid(c, "model.image_size", "%d cannot be halved %d times (model.ch_mult has %d levels)", size, levels - 1, levels);
     for (int i = 0; i < levels; i++) {
         int64_t ch = (int64_t)c->model.ch * c->model.ch_mult.v[i];
         if (ch > 65536) return invalid(c, "model.ch_mult", "level %d has %lld channels; at most 65536", i, (long long)ch);
-        if (ch % c->model.groups != 0)
+        if (!plain && ch % c->model.groups != 0)
             return invalid(c, "model.groups", "%d does not divide the %lld channels of level %d (model.ch %d x ch_mult %d)",
                            c->model.groups, (long long)ch, i, c->model.ch, c->model.ch_mult.v[i]);
     }
-    for (int j = 0; j < c->model.attn_resolutions.n; j++) {
+    for (int j = 0; !plain && j < c->model.attn_resolutions.n; j++) {
         int r = c->model.attn_resolutions.v[j];
         bool reached = false;
         char sizes[128] = "";
