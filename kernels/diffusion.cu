@@ -1,2 +1,185 @@
-// PLACEHOLDER
-extern "C" int ddx_placeholder_diffusion(void) { return 0; }
+// Diffusion kernels: randn, q_sample, sampler_step (see diffusion.h for the contract).
+//
+// One thread handles one Philox group at a time (4 consecutive normals from one
+// Philox4x32-10 call plus two Box-Muller pairs), so each group is drawn exactly once. Element
+// e of a tensor is global index offset + e; group g covers global indices 4g .. 4g+3. When the
+// offset is a multiple of 4 and every pointer is 16-byte aligned, a group is exactly 4
+// consecutive tensor elements at a 16-byte boundary and moves as one vector load/store per
+// operand; otherwise (offset not a multiple of 4, a view starting anywhere, q_sample samples
+// whose size is not a multiple of 4) the thread still draws its group once and then writes
+// the in-range lanes one by one. The ops are memory-bound: a grid of a few blocks per SM
+// striding over the groups keeps the loads wide and in flight.
+//
+// Every float operation goes through ddx_rng_mul / ddx_rng_add (__fmul_rn / __fadd_rn) in the
+// order runtime/ops/diffusion.c uses, so nvcc cannot contract them into FMAs and the GPU
+// output is bit-identical to the CPU reference.
+#include "kernels/diffusion.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "philox.h"
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ void draw4(const ddx_k_rng_key &k, uint64_t g, float z[4]) {
+    uint32_t x[4];
+    ddx_philox_group(k.seed, k.stream, k.step, g, x);
+    ddx_philox_normal4(x, z);
+}
+
+// Bit-identical to ddx_f32_to_bf16 (runtime/tensor.h).
+__device__ __forceinline__ uint16_t f32_to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)((u + rounding) >> 16);
+}
+
+__device__ __forceinline__ float lin2(float p, float x, float q, float y) {
+    return ddx_rng_add(ddx_rng_mul(p, x), ddx_rng_mul(q, y));
+}
+
+// ---- per-element work: one(i, z) for a single element, four(i, z) for 4 aligned ones ----
+struct RandnF32 {
+    static constexpr bool kNoise = true;
+    float *y;
+    __device__ void one(int64_t i, float z) const { y[i] = z; }
+    __device__ void four(int64_t i, const float z[4]) const {
+        *reinterpret_cast<float4 *>(y + i) = make_float4(z[0], z[1], z[2], z[3]);
+    }
+};
+
+struct RandnBf16 {
+    static constexpr bool kNoise = true;
+    uint16_t *y;
+    __device__ void one(int64_t i, float z) const { y[i] = f32_to_bf16(z); }
+    __device__ void four(int64_t i, const float z[4]) const {
+        uint2 v;
+        v.x = (uint32_t)f32_to_bf16(z[0]) | ((uint32_t)f32_to_bf16(z[1]) << 16);
+        v.y = (uint32_t)f32_to_bf16(z[2]) | ((uint32_t)f32_to_bf16(z[3]) << 16);
+        *reinterpret_cast<uint2 *>(y + i) = v;
+    }
+};
+
+// four() needs per % 4 == 0 (the launcher checks), so the 4 elements share a sample.
+struct QSample {
+    static constexpr bool kNoise = true;
+    float *y;
+    const float *x0, *coef;
+    int64_t per;
+    __device__ void one(int64_t i, float z) const {
+        const int64_t s = i / per;
+        y[i] = lin2(__ldg(coef + 2 * s), __ldg(x0 + i), __ldg(coef + 2 * s + 1), z);
+    }
+    __device__ void four(int64_t i, const float z[4]) const {
+        const int64_t s = i / per;
+        const float c0 = __ldg(coef + 2 * s), c1 = __ldg(coef + 2 * s + 1);
+        const float4 x = __ldg(reinterpret_cast<const float4 *>(x0 + i));
+        *reinterpret_cast<float4 *>(y + i) =
+            make_float4(lin2(c0, x.x, c1, z[0]), lin2(c0, x.y, c1, z[1]), lin2(c0, x.z, c1, z[2]), lin2(c0, x.w, c1, z[3]));
+    }
+};
+
+template <bool NOISE> struct Step {
+    static constexpr bool kNoise = NOISE;
+    float *y;
+    const float *xt, *o;
+    ddx_k_sampler_coefs k;
+    __device__ float f(float x, float m, float z) const {
+        float x0 = lin2(k.a, x, k.b, m);
+        // Comparisons, not fminf/fmaxf: a NaN stays NaN (as on the CPU).
+        if (k.clip) x0 = x0 < -1.0f ? -1.0f : (x0 > 1.0f ? 1.0f : x0);
+        const float eps = lin2(k.f, x, k.g, m);
+        float v = ddx_rng_add(lin2(k.c, x0, k.d, x), ddx_rng_mul(k.e, eps));
+        if (NOISE) v = ddx_rng_add(v, ddx_rng_mul(k.sigma, z));
+        return v;
+    }
+    __device__ void one(int64_t i, float z) const { y[i] = f(__ldg(xt + i), __ldg(o + i), z); }
+    __device__ void four(int64_t i, const float z[4]) const {
+        const float4 x = __ldg(reinterpret_cast<const float4 *>(xt + i));
+        const float4 m = __ldg(reinterpret_cast<const float4 *>(o + i));
+        *reinterpret_cast<float4 *>(y + i) = make_float4(f(x.x, m.x, z[0]), f(x.y, m.y, z[1]), f(x.z, m.z, z[2]), f(x.w, m.w, z[3]));
+    }
+};
+
+// Global indices [key.offset, end): grid-stride over the Philox groups that touch them.
+template <class Op, bool VEC>
+__global__ void __launch_bounds__(kThreads) group_kernel(Op op, ddx_k_rng_key key, uint64_t end) {
+    const uint64_t g0 = key.offset >> 2;
+    const uint64_t ngroups = ((end - 1) >> 2) - g0 + 1;
+    const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
+    for (uint64_t t = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; t < ngroups; t += stride) {
+        const uint64_t g = g0 + t;
+        float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (Op::kNoise) draw4(key, g, z);
+        const uint64_t first = g << 2;
+        if (VEC && first + 4 <= end) {
+            op.four((int64_t)(first - key.offset), z);
+        } else {
+#pragma unroll
+            for (int l = 0; l < 4; l++) {
+                const uint64_t e = first + (uint64_t)l;
+                if (e >= key.offset && e < end) op.one((int64_t)(e - key.offset), z[l]);
+            }
+        }
+    }
+}
+
+bool aligned16(const void *p) { return p == nullptr || ((uintptr_t)p & 15u) == 0; }
+
+// Launches group_kernel over n elements; `vec` is the caller's alignment verdict for its
+// pointers (the offset condition is added here).
+template <class Op> int launch(const Op &op, int64_t n, ddx_k_rng_key key, bool vec, void *stream) {
+    if (n < 0 || key.offset > UINT64_MAX - (uint64_t)n) return (int)cudaErrorInvalidValue;
+    if (n == 0) return 0;
+    const uint64_t end = key.offset + (uint64_t)n;
+    const uint64_t ngroups = ((end - 1) >> 2) - (key.offset >> 2) + 1;
+    int dev = 0, sms = 0;
+    cudaError_t err = cudaGetDevice(&dev);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (err != cudaSuccess) return (int)err;
+    const uint64_t want = (ngroups + kThreads - 1) / kThreads;
+    const uint64_t cap = (uint64_t)(sms > 0 ? sms : 1) * 16;
+    const unsigned blocks = (unsigned)(want < cap ? want : cap);
+    cudaStream_t s = (cudaStream_t)stream;
+    if (vec && (key.offset & 3u) == 0)
+        group_kernel<Op, true><<<blocks, kThreads, 0, s>>>(op, key, end);
+    else
+        group_kernel<Op, false><<<blocks, kThreads, 0, s>>>(op, key, end);
+    return (int)cudaGetLastError();
+}
+
+}  // namespace
+
+extern "C" int ddx_k_randn_f32(float *y, int64_t n, ddx_k_rng_key key, void *stream) {
+    if (n > 0 && !y) return (int)cudaErrorInvalidValue;
+    return launch(RandnF32{y}, n, key, aligned16(y), stream);
+}
+
+extern "C" int ddx_k_randn_bf16(uint16_t *y, int64_t n, ddx_k_rng_key key, void *stream) {
+    if (n > 0 && !y) return (int)cudaErrorInvalidValue;
+    // Four bf16 are one 8-byte store.
+    return launch(RandnBf16{y}, n, key, ((uintptr_t)y & 7u) == 0, stream);
+}
+
+extern "C" int ddx_k_q_sample_f32(float *y, const float *x0, const float *coef, int64_t n, int64_t per_sample,
+                                  ddx_k_rng_key key, void *stream) {
+    if (n > 0 && (!y || !x0 || !coef || per_sample <= 0 || n % per_sample != 0)) return (int)cudaErrorInvalidValue;
+    const bool vec = aligned16(y) && aligned16(x0) && per_sample % 4 == 0;
+    return launch(QSample{y, x0, coef, per_sample}, n, key, vec, stream);
+}
+
+extern "C" int ddx_k_sampler_step_f32(float *y, const float *x_t, const float *out, int64_t n, ddx_k_sampler_coefs co,
+                                      ddx_k_rng_key key, void *stream) {
+    if (n > 0 && (!y || !x_t || !out)) return (int)cudaErrorInvalidValue;
+    const bool vec = aligned16(y) && aligned16(x_t) && aligned16(out);
+    if (co.sigma != 0.0f) return launch(Step<true>{y, x_t, out, co}, n, key, vec, stream);
+    // No noise: the offset does not matter for the arithmetic, only for which lanes group
+    // boundaries fall on; key it at 0 so the 16-byte path applies whatever the caller's offset.
+    key.offset = 0;
+    return launch(Step<false>{y, x_t, out, co}, n, key, vec, stream);
+}

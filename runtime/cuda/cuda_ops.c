@@ -3,6 +3,7 @@
 // unlike the CPU, f32 and bf16 are both computed natively (bf16 storage, fp32 math).
 // Ops without an entry here are reported by dispatch as having no CUDA kernel yet.
 #include "cuda/check.h"
+#include "kernels/diffusion.h"
 #include "kernels/elementwise.h"
 #include "op_impl.h"
 
@@ -243,6 +244,43 @@ static ddx_status cuda_silu_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n
 static ddx_status cuda_relu_fwd(ddx_ctx *c, ddx_node *n) { return unary_fwd(c, n, UN_RELU); }
 static ddx_status cuda_relu_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, UN_RELU); }
 
+// ---- randn / q_sample / sampler_step (no backward: not differentiable) --------------------
+static ddx_k_rng_key k_key(const ddx_rng_key *k) {
+    return (ddx_k_rng_key){.seed = k->seed, .stream = k->stream, .step = k->step, .offset = k->offset};
+}
+
+static ddx_status cuda_randn_fwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *y = n->out;
+    const ddx_k_rng_key k = k_key(&n->p.randn);
+    if (y->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_randn_f32(y->data, ddx_numel(y), k, stream_of(c)));
+    else if (y->dtype == DDX_BF16) DDX_CUDA_CHECK(ddx_k_randn_bf16(y->data, ddx_numel(y), k, stream_of(c)));
+    else return ddx_errorf(DDX_E_UNSUPPORTED, "randn on CUDA: dtype %s is not supported (f32, bf16)", ddx_dtype_name(y->dtype));
+    return DDX_OK;
+}
+
+static ddx_status cuda_q_sample_fwd(ddx_ctx *c, ddx_node *n) {
+    const ddx_tensor *x0 = n->in[0], *coef = n->in[1];
+    if (x0->dtype != DDX_F32 || coef->dtype != DDX_F32 || n->out->dtype != DDX_F32)
+        return ddx_errorf(DDX_E_UNSUPPORTED, "q_sample on CUDA: f32 only, got x0 %s, coef %s", ddx_dtype_name(x0->dtype),
+                          ddx_dtype_name(coef->dtype));
+    const int64_t cnt = ddx_numel(x0);
+    if (cnt == 0) return DDX_OK;
+    DDX_CUDA_CHECK(ddx_k_q_sample_f32(n->out->data, x0->data, coef->data, cnt, cnt / x0->shape[0], k_key(&n->p.q_sample),
+                                      stream_of(c)));
+    return DDX_OK;
+}
+
+static ddx_status cuda_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
+    const ddx_tensor *xt = n->in[0], *o = n->in[1];
+    if (xt->dtype != DDX_F32 || o->dtype != DDX_F32 || n->out->dtype != DDX_F32)
+        return ddx_errorf(DDX_E_UNSUPPORTED, "sampler_step on CUDA: f32 only, got x_t %s, output %s",
+                          ddx_dtype_name(xt->dtype), ddx_dtype_name(o->dtype));
+    const ddx_sampler_step_params *p = &n->p.sampler_step;
+    const ddx_k_sampler_coefs co = {p->a, p->b, p->f, p->g, p->c, p->d, p->e, p->sigma, p->clip ? 1 : 0};
+    DDX_CUDA_CHECK(ddx_k_sampler_step_f32(n->out->data, xt->data, o->data, ddx_numel(xt), co, k_key(&p->key), stream_of(c)));
+    return DDX_OK;
+}
+
 const ddx_backend_op ddx_cuda_ops[DDX_OP_COUNT] = {
     [DDX_OP_FILL] = {cuda_fill_fwd, NULL},
     [DDX_OP_COPY] = {cuda_copy_fwd, cuda_copy_bwd},
@@ -253,4 +291,7 @@ const ddx_backend_op ddx_cuda_ops[DDX_OP_COUNT] = {
     [DDX_OP_SCALE] = {cuda_scale_fwd, cuda_scale_bwd},
     [DDX_OP_SILU] = {cuda_silu_fwd, cuda_silu_bwd},
     [DDX_OP_RELU] = {cuda_relu_fwd, cuda_relu_bwd},
+    [DDX_OP_RANDN] = {cuda_randn_fwd, NULL},
+    [DDX_OP_Q_SAMPLE] = {cuda_q_sample_fwd, NULL},
+    [DDX_OP_SAMPLER_STEP] = {cuda_sampler_step_fwd, NULL},
 };

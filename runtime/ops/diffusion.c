@@ -1,20 +1,185 @@
-// PLACEHOLDER: replaced by the diffusion ops (randn, q_sample, sampler_step).
+// The diffusion ops: randn, q_sample and sampler_step. Front-ends (validation) and the CPU
+// fp32 reference. None of them is differentiable: their inputs are data, noise or a model
+// output that sampling never differentiates through.
+//
+// Noise: element e of every op's output uses Philox normal number key.offset + e of
+// (key.seed, key.stream, key.step) (runtime/philox.h), so the CPU and GPU draw identical bits.
+// The arithmetic is spelled with ddx_rng_mul / ddx_rng_add, the same correctly rounded
+// operations the CUDA kernels use (__fmul_rn / __fadd_rn), so no compiler can fuse a product
+// into an add on one side only: the two backends agree bit for bit, not just within fp32
+// tolerance.
+#include <stdio.h>
+#include <string.h>
+
 #include "op_impl.h"
+#include "philox.h"
+
+#define SHAPE_BUF 64
+
+static ddx_status cpu_need_f32(const char *op, const ddx_tensor *t, const char *what) {
+    if (t->dtype != DDX_F32)
+        return ddx_errorf(DDX_E_UNSUPPORTED, "%s: the CPU backend computes in f32 only, got %s %s", op, what,
+                          ddx_dtype_name(t->dtype));
+    return DDX_OK;
+}
+
+// The key must address [offset, offset + n) without wrapping the 64-bit element index.
+static bool key_fits(const ddx_rng_key *k, int64_t n) { return n >= 0 && k->offset <= UINT64_MAX - (uint64_t)n; }
+
+// A non-differentiable op must not silently cut a gradient path: refuse an input that wants
+// a grad while the tape is recording, rather than failing later in backward.
+static bool refuse_grad(ddx_ctx *c, const char *op, const ddx_tensor *t, const char *what) {
+    if (c->grad_enabled && t->requires_grad) {
+        ddx_op_fail(c, DDX_E_INPUT,
+                    "%s: %s requires grad but %s has no backward; detach it or turn grad off (ctx->grad_enabled)",
+                    op, what, op);
+        return true;
+    }
+    return false;
+}
+
+// =========================================================================================
+// randn
+// =========================================================================================
 ddx_tensor *ddx_randn(ddx_ctx *c, ddx_dtype dt, int ndim, const int64_t *shape, ddx_rng_key key) {
-    (void)dt; (void)ndim; (void)shape; (void)key;
-    return ddx_op_fail(c, DDX_E_UNSUPPORTED, "randn: not written yet");
+    if (!ddx_op_ok(c, "randn", 0, NULL)) return NULL;
+    if (dt != DDX_F32 && dt != DDX_BF16)
+        return ddx_op_fail(c, DDX_E_INPUT, "randn: dtype %s is not supported (f32, or bf16 on CUDA)", ddx_dtype_name(dt));
+    if (dt == DDX_BF16 && c->device == DDX_CPU)
+        return ddx_op_fail(c, DDX_E_UNSUPPORTED, "randn: bf16 output needs the CUDA backend; the CPU draws f32");
+    if (ndim < 1 || ndim > DDX_MAX_DIMS || !shape)
+        return ddx_op_fail(c, DDX_E_INPUT, "randn: ndim %d out of range 1..4 (or shape is NULL)", ndim);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (shape[i] > 0 && n > INT64_MAX / shape[i]))
+            return ddx_op_fail(c, DDX_E_INPUT, "randn: dim %d is %lld; dims must be >= 0 with a product below 2^63", i,
+                               (long long)shape[i]);
+        n *= shape[i];
+    }
+    if (!key_fits(&key, n))
+        return ddx_op_fail(c, DDX_E_INPUT, "randn: offset %llu + %lld elements overflows the 64-bit Philox index",
+                           (unsigned long long)key.offset, (long long)n);
+    ddx_op_params p = {.randn = key};
+    return ddx_op_run(c, DDX_OP_RANDN, 0, NULL, &p, dt, ndim, shape);
 }
+
+ddx_status ddx_cpu_randn_fwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    DDX_TRY(cpu_need_f32("randn", n->out, "output"));
+    const ddx_rng_key *k = &n->p.randn;
+    return ddx_philox_normal(ddx_f32(n->out), ddx_numel(n->out), k->seed, k->stream, k->step, k->offset);
+}
+
+ddx_status ddx_cpu_randn_bwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    (void)n;
+    return ddx_errorf(DDX_E_INTERNAL, "randn has no differentiable input");
+}
+
+// =========================================================================================
+// q_sample: x_t = coef0 * x0 + coef1 * eps, eps = randn(x0's shape, key), coef per sample.
+// =========================================================================================
 ddx_tensor *ddx_q_sample(ddx_ctx *c, ddx_tensor *x0, ddx_tensor *coef, ddx_rng_key key) {
-    (void)x0; (void)coef; (void)key;
-    return ddx_op_fail(c, DDX_E_UNSUPPORTED, "q_sample: not written yet");
+    if (!ddx_op_ok(c, "q_sample", 2, (ddx_tensor *[]){x0, coef})) return NULL;
+    char sx[SHAPE_BUF], sc[SHAPE_BUF];
+    if (x0->dtype != DDX_F32 || coef->dtype != DDX_F32)
+        return ddx_op_fail(c, DDX_E_INPUT, "q_sample: x0 and coef must be f32, got %s and %s", ddx_dtype_name(x0->dtype),
+                           ddx_dtype_name(coef->dtype));
+    if (x0->ndim < 1 || x0->shape[0] < 1)
+        return ddx_op_fail(c, DDX_E_INPUT, "q_sample: x0 %s needs a batch dim of at least 1",
+                           ddx_shape_str(x0, sx, sizeof sx));
+    if (coef->ndim != 2 || coef->shape[0] != x0->shape[0] || coef->shape[1] != 2)
+        return ddx_op_fail(c, DDX_E_INPUT, "q_sample: coef is %s, want [%lld, 2] (sqrt(abar), sqrt(1-abar)) for x0 %s",
+                           ddx_shape_str(coef, sc, sizeof sc), (long long)x0->shape[0], ddx_shape_str(x0, sx, sizeof sx));
+    if (!key_fits(&key, ddx_numel(x0)))
+        return ddx_op_fail(c, DDX_E_INPUT, "q_sample: offset %llu + %lld elements overflows the 64-bit Philox index",
+                           (unsigned long long)key.offset, (long long)ddx_numel(x0));
+    if (refuse_grad(c, "q_sample", x0, "x0") || refuse_grad(c, "q_sample", coef, "coef")) return NULL;
+    ddx_op_params p = {.q_sample = key};
+    return ddx_op_run(c, DDX_OP_Q_SAMPLE, 2, (ddx_tensor *[]){x0, coef}, &p, DDX_F32, x0->ndim, x0->shape);
 }
+
+ddx_status ddx_cpu_q_sample_fwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    DDX_TRY(cpu_need_f32("q_sample", n->in[0], "x0"));
+    DDX_TRY(cpu_need_f32("q_sample", n->in[1], "coef"));
+    const int64_t cnt = ddx_numel(n->out);
+    if (cnt == 0) return DDX_OK;
+    const int64_t N = n->in[0]->shape[0], per = cnt / N;
+    const float *x0 = ddx_f32c(n->in[0]), *coef = ddx_f32c(n->in[1]);
+    float *y = ddx_f32(n->out);
+    const ddx_rng_key *k = &n->p.q_sample;
+    // The noise lands in y first and is consumed in place.
+    DDX_TRY(ddx_philox_normal(y, cnt, k->seed, k->stream, k->step, k->offset));
+    for (int64_t i = 0; i < N; i++) {
+        const float c0 = coef[2 * i], c1 = coef[2 * i + 1];
+        const float *xs = x0 + i * per;
+        float *ys = y + i * per;
+        for (int64_t j = 0; j < per; j++) ys[j] = ddx_rng_add(ddx_rng_mul(c0, xs[j]), ddx_rng_mul(c1, ys[j]));
+    }
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_q_sample_bwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    (void)n;
+    return ddx_errorf(DDX_E_INTERNAL, "q_sample is not differentiable (the front-end refuses inputs that need grad)");
+}
+
+// =========================================================================================
+// sampler_step: see ddx_sampler_step_params in runtime/ops.h.
+// =========================================================================================
+static bool finite_f(float v) { return v == v && v - v == 0.0f; }
+
 ddx_tensor *ddx_sampler_step(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, const ddx_sampler_step_params *p) {
-    (void)x_t; (void)out; (void)p;
-    return ddx_op_fail(c, DDX_E_UNSUPPORTED, "sampler_step: not written yet");
+    if (!ddx_op_ok(c, "sampler_step", 2, (ddx_tensor *[]){x_t, out})) return NULL;
+    char sa[SHAPE_BUF], sb[SHAPE_BUF];
+    if (!p) return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: params are NULL");
+    if (x_t->dtype != DDX_F32 || out->dtype != DDX_F32)
+        return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: x_t and the model output must be f32, got %s and %s",
+                           ddx_dtype_name(x_t->dtype), ddx_dtype_name(out->dtype));
+    if (!ddx_same_shape(x_t, out))
+        return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: x_t %s and the model output %s must have the same shape",
+                           ddx_shape_str(x_t, sa, sizeof sa), ddx_shape_str(out, sb, sizeof sb));
+    const float co[8] = {p->a, p->b, p->f, p->g, p->c, p->d, p->e, p->sigma};
+    for (int i = 0; i < 8; i++)
+        if (!finite_f(co[i]))
+            return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: coefficient %c is not finite (%g); check the schedule",
+                               "abfgcdes"[i], (double)co[i]);
+    if (!key_fits(&p->key, ddx_numel(x_t)))
+        return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: offset %llu + %lld elements overflows the 64-bit Philox index",
+                           (unsigned long long)p->key.offset, (long long)ddx_numel(x_t));
+    if (refuse_grad(c, "sampler_step", x_t, "x_t") || refuse_grad(c, "sampler_step", out, "the model output"))
+        return NULL;
+    ddx_op_params op = {.sampler_step = *p};
+    return ddx_op_run(c, DDX_OP_SAMPLER_STEP, 2, (ddx_tensor *[]){x_t, out}, &op, DDX_F32, x_t->ndim, x_t->shape);
 }
-#define STUB(n) \
-    ddx_status ddx_cpu_##n##_fwd(ddx_ctx *c, ddx_node *nd) { (void)c; (void)nd; return ddx_errorf(DDX_E_UNSUPPORTED, #n); } \
-    ddx_status ddx_cpu_##n##_bwd(ddx_ctx *c, ddx_node *nd) { (void)c; (void)nd; return ddx_errorf(DDX_E_UNSUPPORTED, #n); }
-STUB(randn)
-STUB(q_sample)
-STUB(sampler_step)
+
+ddx_status ddx_cpu_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    DDX_TRY(cpu_need_f32("sampler_step", n->in[0], "x_t"));
+    DDX_TRY(cpu_need_f32("sampler_step", n->in[1], "model output"));
+    const ddx_sampler_step_params *p = &n->p.sampler_step;
+    const int64_t cnt = ddx_numel(n->out);
+    const float *xt = ddx_f32c(n->in[0]), *o = ddx_f32c(n->in[1]);
+    float *y = ddx_f32(n->out);
+    const bool noise = p->sigma != 0.0f;
+    // The noise lands in y first and is consumed in place.
+    if (noise) DDX_TRY(ddx_philox_normal(y, cnt, p->key.seed, p->key.stream, p->key.step, p->key.offset));
+    for (int64_t i = 0; i < cnt; i++) {
+        float x0 = ddx_rng_add(ddx_rng_mul(p->a, xt[i]), ddx_rng_mul(p->b, o[i]));
+        // Comparisons rather than fminf/fmaxf: a NaN must stay NaN, not become a clip bound.
+        if (p->clip) x0 = x0 < -1.0f ? -1.0f : (x0 > 1.0f ? 1.0f : x0);
+        const float eps = ddx_rng_add(ddx_rng_mul(p->f, xt[i]), ddx_rng_mul(p->g, o[i]));
+        float v = ddx_rng_add(ddx_rng_add(ddx_rng_mul(p->c, x0), ddx_rng_mul(p->d, xt[i])), ddx_rng_mul(p->e, eps));
+        if (noise) v = ddx_rng_add(v, ddx_rng_mul(p->sigma, y[i]));
+        y[i] = v;
+    }
+    return DDX_OK;
+}
+
+ddx_status ddx_cpu_sampler_step_bwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    (void)n;
+    return ddx_errorf(DDX_E_INTERNAL, "sampler_step is not differentiable (the front-end refuses inputs that need grad)");
+}

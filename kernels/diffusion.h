@@ -1,0 +1,51 @@
+// CUDA kernels of the diffusion ops: randn, q_sample and sampler_step (runtime/ops.h gives
+// their semantics, runtime/ops/diffusion.c their CPU reference).
+//
+// Host launchers take raw device pointers, element counts and a cudaStream_t passed as void*,
+// enqueue the work and return the cudaError_t of the launch as an int (0 = success;
+// cudaErrorInvalidValue (1) for arguments the CPU front-end would refuse). Each kernel draws
+// its Philox noise itself: element e uses normal number offset + e of (seed, stream, step),
+// the same bits as ddx_philox_normal on the CPU, and the arithmetic uses the same correctly
+// rounded operations in the same order, so CUDA and CPU outputs are bit-identical.
+#ifndef DDX_KERNELS_DIFFUSION_H
+#define DDX_KERNELS_DIFFUSION_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// The Philox key of a draw (runtime/ops.h's ddx_rng_key without the runtime dependency).
+typedef struct ddx_k_rng_key {
+    uint64_t seed;
+    uint32_t stream;
+    uint32_t step;
+    uint64_t offset;
+} ddx_k_rng_key;
+
+// The fused sampler update (runtime/ops.h's ddx_sampler_step_params):
+//   x0 = a x_t + b out, clamped to [-1, 1] when clip; eps = f x_t + g out;
+//   prev = ((c x0 + d x_t) + e eps) + sigma z   (no z drawn when sigma == 0)
+typedef struct ddx_k_sampler_coefs {
+    float a, b, f, g, c, d, e, sigma;
+    int clip;
+} ddx_k_sampler_coefs;
+
+// y[i] = normal number key.offset + i, i in [0, n).
+int ddx_k_randn_f32(float *y, int64_t n, ddx_k_rng_key key, void *stream);
+// The same numbers rounded to bf16 like ddx_f32_to_bf16.
+int ddx_k_randn_bf16(uint16_t *y, int64_t n, ddx_k_rng_key key, void *stream);
+// y = coef[s,0] * x0 + coef[s,1] * z for element i of sample s = i / per_sample.
+// coef: [n / per_sample, 2] f32; n must be a multiple of per_sample.
+int ddx_k_q_sample_f32(float *y, const float *x0, const float *coef, int64_t n, int64_t per_sample,
+                       ddx_k_rng_key key, void *stream);
+// y = the sampler update of x_t and the model output `out` (all n elements).
+int ddx_k_sampler_step_f32(float *y, const float *x_t, const float *out, int64_t n, ddx_k_sampler_coefs co,
+                           ddx_k_rng_key key, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
