@@ -93,6 +93,7 @@ static ddx_status log_truncate(const char *path, int64_t step) {
     while (fgets(line, sizeof line, in)) {
         long long s;
         if (sscanf(line, "{\"step\":%lld", &s) == 1 && s > step) break;
+        if (strstr(line, "\"partial\":true")) continue;   // the resumed run carries that mean on
         fputs(line, out);
     }
     fclose(in);
@@ -209,7 +210,10 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
             printf("memory: activation arena %.1f MiB peak (after step 1)\n", (double)r->tr.ctx.act.peak / (1 << 20));
             printed_arena = true;
         }
-        if (cfg->train.log_every > 0 && (step % cfg->train.log_every == 0 || step == total)) {
+        bool boundary = cfg->train.log_every > 0 && step % cfg->train.log_every == 0;
+        // The last step of a run off the log interval gets a "partial" line that does not reset
+        // the running mean, so a run extended later logs exactly what an unbroken run would.
+        if (boundary || (cfg->train.log_every > 0 && step == total)) {
             double t = now_s();
             double ips = (double)(step - step_log) * (double)B / (t - t_log);
             double mean = loss_sum / (double)loss_n;
@@ -220,13 +224,15 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
                    gnorm, lr, ips, eta);
             fflush(stdout);
             fprintf(r->log, "{\"step\":%" PRId64 ",\"loss\":%.17g,\"last_loss\":%.9g,\"grad_norm\":%.9g,\"lr\":%.9g,"
-                            "\"img_per_s\":%.2f,\"elapsed_s\":%.3f}\n",
-                    step, mean, (double)loss, gnorm, lr, ips, t - t_start);
+                            "\"img_per_s\":%.2f,\"elapsed_s\":%.3f%s}\n",
+                    step, mean, (double)loss, gnorm, lr, ips, t - t_start, boundary ? "" : ",\"partial\":true");
             fflush(r->log);
-            loss_sum = 0;
-            loss_n = 0;
-            t_log = t;
-            step_log = step;
+            if (boundary) {
+                loss_sum = 0;
+                loss_n = 0;
+                t_log = t;
+                step_log = step;
+            }
         }
         if (cfg->train.checkpoint_every > 0 && step % cfg->train.checkpoint_every == 0 && step != total) {
             st = save_checkpoint(r, data_batch, loss_sum, loss_n);
@@ -322,9 +328,11 @@ int main(int argc, char **argv) {
         // The stored config is what the run was; a given config or --set may only change the
         // keys copy_resume_keys lists.
         ddx_config want;
-        st = ddx_config_resolve(&want, config_path, sets, n_sets);
-        if (!config_path && !st) {
+        if (config_path) {
+            st = ddx_config_resolve(&want, config_path, sets, n_sets);
+        } else {
             want = ck.cfg;
+            st = DDX_OK;
             for (int i = 0; i < n_sets && !st; i++) st = ddx_config_set(&want, sets[i]);
             if (!st) st = ddx_config_validate(&want);
         }
