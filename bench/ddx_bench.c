@@ -426,6 +426,7 @@ typedef struct bench_cmd {
 static const bench_cmd g_cmds[] = {
     {"ops", cmd_ops, "time each CPU op (forward, backward) at U-Net shapes; conv vs sgemm acceptance check"},
     {"kernels", ddx_bench_kernels, "time each CUDA kernel; GB/s and share of the device copy bandwidth"},
+    {"step", ddx_bench_step, "time a config's training step and sampling forward (compare: bench/reference/torch_step.py)"},
 };
 
 static void usage(FILE *f) {

@@ -1,2 +1,412 @@
-// PLACEHOLDER
-typedef int ddx_placeholder_unet_ddpm;
+// The DDPM U-Net of Ho et al. 2020 with the numerics and state-dict keys of diffusers'
+// UNet2DModel as google/ddpm-cifar10-32 configures it (freq_shift 1, [sin, cos] timestep
+// embedding, Downsample2D padding 0 with the input padded right/bottom, one attention head over
+// all channels, GroupNorm eps norm_eps everywhere).
+//
+// Config -> diffusers: block_out_channels[i] = ch * ch_mult[i], layers_per_block = num_res_blocks,
+// level i works at image_size >> i and has attention (AttnDownBlock2D / AttnUpBlock2D) iff that
+// size is in attn_resolutions; every level but the last downsamples, every up block but the last
+// upsamples; up blocks have num_res_blocks + 1 resnets, each eating one skip.
+//
+// Parameters are registered in the state-dict order of UNet2DModel (conv_in, time_embedding,
+// class_embedding, down blocks with attentions before resnets, up blocks, mid block, conv_norm_out,
+// conv_out) so the flat buffer lines up with torch's parameters() order.
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/model_impl.h"
+
+#define UD_MAX_LEVELS DDX_CONFIG_LIST_MAX
+
+typedef struct ud_conv {
+    ddx_tensor *w, *b;   // w [Co, KH, KW, Ci] (OHWI), b [Co]
+} ud_conv;
+
+typedef struct ud_resnet {
+    int cin, cout;
+    ddx_tensor *norm1_w, *norm1_b, *norm2_w, *norm2_b;   // [cin], [cout]
+    ud_conv conv1, conv2, shortcut;                       // shortcut.w NULL when cin == cout
+    ddx_tensor *temb_w, *temb_b;                          // [cout, 4ch], [cout]
+} ud_resnet;
+
+typedef struct ud_attn {
+    ddx_tensor *norm_w, *norm_b;                      // [C]
+    ddx_tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;    // [C, C], [C]
+    ddx_tensor *o_w, *o_b;                            // to_out.0
+} ud_attn;
+
+typedef struct ud_block {
+    int n_res;
+    ud_resnet *res;    // [n_res]
+    ud_attn *attn;     // [n_res] or NULL
+    ud_conv sample;    // downsampler / upsampler conv; w NULL when the block has none
+} ud_block;
+
+typedef struct ud_net {
+    int levels, groups, temb_dim;
+    float eps, dropout;
+    ud_conv conv_in, conv_out;
+    ddx_tensor *lin1_w, *lin1_b, *lin2_w, *lin2_b;   // time_embedding.linear_1 / linear_2
+    ddx_tensor *class_emb;                            // [num_classes, 4ch] or NULL
+    ud_block down[UD_MAX_LEVELS], up[UD_MAX_LEVELS];
+    ud_resnet mid_res[2];
+    ud_attn mid_attn;
+    ddx_tensor *norm_out_w, *norm_out_b;
+} ud_net;
+
+static void ud_free(void *p) {
+    ud_net *u = p;
+    if (!u) return;
+    for (int i = 0; i < UD_MAX_LEVELS; i++) {
+        free(u->down[i].res);
+        free(u->down[i].attn);
+        free(u->up[i].res);
+        free(u->up[i].attn);
+    }
+    free(u);
+}
+
+// ---- construction ---------------------------------------------------------------------------
+
+// Conv weight + bias "<prefix>.weight" / "<prefix>.bias"; fan_in = Ci * K * K as in PyTorch.
+static ddx_status conv_make(ddx_model *m, ud_conv *cv, const char *prefix, int ci, int co, int k) {
+    const int64_t fan = (int64_t)ci * k * k;
+    cv->w = ddx_model_paramf(m, 4, (int64_t[]){co, k, k, ci}, DDX_INIT_UNIFORM_FAN_IN, fan, "%s.weight", prefix);
+    if (!cv->w) return DDX_E_NOMEM;
+    cv->b = ddx_model_paramf(m, 1, (int64_t[]){co}, DDX_INIT_UNIFORM_FAN_IN, fan, "%s.bias", prefix);
+    return cv->b ? DDX_OK : DDX_E_NOMEM;
+}
+
+static ddx_status linear_make(ddx_model *m, ddx_tensor **w, ddx_tensor **b, const char *prefix, int in, int out) {
+    *w = ddx_model_paramf(m, 2, (int64_t[]){out, in}, DDX_INIT_UNIFORM_FAN_IN, in, "%s.weight", prefix);
+    if (!*w) return DDX_E_NOMEM;
+    *b = ddx_model_paramf(m, 1, (int64_t[]){out}, DDX_INIT_UNIFORM_FAN_IN, in, "%s.bias", prefix);
+    return *b ? DDX_OK : DDX_E_NOMEM;
+}
+
+static ddx_status norm_make(ddx_model *m, ddx_tensor **w, ddx_tensor **b, const char *prefix, int c) {
+    *w = ddx_model_paramf(m, 1, (int64_t[]){c}, DDX_INIT_ONES, 0, "%s.weight", prefix);
+    if (!*w) return DDX_E_NOMEM;
+    *b = ddx_model_paramf(m, 1, (int64_t[]){c}, DDX_INIT_ZEROS, 0, "%s.bias", prefix);
+    return *b ? DDX_OK : DDX_E_NOMEM;
+}
+
+// A name prefix built with snprintf; the names here are far below the buffer size.
+#define PFX(buf, ...) snprintf(buf, sizeof buf, __VA_ARGS__)
+
+// ResnetBlock2D's parameters, in its registration order.
+static ddx_status resnet_make(ddx_model *m, ud_resnet *r, const char *prefix, int cin, int cout, int temb) {
+    char p[192];
+    r->cin = cin;
+    r->cout = cout;
+    PFX(p, "%s.norm1", prefix);
+    DDX_TRY(norm_make(m, &r->norm1_w, &r->norm1_b, p, cin));
+    PFX(p, "%s.conv1", prefix);
+    DDX_TRY(conv_make(m, &r->conv1, p, cin, cout, 3));
+    PFX(p, "%s.time_emb_proj", prefix);
+    DDX_TRY(linear_make(m, &r->temb_w, &r->temb_b, p, temb, cout));
+    PFX(p, "%s.norm2", prefix);
+    DDX_TRY(norm_make(m, &r->norm2_w, &r->norm2_b, p, cout));
+    PFX(p, "%s.conv2", prefix);
+    DDX_TRY(conv_make(m, &r->conv2, p, cout, cout, 3));
+    if (cin != cout) {
+        PFX(p, "%s.conv_shortcut", prefix);
+        DDX_TRY(conv_make(m, &r->shortcut, p, cin, cout, 1));
+    }
+    return DDX_OK;
+}
+
+static ddx_status attn_make(ddx_model *m, ud_attn *a, const char *prefix, int c) {
+    char p[192];
+    PFX(p, "%s.group_norm", prefix);
+    DDX_TRY(norm_make(m, &a->norm_w, &a->norm_b, p, c));
+    PFX(p, "%s.to_q", prefix);
+    DDX_TRY(linear_make(m, &a->q_w, &a->q_b, p, c, c));
+    PFX(p, "%s.to_k", prefix);
+    DDX_TRY(linear_make(m, &a->k_w, &a->k_b, p, c, c));
+    PFX(p, "%s.to_v", prefix);
+    DDX_TRY(linear_make(m, &a->v_w, &a->v_b, p, c, c));
+    PFX(p, "%s.to_out.0", prefix);
+    return linear_make(m, &a->o_w, &a->o_b, p, c, c);
+}
+
+static ddx_status block_alloc(ud_block *b, int n_res, bool attn) {
+    b->n_res = n_res;
+    b->res = calloc((size_t)n_res, sizeof *b->res);
+    b->attn = attn ? calloc((size_t)n_res, sizeof *b->attn) : NULL;
+    if (!b->res || (attn && !b->attn)) return ddx_errorf(DDX_E_NOMEM, "unet_ddpm: out of host memory");
+    return DDX_OK;
+}
+
+// Settings UNet2DModel cannot be built from; each names the key to fix.
+static ddx_status check_cfg(const ddx_config *cfg) {
+    const int L = cfg->model.ch_mult.n;
+    if (L < 1 || L > UD_MAX_LEVELS)
+        return ddx_errorf(DDX_E_INPUT, "model.ch_mult: unet_ddpm needs 1 to %d levels, got %d", UD_MAX_LEVELS, L);
+    if (cfg->model.in_channels < 1 || cfg->model.out_channels < 1)
+        return ddx_errorf(DDX_E_INPUT, "model.%s: must be at least 1, got %d",
+                          cfg->model.in_channels < 1 ? "in_channels" : "out_channels",
+                          cfg->model.in_channels < 1 ? cfg->model.in_channels : cfg->model.out_channels);
+    // The sinusoidal embedding has ch/2 sin and ch/2 cos columns and divides by ch/2 - 1.
+    if (cfg->model.ch < 4 || cfg->model.ch % 2 != 0)
+        return ddx_errorf(DDX_E_INPUT, "model.ch: the timestep embedding needs an even width of at least 4, got %d",
+                          cfg->model.ch);
+    if (cfg->model.num_res_blocks < 1)
+        return ddx_errorf(DDX_E_INPUT, "model.num_res_blocks: must be at least 1, got %d", cfg->model.num_res_blocks);
+    if (cfg->model.groups < 1)
+        return ddx_errorf(DDX_E_INPUT, "model.groups: must be at least 1, got %d", cfg->model.groups);
+    if (cfg->model.num_classes < 0)
+        return ddx_errorf(DDX_E_INPUT, "model.num_classes: must be 0 (unconditional) or more, got %d",
+                          cfg->model.num_classes);
+    if (!(cfg->model.norm_eps > 0.0))
+        return ddx_errorf(DDX_E_INPUT, "model.norm_eps: must be positive, got %g", cfg->model.norm_eps);
+    if (!(cfg->model.dropout >= 0.0 && cfg->model.dropout < 1.0))
+        return ddx_errorf(DDX_E_INPUT, "model.dropout: must be in [0, 1), got %g", cfg->model.dropout);
+    if (cfg->model.image_size < 1 || cfg->model.image_size % (1 << (L - 1)) != 0)
+        return ddx_errorf(DDX_E_INPUT,
+                          "model.image_size: %d is not divisible by 2^%d (model.ch_mult has %d levels, each but the "
+                          "last halves the size); pick a multiple of %d or fewer levels",
+                          cfg->model.image_size, L - 1, L, 1 << (L - 1));
+    if (cfg->model.ch > 16384)
+        return ddx_errorf(DDX_E_INPUT, "model.ch: %d gives a %lld-wide time embedding; at most 16384", cfg->model.ch,
+                          4LL * cfg->model.ch);
+    for (int i = 0; i < L; i++) {
+        const int64_t c = (int64_t)cfg->model.ch * cfg->model.ch_mult.v[i];
+        if (cfg->model.ch_mult.v[i] < 1 || c > 65536)
+            return ddx_errorf(DDX_E_INPUT, "model.ch_mult: level %d has %lld channels; must be 1 to 65536", i,
+                              (long long)c);
+        if (c % cfg->model.groups != 0)
+            return ddx_errorf(DDX_E_INPUT,
+                              "model.groups: %d does not divide the %lld channels of level %d (model.ch %d x "
+                              "ch_mult %d)",
+                              cfg->model.groups, (long long)c, i, cfg->model.ch, cfg->model.ch_mult.v[i]);
+    }
+    for (int j = 0; j < cfg->model.attn_resolutions.n; j++) {
+        bool hit = false;
+        for (int i = 0; i < L; i++) hit |= (cfg->model.image_size >> i) == cfg->model.attn_resolutions.v[j];
+        if (!hit)
+            return ddx_errorf(DDX_E_INPUT,
+                              "model.attn_resolutions: %d is not the feature-map size of any level (image_size %d, "
+                              "%d levels)",
+                              cfg->model.attn_resolutions.v[j], cfg->model.image_size, L);
+    }
+    return DDX_OK;
+}
+
+static bool level_has_attn(const ddx_config *cfg, int level) {
+    const int size = cfg->model.image_size >> level;
+    for (int j = 0; j < cfg->model.attn_resolutions.n; j++)
+        if (cfg->model.attn_resolutions.v[j] == size) return true;
+    return false;
+}
+
+static ddx_tensor *ud_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx_tensor *t, ddx_tensor *y);
+
+static ddx_status ud_build(ddx_model *m, ud_net *u) {
+    const ddx_config *cfg = &m->cfg;
+    const int L = cfg->model.ch_mult.n, nrb = cfg->model.num_res_blocks, ch = cfg->model.ch;
+    const int temb = 4 * ch;
+    int width[UD_MAX_LEVELS];
+    for (int i = 0; i < L; i++) width[i] = ch * cfg->model.ch_mult.v[i];
+    u->levels = L;
+    u->groups = cfg->model.groups;
+    u->temb_dim = temb;
+    u->eps = (float)cfg->model.norm_eps;
+    u->dropout = (float)cfg->model.dropout;
+
+    DDX_TRY(conv_make(m, &u->conv_in, "conv_in", cfg->model.in_channels, width[0], 3));
+    DDX_TRY(linear_make(m, &u->lin1_w, &u->lin1_b, "time_embedding.linear_1", ch, temb));
+    DDX_TRY(linear_make(m, &u->lin2_w, &u->lin2_b, "time_embedding.linear_2", temb, temb));
+    if (cfg->model.num_classes > 0) {
+        u->class_emb = ddx_model_param(m, "class_embedding.weight", 2, (int64_t[]){cfg->model.num_classes, temb},
+                                       DDX_INIT_NORMAL, 0);
+        if (!u->class_emb) return DDX_E_NOMEM;
+    }
+
+    // The skip channels in the order the forward pushes them; up blocks pop from the end.
+    int skip[1 + UD_MAX_LEVELS * 65];
+    int n_skip = 0;
+    skip[n_skip++] = width[0];
+    char p[192];
+    int cur = width[0];
+    for (int i = 0; i < L; i++) {
+        ud_block *b = &u->down[i];
+        const bool attn = level_has_attn(cfg, i);
+        DDX_TRY(block_alloc(b, nrb, attn));
+        // diffusers registers attentions before resnets in the Attn blocks.
+        for (int r = 0; attn && r < nrb; r++) {
+            PFX(p, "down_blocks.%d.attentions.%d", i, r);
+            DDX_TRY(attn_make(m, &b->attn[r], p, width[i]));
+        }
+        for (int r = 0; r < nrb; r++) {
+            PFX(p, "down_blocks.%d.resnets.%d", i, r);
+            DDX_TRY(resnet_make(m, &b->res[r], p, cur, width[i], temb));
+            cur = width[i];
+            skip[n_skip++] = cur;
+        }
+        if (i < L - 1) {
+            PFX(p, "down_blocks.%d.downsamplers.0.conv", i);
+            DDX_TRY(conv_make(m, &b->sample, p, cur, cur, 3));
+            skip[n_skip++] = cur;
+        }
+    }
+    for (int j = 0; j < L; j++) {
+        const int lvl = L - 1 - j;
+        ud_block *b = &u->up[j];
+        const bool attn = level_has_attn(cfg, lvl);
+        DDX_TRY(block_alloc(b, nrb + 1, attn));
+        for (int r = 0; attn && r <= nrb; r++) {
+            PFX(p, "up_blocks.%d.attentions.%d", j, r);
+            DDX_TRY(attn_make(m, &b->attn[r], p, width[lvl]));
+        }
+        for (int r = 0; r <= nrb; r++) {
+            PFX(p, "up_blocks.%d.resnets.%d", j, r);
+            const int sc = skip[--n_skip];
+            DDX_TRY(resnet_make(m, &b->res[r], p, cur + sc, width[lvl], temb));
+            cur = width[lvl];
+        }
+        if (j < L - 1) {
+            PFX(p, "up_blocks.%d.upsamplers.0.conv", j);
+            DDX_TRY(conv_make(m, &b->sample, p, cur, cur, 3));
+        }
+    }
+    if (n_skip != 0) return ddx_errorf(DDX_E_INTERNAL, "unet_ddpm: %d skip connections left unused", n_skip);
+    // UNet2DModel assigns mid_block after up_blocks, which is where state_dict() lists it.
+    DDX_TRY(attn_make(m, &u->mid_attn, "mid_block.attentions.0", width[L - 1]));
+    DDX_TRY(resnet_make(m, &u->mid_res[0], "mid_block.resnets.0", width[L - 1], width[L - 1], temb));
+    DDX_TRY(resnet_make(m, &u->mid_res[1], "mid_block.resnets.1", width[L - 1], width[L - 1], temb));
+    DDX_TRY(norm_make(m, &u->norm_out_w, &u->norm_out_b, "conv_norm_out", width[0]));
+    DDX_TRY(conv_make(m, &u->conv_out, "conv_out", width[0], cfg->model.out_channels, 3));
+    return DDX_OK;
+}
+
+ddx_status ddx_unet_ddpm_create(ddx_model *m) {
+    DDX_TRY(check_cfg(&m->cfg));
+    ud_net *u = calloc(1, sizeof *u);
+    if (!u) return ddx_errorf(DDX_E_NOMEM, "unet_ddpm: out of host memory");
+    m->impl = u;
+    m->free_impl = ud_free;   // ddx_model_create frees a half-built model through this
+    m->forward = ud_forward;
+    return ud_build(m, u);
+}
+
+// ---- forward --------------------------------------------------------------------------------
+
+static const ddx_conv2d_params CONV_SAME = {.stride = 1, .pad_top = 1, .pad_bottom = 1, .pad_left = 1, .pad_right = 1};
+static const ddx_conv2d_params CONV_1X1 = {.stride = 1};
+// Downsample2D with padding 0: F.pad(x, (0, 1, 0, 1)) then a 3x3 stride-2 conv.
+static const ddx_conv2d_params CONV_DOWN = {.stride = 2, .pad_bottom = 1, .pad_right = 1};
+
+// temb_act: SiLU(temb) [N, 4ch], shared by every resnet of the pass.
+static ddx_tensor *resnet_fwd(ddx_ctx *c, const ud_net *u, const ud_resnet *r, ddx_tensor *x, ddx_tensor *temb_act) {
+    if (!x) return NULL;
+    const int64_t N = x->shape[0];
+    ddx_tensor *h = ddx_group_norm(c, x, r->norm1_w, r->norm1_b, u->groups, u->eps, true);   // [N, H, W, cin]
+    h = ddx_conv2d(c, h, r->conv1.w, r->conv1.b, CONV_SAME);                                // [N, H, W, cout]
+    ddx_tensor *tp = ddx_linear(c, temb_act, r->temb_w, r->temb_b);                         // [N, cout]
+    tp = ddx_reshape(c, tp, 4, (int64_t[]){N, 1, 1, r->cout});                               // [N, 1, 1, cout]
+    h = ddx_add(c, h, tp);                                                                   // [N, H, W, cout]
+    h = ddx_group_norm(c, h, r->norm2_w, r->norm2_b, u->groups, u->eps, true);
+    h = ddx_dropout(c, h, u->dropout);
+    h = ddx_conv2d(c, h, r->conv2.w, r->conv2.b, CONV_SAME);                                // [N, H, W, cout]
+    ddx_tensor *s = r->shortcut.w ? ddx_conv2d(c, x, r->shortcut.w, r->shortcut.b, CONV_1X1) : x;
+    return ddx_add(c, s, h);
+}
+
+// diffusers Attention with a GroupNorm, one head (attention_head_dim None -> head_dim = channels),
+// scale 1/sqrt(C), residual connection, rescale factor 1.
+static ddx_tensor *attn_fwd(ddx_ctx *c, const ud_net *u, const ud_attn *a, ddx_tensor *x) {
+    if (!x) return NULL;
+    const int64_t N = x->shape[0], H = x->shape[1], W = x->shape[2], C = x->shape[3];
+    ddx_tensor *h = ddx_group_norm(c, x, a->norm_w, a->norm_b, u->groups, u->eps, false);   // [N, H, W, C]
+    h = ddx_reshape(c, h, 3, (int64_t[]){N, H * W, C});                                     // [N, L, C]
+    ddx_tensor *q = ddx_linear(c, h, a->q_w, a->q_b);                                       // [N, L, C]
+    ddx_tensor *k = ddx_linear(c, h, a->k_w, a->k_b);                                       // [N, L, C]
+    ddx_tensor *v = ddx_linear(c, h, a->v_w, a->v_b);                                       // [N, L, C]
+    ddx_tensor *o = ddx_attention(c, q, k, v, 1, 0.0f);                                     // [N, L, C]
+    o = ddx_linear(c, o, a->o_w, a->o_b);                                                   // [N, L, C]
+    o = ddx_reshape(c, o, 4, (int64_t[]){N, H, W, C});                                      // [N, H, W, C]
+    return ddx_add(c, o, x);
+}
+
+static ddx_tensor *fail_input(ddx_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static ddx_tensor *fail_input(ddx_ctx *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    ddx_status st = ddx_verrorf(DDX_E_INPUT, fmt, ap);
+    va_end(ap);
+    ddx_ctx_fail(c, st);
+    return NULL;
+}
+
+static ddx_tensor *ud_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx_tensor *t, ddx_tensor *y) {
+    const ud_net *u = m->impl;
+    if (ddx_ctx_status(c) != DDX_OK) return NULL;
+    if (!x || !t) return fail_input(c, "unet_ddpm forward: x and t are required");
+    char bx[64], bt[64];
+    const int64_t mult = (int64_t)1 << (u->levels - 1);
+    if (x->ndim != 4 || x->shape[3] != m->cfg.model.in_channels || x->shape[1] < 1 || x->shape[2] < 1 ||
+        x->shape[1] % mult != 0 || x->shape[2] % mult != 0)
+        return fail_input(c,
+                          "unet_ddpm forward: x %s must be [N, H, W, %d] with H and W multiples of %lld "
+                          "(model.ch_mult has %d levels)",
+                          ddx_shape_str(x, bx, sizeof bx), m->cfg.model.in_channels, (long long)mult, u->levels);
+    const int64_t N = x->shape[0];
+    if (t->ndim != 1 || t->shape[0] != N)
+        return fail_input(c, "unet_ddpm forward: t %s must be [%lld], one timestep per image of x %s",
+                          ddx_shape_str(t, bt, sizeof bt), (long long)N, ddx_shape_str(x, bx, sizeof bx));
+    if (u->class_emb && !y)
+        return fail_input(c, "unet_ddpm forward: model.num_classes is %d, so class labels y [N] are required",
+                          m->cfg.model.num_classes);
+    if (!u->class_emb && y)
+        return fail_input(c, "unet_ddpm forward: class labels given to an unconditional model (model.num_classes 0)");
+    if (y && (y->ndim != 1 || y->shape[0] != N || y->dtype != DDX_I32))
+        return fail_input(c, "unet_ddpm forward: y must be an i32 [%lld] tensor of class labels, got %s %s",
+                          (long long)N, ddx_dtype_name(y->dtype), ddx_shape_str(y, bt, sizeof bt));
+
+    // Time (and class) embedding; SiLU(temb) once, since every resnet projects the same activation.
+    const ddx_timestep_emb_params tp = {
+        .dim = m->cfg.model.ch, .freq_shift = 1.0f, .flip_sin_to_cos = false, .max_period = 10000.0f};
+    ddx_tensor *temb = ddx_timestep_emb(c, t, tp);                  // [N, ch]
+    temb = ddx_linear(c, temb, u->lin1_w, u->lin1_b);               // [N, 4ch]
+    temb = ddx_silu(c, temb);
+    temb = ddx_linear(c, temb, u->lin2_w, u->lin2_b);               // [N, 4ch]
+    if (u->class_emb) temb = ddx_add(c, temb, ddx_embedding(c, y, u->class_emb));
+    ddx_tensor *temb_act = ddx_silu(c, temb);                       // [N, 4ch]
+
+    ddx_tensor *skip[1 + UD_MAX_LEVELS * 65];
+    int n_skip = 0;
+    ddx_tensor *h = ddx_conv2d(c, x, u->conv_in.w, u->conv_in.b, CONV_SAME);   // [N, H, W, C0]
+    skip[n_skip++] = h;
+    for (int i = 0; i < u->levels; i++) {
+        const ud_block *b = &u->down[i];
+        for (int r = 0; r < b->n_res; r++) {
+            h = resnet_fwd(c, u, &b->res[r], h, temb_act);
+            if (b->attn) h = attn_fwd(c, u, &b->attn[r], h);
+            skip[n_skip++] = h;
+        }
+        if (b->sample.w) {
+            h = ddx_conv2d(c, h, b->sample.w, b->sample.b, CONV_DOWN);   // [N, H/2, W/2, C]
+            skip[n_skip++] = h;
+        }
+    }
+    h = resnet_fwd(c, u, &u->mid_res[0], h, temb_act);
+    h = attn_fwd(c, u, &u->mid_attn, h);
+    h = resnet_fwd(c, u, &u->mid_res[1], h, temb_act);
+    for (int j = 0; j < u->levels; j++) {
+        const ud_block *b = &u->up[j];
+        for (int r = 0; r < b->n_res; r++) {
+            h = ddx_concat(c, h, skip[--n_skip]);   // torch.cat([hidden, skip], dim=1)
+            h = resnet_fwd(c, u, &b->res[r], h, temb_act);
+            if (b->attn) h = attn_fwd(c, u, &b->attn[r], h);
+        }
+        if (b->sample.w) {
+            h = ddx_upsample2x(c, h, DDX_UPSAMPLE_NEAREST);                 // [N, 2H, 2W, C]
+            h = ddx_conv2d(c, h, b->sample.w, b->sample.b, CONV_SAME);
+        }
+    }
+    h = ddx_group_norm(c, h, u->norm_out_w, u->norm_out_b, u->groups, u->eps, true);   // [N, H, W, C0]
+    return ddx_conv2d(c, h, u->conv_out.w, u->conv_out.b, CONV_SAME);                   // [N, H, W, out]
+}

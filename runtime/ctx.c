@@ -3,8 +3,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
 #include "cuda.h"
 #include "op_impl.h"
+
+// DDX_PROFILE=1 in the environment: host wall time per op and direction, printed to stderr at
+// exit (CPU backend: the op's own time; CUDA: launch time only, kernels run asynchronously).
+static int g_prof = -1;
+static double g_prof_s[DDX_OP_COUNT][2];
+static long g_prof_n[DDX_OP_COUNT][2];
+
+static void prof_report(void) {
+    double total = 0;
+    for (int i = 0; i < DDX_OP_COUNT; i++) total += g_prof_s[i][0] + g_prof_s[i][1];
+    fprintf(stderr, "DDX_PROFILE: %-14s %10s %8s %10s %8s %6s\n", "op", "fwd ms", "calls", "bwd ms", "calls", "share");
+    for (int i = 0; i < DDX_OP_COUNT; i++) {
+        if (!g_prof_n[i][0] && !g_prof_n[i][1]) continue;
+        fprintf(stderr, "DDX_PROFILE: %-14s %10.1f %8ld %10.1f %8ld %5.1f%%\n", ddx_op_name((ddx_op)i), 1e3 * g_prof_s[i][0],
+                g_prof_n[i][0], 1e3 * g_prof_s[i][1], g_prof_n[i][1], 100 * (g_prof_s[i][0] + g_prof_s[i][1]) / (total > 0 ? total : 1));
+    }
+}
+
+static bool prof_on(void) {
+    if (g_prof < 0) {
+        const char *e = getenv("DDX_PROFILE");
+        g_prof = e && *e && strcmp(e, "0") != 0;
+        if (g_prof) atexit(prof_report);
+    }
+    return g_prof;
+}
+
+static double prof_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 // ---- host meta memory (tensor headers and tape nodes, freed with the step) ----------------
 typedef struct ddx_meta_block {
@@ -207,7 +241,9 @@ ddx_tensor *ddx_op_run(ddx_ctx *c, ddx_op op, int n_in, ddx_tensor *const *in, c
     if (!n) return NULL;
     n->out = ddx_new(c, out_dt, ndim, shape);
     if (!n->out) return NULL;
+    double t0 = prof_on() ? prof_now() : 0;
     ddx_status st = be->fwd(c, n);
+    if (g_prof) g_prof_s[op][0] += prof_now() - t0, g_prof_n[op][0]++;
     if (st != DDX_OK) {
         ddx_ctx_fail(c, st);   // the backend already recorded its message
         return NULL;
@@ -233,7 +269,9 @@ static ddx_status run_backward(ddx_ctx *c) {
         if (!n->out->grad) continue;   // nothing downstream used this output
         if (!table[n->op].bwd)
             return ddx_errorf(DDX_E_UNSUPPORTED, "op %s has no backward on %s", ddx_op_name(n->op), ddx_device_name(c->device));
+        double t0 = prof_on() ? prof_now() : 0;
         ddx_status st = table[n->op].bwd(c, n);
+        if (g_prof) g_prof_s[n->op][1] += prof_now() - t0, g_prof_n[n->op][1]++;
         if (st == DDX_OK) st = c->status;
         if (st != DDX_OK) return st;
         // Grad shapes are part of the contract: a backend that built a wrong-shaped grad is a bug.

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Writes the fixtures of tests/test_unet_ddpm.c from diffusers' UNet2DModel (CPU, float32).
+
+Run from anywhere (needs torch, safetensors and diffusers; CI does not: the outputs are committed):
+    python3 tests/reference/make_unet_ddpm_fixtures.py
+
+tests/data/unet_ddpm/cifar10_names.txt
+    "name d0,d1,..." per line: every state-dict key and shape (conv weights OIHW) of the
+    UNet2DModel that google/ddpm-cifar10-32 uses, i.e. ddx's default config; the C test checks
+    that ddx registers exactly these names with these shapes (conv weights compared after OHWI ->
+    OIHW) and 35,746,307 parameters.
+
+tests/data/unet_ddpm/<variant>.safetensors, one per tiny variant (settings in VARIANTS, repeated
+in the C test and checked against the metadata):
+    param.<name>  every parameter as torch holds it (conv weights OIHW)
+    grad.<name>   d loss / d parameter, same layout
+    x             x_t [N, H, W, Cin] (NHWC)
+    t             timesteps [N] f32 (two different values)
+    y             class labels [N] i32 (class-conditional variant only)
+    noise         the target [N, H, W, Cout] (NHWC)
+    out           the model output [N, H, W, Cout] (NHWC)
+    loss          [1]: mean((out - noise)^2)
+Weights are diffusers' default initialisation with a fixed seed, except GroupNorm weights and
+biases, which are moved away from 1 / 0 so that a swapped or missing affine shows.
+"""
+import json
+import os
+
+import torch
+from diffusers import UNet2DModel
+from safetensors.torch import save_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "..", "data", "unet_ddpm")
+
+
+def ddx_like_unet(image_size, in_ch, out_ch, ch, ch_mult, num_res_blocks, attn_res, groups, num_classes=0,
+                  dropout=0.0):
+    """UNet2DModel exactly as models/unet_ddpm.c builds it from a ddx config."""
+    levels = len(ch_mult)
+    attn = [(image_size >> i) in attn_res for i in range(levels)]
+    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn)
+    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn))
+    return UNet2DModel(
+        sample_size=image_size,
+        in_channels=in_ch,
+        out_channels=out_ch,
+        block_out_channels=tuple(ch * m for m in ch_mult),
+        down_block_types=down,
+        up_block_types=up,
+        layers_per_block=num_res_blocks,
+        freq_shift=1,
+        flip_sin_to_cos=False,
+        downsample_padding=0,
+        norm_eps=1e-6,
+        norm_num_groups=groups,
+        attention_head_dim=None,
+        dropout=dropout,
+        num_class_embeds=num_classes if num_classes > 0 else None,
+    )
+
+
+def write_names():
+    m = ddx_like_unet(32, 3, 3, 128, [1, 2, 2, 2], 2, [16], 32)
+    sd = m.state_dict()
+    n = sum(v.numel() for v in sd.values())
+    assert n == 35746307, n
+    with open(os.path.join(DATA, "cifar10_names.txt"), "w") as f:
+        f.write(f"# diffusers UNet2DModel for google/ddpm-cifar10-32: {len(sd)} tensors, {n} parameters\n")
+        for k, v in sd.items():
+            f.write(f"{k} {','.join(str(d) for d in v.shape)}\n")
+
+
+# name: (settings, batch, timesteps, labels)
+VARIANTS = {
+    # attention at the lower level (8x8: down block 1, up block 0 which upsamples) and in the mid block
+    "tiny": (dict(image_size=16, in_ch=3, out_ch=3, ch=16, ch_mult=[1, 2], num_res_blocks=1, attn_res=[8],
+                  groups=8), [37.0, 912.0], None),
+    # class-conditional, attention at the top level (16x16: down block 0 which downsamples, the last
+    # up block), in_channels != out_channels, two resnets per level
+    "tiny_cond": (dict(image_size=16, in_ch=1, out_ch=2, ch=8, ch_mult=[1, 2], num_res_blocks=2, attn_res=[16],
+                       groups=4, num_classes=5), [500.0, 3.0], [4, 1]),
+}
+
+
+def write_variant(name, cfg, ts, labels):
+    torch.manual_seed(1234)
+    m = ddx_like_unet(**cfg)
+    with torch.no_grad():
+        for mod_name, mod in m.named_modules():
+            if isinstance(mod, torch.nn.GroupNorm):
+                mod.weight.copy_(1.0 + 0.3 * torch.randn_like(mod.weight))
+                mod.bias.copy_(0.2 * torch.randn_like(mod.bias))
+    m.train()   # dropout is 0: train mode only matters for its code path
+    N, S = len(ts), cfg["image_size"]
+    x = torch.randn(N, cfg["in_ch"], S, S)
+    noise = torch.randn(N, cfg["out_ch"], S, S)
+    t = torch.tensor(ts, dtype=torch.float32)
+    y = torch.tensor(labels, dtype=torch.long) if labels is not None else None
+    out = m(x, t, class_labels=y).sample
+    loss = ((out - noise) ** 2).mean()
+    loss.backward()
+
+    nhwc = lambda v: v.detach().permute(0, 2, 3, 1).contiguous()
+    tensors = {}
+    for k, p in m.named_parameters():
+        tensors["param." + k] = p.detach().contiguous()
+        tensors["grad." + k] = p.grad.detach().contiguous()
+    tensors["x"] = nhwc(x)
+    tensors["t"] = t
+    if y is not None:
+        tensors["y"] = y.to(torch.int32)
+    tensors["noise"] = nhwc(noise)
+    tensors["out"] = nhwc(out)
+    tensors["loss"] = loss.detach().reshape(1)
+    meta = {"torch": torch.__version__, "config": json.dumps(cfg)}
+    import diffusers
+    meta["diffusers"] = diffusers.__version__
+    path = os.path.join(DATA, name + ".safetensors")
+    save_file(tensors, path, metadata=meta)
+    nparam = sum(p.numel() for p in m.parameters())
+    print(f"{path}: {nparam} parameters, loss {loss.item():.6f}, {os.path.getsize(path)} bytes")
+
+
+def main():
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    os.makedirs(DATA, exist_ok=True)
+    write_names()
+    for name, (cfg, ts, labels) in VARIANTS.items():
+        write_variant(name, cfg, ts, labels)
+
+
+if __name__ == "__main__":
+    main()
