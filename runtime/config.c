@@ -113,6 +113,7 @@ static const cfg_key KEYS[] = {
     K_I64("train.warmup_steps", train.warmup_steps, "5000", 0, BIG, "linear lr warmup"),
     K_F64("train.grad_clip", train.grad_clip, "1.0", 0, 1e6, 0, "max global grad norm; 0 = off"),
     K_F64("train.ema_decay", train.ema_decay, "0.9999", 0, 1, OPEN_HI, "EMA of weights; 0 = off"),
+    K_BOOL("train.ema_warmup", train.ema_warmup, "false", "EMA decay min(ema_decay, (1+step)/(10+step)): lets short runs use EMA"),
     K_I64("train.log_every", train.log_every, "100", 1, BIG, "steps between log lines"),
     K_I64("train.sample_every", train.sample_every, "10000", 0, BIG, "steps between sample grids; 0 = never"),
     K_I64("train.checkpoint_every", train.checkpoint_every, "10000", 0, BIG, "steps between checkpoints; 0 = end only"),

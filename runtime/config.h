@@ -99,6 +99,7 @@ typedef struct ddx_config {
         int64_t warmup_steps;
         double grad_clip;                  // max global grad norm; 0 = off
         double ema_decay;                  // 0 = no EMA
+        bool ema_warmup;                   // decay min(ema_decay, (1 + step) / (10 + step))
         int64_t log_every, sample_every, checkpoint_every;  // 0 = never (sample/checkpoint)
     } train;
     struct {

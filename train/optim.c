@@ -47,6 +47,7 @@ ddx_optim_cfg ddx_optim_cfg_from(const ddx_config *cfg) {
     o.warmup_steps = cfg->train.warmup_steps;
     o.grad_clip = cfg->train.grad_clip;
     o.ema_decay = cfg->train.ema_decay;
+    o.ema_warmup = cfg->train.ema_warmup;
     return o;
 }
 
@@ -228,8 +229,12 @@ ddx_status ddx_optim_step(ddx_param_store *ps, const ddx_optim_cfg *o, int64_t s
         return ddx_errorf(DDX_E_INPUT, "grad norm is %s at step %lld: lower train.lr or check the data",
                           isnan(norm) ? "nan" : "inf", (long long)step);
 
+    // Early in a run the EMA would mostly hold the random init; the warmup makes it follow the
+    // weights until (1 + step) / (10 + step) exceeds the configured decay.
+    double ema_decay = o->ema_decay;
+    if (o->ema_warmup && ema_decay > 0.0) ema_decay = fmin(ema_decay, (1.0 + (double)step) / (10.0 + (double)step));
     const ddx_k_adamw_args a = ddx_k_adamw_args_make(ddx_optim_lr(o, step), o->beta1, o->beta2, o->eps,
-                                                     o->weight_decay, step, o->grad_clip, norm, o->ema_decay);
+                                                     o->weight_decay, step, o->grad_clip, norm, ema_decay);
     if (cuda) return adamw_cuda(ps, &a);
     adamw_cpu(ps->buf[DDX_PBUF_VALUE], ps->buf[DDX_PBUF_GRAD], ps->buf[DDX_PBUF_ADAM_M], ps->buf[DDX_PBUF_ADAM_V],
               ps->buf[DDX_PBUF_EMA], ps->numel, &a);

@@ -17,6 +17,7 @@ typedef struct ddx_optim_cfg {
     int64_t warmup_steps;    // lr ramps linearly over the first warmup_steps steps
     double grad_clip;        // max global L2 norm of all grads; 0 = no clipping
     double ema_decay;        // 0 = no EMA
+    bool ema_warmup;         // effective decay min(ema_decay, (1 + step) / (10 + step)) (diffusers EMAModel warmup)
 } ddx_optim_cfg;
 
 // From cfg->train (eps = 1e-8, PyTorch's default).
