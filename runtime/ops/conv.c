@@ -6,15 +6,28 @@
 // unpadded conv skips im2col: an NHWC tensor already is that matrix.
 #include <cblas.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "op_impl.h"
+#include "threads.h"
 
-// im2col scratch per chunk of output rows, from the activation arena and rewound when the call
-// ends, so every conv of a step reuses the same few MiB (which also stay warm in cache). A few
-// MiB still gives GEMMs of hundreds to thousands of rows (efficient for OpenBLAS) and keeps the
-// freshly written chunk in cache for the GEMM.
-#define DDX_CONV_SCRATCH_BYTES ((int64_t)4 << 20)
+// im2col scratch per thread and chunk of output rows, from the activation arena and rewound
+// when the call ends, so every conv of a step reuses the same memory. The chunk is sized to
+// stay in the core's L2 (2 MiB here) between im2col writing it and the GEMM reading it:
+// 1 MiB measured faster than 384 KiB or 4 MiB on the 28x28 U-Net. DDX_CONV_SCRATCH_KB
+// overrides it for tuning on other CPUs.
+#define DDX_CONV_SCRATCH_BYTES ((int64_t)1 << 20)
+
+static int64_t conv_scratch_bytes(void) {
+    static int64_t v = -1;
+    if (v < 0) {
+        const char *s = getenv("DDX_CONV_SCRATCH_KB");
+        v = s ? atoll(s) * 1024 : DDX_CONV_SCRATCH_BYTES;
+        if (v < 4096) v = DDX_CONV_SCRATCH_BYTES;
+    }
+    return v;
+}
 
 // cblas takes int sizes; chunk the row dimension so no count is ever truncated.
 #define DDX_GEMM_MAX_ROWS ((int64_t)1 << 30)
@@ -108,19 +121,12 @@ static void conv_col2im_add(const conv_geom *g, const float *dcols, int64_t r0, 
     }
 }
 
-// db[j] += sum over rows of dy[row, j], dy [rows, cols]. Summed in double per column block:
-// a bias sees every output pixel of the batch, tens of thousands of terms.
-static void colsum_add(const float *dy, int64_t rows, int64_t cols, float *db) {
-    enum { BLOCK = 256 };
-    double acc[BLOCK];
-    for (int64_t j0 = 0; j0 < cols; j0 += BLOCK) {
-        int64_t nb = cols - j0 < BLOCK ? cols - j0 : BLOCK;
-        for (int64_t j = 0; j < nb; j++) acc[j] = 0.0;
-        for (int64_t r = 0; r < rows; r++) {
-            const float *row = dy + r * cols + j0;
-            for (int64_t j = 0; j < nb; j++) acc[j] += row[j];
-        }
-        for (int64_t j = 0; j < nb; j++) db[j0 + j] += (float)acc[j];
+// acc[j] += sum over rows of dy[row, j], dy [rows, cols], in double: a bias sees every output
+// pixel of the batch, tens of thousands of terms.
+static void colsum_acc(const float *dy, int64_t rows, int64_t cols, double *acc) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = dy + r * cols;
+        for (int64_t j = 0; j < cols; j++) acc[j] += row[j];
     }
 }
 
@@ -218,17 +224,16 @@ ddx_tensor *ddx_conv2d(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bia
 }
 
 static int64_t conv_chunk_rows(const conv_geom *g) {
-    int64_t r = DDX_CONV_SCRATCH_BYTES / (g->K * (int64_t)sizeof(float));
+    int64_t r = conv_scratch_bytes() / (g->K * (int64_t)sizeof(float));
     if (r < 256) r = 256;   // wide kernels (K in the thousands): keep the GEMMs tall enough
     if (r > DDX_GEMM_MAX_ROWS) r = DDX_GEMM_MAX_ROWS;
     return r < g->rows ? r : g->rows;
 }
 
-static ddx_status conv_scratch(ddx_ctx *c, const conv_geom *g, int64_t chunk, float **out) {
-    ddx_tensor *t = ddx_new(c, DDX_F32, 2, (int64_t[]){chunk, g->K});   // [chunk, KH*KW*Ci]
-    if (!t)
-        return ddx_errorf(DDX_E_NOMEM, "conv2d: no activation-arena memory for a %lld x %lld im2col scratch",
-                          (long long)chunk, (long long)g->K);
+// n floats from the activation arena (the caller rewinds it), for `what` in error messages.
+static ddx_status cpu_scratch(ddx_ctx *c, int64_t n, const char *what, float **out) {
+    ddx_tensor *t = ddx_new(c, DDX_F32, 1, (int64_t[]){n > 0 ? n : 1});   // [n]
+    if (!t) return ddx_errorf(DDX_E_NOMEM, "%s: no activation-arena memory for %lld floats of scratch", what, (long long)n);
     *out = ddx_f32(t);
     return DDX_OK;
 }
@@ -241,67 +246,172 @@ static ddx_status conv_check_f32(const ddx_node *n, const char *what) {
     return DDX_OK;
 }
 
+// One conv2d or linear call split over the thread pool. Every thread owns its im2col chunk,
+// its partial weight gradient (thread 0 accumulates straight into the real one) and its
+// partial bias sums; the partials are folded in thread order afterwards (threads.h).
+typedef struct gemm_job {
+    conv_geom g;              // linear: rows, Co = out, K = in, direct
+    int64_t unit;             // output rows per unit of the parallel range
+    int64_t chunk;            // im2col rows per GEMM
+    const float *x, *w, *b, *dy;
+    float *y, *gx, *gw;
+    float *cols;              // [T, chunk, K]
+    float *gw_part;           // [T - 1, Co, K]
+    double *gb_part;          // [T, Co]
+} gemm_job;
+
+static void conv_fwd_range(void *arg, int64_t u0, int64_t u1, int tid) {
+    const gemm_job *j = arg;
+    const conv_geom *g = &j->g;
+    const int64_t end = u1 * j->unit;
+    float *cols = j->cols ? j->cols + (int64_t)tid * j->chunk * g->K : NULL;
+    for (int64_t r0 = u0 * j->unit; r0 < end; r0 += j->chunk) {
+        int64_t r1 = r0 + j->chunk < end ? r0 + j->chunk : end;
+        float *yc = j->y + r0 * g->Co;   // [r1 - r0, Co]
+        float beta = 0.0f;
+        if (j->b) {
+            rows_fill(yc, r1 - r0, g->Co, j->b);
+            beta = 1.0f;
+        }
+        const float *a = j->x + r0 * g->K;
+        if (!g->direct) {
+            conv_im2col(g, j->x, r0, r1, cols);
+            a = cols;
+        }
+        gemm_a_bt(r1 - r0, g->Co, g->K, a, j->w, beta, yc);
+    }
+}
+
+static void gemm_bwd_range(void *arg, int64_t u0, int64_t u1, int tid) {
+    const gemm_job *j = arg;
+    const conv_geom *g = &j->g;
+    const int64_t end = u1 * j->unit, Co = g->Co, K = g->K;
+    float *cols = j->cols ? j->cols + (int64_t)tid * j->chunk * K : NULL;
+    float *gw = NULL;
+    if (j->gw) {
+        gw = tid == 0 ? j->gw : j->gw_part + (int64_t)(tid - 1) * Co * K;
+        if (tid > 0) memset(gw, 0, (size_t)(Co * K) * sizeof(float));
+    }
+    double *gb = NULL;
+    if (j->gb_part) {
+        gb = j->gb_part + (int64_t)tid * Co;
+        for (int64_t c = 0; c < Co; c++) gb[c] = 0.0;
+    }
+    for (int64_t r0 = u0 * j->unit; r0 < end; r0 += j->chunk) {
+        int64_t r1 = r0 + j->chunk < end ? r0 + j->chunk : end, m = r1 - r0;
+        const float *dyc = j->dy + r0 * Co;   // [m, Co]
+        if (gb) colsum_acc(dyc, m, Co, gb);
+        if (g->direct) {
+            if (gw) gemm_at_b_add(m, Co, K, dyc, j->x + r0 * K, gw);
+            if (j->gx) gemm_a_b(m, Co, K, dyc, j->w, 1.0f, j->gx + r0 * K);
+            continue;
+        }
+        if (gw) {
+            conv_im2col(g, j->x, r0, r1, cols);
+            gemm_at_b_add(m, Co, K, dyc, cols, gw);
+        }
+        if (j->gx) {
+            gemm_a_b(m, Co, K, dyc, j->w, 0.0f, cols);   // dcols [m, K]
+            conv_col2im_add(g, cols, r0, r1, j->gx);
+        }
+    }
+}
+
+// Whether thread t got units of the backward range (threads.h's split); only those wrote
+// their partials.
+static bool bwd_thread_ran(const gemm_job *j, int t, int T) {
+    const int64_t n = j->g.rows / j->unit;
+    return n * (t + 1) / T > n * t / T;
+}
+
+// gw += the partial weight gradients of threads 1..T-1, in thread order, split by element.
+static void gw_reduce_range(void *arg, int64_t e0, int64_t e1, int tid) {
+    (void)tid;
+    const gemm_job *j = arg;
+    const int T = ddx_threads_count();
+    const int64_t sz = j->g.Co * j->g.K;
+    for (int t = 1; t < T; t++) {
+        if (!bwd_thread_ran(j, t, T)) continue;
+        const float *p = j->gw_part + (int64_t)(t - 1) * sz;
+        for (int64_t e = e0; e < e1; e++) j->gw[e] += p[e];
+    }
+}
+
+// Runs a prepared job's backward (scratch already carved out) and folds the partials.
+static void gemm_bwd_run(gemm_job *j, float *gb_out) {
+    const int T = ddx_threads_count();
+    ddx_parallel_for(j->g.rows / j->unit, gemm_bwd_range, j);
+    if (j->gw && T > 1) ddx_parallel_for(j->g.Co * j->g.K, gw_reduce_range, j);
+    if (gb_out)
+        for (int64_t c = 0; c < j->g.Co; c++) {
+            double s = 0.0;
+            for (int t = 0; t < T; t++)
+                if (bwd_thread_ran(j, t, T)) s += j->gb_part[(int64_t)t * j->g.Co + c];
+            gb_out[c] += (float)s;
+        }
+}
+
+// Partial gradient buffers of a backward job: [T - 1, Co, K] floats and [T, Co] doubles.
+static ddx_status gemm_bwd_scratch(ddx_ctx *c, gemm_job *j, bool want_gw, bool want_gb, const char *what) {
+    const int T = ddx_threads_count();
+    if (want_gw && T > 1) DDX_TRY(cpu_scratch(c, (int64_t)(T - 1) * j->g.Co * j->g.K, what, &j->gw_part));
+    if (want_gb) {
+        float *p = NULL;
+        // Doubles from an f32 block: the arena aligns every block to DDX_ARENA_ALIGN.
+        DDX_TRY(cpu_scratch(c, 2 * (int64_t)T * j->g.Co, what, &p));
+        j->gb_part = (double *)(void *)p;
+    }
+    return DDX_OK;
+}
+
 ddx_status ddx_cpu_conv2d_fwd(ddx_ctx *c, ddx_node *n) {
     DDX_TRY(conv_check_f32(n, "conv2d"));
-    conv_geom g = conv_geom_of(n->in[0], n->in[1], &n->p.conv2d);
-    const float *x = ddx_f32c(n->in[0]);      // [N, H, W, Ci]
-    const float *w = ddx_f32c(n->in[1]);      // [Co, KH*KW*Ci]
-    const float *b = n->in[2] ? ddx_f32c(n->in[2]) : NULL;   // [Co]
-    float *y = ddx_f32(n->out);               // [N*Ho*Wo, Co]
-    float beta = 0.0f;
-    if (b) {
-        rows_fill(y, g.rows, g.Co, b);
-        beta = 1.0f;
-    }
-    if (g.direct) {
-        gemm_a_bt(g.rows, g.Co, g.K, x, w, beta, y);
-        return DDX_OK;
-    }
-    int64_t chunk = conv_chunk_rows(&g);
-    float *cols = NULL;
+    gemm_job j;
+    memset(&j, 0, sizeof j);
+    j.g = conv_geom_of(n->in[0], n->in[1], &n->p.conv2d);
+    j.x = ddx_f32c(n->in[0]);                          // [N, H, W, Ci]
+    j.w = ddx_f32c(n->in[1]);                          // [Co, KH*KW*Ci]
+    j.b = n->in[2] ? ddx_f32c(n->in[2]) : NULL;        // [Co]
+    j.y = ddx_f32(n->out);                             // [N*Ho*Wo, Co]
+    j.unit = 1;
+    const int T = ddx_threads_count();
+    // Split the rows evenly first, then chunk each thread's share.
+    j.chunk = conv_chunk_rows(&j.g);
+    int64_t share = (j.g.rows + T - 1) / T;
+    if (j.chunk > share) j.chunk = share;
     ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
-    DDX_TRY(conv_scratch(c, &g, chunk, &cols));
-    for (int64_t r0 = 0; r0 < g.rows; r0 += chunk) {
-        int64_t r1 = r0 + chunk < g.rows ? r0 + chunk : g.rows;
-        conv_im2col(&g, x, r0, r1, cols);
-        gemm_a_bt(r1 - r0, g.Co, g.K, cols, w, beta, y + r0 * g.Co);
-    }
+    if (!j.g.direct) DDX_TRY(cpu_scratch(c, (int64_t)T * j.chunk * j.g.K, "conv2d im2col", &j.cols));
+    ddx_parallel_for(j.g.rows, conv_fwd_range, &j);
     return ddx_arena_rewind(&c->act, mark);
 }
 
 ddx_status ddx_cpu_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
     DDX_TRY(conv_check_f32(n, "conv2d"));
     if (!n->out->grad) return ddx_errorf(DDX_E_INTERNAL, "conv2d backward: output has no gradient");
-    conv_geom g = conv_geom_of(n->in[0], n->in[1], &n->p.conv2d);
-    const float *x = ddx_f32c(n->in[0]);          // [N, H, W, Ci]
-    const float *w = ddx_f32c(n->in[1]);          // [Co, K]
-    const float *dy = ddx_f32c(n->out->grad);     // [rows, Co]
-    ddx_tensor *gx = ddx_in_grad(c, n, 0);        // [N, H, W, Ci]
-    ddx_tensor *gw = ddx_in_grad(c, n, 1);        // [Co, KH, KW, Ci]
-    ddx_tensor *gb = ddx_in_grad(c, n, 2);        // [Co]
-    if (gb) colsum_add(dy, g.rows, g.Co, ddx_f32(gb));
-    if (!gx && !gw) return DDX_OK;
-    if (g.direct) {
-        if (gw) gemm_at_b_add(g.rows, g.Co, g.K, dy, x, ddx_f32(gw));
-        if (gx) gemm_a_b(g.rows, g.Co, g.K, dy, w, 1.0f, ddx_f32(gx));
-        return DDX_OK;
-    }
-    int64_t chunk = conv_chunk_rows(&g);
-    float *cols = NULL;
+    gemm_job j;
+    memset(&j, 0, sizeof j);
+    j.g = conv_geom_of(n->in[0], n->in[1], &n->p.conv2d);
+    j.x = ddx_f32c(n->in[0]);                  // [N, H, W, Ci]
+    j.w = ddx_f32c(n->in[1]);                  // [Co, K]
+    j.dy = ddx_f32c(n->out->grad);             // [rows, Co]
+    ddx_tensor *gx = ddx_in_grad(c, n, 0);     // [N, H, W, Ci]
+    ddx_tensor *gw = ddx_in_grad(c, n, 1);     // [Co, KH, KW, Ci]
+    ddx_tensor *gb = ddx_in_grad(c, n, 2);     // [Co]
+    if (!gx && !gw && !gb) return DDX_OK;
+    j.gx = gx ? ddx_f32(gx) : NULL;
+    j.gw = gw ? ddx_f32(gw) : NULL;
+    const int T = ddx_threads_count();
+    // col2im scatters into the input pixels of the image a row belongs to: whole images per
+    // thread keep those writes disjoint. Without col2im any row split is safe.
+    const int64_t hw = j.g.Ho * j.g.Wo;
+    j.unit = gx && !j.g.direct ? hw : 1;
+    j.chunk = conv_chunk_rows(&j.g);
+    int64_t share = ((j.g.rows / j.unit + T - 1) / T) * j.unit;
+    if (j.chunk > share) j.chunk = share;
     ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
-    DDX_TRY(conv_scratch(c, &g, chunk, &cols));
-    for (int64_t r0 = 0; r0 < g.rows; r0 += chunk) {
-        int64_t r1 = r0 + chunk < g.rows ? r0 + chunk : g.rows;
-        const float *dyc = dy + r0 * g.Co;        // [r1 - r0, Co]
-        if (gw) {
-            conv_im2col(&g, x, r0, r1, cols);
-            gemm_at_b_add(r1 - r0, g.Co, g.K, dyc, cols, ddx_f32(gw));
-        }
-        if (gx) {
-            gemm_a_b(r1 - r0, g.Co, g.K, dyc, w, 0.0f, cols);   // dcols [r1 - r0, K]
-            conv_col2im_add(&g, cols, r0, r1, ddx_f32(gx));
-        }
-    }
+    if (!j.g.direct && (gx || gw)) DDX_TRY(cpu_scratch(c, (int64_t)T * j.chunk * j.g.K, "conv2d backward im2col", &j.cols));
+    DDX_TRY(gemm_bwd_scratch(c, &j, gw != NULL, gb != NULL, "conv2d backward"));
+    gemm_bwd_run(&j, gb ? ddx_f32(gb) : NULL);
     return ddx_arena_rewind(&c->act, mark);
 }
 
@@ -333,36 +443,48 @@ ddx_tensor *ddx_linear(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bia
     return ddx_op_run(c, DDX_OP_LINEAR, 3, (ddx_tensor *[]){x, w, bias}, &op, x->dtype, x->ndim, shape);
 }
 
+// linear is conv2d's direct case: rows of x against the [Out, In] weight.
+static gemm_job linear_job(const ddx_node *n) {
+    gemm_job j;
+    memset(&j, 0, sizeof j);
+    const ddx_tensor *xt = n->in[0], *wt = n->in[1];
+    j.g.K = wt->shape[1];
+    j.g.Co = wt->shape[0];
+    j.g.rows = ddx_numel(xt) / j.g.K;
+    j.g.direct = true;
+    j.unit = 1;
+    const int64_t T = ddx_threads_count();
+    j.chunk = (j.g.rows + T - 1) / T;
+    if (j.chunk > DDX_GEMM_MAX_ROWS) j.chunk = DDX_GEMM_MAX_ROWS;
+    if (j.chunk < 1) j.chunk = 1;
+    j.x = ddx_f32c(xt);   // [rows, In]
+    j.w = ddx_f32c(wt);   // [Out, In]
+    return j;
+}
+
 ddx_status ddx_cpu_linear_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
     DDX_TRY(conv_check_f32(n, "linear"));
-    const ddx_tensor *xt = n->in[0], *wt = n->in[1];
-    int64_t in = wt->shape[1], out = wt->shape[0];
-    int64_t rows = ddx_numel(xt) / in;
-    const float *b = n->in[2] ? ddx_f32c(n->in[2]) : NULL;   // [Out]
-    float *y = ddx_f32(n->out);                               // [rows, Out]
-    float beta = 0.0f;
-    if (b) {
-        rows_fill(y, rows, out, b);
-        beta = 1.0f;
-    }
-    if (rows > 0) gemm_a_bt(rows, out, in, ddx_f32c(xt), ddx_f32c(wt), beta, y);
+    gemm_job j = linear_job(n);
+    j.b = n->in[2] ? ddx_f32c(n->in[2]) : NULL;   // [Out]
+    j.y = ddx_f32(n->out);                         // [rows, Out]
+    ddx_parallel_for(j.g.rows, conv_fwd_range, &j);
     return DDX_OK;
 }
 
 ddx_status ddx_cpu_linear_bwd(ddx_ctx *c, ddx_node *n) {
     DDX_TRY(conv_check_f32(n, "linear"));
     if (!n->out->grad) return ddx_errorf(DDX_E_INTERNAL, "linear backward: output has no gradient");
-    const ddx_tensor *xt = n->in[0], *wt = n->in[1];
-    int64_t in = wt->shape[1], out = wt->shape[0];
-    int64_t rows = ddx_numel(xt) / in;
-    const float *dy = ddx_f32c(n->out->grad);   // [rows, Out]
+    gemm_job j = linear_job(n);
+    j.dy = ddx_f32c(n->out->grad);              // [rows, Out]
     ddx_tensor *gx = ddx_in_grad(c, n, 0);      // [..., In]
     ddx_tensor *gw = ddx_in_grad(c, n, 1);      // [Out, In]
     ddx_tensor *gb = ddx_in_grad(c, n, 2);      // [Out]
-    if (rows == 0) return DDX_OK;
-    if (gb) colsum_add(dy, rows, out, ddx_f32(gb));
-    if (gw) gemm_at_b_add(rows, out, in, dy, ddx_f32c(xt), ddx_f32(gw));
-    if (gx) gemm_a_b(rows, out, in, dy, ddx_f32c(wt), 1.0f, ddx_f32(gx));
-    return DDX_OK;
+    if (j.g.rows == 0 || (!gx && !gw && !gb)) return DDX_OK;
+    j.gx = gx ? ddx_f32(gx) : NULL;
+    j.gw = gw ? ddx_f32(gw) : NULL;
+    ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
+    DDX_TRY(gemm_bwd_scratch(c, &j, gw != NULL, gb != NULL, "linear backward"));
+    gemm_bwd_run(&j, gb ? ddx_f32(gb) : NULL);
+    return ddx_arena_rewind(&c->act, mark);
 }

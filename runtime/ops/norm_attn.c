@@ -7,6 +7,7 @@
 
 #include "cpu_math.h"
 #include "op_impl.h"
+#include "threads.h"
 
 // The CPU accumulates in double; the arena hands out f32 tensors, so ask for twice the floats.
 // The arena aligns every block to DDX_ARENA_ALIGN, which satisfies double alignment.
@@ -81,50 +82,46 @@ DDX_CPU_CLONES static void gn_silu_da_row(float *da, const float *xr, const floa
     }
 }
 
+// One group_norm call split over the thread pool by batch item: items are independent, and
+// each thread owns its scratch (per-channel sums, broadcast statistics, da) and, in backward,
+// its partial dgamma/dbeta, folded in thread order afterwards (threads.h).
+typedef struct gn_job {
+    int64_t S, C, G, cg;
+    double count, eps;
+    bool silu;
+    const float *x, *gamma, *beta, *dy, *mean_in, *rstd_in;
+    float *y, *mean, *rstd, *dx;
+    double *dacc;       // backward: [T, 4C] dgamma, dbeta (whole share), dgn, dbn (one item)
+    float *chan;        // [T, 4C]
+    float *da;          // backward with SiLU: [T, da_rows, C]
+    int64_t da_rows, da_step;
+} gn_job;
+
 // Statistics: two passes in double rather than fp32 Welford. This is the reference the GPU's
 // fp32 Welford is checked against, so it should carry no error of its own worth measuring;
 // the extra pass costs one more read of x, which the CPU can afford.
 //
 // Every loop runs over channels innermost (contiguous in NHWC) with per-channel accumulators
 // folded into groups afterwards, so the compiler can vectorise them.
-ddx_status ddx_cpu_group_norm_fwd(ddx_ctx *c, ddx_node *n) {
-    ddx_tensor *xt = n->in[0], *gt = n->in[1], *bt = n->in[2];
-    if (xt->dtype != DDX_F32 || gt->dtype != DDX_F32 || bt->dtype != DDX_F32)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "group_norm: the CPU backend runs f32 only (input is %s)",
-                          ddx_dtype_name(xt->dtype));
-    const int64_t N = xt->shape[0], S = ddx_gn_spatial(xt), C = xt->shape[xt->ndim - 1];
-    const int64_t G = n->p.group_norm.groups, cg = C / G;
-    const double count = (double)(S * cg);
-    const double eps = n->p.group_norm.eps;
-    const bool silu = n->p.group_norm.fuse_silu;
-    if (ddx_numel(xt) == 0) return DDX_OK;
-
-    ddx_tensor *mean_t = ddx_new(c, DDX_F32, 2, (int64_t[]){N, G});   // [N, G]
-    ddx_tensor *rstd_t = ddx_new(c, DDX_F32, 2, (int64_t[]){N, G});   // [N, G]
-    ddx_tensor *chan_t = ddx_new(c, DDX_F32, 2, (int64_t[]){2, C});   // [2, C] per-channel mean, rstd*gamma
-    double *csum = ddx_scratch_f64(c, C);                              // [C]
-    if (!mean_t || !rstd_t || !chan_t || !csum)
-        return ddx_errorf(DDX_E_NOMEM, "group_norm: out of activation memory for statistics");
-    n->saved[0] = mean_t;
-    n->saved[1] = rstd_t;
-
-    const float *x = ddx_f32c(xt), *gamma = ddx_f32c(gt), *beta = ddx_f32c(bt);
-    float *y = ddx_f32(n->out);
-    float *mean = ddx_f32(mean_t), *rstd = ddx_f32(rstd_t);
-    float *mean_c = ddx_f32(chan_t), *scale_c = mean_c + C;
-
-    for (int64_t b = 0; b < N; b++) {
-        const float *xb = x + b * S * C;   // [S, C]
-        float *yb = y + b * S * C;         // [S, C]
+static void gn_fwd_range(void *arg, int64_t b0, int64_t b1, int tid) {
+    const gn_job *j = arg;
+    const int64_t S = j->S, C = j->C, G = j->G, cg = j->cg;
+    double *csum = j->dacc + (int64_t)tid * C;
+    float *mean_c = j->chan + (int64_t)tid * 2 * C, *scale_c = mean_c + C;
+    float *mean = j->mean, *rstd = j->rstd;
+    const float *gamma = j->gamma, *beta = j->beta;
+    for (int64_t b = b0; b < b1; b++) {
+        const float *xb = j->x + b * S * C;   // [S, C]
+        float *yb = j->y + b * S * C;         // [S, C]
 
         memset(csum, 0, (size_t)C * sizeof *csum);
         for (int64_t s = 0; s < S; s++)
             for (int64_t ch = 0; ch < C; ch++) csum[ch] += xb[s * C + ch];
         for (int64_t g = 0; g < G; g++) {
             double acc = 0.0;
-            for (int64_t j = 0; j < cg; j++) acc += csum[g * cg + j];
-            mean[b * G + g] = (float)(acc / count);
-            for (int64_t j = 0; j < cg; j++) mean_c[g * cg + j] = mean[b * G + g];
+            for (int64_t k = 0; k < cg; k++) acc += csum[g * cg + k];
+            mean[b * G + g] = (float)(acc / j->count);
+            for (int64_t k = 0; k < cg; k++) mean_c[g * cg + k] = mean[b * G + g];
         }
 
         // Deviations from the mean as stored (f32), so that backward, which only has the f32
@@ -137,13 +134,13 @@ ddx_status ddx_cpu_group_norm_fwd(ddx_ctx *c, ddx_node *n) {
             }
         for (int64_t g = 0; g < G; g++) {
             double acc = 0.0;
-            for (int64_t j = 0; j < cg; j++) acc += csum[g * cg + j];
+            for (int64_t k = 0; k < cg; k++) acc += csum[g * cg + k];
             // Biased variance, eps inside the sqrt: torch.nn.GroupNorm.
-            rstd[b * G + g] = (float)(1.0 / sqrt(acc / count + eps));
-            for (int64_t j = 0; j < cg; j++) scale_c[g * cg + j] = rstd[b * G + g] * gamma[g * cg + j];
+            rstd[b * G + g] = (float)(1.0 / sqrt(acc / j->count + j->eps));
+            for (int64_t k = 0; k < cg; k++) scale_c[g * cg + k] = rstd[b * G + g] * gamma[g * cg + k];
         }
 
-        if (silu) {
+        if (j->silu) {
             gn_silu_rows(yb, xb, mean_c, scale_c, beta, S, C);
         } else {
             for (int64_t s = 0; s < S; s++) {
@@ -153,6 +150,42 @@ ddx_status ddx_cpu_group_norm_fwd(ddx_ctx *c, ddx_node *n) {
             }
         }
     }
+}
+
+ddx_status ddx_cpu_group_norm_fwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *xt = n->in[0], *gt = n->in[1], *bt = n->in[2];
+    if (xt->dtype != DDX_F32 || gt->dtype != DDX_F32 || bt->dtype != DDX_F32)
+        return ddx_errorf(DDX_E_UNSUPPORTED, "group_norm: the CPU backend runs f32 only (input is %s)",
+                          ddx_dtype_name(xt->dtype));
+    gn_job j;
+    memset(&j, 0, sizeof j);
+    const int64_t N = xt->shape[0];
+    j.S = ddx_gn_spatial(xt);
+    j.C = xt->shape[xt->ndim - 1];
+    j.G = n->p.group_norm.groups;
+    j.cg = j.C / j.G;
+    j.count = (double)(j.S * j.cg);
+    j.eps = n->p.group_norm.eps;
+    j.silu = n->p.group_norm.fuse_silu;
+    if (ddx_numel(xt) == 0) return DDX_OK;
+    const int T = ddx_threads_count();
+
+    ddx_tensor *mean_t = ddx_new(c, DDX_F32, 2, (int64_t[]){N, j.G});            // [N, G]
+    ddx_tensor *rstd_t = ddx_new(c, DDX_F32, 2, (int64_t[]){N, j.G});            // [N, G]
+    ddx_tensor *chan_t = ddx_new(c, DDX_F32, 3, (int64_t[]){T, 2, j.C});         // [T, 2, C] mean, rstd*gamma
+    j.dacc = ddx_scratch_f64(c, (int64_t)T * j.C);                               // [T, C]
+    if (!mean_t || !rstd_t || !chan_t || !j.dacc)
+        return ddx_errorf(DDX_E_NOMEM, "group_norm: out of activation memory for statistics");
+    n->saved[0] = mean_t;
+    n->saved[1] = rstd_t;
+    j.x = ddx_f32c(xt);
+    j.gamma = ddx_f32c(gt);
+    j.beta = ddx_f32c(bt);
+    j.y = ddx_f32(n->out);
+    j.mean = ddx_f32(mean_t);
+    j.rstd = ddx_f32(rstd_t);
+    j.chan = ddx_f32(chan_t);
+    ddx_parallel_for(N, gn_fwd_range, &j);
     return DDX_OK;
 }
 
@@ -163,42 +196,23 @@ ddx_status ddx_cpu_group_norm_fwd(ddx_ctx *c, ddx_node *n) {
 // where mean_g runs over the (n, g) group; both group sums follow from the per-channel sums
 // of da and da * xhat of that batch item. a is recomputed rather than saved (no activation
 // memory); da is kept for one batch item in scratch so each exp is computed once.
-ddx_status ddx_cpu_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
-    ddx_tensor *xt = n->in[0], *gt = n->in[1], *bt = n->in[2];
-    ddx_tensor *dyt = n->out->grad;
-    if (!dyt || !n->saved[0] || !n->saved[1])
-        return ddx_errorf(DDX_E_INTERNAL, "group_norm backward: missing output grad or saved statistics");
-    ddx_tensor *gx = ddx_in_grad(c, n, 0), *gg = ddx_in_grad(c, n, 1), *gb = ddx_in_grad(c, n, 2);
-    if (!gx && !gg && !gb) return DDX_OK;
-
-    const int64_t N = xt->shape[0], S = ddx_gn_spatial(xt), C = xt->shape[xt->ndim - 1];
-    const int64_t G = n->p.group_norm.groups, cg = C / G;
-    const double count = (double)(S * cg);
-    const bool silu = n->p.group_norm.fuse_silu;
-    if (ddx_numel(xt) == 0) return DDX_OK;
-
-    double *acc = ddx_scratch_f64(c, 4 * C);
-    ddx_tensor *chan_t = ddx_new(c, DDX_F32, 2, (int64_t[]){4, C});   // [4, C]
-    // With SiLU, da is kept for a whole batch item when dx is wanted (its pass reads it), else
-    // one row is reused; without SiLU da is dy itself.
-    const int64_t da_rows = gx ? S : 1, da_step = gx ? C : 0;
-    ddx_tensor *da_t = silu ? ddx_new(c, DDX_F32, 2, (int64_t[]){da_rows, C}) : NULL;   // [S or 1, C]
-    if (!acc || !chan_t || (silu && !da_t))
-        return ddx_errorf(DDX_E_NOMEM, "group_norm backward: out of activation memory for scratch");
-    double *dgamma = acc, *dbeta = acc + C;            // [C] each, over the whole batch
+static void gn_bwd_range(void *arg, int64_t b0, int64_t b1, int tid) {
+    const gn_job *j = arg;
+    const int64_t S = j->S, C = j->C, G = j->G, cg = j->cg;
+    const bool silu = j->silu;
+    double *acc = j->dacc + (int64_t)tid * 4 * C;
+    double *dgamma = acc, *dbeta = acc + C;            // [C] each, over this thread's items
     double *dgn = acc + 2 * C, *dbn = acc + 3 * C;     // [C] each, this batch item
-    float *mean_c = ddx_f32(chan_t), *rstd_c = mean_c + C, *m1_c = mean_c + 2 * C, *m2_c = mean_c + 3 * C;
-    float *da_buf = da_t ? ddx_f32(da_t) : NULL;
+    float *mean_c = j->chan + (int64_t)tid * 4 * C, *rstd_c = mean_c + C, *m1_c = mean_c + 2 * C, *m2_c = mean_c + 3 * C;
+    float *da_buf = j->da ? j->da + (int64_t)tid * j->da_rows * C : NULL;
+    const float *gamma = j->gamma, *beta = j->beta;
     memset(dgamma, 0, (size_t)(2 * C) * sizeof *acc);
 
-    const float *x = ddx_f32c(xt), *gamma = ddx_f32c(gt), *beta = ddx_f32c(bt), *dy = ddx_f32c(dyt);
-    const float *mean = ddx_f32c(n->saved[0]), *rstd = ddx_f32c(n->saved[1]);
-
-    for (int64_t b = 0; b < N; b++) {
-        const float *xb = x + b * S * C, *dyb = dy + b * S * C;   // [S, C]
+    for (int64_t b = b0; b < b1; b++) {
+        const float *xb = j->x + b * S * C, *dyb = j->dy + b * S * C;   // [S, C]
         for (int64_t ch = 0; ch < C; ch++) {
-            mean_c[ch] = mean[b * G + ch / cg];
-            rstd_c[ch] = rstd[b * G + ch / cg];
+            mean_c[ch] = j->mean_in[b * G + ch / cg];
+            rstd_c[ch] = j->rstd_in[b * G + ch / cg];
         }
         memset(dgn, 0, (size_t)(2 * C) * sizeof *acc);
         // Separate branch-free loops per row (da first, then the channel sums) so that each
@@ -207,7 +221,7 @@ ddx_status ddx_cpu_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
             const float *xr = xb + s * C, *dyr = dyb + s * C;
             const float *dar = dyr;
             if (silu) {
-                float *dw = da_buf + s * da_step;
+                float *dw = da_buf + s * j->da_step;
                 gn_silu_da_row(dw, xr, dyr, mean_c, rstd_c, gamma, beta, C);
                 dar = dw;
             }
@@ -221,19 +235,19 @@ ddx_status ddx_cpu_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
             dbeta[ch] += dbn[ch];
             dgamma[ch] += dgn[ch];
         }
-        if (!gx) continue;
+        if (!j->dx) continue;
         for (int64_t g = 0; g < G; g++) {
             double s1 = 0.0, s2 = 0.0;
-            for (int64_t j = 0; j < cg; j++) {
-                s1 += (double)gamma[g * cg + j] * dbn[g * cg + j];
-                s2 += (double)gamma[g * cg + j] * dgn[g * cg + j];
+            for (int64_t k = 0; k < cg; k++) {
+                s1 += (double)gamma[g * cg + k] * dbn[g * cg + k];
+                s2 += (double)gamma[g * cg + k] * dgn[g * cg + k];
             }
-            for (int64_t j = 0; j < cg; j++) {
-                m1_c[g * cg + j] = (float)(s1 / count);
-                m2_c[g * cg + j] = (float)(s2 / count);
+            for (int64_t k = 0; k < cg; k++) {
+                m1_c[g * cg + k] = (float)(s1 / j->count);
+                m2_c[g * cg + k] = (float)(s2 / j->count);
             }
         }
-        float *dxb = ddx_f32(gx) + b * S * C;
+        float *dxb = j->dx + b * S * C;
         for (int64_t s = 0; s < S; s++) {
             const float *xr = xb + s * C, *dar = silu ? da_buf + s * C : dyb + s * C;
             float *dxr = dxb + s * C;
@@ -243,10 +257,60 @@ ddx_status ddx_cpu_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
             }
         }
     }
-    if (gg)
-        for (int64_t ch = 0; ch < C; ch++) ddx_f32(gg)[ch] += (float)dgamma[ch];
-    if (gb)
-        for (int64_t ch = 0; ch < C; ch++) ddx_f32(gb)[ch] += (float)dbeta[ch];
+}
+
+ddx_status ddx_cpu_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *xt = n->in[0], *gt = n->in[1], *bt = n->in[2];
+    ddx_tensor *dyt = n->out->grad;
+    if (!dyt || !n->saved[0] || !n->saved[1])
+        return ddx_errorf(DDX_E_INTERNAL, "group_norm backward: missing output grad or saved statistics");
+    ddx_tensor *gx = ddx_in_grad(c, n, 0), *gg = ddx_in_grad(c, n, 1), *gb = ddx_in_grad(c, n, 2);
+    if (!gx && !gg && !gb) return DDX_OK;
+
+    gn_job j;
+    memset(&j, 0, sizeof j);
+    const int64_t N = xt->shape[0];
+    j.S = ddx_gn_spatial(xt);
+    j.C = xt->shape[xt->ndim - 1];
+    j.G = n->p.group_norm.groups;
+    j.cg = j.C / j.G;
+    j.count = (double)(j.S * j.cg);
+    j.silu = n->p.group_norm.fuse_silu;
+    if (ddx_numel(xt) == 0) return DDX_OK;
+    const int T = ddx_threads_count();
+    const int64_t C = j.C;
+
+    j.dacc = ddx_scratch_f64(c, (int64_t)T * 4 * C);                         // [T, 4, C]
+    ddx_tensor *chan_t = ddx_new(c, DDX_F32, 3, (int64_t[]){T, 4, C});      // [T, 4, C]
+    // With SiLU, da is kept for a whole batch item when dx is wanted (its pass reads it), else
+    // one row is reused; without SiLU da is dy itself.
+    j.da_rows = gx ? j.S : 1;
+    j.da_step = gx ? C : 0;
+    ddx_tensor *da_t = j.silu ? ddx_new(c, DDX_F32, 3, (int64_t[]){T, j.da_rows, C}) : NULL;   // [T, S or 1, C]
+    if (!j.dacc || !chan_t || (j.silu && !da_t))
+        return ddx_errorf(DDX_E_NOMEM, "group_norm backward: out of activation memory for scratch");
+    // Threads past N (N < T) run nothing; their dgamma/dbeta must still read as zero.
+    memset(j.dacc, 0, (size_t)(T * 4 * C) * sizeof *j.dacc);
+    j.chan = ddx_f32(chan_t);
+    j.da = da_t ? ddx_f32(da_t) : NULL;
+    j.x = ddx_f32c(xt);
+    j.gamma = ddx_f32c(gt);
+    j.beta = ddx_f32c(bt);
+    j.dy = ddx_f32c(dyt);
+    j.mean_in = ddx_f32c(n->saved[0]);
+    j.rstd_in = ddx_f32c(n->saved[1]);
+    j.dx = gx ? ddx_f32(gx) : NULL;
+    ddx_parallel_for(N, gn_bwd_range, &j);
+
+    for (int64_t ch = 0; ch < C; ch++) {
+        double sg = 0.0, sb = 0.0;
+        for (int t = 0; t < T; t++) {
+            sg += j.dacc[(int64_t)t * 4 * C + ch];
+            sb += j.dacc[(int64_t)t * 4 * C + C + ch];
+        }
+        if (gg) ddx_f32(gg)[ch] += (float)sg;
+        if (gb) ddx_f32(gb)[ch] += (float)sb;
+    }
     return DDX_OK;
 }
 
@@ -290,103 +354,150 @@ ddx_tensor *ddx_attention(ddx_ctx *c, ddx_tensor *q, ddx_tensor *k, ddx_tensor *
 //
 // Forward keeps only the row logsumexp [N, heads, L] for backward and recomputes P there:
 // storing P would need N*heads*L*L floats (8 MiB per head and item at 32x32 tokens).
+//
+// The (item, head) pairs are independent and write disjoint blocks: the thread pool splits
+// them, each thread with its own [L, L] scratch.
+typedef struct attn_job {
+    int64_t L, C, H, d;
+    float scale;
+    const float *q, *k, *v, *dout, *lse_in;
+    float *out, *lse, *gq, *gk, *gv;
+    float *P, *dP;   // [T, L, L] each
+} attn_job;
+
+static void attn_fwd_range(void *arg, int64_t p0, int64_t p1, int tid) {
+    const attn_job *j = arg;
+    const int64_t L = j->L, C = j->C, H = j->H, d = j->d;
+    const int iL = (int)L, iC = (int)C, id = (int)d;
+    float *P = j->P + (int64_t)tid * L * L;
+    for (int64_t bh = p0; bh < p1; bh++) {
+        const int64_t b = bh / H, h = bh % H;
+        const int64_t off = b * L * C + h * d;
+        const float *Q = j->q + off, *K = j->k + off, *V = j->v + off;   // [L, d] ld C
+        float *O = j->out + off;                                        // [L, d] ld C
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iL, iL, id, j->scale, Q, iC, K, iC, 0.0f, P, iL);
+        float *lse_bh = j->lse + bh * L;
+        for (int64_t i = 0; i < L; i++) {
+            float *row = P + i * L;
+            float mx = row[0];
+            for (int64_t t = 1; t < L; t++) mx = row[t] > mx ? row[t] : mx;
+            double sum = 0.0;
+            for (int64_t t = 0; t < L; t++) {
+                row[t] = expf(row[t] - mx);
+                sum += row[t];
+            }
+            const float inv = (float)(1.0 / sum);
+            for (int64_t t = 0; t < L; t++) row[t] *= inv;
+            lse_bh[i] = mx + (float)log(sum);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iL, id, iL, 1.0f, P, iL, V, iC, 0.0f, O, iC);
+    }
+}
+
 ddx_status ddx_cpu_attention_fwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *qt = n->in[0], *kt = n->in[1], *vt = n->in[2];
     if (qt->dtype != DDX_F32)
         return ddx_errorf(DDX_E_UNSUPPORTED, "attention: the CPU backend runs f32 only (input is %s)",
                           ddx_dtype_name(qt->dtype));
-    const int64_t N = qt->shape[0], L = qt->shape[1], C = qt->shape[2];
-    const int64_t H = n->p.attention.heads, d = C / H;
-    const float scale = n->p.attention.scale;
-    if (N * L * C == 0) return DDX_OK;
+    attn_job j;
+    memset(&j, 0, sizeof j);
+    const int64_t N = qt->shape[0];
+    j.L = qt->shape[1];
+    j.C = qt->shape[2];
+    j.H = n->p.attention.heads;
+    j.d = j.C / j.H;
+    j.scale = n->p.attention.scale;
+    if (N * j.L * j.C == 0) return DDX_OK;
+    const int T = ddx_threads_count();
 
-    ddx_tensor *lse_t = ddx_new(c, DDX_F32, 3, (int64_t[]){N, H, L});   // [N, heads, L]
-    ddx_tensor *s_t = ddx_new(c, DDX_F32, 2, (int64_t[]){L, L});         // [L, L] scores, then P
+    ddx_tensor *lse_t = ddx_new(c, DDX_F32, 3, (int64_t[]){N, j.H, j.L});     // [N, heads, L]
+    ddx_tensor *s_t = ddx_new(c, DDX_F32, 3, (int64_t[]){T, j.L, j.L});       // [T, L, L] scores, then P
     if (!lse_t || !s_t) return ddx_errorf(DDX_E_NOMEM, "attention: out of activation memory for a [%lld, %lld] score matrix",
-                                          (long long)L, (long long)L);
+                                          (long long)j.L, (long long)j.L);
     n->saved[0] = lse_t;
-    float *P = ddx_f32(s_t), *lse = ddx_f32(lse_t);
-    const int iL = (int)L, iC = (int)C, id = (int)d;
-
-    for (int64_t b = 0; b < N; b++)
-        for (int64_t h = 0; h < H; h++) {
-            const int64_t off = b * L * C + h * d;
-            const float *Q = ddx_f32c(qt) + off, *K = ddx_f32c(kt) + off, *V = ddx_f32c(vt) + off;   // [L, d] ld C
-            float *O = ddx_f32(n->out) + off;                                                        // [L, d] ld C
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iL, iL, id, scale, Q, iC, K, iC, 0.0f, P, iL);
-            float *lse_bh = lse + (b * H + h) * L;
-            for (int64_t i = 0; i < L; i++) {
-                float *row = P + i * L;
-                float mx = row[0];
-                for (int64_t j = 1; j < L; j++) mx = row[j] > mx ? row[j] : mx;
-                double sum = 0.0;
-                for (int64_t j = 0; j < L; j++) {
-                    row[j] = expf(row[j] - mx);
-                    sum += row[j];
-                }
-                const float inv = (float)(1.0 / sum);
-                for (int64_t j = 0; j < L; j++) row[j] *= inv;
-                lse_bh[i] = mx + (float)log(sum);
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iL, id, iL, 1.0f, P, iL, V, iC, 0.0f, O, iC);
-        }
+    j.P = ddx_f32(s_t);
+    j.lse = ddx_f32(lse_t);
+    j.q = ddx_f32c(qt);
+    j.k = ddx_f32c(kt);
+    j.v = ddx_f32c(vt);
+    j.out = ddx_f32(n->out);
+    ddx_parallel_for(N * j.H, attn_fwd_range, &j);
     return DDX_OK;
 }
 
 // P = exp(S - lse); dP = dO V^T; dS = P * (dP - rowsum(dP * P));
 // dQ += scale dS K; dK += scale dS^T Q; dV += P^T dO.
+static void attn_bwd_range(void *arg, int64_t p0, int64_t p1, int tid) {
+    const attn_job *j = arg;
+    const int64_t L = j->L, C = j->C, H = j->H, d = j->d;
+    const int iL = (int)L, iC = (int)C, id = (int)d;
+    const float scale = j->scale;
+    const bool need_ds = j->gq || j->gk;
+    float *P = j->P + (int64_t)tid * L * L, *dP = j->dP ? j->dP + (int64_t)tid * L * L : NULL;
+    for (int64_t bh = p0; bh < p1; bh++) {
+        const int64_t b = bh / H, h = bh % H;
+        const int64_t off = b * L * C + h * d;
+        const float *Q = j->q + off, *K = j->k + off, *V = j->v + off;   // [L, d] ld C
+        const float *dO = j->dout + off;                                // [L, d] ld C
+        const float *lse_bh = j->lse_in + bh * L;
+
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iL, iL, id, scale, Q, iC, K, iC, 0.0f, P, iL);
+        for (int64_t i = 0; i < L; i++)
+            for (int64_t t = 0; t < L; t++) P[i * L + t] = expf(P[i * L + t] - lse_bh[i]);
+
+        if (j->gv)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iL, id, iL, 1.0f, P, iL, dO, iC, 1.0f, j->gv + off, iC);
+        if (!need_ds) continue;
+
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iL, iL, id, 1.0f, dO, iC, V, iC, 0.0f, dP, iL);
+        for (int64_t i = 0; i < L; i++) {
+            float *dpr = dP + i * L;
+            const float *pr = P + i * L;
+            double dot_i = 0.0;
+            for (int64_t t = 0; t < L; t++) dot_i += (double)dpr[t] * pr[t];
+            const float di = (float)dot_i;
+            for (int64_t t = 0; t < L; t++) dpr[t] = pr[t] * (dpr[t] - di);   // dP becomes dS
+        }
+        if (j->gq)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iL, id, iL, scale, dP, iL, K, iC, 1.0f, j->gq + off, iC);
+        if (j->gk)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iL, id, iL, scale, dP, iL, Q, iC, 1.0f, j->gk + off, iC);
+    }
+}
+
 ddx_status ddx_cpu_attention_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *qt = n->in[0], *kt = n->in[1], *vt = n->in[2];
     ddx_tensor *dot = n->out->grad;
     if (!dot || !n->saved[0]) return ddx_errorf(DDX_E_INTERNAL, "attention backward: missing output grad or saved logsumexp");
     ddx_tensor *gq = ddx_in_grad(c, n, 0), *gk = ddx_in_grad(c, n, 1), *gv = ddx_in_grad(c, n, 2);
     if (!gq && !gk && !gv) return DDX_OK;
-    const int64_t N = qt->shape[0], L = qt->shape[1], C = qt->shape[2];
-    const int64_t H = n->p.attention.heads, d = C / H;
-    const float scale = n->p.attention.scale;
-    if (N * L * C == 0) return DDX_OK;
+    attn_job j;
+    memset(&j, 0, sizeof j);
+    const int64_t N = qt->shape[0];
+    j.L = qt->shape[1];
+    j.C = qt->shape[2];
+    j.H = n->p.attention.heads;
+    j.d = j.C / j.H;
+    j.scale = n->p.attention.scale;
+    if (N * j.L * j.C == 0) return DDX_OK;
+    const int T = ddx_threads_count();
 
     const bool need_ds = gq || gk;
-    ddx_tensor *p_t = ddx_new(c, DDX_F32, 2, (int64_t[]){L, L});                      // [L, L]
-    ddx_tensor *dp_t = need_ds ? ddx_new(c, DDX_F32, 2, (int64_t[]){L, L}) : NULL;     // [L, L]
+    ddx_tensor *p_t = ddx_new(c, DDX_F32, 3, (int64_t[]){T, j.L, j.L});                      // [T, L, L]
+    ddx_tensor *dp_t = need_ds ? ddx_new(c, DDX_F32, 3, (int64_t[]){T, j.L, j.L}) : NULL;     // [T, L, L]
     if (!p_t || (need_ds && !dp_t))
         return ddx_errorf(DDX_E_NOMEM, "attention backward: out of activation memory for [%lld, %lld] scratch",
-                          (long long)L, (long long)L);
-    float *P = ddx_f32(p_t), *dP = dp_t ? ddx_f32(dp_t) : NULL;
-    const float *lse = ddx_f32c(n->saved[0]);
-    const int iL = (int)L, iC = (int)C, id = (int)d;
-
-    for (int64_t b = 0; b < N; b++)
-        for (int64_t h = 0; h < H; h++) {
-            const int64_t off = b * L * C + h * d;
-            const float *Q = ddx_f32c(qt) + off, *K = ddx_f32c(kt) + off, *V = ddx_f32c(vt) + off;   // [L, d] ld C
-            const float *dO = ddx_f32c(dot) + off;                                                   // [L, d] ld C
-            const float *lse_bh = lse + (b * H + h) * L;
-
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iL, iL, id, scale, Q, iC, K, iC, 0.0f, P, iL);
-            for (int64_t i = 0; i < L; i++)
-                for (int64_t j = 0; j < L; j++) P[i * L + j] = expf(P[i * L + j] - lse_bh[i]);
-
-            if (gv)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iL, id, iL, 1.0f, P, iL, dO, iC, 1.0f,
-                            ddx_f32(gv) + off, iC);
-            if (!need_ds) continue;
-
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iL, iL, id, 1.0f, dO, iC, V, iC, 0.0f, dP, iL);
-            for (int64_t i = 0; i < L; i++) {
-                float *dpr = dP + i * L;
-                const float *pr = P + i * L;
-                double dot_i = 0.0;
-                for (int64_t j = 0; j < L; j++) dot_i += (double)dpr[j] * pr[j];
-                const float di = (float)dot_i;
-                for (int64_t j = 0; j < L; j++) dpr[j] = pr[j] * (dpr[j] - di);   // dP becomes dS
-            }
-            if (gq)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iL, id, iL, scale, dP, iL, K, iC, 1.0f,
-                            ddx_f32(gq) + off, iC);
-            if (gk)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iL, id, iL, scale, dP, iL, Q, iC, 1.0f,
-                            ddx_f32(gk) + off, iC);
-        }
+                          (long long)j.L, (long long)j.L);
+    j.P = ddx_f32(p_t);
+    j.dP = dp_t ? ddx_f32(dp_t) : NULL;
+    j.lse_in = ddx_f32c(n->saved[0]);
+    j.q = ddx_f32c(qt);
+    j.k = ddx_f32c(kt);
+    j.v = ddx_f32c(vt);
+    j.dout = ddx_f32c(dot);
+    j.gq = gq ? ddx_f32(gq) : NULL;
+    j.gk = gk ? ddx_f32(gk) : NULL;
+    j.gv = gv ? ddx_f32(gv) : NULL;
+    ddx_parallel_for(N * j.H, attn_bwd_range, &j);
     return DDX_OK;
 }
