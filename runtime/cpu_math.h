@@ -79,7 +79,7 @@ static inline float ddx_expf(float x) {
 // contracting anyway), only more lanes at a time. Define DDX_NO_CPU_CLONES to build the
 // baseline only.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(DDX_NO_CPU_CLONES)
-#define DDX_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#define DDX_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define DDX_CPU_CLONES
 #endif

@@ -96,8 +96,10 @@ static void test_examples(void) {
     if (st == DDX_OK) {
         CHECK(c.data.dataset == DDX_DATASET_FASHION_MNIST && c.model.in_channels == 1 && c.model.image_size == 28 &&
                   c.data.image_size == 28 && !c.data.hflip, "fashion data/model");
-        CHECK(c.model.ch == 64 && c.model.ch_mult.n == 3 && c.model.attn_resolutions.v[0] == 14, "fashion unet");
-        CHECK(c.sample.sampler == DDX_SAMPLER_DDIM && c.sample.steps == 100 && c.train.total_steps == 50000, "fashion train/sample");
+        CHECK(c.model.ch == 32 && c.model.ch_mult.n == 3 && c.model.attn_resolutions.v[0] == 7 && c.model.groups == 8,
+              "fashion unet");
+        CHECK(c.sample.sampler == DDX_SAMPLER_DDIM && c.sample.steps == 50 && c.train.total_steps == 1000 &&
+                  c.train.ema_warmup, "fashion train/sample");
         CHECK(ddx_config_validate(&c) == DDX_OK, "fashion validates: %s", ddx_last_error());
     }
     // Files that say nothing (empty, comments only, empty sections) mean all defaults.

@@ -4,6 +4,7 @@
 
 #include "cpu_math.h"
 #include "op_impl.h"
+#include "threads.h"
 
 static ddx_status need_f32(const char *op, const ddx_tensor *t) {
     if (t->dtype != DDX_F32)
@@ -223,64 +224,164 @@ static bin_rows bin_rows_of(const ddx_tensor *a, const ddx_tensor *b) {
                 }                                                                              \
     } while (0)
 
+// Rows [r0, r1) of the row walk (flat index over a's leading dims) as (row, ob) pairs.
+#define BIN_FOR_ROW_RANGE(r, r0, r1, BODY)                                                     \
+    do {                                                                                       \
+        for (int64_t rr = (r0); rr < (r1); rr++) {                                             \
+            const int64_t i2 = rr % (r).as[2], i1 = (rr / (r).as[2]) % (r).as[1],              \
+                          i0 = rr / ((r).as[2] * (r).as[1]);                                   \
+            const int64_t row = rr * (r).len;                                                  \
+            const int64_t ob = i0 * (r).bs[0] + i1 * (r).bs[1] + i2 * (r).bs[2];               \
+            BODY;                                                                              \
+        }                                                                                      \
+    } while (0)
+
+// Below this many elements a thread hand-off costs more than the loop.
+#define BIN_PAR_MIN ((int64_t)1 << 16)
+
+typedef struct bin_job {
+    bin_rows r;
+    bin_kind k;
+    const float *pa, *pb, *dy;
+    float *y;        // forward output, or the gradient being accumulated
+    bool flat, along;
+} bin_job;
+
+static int64_t bin_nrows(const bin_rows *r) { return r->as[0] * r->as[1] * r->as[2]; }
+
+static void bin_fwd_range(void *arg, int64_t r0, int64_t r1, int tid) {
+    (void)tid;
+    const bin_job *j = arg;
+    const bin_rows r = j->r;
+    const float *pa = j->pa, *pb = j->pb;
+    float *y = j->y;
+    const int64_t L = r.len;
+    if (j->flat) {
+        const int64_t e0 = r0 * L, e1 = r1 * L;
+        if (j->k == BIN_ADD)
+            for (int64_t i = e0; i < e1; i++) y[i] = pa[i] + pb[i];
+        else
+            for (int64_t i = e0; i < e1; i++) y[i] = pa[i] * pb[i];
+    } else if (j->along) {
+        if (j->k == BIN_ADD)
+            BIN_FOR_ROW_RANGE(r, r0, r1, for (int64_t i = 0; i < L; i++) y[row + i] = pa[row + i] + pb[ob + i]);
+        else
+            BIN_FOR_ROW_RANGE(r, r0, r1, for (int64_t i = 0; i < L; i++) y[row + i] = pa[row + i] * pb[ob + i]);
+    } else {
+        if (j->k == BIN_ADD)
+            BIN_FOR_ROW_RANGE(r, r0, r1, const float bv = pb[ob]; for (int64_t i = 0; i < L; i++) y[row + i] = pa[row + i] + bv);
+        else
+            BIN_FOR_ROW_RANGE(r, r0, r1, const float bv = pb[ob]; for (int64_t i = 0; i < L; i++) y[row + i] = pa[row + i] * bv);
+    }
+}
+
+// The gradient of a: every row of a is written by exactly one range.
+static void bin_da_range(void *arg, int64_t r0, int64_t r1, int tid) {
+    (void)tid;
+    const bin_job *j = arg;
+    const bin_rows r = j->r;
+    const float *pb = j->pb, *dy = j->dy;
+    float *da = j->y;
+    const int64_t L = r.len;
+    if (j->k == BIN_ADD) {
+        for (int64_t i = r0 * L; i < r1 * L; i++) da[i] += dy[i];
+    } else if (j->flat) {
+        for (int64_t i = r0 * L; i < r1 * L; i++) da[i] += dy[i] * pb[i];
+    } else if (j->along) {
+        BIN_FOR_ROW_RANGE(r, r0, r1, for (int64_t i = 0; i < L; i++) da[row + i] += dy[row + i] * pb[ob + i]);
+    } else {
+        BIN_FOR_ROW_RANGE(r, r0, r1, const float bv = pb[ob]; for (int64_t i = 0; i < L; i++) da[row + i] += dy[row + i] * bv);
+    }
+}
+
+// The gradient of b when b has a's shape (no reduction across rows).
+static void bin_db_flat_range(void *arg, int64_t r0, int64_t r1, int tid) {
+    (void)tid;
+    const bin_job *j = arg;
+    const int64_t L = j->r.len;
+    const float *pa = j->pa, *dy = j->dy;
+    float *db = j->y;
+    if (j->k == BIN_ADD)
+        for (int64_t i = r0 * L; i < r1 * L; i++) db[i] += dy[i];
+    else
+        for (int64_t i = r0 * L; i < r1 * L; i++) db[i] += dy[i] * pa[i];
+}
+
+// db for b [N, 1, 1, C] added along a's rows: items [i0a, i0b), each summing its own rows
+// in the same order as the serial loop.
+static void bin_db_item_range(void *arg, int64_t i0a, int64_t i0b, int tid) {
+    (void)tid;
+    const bin_job *j = arg;
+    const bin_rows r = j->r;
+    const int64_t L = r.len, per = r.as[1] * r.as[2];
+    for (int64_t i0 = i0a; i0 < i0b; i0++) {
+        float *db = j->y + i0 * r.bs[0];
+        for (int64_t q = 0; q < per; q++) {
+            const float *d = j->dy + (i0 * per + q) * L;
+            for (int64_t i = 0; i < L; i++) db[i] += d[i];
+        }
+    }
+}
+
+static void bin_run(bin_job *j, ddx_parallel_fn fn) {
+    const int64_t rows = bin_nrows(&j->r);
+    if (rows * j->r.len >= BIN_PAR_MIN) ddx_parallel_for(rows, fn, j);
+    else if (rows > 0) fn(j, 0, rows, 0);
+}
+
 static ddx_status binary_fwd(ddx_node *n, bin_kind k) {
     const ddx_tensor *a = n->in[0], *b = n->in[1];
     DDX_TRY(need_f32(ddx_op_name(n->op), a));
-    const bin_rows r = bin_rows_of(a, b);
-    const float *pa = ddx_f32c(a), *pb = ddx_f32c(b);
-    float *y = ddx_f32(n->out);
-    const int64_t L = r.len;
-    if (ddx_numel(b) == ddx_numel(a)) {
-        // No broadcast: one flat loop.
-        const int64_t m = ddx_numel(a);
-        if (k == BIN_ADD)
-            for (int64_t i = 0; i < m; i++) y[i] = pa[i] + pb[i];
-        else
-            for (int64_t i = 0; i < m; i++) y[i] = pa[i] * pb[i];
-    } else if (r.bs[3] != 0) {
-        if (k == BIN_ADD)
-            BIN_FOR_ROWS(r, for (int64_t i = 0; i < L; i++) y[row + i] = pa[row + i] + pb[ob + i]);
-        else
-            BIN_FOR_ROWS(r, for (int64_t i = 0; i < L; i++) y[row + i] = pa[row + i] * pb[ob + i]);
-    } else {
-        if (k == BIN_ADD)
-            BIN_FOR_ROWS(r, const float bv = pb[ob]; for (int64_t i = 0; i < L; i++) y[row + i] = pa[row + i] + bv);
-        else
-            BIN_FOR_ROWS(r, const float bv = pb[ob]; for (int64_t i = 0; i < L; i++) y[row + i] = pa[row + i] * bv);
-    }
+    bin_job j = {.r = bin_rows_of(a, b), .k = k, .pa = ddx_f32c(a), .pb = ddx_f32c(b), .y = ddx_f32(n->out)};
+    j.flat = ddx_numel(b) == ddx_numel(a);
+    j.along = j.r.bs[3] != 0;
+    bin_run(&j, bin_fwd_range);
     return DDX_OK;
 }
 
 // Gradients of a and b are accumulated in separate passes: a and b may be the same tensor
 // (x + x, x * x), and then ga and gb are the same buffer.
+// add passes dy through unchanged: an input whose grad nobody has written yet can take dy's
+// buffer as its grad (like reshape's view), saving a zeroed buffer and a pass over it. Safe
+// because the tape runs in reverse: everything that reads n->out->grad has already run, and
+// later writers only accumulate into the input's grad. Only one input may take it, or two
+// grads would share one buffer.
+static bool grad_take(ddx_tensor *in, ddx_tensor *dy) {
+    if (!in->requires_grad || in->grad || in->dtype != dy->dtype || !ddx_same_shape(in, dy)) return false;
+    in->grad = dy;
+    return true;
+}
+
 static ddx_status binary_bwd(ddx_ctx *c, ddx_node *n, bin_kind k) {
     const ddx_tensor *a = n->in[0], *b = n->in[1];
-    ddx_tensor *ga = ddx_in_grad(c, n, 0), *gb = ddx_in_grad(c, n, 1);
+    bool took_a = false, took_b = false;
+    if (k == BIN_ADD && n->in[0] != n->in[1]) {
+        took_a = grad_take(n->in[0], n->out->grad);
+        if (!took_a) took_b = grad_take(n->in[1], n->out->grad);
+    }
+    ddx_tensor *ga = took_a ? NULL : ddx_in_grad(c, n, 0), *gb = took_b ? NULL : ddx_in_grad(c, n, 1);
     if (c->status != DDX_OK) return c->status;
     const bin_rows r = bin_rows_of(a, b);
     const float *pa = ddx_f32c(a), *pb = ddx_f32c(b), *dy = ddx_f32c(n->out->grad);
     const int64_t L = r.len;
     const bool flat = ddx_numel(b) == ddx_numel(a), along = r.bs[3] != 0;
+    bin_job j = {.r = r, .k = k, .pa = pa, .pb = pb, .dy = dy, .flat = flat, .along = along};
     if (ga) {
-        float *da = ddx_f32(ga);
-        const int64_t m = ddx_numel(a);
-        if (k == BIN_ADD)
-            for (int64_t i = 0; i < m; i++) da[i] += dy[i];
-        else if (flat)
-            for (int64_t i = 0; i < m; i++) da[i] += dy[i] * pb[i];
-        else if (along)
-            BIN_FOR_ROWS(r, for (int64_t i = 0; i < L; i++) da[row + i] += dy[row + i] * pb[ob + i]);
-        else
-            BIN_FOR_ROWS(r, const float bv = pb[ob]; for (int64_t i = 0; i < L; i++) da[row + i] += dy[row + i] * bv);
+        j.y = ddx_f32(ga);
+        bin_run(&j, bin_da_range);
     }
     if (gb) {
         float *db = ddx_f32(gb);
-        const int64_t m = ddx_numel(a);
-        if (flat && k == BIN_ADD)
-            for (int64_t i = 0; i < m; i++) db[i] += dy[i];
-        else if (flat)
-            for (int64_t i = 0; i < m; i++) db[i] += dy[i] * pa[i];
-        else if (along && k == BIN_ADD)
+        if (flat) {
+            j.y = db;
+            bin_run(&j, bin_db_flat_range);
+        } else if (along && k == BIN_ADD && r.bs[0] != 0 && r.bs[1] == 0 && r.bs[2] == 0) {
+            // b [N, 1, 1, C] (a per-item bias such as the time embedding): items own disjoint
+            // rows of db, so the reduction splits by item with no shared accumulators.
+            j.y = db;
+            if (ddx_numel(a) >= BIN_PAR_MIN) ddx_parallel_for(r.as[0], bin_db_item_range, &j);
+            else bin_db_item_range(&j, 0, r.as[0], 0);
+        } else if (along && k == BIN_ADD)
             BIN_FOR_ROWS(r, for (int64_t i = 0; i < L; i++) db[ob + i] += dy[row + i]);
         else if (along)
             BIN_FOR_ROWS(r, for (int64_t i = 0; i < L; i++) db[ob + i] += dy[row + i] * pa[row + i]);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "op_impl.h"
+#include "threads.h"
 #include "philox.h"
 
 #define SHAPE_BUF 64
@@ -41,37 +42,60 @@ ddx_tensor *ddx_concat(ddx_ctx *c, ddx_tensor *a, ddx_tensor *b) {
     return ddx_op_run(c, DDX_OP_CONCAT, 2, (ddx_tensor *[]){a, b}, &(ddx_op_params){0}, a->dtype, a->ndim, shape);
 }
 
+typedef struct concat_job {
+    int64_t ca, cb;
+    const float *pa, *pb;   // forward: the inputs; backward: unused
+    float *y;               // forward: the output
+    const float *dy;        // backward
+    float *ga, *gb;         // backward: NULL when not needed
+} concat_job;
+
+static void concat_fwd_range(void *arg, int64_t r0, int64_t r1, int tid) {
+    (void)tid;
+    const concat_job *j = arg;
+    const int64_t ca = j->ca, cb = j->cb, co = ca + cb;
+    for (int64_t r = r0; r < r1; r++) {
+        memcpy(j->y + r * co, j->pa + r * ca, (size_t)ca * sizeof(float));
+        memcpy(j->y + r * co + ca, j->pb + r * cb, (size_t)cb * sizeof(float));
+    }
+}
+
+static void concat_bwd_range(void *arg, int64_t r0, int64_t r1, int tid) {
+    (void)tid;
+    const concat_job *j = arg;
+    const int64_t ca = j->ca, cb = j->cb, co = ca + cb;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *d = j->dy + r * co;
+        if (j->ga)
+            for (int64_t i = 0; i < ca; i++) j->ga[r * ca + i] += d[i];
+        if (j->gb)
+            for (int64_t i = 0; i < cb; i++) j->gb[r * cb + i] += d[ca + i];
+    }
+}
+
+static void concat_run(concat_job *j, int64_t rows, ddx_parallel_fn fn) {
+    // Below ~64K elements the thread hand-off costs more than the copy.
+    if (rows * (j->ca + j->cb) >= ((int64_t)1 << 16)) ddx_parallel_for(rows, fn, j);
+    else if (rows > 0) fn(j, 0, rows, 0);
+}
+
 ddx_status ddx_cpu_concat_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
     const ddx_tensor *a = n->in[0], *b = n->in[1];
     DDX_TRY(cpu_need_f32("concat", a, "input"));
     DDX_TRY(cpu_need_f32("concat", b, "input"));
-    const int64_t ca = a->shape[a->ndim - 1], cb = b->shape[b->ndim - 1], co = ca + cb;
-    const int64_t rows = ddx_numel(a) / ca;
-    const float *pa = ddx_f32c(a), *pb = ddx_f32c(b);
-    float *y = ddx_f32(n->out);   // [rows, Ca + Cb]
-    for (int64_t r = 0; r < rows; r++) {
-        for (int64_t i = 0; i < ca; i++) y[r * co + i] = pa[r * ca + i];
-        for (int64_t i = 0; i < cb; i++) y[r * co + ca + i] = pb[r * cb + i];
-    }
+    concat_job j = {.ca = a->shape[a->ndim - 1], .cb = b->shape[b->ndim - 1], .pa = ddx_f32c(a), .pb = ddx_f32c(b),
+                    .y = ddx_f32(n->out)};   // y [rows, Ca + Cb]
+    concat_run(&j, ddx_numel(a) / j.ca, concat_fwd_range);
     return DDX_OK;
 }
 
 ddx_status ddx_cpu_concat_bwd(ddx_ctx *c, ddx_node *n) {
-    const int64_t ca = n->in[0]->shape[n->in[0]->ndim - 1], cb = n->in[1]->shape[n->in[1]->ndim - 1];
-    const int64_t co = ca + cb, rows = ddx_numel(n->in[0]) / ca;
-    const float *dy = ddx_f32c(n->out->grad);   // [rows, Ca + Cb]
     ddx_tensor *ga = ddx_in_grad(c, n, 0), *gb = ddx_in_grad(c, n, 1);
-    if (ga) {
-        float *g = ddx_f32(ga);
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t i = 0; i < ca; i++) g[r * ca + i] += dy[r * co + i];
-    }
-    if (gb) {
-        float *g = ddx_f32(gb);
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t i = 0; i < cb; i++) g[r * cb + i] += dy[r * co + ca + i];
-    }
+    if (c->status != DDX_OK) return c->status;
+    concat_job j = {.ca = n->in[0]->shape[n->in[0]->ndim - 1], .cb = n->in[1]->shape[n->in[1]->ndim - 1],
+                    .dy = ddx_f32c(n->out->grad), .ga = ga ? ddx_f32(ga) : NULL, .gb = gb ? ddx_f32(gb) : NULL};
+    if (ga || gb) concat_run(&j, ddx_numel(n->in[0]) / j.ca, concat_bwd_range);
     return DDX_OK;
 }
 
