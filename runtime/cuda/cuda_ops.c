@@ -6,6 +6,7 @@
 #include "kernels/diffusion.h"
 #include "kernels/elementwise.h"
 #include "op_impl.h"
+#include "cuda/cuda_families.h"
 
 static void *stream_of(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
 
@@ -294,4 +295,8 @@ const ddx_backend_op ddx_cuda_ops[DDX_OP_COUNT] = {
     [DDX_OP_RANDN] = {cuda_randn_fwd, NULL},
     [DDX_OP_Q_SAMPLE] = {cuda_q_sample_fwd, NULL},
     [DDX_OP_SAMPLER_STEP] = {cuda_sampler_step_fwd, NULL},
+    // conv entries (runtime/cuda/cuda_conv.c)
+    // norm/linear entries (runtime/cuda/cuda_norm.c)
+    // attention entries (runtime/cuda/cuda_attention.c)
+    // misc entries (runtime/cuda/cuda_misc.c)
 };

@@ -1,0 +1,3 @@
+// PLACEHOLDER: host glue of the norm CUDA family.
+#include "cuda/cuda_families.h"
+typedef int ddx_placeholder_cuda_norm;
