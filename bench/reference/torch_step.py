@@ -8,7 +8,8 @@ block_out_channels = ch * ch_mult, attention at the levels whose size is in attn
 freq_shift 1, [sin, cos] embedding, Downsample2D padding 0, one attention head, norm_eps, groups,
 dropout, class embedding when num_classes > 0) and times one training step as ddx-train does it:
 q_sample at a random t with the config's beta schedule, forward, MSE against the noise, backward,
-torch.optim.AdamW step (config lr / betas / weight_decay), zero_grad. Data are random images in
+clip_grad_norm_ (train.grad_clip), torch.optim.AdamW step (config lr / betas / weight_decay), the EMA
+update (train.ema_decay), zero_grad. Data are random images in
 [-1, 1] (the data loader is not what is measured). Two warm-up steps, then the median of K.
 Prints one JSON line:
     {"framework":"pytorch","model":...,"batch":...,"threads":...,"ms_per_step_median":...,"params":...}
@@ -166,6 +167,10 @@ def main():
                             weight_decay=tc["weight_decay"])
     abar = alphas_cumprod(dc, torch)
     S, C = mc["image_size"], mc["in_channels"]
+    # The rest of ddx's step: global grad-norm clipping and an EMA of the weights.
+    clip = tc.get("grad_clip", 0.0) or 0.0
+    ema_decay = tc.get("ema_decay", 0.0) or 0.0
+    ema = [p.detach().clone() for p in model.parameters()] if ema_decay > 0 else None
 
     def step():
         x0 = torch.rand(B, C, S, S) * 2 - 1
@@ -177,7 +182,12 @@ def main():
         out = model(x_t, t, class_labels=y).sample
         loss = torch.nn.functional.mse_loss(out, noise)
         loss.backward()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
+        if ema is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1.0 - ema_decay)
         opt.zero_grad(set_to_none=True)
 
     for _ in range(2):
