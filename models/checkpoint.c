@@ -181,7 +181,6 @@ ddx_status ddx_checkpoint_open(const char *path, ddx_checkpoint *ck) {
         ck->has_config = true;
     }
     if (ck->is_ddx) {
-        int64_t seed = 0;
         const char *ls = ddx_st_meta_get(ck->file, "loss_sum");
         char *end = NULL;
         if ((s = parse_i64(ck, "step", &ck->state.step)) || (s = parse_i64(ck, "data_batch", &ck->state.data_batch)) ||
@@ -194,7 +193,6 @@ ddx_status ddx_checkpoint_open(const char *path, ddx_checkpoint *ck) {
             ddx_checkpoint_close(ck);
             return ddx_errorf(DDX_E_INPUT, "%s: metadata 'seed' is missing or not a number", path);
         }
-        (void)seed;
         if (!ls || (ck->state.loss_sum = strtod(ls, &end), end == ls || *end)) {
             ddx_checkpoint_close(ck);
             return ddx_errorf(DDX_E_INPUT, "%s: metadata 'loss_sum' is missing or not a number", path);
