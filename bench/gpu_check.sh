@@ -16,6 +16,10 @@ cd "$root" || exit 1
 # shellcheck disable=SC1091
 [ -f .device-deps/env.sh ] && source .device-deps/env.sh
 [ -d /usr/local/cuda/bin ] && PATH="$PATH:/usr/local/cuda/bin"
+# The default data set travels in .device-deps (the Debian package, unpacked by env.sh).
+for d in /usr/share/datasets/fashion-mnist /opt/ddx-deps/usr/share/datasets/fashion-mnist; do
+    [ -f "$d/train-images-idx3-ubyte.gz" ] && export DDX_FASHION_DIR=$d
+done
 
 start=$(date +%s)
 deadline=$((start + ${GPU_CHECK_BUDGET_S:-450}))
@@ -99,6 +103,15 @@ if [ -x build-gpu/tests/test_cuda ]; then
         say "ddx-bench has no 'kernels' subcommand yet: skipped"
         record "ddx-bench kernels" "SKIP(absent)" 0
     fi
+    # The whole training step and a sampling forward on the GPU (skipped by ddx-bench itself,
+    # exit 2, while some op has no CUDA kernel).
+    step_bench() {   # name cap config extra-args...
+        local name=$1 cap=$2 cfg=$3
+        shift 3
+        run_step "$name" "$cap" "build-gpu/bench/ddx-bench step --config $cfg --device cuda $*"
+    }
+    step_bench "ddx-bench step fashion (cuda)" 60 configs/fashion_mnist_ddpm.yaml --steps 10
+    step_bench "ddx-bench step cifar10 b128 (cuda)" 120 configs/cifar10_ddpm.yaml --steps 10 --sample-batch 256
 else
     say "build-gpu/tests/test_cuda missing: the build failed, nothing to test"
     record "tests" "FAIL(no build)" 0
