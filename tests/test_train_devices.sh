@@ -4,7 +4,7 @@
 # sums in different orders, compounded through AdamW), and both runs' samples are images.
 #   test_train_devices.sh PATH/TO/ddx-train     (exit 77 without a usable GPU)
 set -u
-train=$1
+train=$(realpath "$1")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${DDX_FASHION_DIR:-}" ]; then
