@@ -1,2 +1,684 @@
-// PLACEHOLDER
-extern "C" int ddx_placeholder_k_conv(void) { return 0; }
+// conv2d kernels (see conv.h for the launcher contract).
+//
+// One tiled SIMT GEMM main loop serves all three products; a "problem" struct supplies the
+// gather of each operand tile (the implicit im2col) and the epilogue:
+//
+//   | product | GEMM M     | GEMM N     | GEMM K     | A[m][k]              | B[k][n]              |
+//   | forward | N*Ho*Wo    | Co         | KH*KW*Ci   | x gathered per tap   | w[n][k]              |
+//   | dgrad   | N*H*W      | Ci         | KH*KW*Co   | dy gathered per tap  | w[co][tap][n]        |
+//   | wgrad   | Co         | KH*KW*Ci   | N*Ho*Wo    | dy[k][m]             | x gathered per pixel |
+//
+// Block tile BM x 64 (BM = 64 or 128) with K steps of 16, 256 threads each owning a TM x 4
+// register tile (TM = 4 or 8). Operand tiles are staged through registers into double-
+// buffered shared memory, so the global loads of step k+1 are in flight while step k is
+// multiplied and one barrier per step suffices. Both tiles are stored k-major in shared
+// memory so the inner loop reads a row of A and a row of B with 16-byte loads.
+//
+// Gathers move 4 consecutive elements of the contiguous (channel) dimension per load (16
+// bytes for f32, 8 for bf16) when the channel counts are multiples of 4 and the pointers
+// aligned (VEC); otherwise every element is gathered alone (only the 3-channel image convs
+// in a U-Net). Positions outside the tensor (padding taps, the ragged edge of a tile) read
+// as zero, so no tile needs a special case.
+//
+// Performance character: a plain FP32 FMA kernel, shared-memory bound near ~60-70% of SIMT
+// peak on large tiles; the 128-row tile is used when there are enough tiles to fill the
+// card. Stride-2 dgrad multiplies the zero taps too (3/4 of them for 3x3 s2). wgrad splits
+// its long K (every output pixel) across blockIdx.z so small weights still fill the card.
+#include "kernels/conv.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kBK = 16;        // K step
+constexpr int kBN = 64;        // block tile columns
+constexpr int kPad = 4;        // keeps 16-byte row alignment, breaks most store conflicts
+constexpr int kFar = 1 << 29;  // an "invalid row" coordinate that fails every bounds check
+constexpr int kLimit = 1 << 30;
+
+// ---- element conversion (bf16 = the top half of an f32, round-to-nearest-even) -----------
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+
+// Bit-identical to ddx_f32_to_bf16 in runtime/tensor.h.
+__device__ __forceinline__ uint16_t f32_to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)((u + rounding) >> 16);
+}
+
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ uint16_t from_f<uint16_t>(float v) { return f32_to_bf16(v); }
+
+// 4 consecutive elements in one load; p must be aligned to 4 elements.
+__device__ __forceinline__ void load4(const float *p, float *o) {
+    const float4 v = *reinterpret_cast<const float4 *>(p);
+    o[0] = v.x, o[1] = v.y, o[2] = v.z, o[3] = v.w;
+}
+__device__ __forceinline__ void load4(const uint16_t *p, float *o) {
+    const uint2 v = *reinterpret_cast<const uint2 *>(p);
+    o[0] = __uint_as_float(v.x << 16), o[1] = __uint_as_float(v.x & 0xffff0000u);
+    o[2] = __uint_as_float(v.y << 16), o[3] = __uint_as_float(v.y & 0xffff0000u);
+}
+__device__ __forceinline__ void store4(float *p, const float *v) {
+    *reinterpret_cast<float4 *>(p) = make_float4(v[0], v[1], v[2], v[3]);
+}
+__device__ __forceinline__ void store4(uint16_t *p, const float *v) {
+    uint2 r;
+    r.x = (uint32_t)f32_to_bf16(v[0]) | ((uint32_t)f32_to_bf16(v[1]) << 16);
+    r.y = (uint32_t)f32_to_bf16(v[2]) | ((uint32_t)f32_to_bf16(v[3]) << 16);
+    *reinterpret_cast<uint2 *>(p) = r;
+}
+__device__ __forceinline__ void zero4(float *o) { o[0] = o[1] = o[2] = o[3] = 0.0f; }
+
+// row[n + j] (+)= v[j] for the j with n + j < lim; one vector access when allowed.
+template <bool ACC, typename T> __device__ __forceinline__ void put4(T *row, int n, int lim, const float *v, bool vec) {
+    if (vec && n + 3 < lim) {
+        float o[4] = {v[0], v[1], v[2], v[3]};
+        if (ACC) {
+            float old[4];
+            load4(row + n, old);
+#pragma unroll
+            for (int j = 0; j < 4; j++) o[j] += old[j];
+        }
+        store4(row + n, o);
+        return;
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        if (n + j < lim) row[n + j] = from_f<T>(ACC ? to_f(row[n + j]) + v[j] : v[j]);
+}
+
+// ---- shared-memory staging ----------------------------------------------------------------
+// Two register layouts of a 16 x E operand tile, 4 floats per quad, E/64 quads per thread:
+//   rowK : quad q holds tile row (q*64 + tid/4), k = (tid%4)*4 .. +3   (K contiguous in memory)
+//   rowMN: quad q holds k = idx / (E/4), columns (idx % (E/4))*4 .. +3, idx = q*256 + tid
+//          (M or N contiguous in memory)
+// Both are stored k-major: t[k][row].
+template <int E> __device__ __forceinline__ void stash_rowk(const float *r, float (*t)[E + kPad], int tid) {
+#pragma unroll
+    for (int q = 0; q < E / 64; q++) {
+        const int row = q * 64 + (tid >> 2), k = (tid & 3) * 4;
+#pragma unroll
+        for (int j = 0; j < 4; j++) t[k + j][row] = r[q * 4 + j];
+    }
+}
+
+template <int E> __device__ __forceinline__ void stash_rowmn(const float *r, float (*t)[E + kPad], int tid) {
+#pragma unroll
+    for (int q = 0; q < E / 64; q++) {
+        const int idx = q * 256 + tid, k = idx / (E / 4), c = (idx % (E / 4)) * 4;
+        *reinterpret_cast<float4 *>(&t[k][c]) = make_float4(r[q * 4], r[q * 4 + 1], r[q * 4 + 2], r[q * 4 + 3]);
+    }
+}
+
+// ---- the shared main loop -----------------------------------------------------------------
+// P supplies: TM, RA, RB, Thread (per-thread gather state), init, k_tiles (the K-tile range of
+// split z), load (global -> registers), stash (registers -> shared) and epilogue.
+template <class P> __global__ void __launch_bounds__(kThreads, 2) igemm_k(const P p) {
+    constexpr int TM = P::TM, BM = 16 * TM;
+    __shared__ __align__(16) float As[2][kBK][BM + kPad];
+    __shared__ __align__(16) float Bs[2][kBK][kBN + kPad];
+    const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * kBN, z = blockIdx.z;
+    typename P::Thread th;
+    p.init(th, m0, n0, tid);
+    int kt0, kt1;
+    p.k_tiles(z, kt0, kt1);
+    float acc[TM][4];
+#pragma unroll
+    for (int i = 0; i < TM; i++) zero4(acc[i]);
+    float ra[P::RA], rb[P::RB];
+    if (kt0 < kt1) {
+        p.load(th, kt0 * kBK, tid, ra, rb);
+        p.stash(ra, rb, As[0], Bs[0], tid);
+        __syncthreads();
+        for (int kt = kt0; kt < kt1; kt++) {
+            const int buf = (kt - kt0) & 1;
+            const bool more = kt + 1 < kt1;
+            if (more) p.load(th, (kt + 1) * kBK, tid, ra, rb);
+#pragma unroll
+            for (int k = 0; k < kBK; k++) {
+                float a[TM], b[4];
+#pragma unroll
+                for (int i = 0; i < TM; i += 4) load4(&As[buf][k][ty * TM + i], a + i);
+                load4(&Bs[buf][k][tx * 4], b);
+#pragma unroll
+                for (int i = 0; i < TM; i++)
+#pragma unroll
+                    for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+            }
+            // The other buffer was last read before the previous barrier: safe to refill.
+            if (more) p.stash(ra, rb, As[buf ^ 1], Bs[buf ^ 1], tid);
+            __syncthreads();
+        }
+    }
+    p.epilogue(acc, m0 + ty * TM, n0 + tx * 4, z);
+}
+
+// ---- forward: y[m][n] = sum_k x_im2col[m][k] * w[n][k] + bias[n] -------------------------
+template <typename T, int TM_, bool VEC> struct FwdProb {
+    static constexpr int TM = TM_, BM = 16 * TM_, QA = BM / 64, RA = 4 * QA, RB = 4;
+    const T *x, *w, *bias;
+    T *y;
+    int H, W, Ci, Co, KW, Ho, Wo, stride, pt, pl, M, K;
+    bool vec_out;
+
+    struct Thread {
+        const T *base[QA];   // image of each A row
+        int ih0[QA], iw0[QA];
+        const T *wrow;       // B row n0 + tid/4 of w [Co, K]
+        bool wok;
+    };
+
+    __device__ void init(Thread &th, int m0, int n0, int tid) const {
+#pragma unroll
+        for (int q = 0; q < QA; q++) {
+            const int m = m0 + q * 64 + (tid >> 2);
+            th.base[q] = x;
+            th.ih0[q] = th.iw0[q] = -kFar;
+            if (m < M) {
+                const int hw = Ho * Wo, img = m / hw, rem = m - img * hw, oh = rem / Wo, ow = rem - oh * Wo;
+                th.base[q] = x + (int64_t)img * H * W * Ci;
+                th.ih0[q] = oh * stride - pt;
+                th.iw0[q] = ow * stride - pl;
+            }
+        }
+        const int n = n0 + (tid >> 2);
+        th.wok = n < Co;
+        th.wrow = w + (int64_t)(th.wok ? n : 0) * K;
+    }
+
+    __device__ void k_tiles(int, int &k0, int &k1) const { k0 = 0, k1 = (K + kBK - 1) / kBK; }
+
+    __device__ void load(const Thread &th, int k0, int tid, float *ra, float *rb) const {
+        const int kq = k0 + (tid & 3) * 4;
+        if (VEC) {
+            // Ci % 4 == 0: the 4 k of a quad are 4 channels of one tap.
+            const bool kin = kq < K;
+            const int tap = kq / Ci, ci = kq - tap * Ci, kh = tap / KW, kw = tap - kh * KW;
+#pragma unroll
+            for (int q = 0; q < QA; q++) {
+                const int ih = th.ih0[q] + kh, iw = th.iw0[q] + kw;
+                if (kin && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W)
+                    load4(th.base[q] + ((int64_t)ih * W + iw) * Ci + ci, ra + 4 * q);
+                else zero4(ra + 4 * q);
+            }
+            if (th.wok && kin) load4(th.wrow + kq, rb);
+            else zero4(rb);
+        } else {
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int k = kq + j;
+                const bool kin = k < K;
+                const int tap = k / Ci, ci = k - tap * Ci, kh = tap / KW, kw = tap - kh * KW;
+#pragma unroll
+                for (int q = 0; q < QA; q++) {
+                    const int ih = th.ih0[q] + kh, iw = th.iw0[q] + kw;
+                    ra[4 * q + j] = kin && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W
+                                        ? to_f(th.base[q][((int64_t)ih * W + iw) * Ci + ci])
+                                        : 0.0f;
+                }
+                rb[j] = th.wok && kin ? to_f(th.wrow[k]) : 0.0f;
+            }
+        }
+    }
+
+    __device__ void stash(const float *ra, const float *rb, float (*as)[BM + kPad], float (*bs)[kBN + kPad],
+                          int tid) const {
+        stash_rowk<BM>(ra, as, tid);
+        stash_rowk<kBN>(rb, bs, tid);
+    }
+
+    __device__ void epilogue(float (&acc)[TM][4], int mb, int nb, int) const {
+        float bv[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) bv[j] = bias && nb + j < Co ? to_f(bias[nb + j]) : 0.0f;
+#pragma unroll
+        for (int i = 0; i < TM; i++) {
+            if (mb + i >= M) break;
+            float v[4];
+#pragma unroll
+            for (int j = 0; j < 4; j++) v[j] = acc[i][j] + bv[j];
+            put4<false>(y + (int64_t)(mb + i) * Co, nb, Co, v, vec_out);
+        }
+    }
+};
+
+// ---- dgrad: dx[m][n] += sum_k dy_gather[m][k] * w[co][tap][n], k = tap*Co + co ---------------
+// Input pixel (h, w) receives tap (kh, kw) from output pixel ((h+pt-kh)/s, (w+pl-kw)/s) when
+// that division is exact and lands inside the output.
+template <typename T, int TM_, bool VEC> struct DgradProb {
+    static constexpr int TM = TM_, BM = 16 * TM_, QA = BM / 64, RA = 4 * QA, RB = 4;
+    const T *dy, *w;
+    T *dx;
+    int H, W, Ci, Co, KW, KHKW, Ho, Wo, stride, pt, pl, M, K;
+    bool vec_out;
+
+    struct Thread {
+        const T *base[QA];   // dy image of each A row
+        int hp[QA], wp[QA];  // h + pt, w + pl (or -kFar)
+        int ci;              // B columns ci .. ci+3
+    };
+
+    __device__ void init(Thread &th, int m0, int n0, int tid) const {
+#pragma unroll
+        for (int q = 0; q < QA; q++) {
+            const int m = m0 + q * 64 + (tid >> 2);
+            th.base[q] = dy;
+            th.hp[q] = th.wp[q] = -kFar;
+            if (m < M) {
+                const int hw = H * W, img = m / hw, rem = m - img * hw, h = rem / W, ww = rem - h * W;
+                th.base[q] = dy + (int64_t)img * Ho * Wo * Co;
+                th.hp[q] = h + pt;
+                th.wp[q] = ww + pl;
+            }
+        }
+        th.ci = n0 + (tid & 15) * 4;
+    }
+
+    __device__ void k_tiles(int, int &k0, int &k1) const { k0 = 0, k1 = (K + kBK - 1) / kBK; }
+
+    // dy element offset of A row q at tap (kh, kw), or -1 when no output pixel maps there.
+    __device__ __forceinline__ int64_t a_off(const Thread &th, int q, int kh, int kw) const {
+        const int th_ = th.hp[q] - kh, tw = th.wp[q] - kw;
+        if (th_ < 0 || tw < 0 || ((th_ | tw) & (stride - 1))) return -1;
+        const int sh = stride - 1;   // stride 1 or 2: the division is a shift
+        const int oh = th_ >> sh, ow = tw >> sh;
+        if (oh >= Ho || ow >= Wo) return -1;
+        return ((int64_t)oh * Wo + ow) * Co;
+    }
+
+    __device__ void load(const Thread &th, int k0, int tid, float *ra, float *rb) const {
+        const int kq = k0 + (tid & 3) * 4;
+        if (VEC) {
+            // Co % 4 == 0: the 4 k of a quad are 4 output channels of one tap.
+            const bool kin = kq < K;
+            const int tap = kq / Co, co = kq - tap * Co, kh = tap / KW, kw = tap - kh * KW;
+#pragma unroll
+            for (int q = 0; q < QA; q++) {
+                const int64_t o = kin ? a_off(th, q, kh, kw) : -1;
+                if (o >= 0) load4(th.base[q] + o + co, ra + 4 * q);
+                else zero4(ra + 4 * q);
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int k = kq + j;
+                const bool kin = k < K;
+                const int tap = k / Co, co = k - tap * Co, kh = tap / KW, kw = tap - kh * KW;
+#pragma unroll
+                for (int q = 0; q < QA; q++) {
+                    const int64_t o = kin ? a_off(th, q, kh, kw) : -1;
+                    ra[4 * q + j] = o >= 0 ? to_f(th.base[q][o + co]) : 0.0f;
+                }
+            }
+        }
+        // B: row k0 + tid/16 of the [K, Ci] view, columns ci .. ci+3.
+        const int k = k0 + (tid >> 4);
+        if (k < K) {
+            const int tap = k / Co, co = k - tap * Co;
+            const T *row = w + ((int64_t)co * KHKW + tap) * Ci;
+            if (VEC) {
+                if (th.ci < Ci) load4(row + th.ci, rb);
+                else zero4(rb);
+            } else {
+#pragma unroll
+                for (int j = 0; j < 4; j++) rb[j] = th.ci + j < Ci ? to_f(row[th.ci + j]) : 0.0f;
+            }
+        } else {
+            zero4(rb);
+        }
+    }
+
+    __device__ void stash(const float *ra, const float *rb, float (*as)[BM + kPad], float (*bs)[kBN + kPad],
+                          int tid) const {
+        stash_rowk<BM>(ra, as, tid);
+        stash_rowmn<kBN>(rb, bs, tid);
+    }
+
+    __device__ void epilogue(float (&acc)[TM][4], int mb, int nb, int) const {
+#pragma unroll
+        for (int i = 0; i < TM; i++) {
+            if (mb + i >= M) break;
+            put4<true>(dx + (int64_t)(mb + i) * Ci, nb, Ci, acc[i], vec_out);
+        }
+    }
+};
+
+// ---- wgrad: dw[co][n] += sum_p dy[p][co] * x_im2col[p][n], n = (kh*KW + kw)*Ci + ci ---------
+// K (every output pixel of the batch) is split across blockIdx.z in ranges of ktps tiles;
+// with more than one split each writes its own partial [Co, KK] slice of `part`.
+template <typename T, int TM_, bool VEC> struct WgradProb {
+    static constexpr int TM = TM_, BM = 16 * TM_, QA = BM / 64, RA = 4 * QA, RB = 4;
+    const T *dy, *x;
+    T *dw;
+    float *part;   // [splits, Co, KK] or NULL: accumulate into dw directly
+    int H, W, Ci, Co, KW, Ho, Wo, stride, pt, pl, P, KK, ktps, ktiles;
+    bool vec_out, vec_part;
+
+    struct Thread {
+        int kh[4], kw[4], ci[4];   // tap of B columns n0 + (tid%16)*4 + j (kh = -kFar past KK)
+        int co;                    // the block's first output channel (A columns start here)
+    };
+
+    __device__ void init(Thread &th, int m0, int n0, int tid) const {
+        const int c0 = n0 + (tid & 15) * 4;
+#pragma unroll
+        for (int j = 0; j < (VEC ? 1 : 4); j++) {
+            const int col = c0 + j;
+            th.kh[j] = -kFar, th.kw[j] = 0, th.ci[j] = 0;
+            if (col < KK) {
+                const int tap = col / Ci;
+                th.ci[j] = col - tap * Ci;
+                th.kh[j] = tap / KW;
+                th.kw[j] = tap - th.kh[j] * KW;
+            }
+        }
+        th.co = m0;
+    }
+
+    __device__ void k_tiles(int z, int &k0, int &k1) const {
+        k0 = z * ktps;
+        k1 = min(k0 + ktps, ktiles);
+    }
+
+    __device__ void load(const Thread &th, int k0, int tid, float *ra, float *rb) const {
+        // A: rowMN over the BM output channels, dy [P, Co].
+#pragma unroll
+        for (int q = 0; q < QA; q++) {
+            const int idx = q * 256 + tid, p = k0 + idx / (BM / 4), co = th.co + (idx % (BM / 4)) * 4;
+            const T *row = dy + (int64_t)p * Co;
+            if (VEC) {
+                if (p < P && co < Co) load4(row + co, ra + 4 * q);
+                else zero4(ra + 4 * q);
+            } else {
+#pragma unroll
+                for (int j = 0; j < 4; j++) ra[4 * q + j] = p < P && co + j < Co ? to_f(row[co + j]) : 0.0f;
+            }
+        }
+        // B: output pixel p = k0 + tid/16 gathered at the thread's 4 columns (taps).
+        const int p = k0 + (tid >> 4);
+        if (p >= P) {
+            zero4(rb);
+            return;
+        }
+        const int hw = Ho * Wo, img = p / hw, rem = p - img * hw, oh = rem / Wo, ow = rem - oh * Wo;
+        const int ihb = oh * stride - pt, iwb = ow * stride - pl;
+        const T *ximg = x + (int64_t)img * H * W * Ci;
+        if (VEC) {
+            // Ci % 4 == 0: the 4 columns are 4 channels of one tap.
+            const int ih = ihb + th.kh[0], iw = iwb + th.kw[0];
+            if ((unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W)
+                load4(ximg + ((int64_t)ih * W + iw) * Ci + th.ci[0], rb);
+            else zero4(rb);
+        } else {
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int ih = ihb + th.kh[j], iw = iwb + th.kw[j];
+                rb[j] = (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W
+                            ? to_f(ximg[((int64_t)ih * W + iw) * Ci + th.ci[j]])
+                            : 0.0f;
+            }
+        }
+    }
+
+    __device__ void stash(const float *ra, const float *rb, float (*as)[BM + kPad], float (*bs)[kBN + kPad],
+                          int tid) const {
+        stash_rowmn<BM>(ra, as, tid);
+        stash_rowmn<kBN>(rb, bs, tid);
+    }
+
+    __device__ void epilogue(float (&acc)[TM][4], int mb, int nb, int z) const {
+#pragma unroll
+        for (int i = 0; i < TM; i++) {
+            const int co = mb + i;
+            if (co >= Co) break;
+            if (part) put4<false>(part + ((int64_t)z * Co + co) * KK, nb, KK, acc[i], vec_part);
+            else put4<true>(dw + (int64_t)co * KK, nb, KK, acc[i], vec_out);
+        }
+    }
+};
+
+// dw[e] += sum over s of part[s][e], s in order.
+template <typename T> __global__ void wgrad_reduce_k(T *dw, const float *part, int splits, int64_t n) {
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        float s = 0.0f;
+        for (int k = 0; k < splits; k++) s += part[(int64_t)k * n + e];
+        dw[e] = from_f<T>(to_f(dw[e]) + s);
+    }
+}
+
+// ---- bias gradient ------------------------------------------------------------------------
+// Pass 1: block (32, 8) sums rows [y*rows, (y+1)*rows) of 32 columns; each thread strides
+// the rows by 8 and the 8 partials are added in thread order.
+template <typename T> __global__ void bgrad_part_k(const T *dy, double *part, int P, int Co, int rows) {
+    __shared__ double sh[8][33];
+    const int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * 32 + tx;
+    const int r0 = blockIdx.y * rows, r1 = min(r0 + rows, P);
+    double s = 0.0;
+    if (c < Co)
+        for (int r = r0 + ty; r < r1; r += 8) s += (double)to_f(dy[(int64_t)r * Co + c]);
+    sh[ty][tx] = s;
+    __syncthreads();
+    if (ty == 0 && c < Co) {
+        double t = 0.0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) t += sh[i][tx];
+        part[(int64_t)blockIdx.y * Co + c] = t;
+    }
+}
+
+// Pass 2: db[c] += the parts of column c in order.
+template <typename T> __global__ void bgrad_final_k(T *db, const double *part, int parts, int Co) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= Co) return;
+    double s = 0.0;
+    for (int r = 0; r < parts; r++) s += part[(int64_t)r * Co + c];
+    db[c] = from_f<T>(to_f(db[c]) + (float)s);
+}
+
+// ---- host side ----------------------------------------------------------------------------
+cudaStream_t st(void *stream) { return (cudaStream_t)stream; }
+
+int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+bool aligned(const void *p, int bytes) { return p == nullptr || ((uintptr_t)p % (uintptr_t)bytes) == 0; }
+
+bool supported(const ddx_k_conv_geom *g) {
+    if (!g || (g->stride != 1 && g->stride != 2) || g->pad_top < 0 || g->pad_left < 0) return false;
+    const int64_t dims[] = {g->N, g->H, g->W, g->Ci, g->Co, g->KH, g->KW, g->Ho, g->Wo};
+    for (int64_t d : dims)
+        if (d < 1 || d >= kLimit) return false;
+    if (g->pad_top >= kLimit / 4 || g->pad_left >= kLimit / 4) return false;
+    return g->N * g->H * g->W < kLimit && g->N * g->Ho * g->Wo < kLimit && g->KH * g->KW * g->Ci < kLimit &&
+           g->KH * g->KW * g->Co < kLimit;
+}
+
+// 128-row tiles once there are enough of them to keep the card busy (shapes alone decide,
+// so the choice, and the bits, do not depend on the card).
+bool big_tiles(int64_t M, int64_t N) { return cdiv(M, 128) * cdiv(N, kBN) >= 256; }
+
+template <class P> int launch(const P &p, int64_t M, int64_t N, int splits, cudaStream_t s) {
+    const dim3 grid((unsigned)cdiv(M, P::BM), (unsigned)cdiv(N, kBN), (unsigned)splits);
+    if (grid.y > 65535u || grid.z > 65535u) return (int)cudaErrorInvalidValue;
+    igemm_k<P><<<grid, kThreads, 0, s>>>(p);
+    return (int)cudaGetLastError();
+}
+
+template <typename T, int TM, bool VEC>
+int fwd_run(T *y, const T *x, const T *w, const T *bias, const ddx_k_conv_geom *g, bool vec_out, cudaStream_t s) {
+    FwdProb<T, TM, VEC> p;
+    p.x = x, p.w = w, p.bias = bias, p.y = y;
+    p.H = (int)g->H, p.W = (int)g->W, p.Ci = (int)g->Ci, p.Co = (int)g->Co, p.KW = (int)g->KW;
+    p.Ho = (int)g->Ho, p.Wo = (int)g->Wo, p.stride = g->stride, p.pt = g->pad_top, p.pl = g->pad_left;
+    p.M = (int)(g->N * g->Ho * g->Wo), p.K = (int)(g->KH * g->KW * g->Ci);
+    p.vec_out = vec_out;
+    return launch(p, p.M, p.Co, 1, s);
+}
+
+template <typename T>
+int fwd_launch(T *y, const T *x, const T *w, const T *bias, const ddx_k_conv_geom *g, cudaStream_t s) {
+    if (!supported(g)) return (int)cudaErrorInvalidValue;
+    const int vb = 4 * (int)sizeof(T);
+    const bool vec = g->Ci % 4 == 0 && aligned(x, vb) && aligned(w, vb);
+    const bool vec_out = g->Co % 4 == 0 && aligned(y, vb);
+    const bool big = big_tiles(g->N * g->Ho * g->Wo, g->Co);
+    if (big) return vec ? fwd_run<T, 8, true>(y, x, w, bias, g, vec_out, s) : fwd_run<T, 8, false>(y, x, w, bias, g, vec_out, s);
+    return vec ? fwd_run<T, 4, true>(y, x, w, bias, g, vec_out, s) : fwd_run<T, 4, false>(y, x, w, bias, g, vec_out, s);
+}
+
+template <typename T, int TM, bool VEC>
+int dgrad_run(T *dx, const T *dy, const T *w, const ddx_k_conv_geom *g, bool vec_out, cudaStream_t s) {
+    DgradProb<T, TM, VEC> p;
+    p.dy = dy, p.w = w, p.dx = dx;
+    p.H = (int)g->H, p.W = (int)g->W, p.Ci = (int)g->Ci, p.Co = (int)g->Co, p.KW = (int)g->KW;
+    p.KHKW = (int)(g->KH * g->KW);
+    p.Ho = (int)g->Ho, p.Wo = (int)g->Wo, p.stride = g->stride, p.pt = g->pad_top, p.pl = g->pad_left;
+    p.M = (int)(g->N * g->H * g->W), p.K = (int)(g->KH * g->KW * g->Co);
+    p.vec_out = vec_out;
+    return launch(p, p.M, p.Ci, 1, s);
+}
+
+template <typename T> int dgrad_launch(T *dx, const T *dy, const T *w, const ddx_k_conv_geom *g, cudaStream_t s) {
+    if (!supported(g)) return (int)cudaErrorInvalidValue;
+    const int vb = 4 * (int)sizeof(T);
+    const bool vec = g->Ci % 4 == 0 && g->Co % 4 == 0 && aligned(dy, vb) && aligned(w, vb);
+    const bool vec_out = g->Ci % 4 == 0 && aligned(dx, vb);
+    const bool big = big_tiles(g->N * g->H * g->W, g->Ci);
+    if (big) return vec ? dgrad_run<T, 8, true>(dx, dy, w, g, vec_out, s) : dgrad_run<T, 8, false>(dx, dy, w, g, vec_out, s);
+    return vec ? dgrad_run<T, 4, true>(dx, dy, w, g, vec_out, s) : dgrad_run<T, 4, false>(dx, dy, w, g, vec_out, s);
+}
+
+// wgrad tiling, from the shapes alone: 128-row tiles over Co when Co > 64; K split so that
+// about 512 blocks run, each split at least 8 K tiles (128 pixels), at most 64 splits.
+struct WgradPlan {
+    int tm, splits, ktps, ktiles;
+};
+
+WgradPlan wgrad_plan(const ddx_k_conv_geom *g) {
+    WgradPlan pl;
+    const int64_t P = g->N * g->Ho * g->Wo, KK = g->KH * g->KW * g->Ci;
+    pl.tm = g->Co > 64 ? 8 : 4;
+    pl.ktiles = (int)cdiv(P, kBK);
+    const int64_t tiles = cdiv(g->Co, 16 * pl.tm) * cdiv(KK, kBN);
+    int64_t s = cdiv(512, tiles);
+    if (s > 64) s = 64;
+    if (s > pl.ktiles / 8) s = pl.ktiles / 8;
+    if (s < 1) s = 1;
+    pl.ktps = (int)cdiv(pl.ktiles, s);
+    pl.splits = (int)cdiv(pl.ktiles, pl.ktps);   // no empty split: every partial gets written
+    return pl;
+}
+
+template <typename T, int TM, bool VEC>
+int wgrad_run(T *dw, const T *dy, const T *x, float *part, const ddx_k_conv_geom *g, const WgradPlan &pl,
+              bool vec_out, cudaStream_t s) {
+    WgradProb<T, TM, VEC> p;
+    p.dy = dy, p.x = x, p.dw = dw, p.part = pl.splits > 1 ? part : nullptr;
+    p.H = (int)g->H, p.W = (int)g->W, p.Ci = (int)g->Ci, p.Co = (int)g->Co, p.KW = (int)g->KW;
+    p.Ho = (int)g->Ho, p.Wo = (int)g->Wo, p.stride = g->stride, p.pt = g->pad_top, p.pl = g->pad_left;
+    p.P = (int)(g->N * g->Ho * g->Wo), p.KK = (int)(g->KH * g->KW * g->Ci);
+    p.ktps = pl.ktps, p.ktiles = pl.ktiles;
+    p.vec_out = vec_out;
+    p.vec_part = p.KK % 4 == 0 && aligned(part, 16);
+    return launch(p, p.Co, p.KK, pl.splits, s);
+}
+
+template <typename T>
+int wgrad_launch(T *dw, const T *dy, const T *x, float *part, const ddx_k_conv_geom *g, cudaStream_t s) {
+    if (!supported(g)) return (int)cudaErrorInvalidValue;
+    const WgradPlan pl = wgrad_plan(g);
+    if (pl.splits > 1 && !part) return (int)cudaErrorInvalidValue;
+    const int vb = 4 * (int)sizeof(T);
+    const bool vec = g->Ci % 4 == 0 && g->Co % 4 == 0 && aligned(dy, vb) && aligned(x, vb);
+    const bool vec_out = g->Ci % 4 == 0 && aligned(dw, vb);
+    int e;
+    if (pl.tm == 8)
+        e = vec ? wgrad_run<T, 8, true>(dw, dy, x, part, g, pl, vec_out, s) : wgrad_run<T, 8, false>(dw, dy, x, part, g, pl, vec_out, s);
+    else
+        e = vec ? wgrad_run<T, 4, true>(dw, dy, x, part, g, pl, vec_out, s) : wgrad_run<T, 4, false>(dw, dy, x, part, g, pl, vec_out, s);
+    if (e != 0 || pl.splits == 1) return e;
+    const int64_t n = g->Co * g->KH * g->KW * g->Ci;
+    const int64_t blocks = cdiv(n, kThreads) < 4096 ? cdiv(n, kThreads) : 4096;
+    wgrad_reduce_k<T><<<(unsigned)blocks, kThreads, 0, s>>>(dw, part, pl.splits, n);
+    return (int)cudaGetLastError();
+}
+
+// Row blocks of the bias gradient: about 256 rows each, at most 256 of them.
+void bgrad_plan(const ddx_k_conv_geom *g, int &parts, int &rows) {
+    const int64_t P = g->N * g->Ho * g->Wo;
+    int64_t r = cdiv(P, 256);
+    if (r > 256) r = 256;
+    if (r < 1) r = 1;
+    rows = (int)cdiv(P, r);
+    parts = (int)cdiv(P, rows);
+}
+
+template <typename T> int bgrad_launch(T *db, const T *dy, double *part, const ddx_k_conv_geom *g, cudaStream_t s) {
+    if (!supported(g) || !part) return (int)cudaErrorInvalidValue;
+    int parts, rows;
+    bgrad_plan(g, parts, rows);
+    const int P = (int)(g->N * g->Ho * g->Wo), Co = (int)g->Co;
+    bgrad_part_k<T><<<dim3((unsigned)cdiv(Co, 32), (unsigned)parts), dim3(32, 8), 0, s>>>(dy, part, P, Co, rows);
+    int e = (int)cudaGetLastError();
+    if (e != 0) return e;
+    bgrad_final_k<T><<<(unsigned)cdiv(Co, kThreads), kThreads, 0, s>>>(db, part, parts, Co);
+    return (int)cudaGetLastError();
+}
+
+}  // namespace
+
+// ---- extern "C" launchers -----------------------------------------------------------------
+extern "C" {
+
+int ddx_k_conv2d_supported(const ddx_k_conv_geom *g) { return supported(g) ? 1 : 0; }
+
+int ddx_k_conv2d_fwd_f32(float *y, const float *x, const float *w, const float *bias, const ddx_k_conv_geom *g,
+                         void *stream) {
+    return fwd_launch(y, x, w, bias, g, st(stream));
+}
+int ddx_k_conv2d_fwd_bf16(uint16_t *y, const uint16_t *x, const uint16_t *w, const uint16_t *bias,
+                          const ddx_k_conv_geom *g, void *stream) {
+    return fwd_launch(y, x, w, bias, g, st(stream));
+}
+
+int ddx_k_conv2d_dgrad_f32(float *dx, const float *dy, const float *w, const ddx_k_conv_geom *g, void *stream) {
+    return dgrad_launch(dx, dy, w, g, st(stream));
+}
+int ddx_k_conv2d_dgrad_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *w, const ddx_k_conv_geom *g,
+                            void *stream) {
+    return dgrad_launch(dx, dy, w, g, st(stream));
+}
+
+int64_t ddx_k_conv2d_wgrad_splits(const ddx_k_conv_geom *g) { return supported(g) ? wgrad_plan(g).splits : 1; }
+
+int ddx_k_conv2d_wgrad_f32(float *dw, const float *dy, const float *x, float *part, const ddx_k_conv_geom *g,
+                           void *stream) {
+    return wgrad_launch(dw, dy, x, part, g, st(stream));
+}
+int ddx_k_conv2d_wgrad_bf16(uint16_t *dw, const uint16_t *dy, const uint16_t *x, float *part,
+                            const ddx_k_conv_geom *g, void *stream) {
+    return wgrad_launch(dw, dy, x, part, g, st(stream));
+}
+
+int64_t ddx_k_conv2d_bgrad_parts(const ddx_k_conv_geom *g) {
+    if (!supported(g)) return 1;
+    int parts, rows;
+    bgrad_plan(g, parts, rows);
+    return parts;
+}
+
+int ddx_k_conv2d_bgrad_f32(float *db, const float *dy, double *part, const ddx_k_conv_geom *g, void *stream) {
+    return bgrad_launch(db, dy, part, g, st(stream));
+}
+int ddx_k_conv2d_bgrad_bf16(uint16_t *db, const uint16_t *dy, double *part, const ddx_k_conv_geom *g, void *stream) {
+    return bgrad_launch(db, dy, part, g, st(stream));
+}
+
+}  // extern "C"

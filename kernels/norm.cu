@@ -1,2 +1,826 @@
-// PLACEHOLDER
-extern "C" int ddx_placeholder_k_norm(void) { return 0; }
+// Norm-family kernels (see norm.h for the launcher contract).
+//
+// GroupNorm on NHWC data: a group is cg = C / G consecutive channels repeated over the S
+// pixels of one batch item, so its elements are strided in memory. Rather than one block per
+// (n, g), which would read short runs of cg channels and leave most SMs idle at the U-Net's
+// N * G = 64 groups, every kernel tiles an item as [S rows, C columns]: a block owns a chunk
+// of rows and a tile of channel columns (16-byte or 8-byte vectors of 4 channels), each thread
+// one column vector walked down the rows, so a warp reads whole contiguous rows. Per-channel
+// partial statistics (fp32 Welford, or fp32 sums in backward) go to scratch per (n, chunk),
+// and a second tiny kernel folds them per group in a fixed order: deterministic, and one read
+// of x for the statistics. The normalise pass and dx pass are then pure streaming passes.
+//
+// Reductions to [1] accumulate in double per thread (the CPU reference sums in double, and
+// the loss must not depend on the summation order), a block tree gives one partial per block,
+// and a single block folds the partials in index order.
+#include "kernels/norm.h"
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdint>
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// ---- element conversion and vector access -------------------------------------------------
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+
+// Round-to-nearest-even with quiet NaNs, as ddx_f32_to_bf16 in runtime/tensor.h.
+__device__ __forceinline__ uint16_t f32_to_bf16(float f) {
+    const uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    const uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)((u + rounding) >> 16);
+}
+
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ uint16_t from_f<uint16_t>(float v) { return f32_to_bf16(v); }
+
+template <int BYTES> struct Raw;
+template <> struct Raw<16> { using type = uint4; };
+template <> struct Raw<8> { using type = uint2; };
+template <> struct Raw<4> { using type = uint32_t; };
+template <> struct Raw<2> { using type = uint16_t; };
+
+template <int V, typename T> union Pack {
+    typename Raw<V * (int)sizeof(T)>::type raw;
+    T v[V];
+};
+
+template <int V, typename T> __device__ __forceinline__ void load(const T *p, float (&out)[V]) {
+    Pack<V, T> pk;
+    pk.raw = *reinterpret_cast<const typename Raw<V * (int)sizeof(T)>::type *>(p);
+#pragma unroll
+    for (int k = 0; k < V; k++) out[k] = to_f(pk.v[k]);
+}
+
+template <int V, typename T> __device__ __forceinline__ void store(T *p, const float (&in)[V]) {
+    Pack<V, T> pk;
+#pragma unroll
+    for (int k = 0; k < V; k++) pk.v[k] = from_f<T>(in[k]);
+    *reinterpret_cast<typename Raw<V * (int)sizeof(T)>::type *>(p) = pk.raw;
+}
+
+__device__ __forceinline__ int64_t global_tid() { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ int64_t grid_stride() { return (int64_t)gridDim.x * blockDim.x; }
+
+__device__ __forceinline__ float sigmoidf_(float a) { return 1.0f / (1.0f + expf(-a)); }
+
+// Chan et al.'s merge of two (count, mean, M2) summaries; either may be empty.
+template <typename F> __device__ __forceinline__ void welford_merge(F &na, F &ma, F &m2a, F nb, F mb, F m2b) {
+    if (nb == F(0)) return;
+    if (na == F(0)) {
+        na = nb;
+        ma = mb;
+        m2a = m2b;
+        return;
+    }
+    const F n = na + nb, wb = nb / n, d = mb - ma;
+    ma += d * wb;
+    m2a += m2b + d * d * na * wb;
+    na = n;
+}
+
+// ---- group_norm geometry ------------------------------------------------------------------
+// An item is [S rows, C channels]; rows are cut into P chunks of `rows` (the last shorter),
+// channels into `tiles` tiles of blockDim.x column vectors of V channels. Block b is
+// (n, tile, p) with p fastest. blockDim.x * blockDim.y == kThreads.
+struct GnArgs {
+    int64_t S, C, G, cg;
+    int64_t rows, P, tiles;
+};
+
+struct BlockPos {
+    int64_t n, p, col;   // col: this thread's column vector (may be >= C / V: idle)
+    int64_t r0, r1;      // this block's rows [r0, r1)
+};
+
+__device__ __forceinline__ BlockPos block_pos(const GnArgs &a) {
+    int64_t b = blockIdx.x;
+    BlockPos q;
+    q.p = b % a.P;
+    b /= a.P;
+    const int64_t tile = b % a.tiles;
+    q.n = b / a.tiles;
+    q.col = tile * blockDim.x + threadIdx.x;
+    q.r0 = q.p * a.rows;
+    q.r1 = q.r0 + a.rows < a.S ? q.r0 + a.rows : a.S;
+    return q;
+}
+
+// Rows of [r0, r1) that thread row ty visits with stride blockDim.y.
+__device__ __forceinline__ int64_t rows_of(int64_t len, int ty) {
+    return ty < len ? (len - ty + blockDim.y - 1) / blockDim.y : 0;
+}
+
+// Statistics, pass 1: per-channel Welford (mean, M2) over this block's rows, merged over the
+// block's thread rows in order; count = the chunk's row count, implied by p.
+template <int V, typename T>
+__global__ void __launch_bounds__(kThreads) gn_stats_k(float2 *part, const T *x, GnArgs a) {
+    __shared__ float sh_mean[kThreads * V], sh_m2[kThreads * V];
+    const BlockPos q = block_pos(a);
+    const int64_t ncols = a.C / V;
+    const bool active = q.col < ncols;
+    float mean[V], m2[V], cnt = 0.0f;
+#pragma unroll
+    for (int k = 0; k < V; k++) mean[k] = m2[k] = 0.0f;
+    if (active) {
+        const T *xp = x + q.n * a.S * a.C + q.col * V;
+        for (int64_t r = q.r0 + threadIdx.y; r < q.r1; r += blockDim.y) {
+            float v[V];
+            load<V>(xp + r * a.C, v);
+            cnt += 1.0f;
+            const float inv = 1.0f / cnt;
+#pragma unroll
+            for (int k = 0; k < V; k++) {
+                const float d = v[k] - mean[k];
+                mean[k] += d * inv;
+                m2[k] += d * (v[k] - mean[k]);
+            }
+        }
+    }
+    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        sh_mean[tid * V + k] = mean[k];
+        sh_m2[tid * V + k] = m2[k];
+    }
+    __syncthreads();
+    if (threadIdx.y != 0 || !active) return;
+    const int64_t len = q.r1 - q.r0;
+    for (int t = 1; t < (int)blockDim.y; t++) {
+        const float nb = (float)rows_of(len, t);
+        if (nb == 0.0f) break;   // counts never grow with t
+        const int o = (t * blockDim.x + threadIdx.x) * V;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            float na = cnt;
+            welford_merge(na, mean[k], m2[k], nb, sh_mean[o + k], sh_m2[o + k]);
+        }
+        cnt += nb;
+    }
+    float2 *pp = part + (q.n * a.P + q.p) * a.C + q.col * V;
+#pragma unroll
+    for (int k = 0; k < V; k++) pp[k] = make_float2(mean[k], m2[k]);
+}
+
+// Statistics, pass 2: one warp per (n, g) folds the P * cg channel partials in double, lanes
+// over a fixed interleave, then a fixed shuffle tree; lane 0 writes mean and rstd.
+__global__ void __launch_bounds__(kThreads) gn_stats_final_k(float *mean, float *rstd, const float2 *part, GnArgs a,
+                                                             int64_t NG, double eps) {
+    const int64_t w = global_tid() / 32;
+    const int lane = threadIdx.x & 31;
+    if (w >= NG) return;   // uniform across the warp
+    const int64_t n = w / a.G, g = w % a.G, items = a.P * a.cg;
+    double cnt = 0.0, m = 0.0, m2 = 0.0;
+    for (int64_t j = lane; j < items; j += 32) {
+        const int64_t p = j / a.cg, k = j % a.cg;
+        const float2 v = part[(n * a.P + p) * a.C + g * a.cg + k];
+        const int64_t r0 = p * a.rows;
+        const double nb = (double)(r0 + a.rows < a.S ? a.rows : a.S - r0);
+        welford_merge(cnt, m, m2, nb, (double)v.x, (double)v.y);
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        const double nb = __shfl_down_sync(0xffffffffu, cnt, off);
+        const double mb = __shfl_down_sync(0xffffffffu, m, off);
+        const double m2b = __shfl_down_sync(0xffffffffu, m2, off);
+        if (lane < off) welford_merge(cnt, m, m2, nb, mb, m2b);
+    }
+    if (lane == 0) {
+        const double var = m2 > 0.0 ? m2 / cnt : 0.0;   // biased, as torch.nn.GroupNorm
+        mean[w] = (float)m;
+        rstd[w] = (float)(1.0 / sqrt(var + eps));
+    }
+}
+
+// Per-thread channel constants: the statistics of each channel's group and its affine.
+template <int V, typename TG> struct ChanConst {
+    float mean[V], rstd[V], gamma[V], beta[V];
+};
+
+template <int V, typename TG>
+__device__ __forceinline__ void chan_const(ChanConst<V, TG> &cc, const TG *gamma, const TG *beta, const float *mean,
+                                           const float *rstd, const GnArgs &a, int64_t n, int64_t col) {
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        const int64_t c = col * V + k, gi = n * a.G + c / a.cg;
+        cc.mean[k] = mean[gi];
+        cc.rstd[k] = rstd[gi];
+        cc.gamma[k] = to_f(gamma[c]);
+        cc.beta[k] = to_f(beta[c]);
+    }
+}
+
+// Normalise + affine (+ SiLU): y = a or a * sigmoid(a), a = (x - mean) * (rstd * gamma) + beta,
+// the same operation order as the CPU reference.
+template <int V, typename T, typename TG, bool SILU>
+__global__ void __launch_bounds__(kThreads) gn_apply_k(T *y, const T *x, const TG *gamma, const TG *beta,
+                                                       const float *mean, const float *rstd, GnArgs a) {
+    const BlockPos q = block_pos(a);
+    if (q.col >= a.C / V) return;
+    ChanConst<V, TG> cc;
+    chan_const<V, TG>(cc, gamma, beta, mean, rstd, a, q.n, q.col);
+    float scale[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) scale[k] = cc.rstd[k] * cc.gamma[k];
+    const int64_t base = q.n * a.S * a.C + q.col * V;
+    for (int64_t r = q.r0 + threadIdx.y; r < q.r1; r += blockDim.y) {
+        float v[V];
+        load<V>(x + base + r * a.C, v);
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            const float av = (v[k] - cc.mean[k]) * scale[k] + cc.beta[k];
+            v[k] = SILU ? av * sigmoidf_(av) : av;
+        }
+        store<V>(y + base + r * a.C, v);
+    }
+}
+
+// da = dy * silu'(a) with a recomputed, or dy itself.
+template <bool SILU> __device__ __forceinline__ float gn_da(float dy, float xh, float gamma, float beta) {
+    if (!SILU) return dy;
+    const float av = xh * gamma + beta, s = sigmoidf_(av);
+    return dy * (s * (1.0f + av * (1.0f - s)));
+}
+
+// Backward, pass 1: per-channel sums of da and da * xhat over this block's rows, folded over
+// the block's thread rows in order.
+template <int V, typename T, typename TG, bool SILU>
+__global__ void __launch_bounds__(kThreads) gn_bwd_part_k(float2 *part, const T *x, const T *dy, const TG *gamma,
+                                                          const TG *beta, const float *mean, const float *rstd,
+                                                          GnArgs a) {
+    __shared__ float sh_db[kThreads * V], sh_dg[kThreads * V];
+    const BlockPos q = block_pos(a);
+    const bool active = q.col < a.C / V;
+    float sdb[V], sdg[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) sdb[k] = sdg[k] = 0.0f;
+    if (active) {
+        ChanConst<V, TG> cc;
+        chan_const<V, TG>(cc, gamma, beta, mean, rstd, a, q.n, q.col);
+        const int64_t base = q.n * a.S * a.C + q.col * V;
+        for (int64_t r = q.r0 + threadIdx.y; r < q.r1; r += blockDim.y) {
+            float xv[V], dv[V];
+            load<V>(x + base + r * a.C, xv);
+            load<V>(dy + base + r * a.C, dv);
+#pragma unroll
+            for (int k = 0; k < V; k++) {
+                const float xh = (xv[k] - cc.mean[k]) * cc.rstd[k];
+                const float da = gn_da<SILU>(dv[k], xh, cc.gamma[k], cc.beta[k]);
+                sdb[k] += da;
+                sdg[k] += da * xh;
+            }
+        }
+    }
+    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        sh_db[tid * V + k] = sdb[k];
+        sh_dg[tid * V + k] = sdg[k];
+    }
+    __syncthreads();
+    if (threadIdx.y != 0 || !active) return;
+    for (int t = 1; t < (int)blockDim.y; t++) {
+        const int o = (t * blockDim.x + threadIdx.x) * V;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            sdb[k] += sh_db[o + k];
+            sdg[k] += sh_dg[o + k];
+        }
+    }
+    float2 *pp = part + (q.n * a.P + q.p) * a.C + q.col * V;
+#pragma unroll
+    for (int k = 0; k < V; k++) pp[k] = make_float2(sdb[k], sdg[k]);
+}
+
+// Backward, pass 2: per (n, c) totals over the P chunks, in double and chunk order.
+__global__ void __launch_bounds__(kThreads) gn_bwd_nc_k(double2 *nc, const float2 *part, GnArgs a, int64_t NC) {
+    for (int64_t t = global_tid(); t < NC; t += grid_stride()) {
+        const int64_t n = t / a.C, c = t % a.C;
+        double sb = 0.0, sg = 0.0;
+        for (int64_t p = 0; p < a.P; p++) {
+            const float2 v = part[(n * a.P + p) * a.C + c];
+            sb += v.x;
+            sg += v.y;
+        }
+        nc[t] = make_double2(sb, sg);
+    }
+}
+
+// Backward, pass 3. Tasks [0, C): dgamma[c] += sum_n dgn, dbeta[c] += sum_n dbn (batch order).
+// Tasks [C, C + N*G): the group means m1 = mean(da * gamma), m2 = mean(da * gamma * xhat).
+template <typename TG>
+__global__ void __launch_bounds__(kThreads) gn_bwd_final_k(float2 *mm, TG *dgamma, TG *dbeta, const double2 *nc,
+                                                           const TG *gamma, GnArgs a, int64_t N, double count) {
+    const int64_t tasks = a.C + N * a.G;
+    for (int64_t t = global_tid(); t < tasks; t += grid_stride()) {
+        if (t < a.C) {
+            if (!dgamma && !dbeta) continue;
+            double sb = 0.0, sg = 0.0;
+            for (int64_t n = 0; n < N; n++) {
+                const double2 v = nc[n * a.C + t];
+                sb += v.x;
+                sg += v.y;
+            }
+            if (dgamma) dgamma[t] = from_f<TG>(to_f(dgamma[t]) + (float)sg);
+            if (dbeta) dbeta[t] = from_f<TG>(to_f(dbeta[t]) + (float)sb);
+        } else {
+            if (!mm) continue;
+            const int64_t u = t - a.C, n = u / a.G, g = u % a.G;
+            double s1 = 0.0, s2 = 0.0;
+            for (int64_t k = 0; k < a.cg; k++) {
+                const int64_t c = g * a.cg + k;
+                const double gm = (double)to_f(gamma[c]);
+                const double2 v = nc[n * a.C + c];
+                s1 += gm * v.x;
+                s2 += gm * v.y;
+            }
+            mm[u] = make_float2((float)(s1 / count), (float)(s2 / count));
+        }
+    }
+}
+
+// Backward, pass 4: dx += rstd * (da * gamma - m1 - xhat * m2).
+template <int V, typename T, typename TG, bool SILU>
+__global__ void __launch_bounds__(kThreads) gn_bwd_dx_k(T *dx, const T *x, const T *dy, const TG *gamma,
+                                                        const TG *beta, const float *mean, const float *rstd,
+                                                        const float2 *mm, GnArgs a) {
+    const BlockPos q = block_pos(a);
+    if (q.col >= a.C / V) return;
+    ChanConst<V, TG> cc;
+    chan_const<V, TG>(cc, gamma, beta, mean, rstd, a, q.n, q.col);
+    float m1[V], m2[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        const float2 v = mm[q.n * a.G + (q.col * V + k) / a.cg];
+        m1[k] = v.x;
+        m2[k] = v.y;
+    }
+    const int64_t base = q.n * a.S * a.C + q.col * V;
+    for (int64_t r = q.r0 + threadIdx.y; r < q.r1; r += blockDim.y) {
+        const int64_t o = base + r * a.C;
+        float xv[V], dv[V], gv[V];
+        load<V>(x + o, xv);
+        load<V>(dy + o, dv);
+        load<V>(dx + o, gv);
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            const float xh = (xv[k] - cc.mean[k]) * cc.rstd[k];
+            const float da = gn_da<SILU>(dv[k], xh, cc.gamma[k], cc.beta[k]);
+            gv[k] += cc.rstd[k] * (da * cc.gamma[k] - m1[k] - xh * m2[k]);
+        }
+        store<V>(dx + o, gv);
+    }
+}
+
+// ---- reductions to [1] --------------------------------------------------------------------
+constexpr int kRedMaxBlocks = 1024;
+
+// Fixed-order block sum of one double per thread; the result is valid in thread 0.
+__device__ __forceinline__ double block_sum(double s) {
+    __shared__ double warp_sum[kThreads / 32];
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) s += __shfl_down_sync(0xffffffffu, s, off);
+    if ((threadIdx.x & 31) == 0) warp_sum[threadIdx.x >> 5] = s;
+    __syncthreads();
+    double t = 0.0;
+    if (threadIdx.x == 0) {
+#pragma unroll
+        for (int k = 0; k < kThreads / 32; k++) t += warp_sum[k];
+    }
+    return t;
+}
+
+// part[block] = sum over this block's grid-stride share of x (SQDIFF: of (a - b)^2).
+template <int V, typename T, bool SQDIFF>
+__global__ void __launch_bounds__(kThreads) reduce_part_k(double *part, const T *a, const T *b, int64_t n) {
+    double s = 0.0;
+    const int64_t nv = n / V;
+    for (int64_t i = global_tid(); i < nv; i += grid_stride()) {
+        float av[V], bv[V];
+        load<V>(a + i * V, av);
+        if constexpr (SQDIFF) {
+            load<V>(b + i * V, bv);
+#pragma unroll
+            for (int k = 0; k < V; k++) {
+                const double d = (double)av[k] - (double)bv[k];
+                s += d * d;
+            }
+        } else {
+#pragma unroll
+            for (int k = 0; k < V; k++) s += (double)av[k];
+        }
+    }
+    for (int64_t i = nv * V + global_tid(); i < n; i += grid_stride()) {
+        if constexpr (SQDIFF) {
+            const double d = (double)to_f(a[i]) - (double)to_f(b[i]);
+            s += d * d;
+        } else {
+            s += (double)to_f(a[i]);
+        }
+    }
+    const double t = block_sum(s);
+    if (threadIdx.x == 0) part[blockIdx.x] = t;
+}
+
+__global__ void __launch_bounds__(kThreads) reduce_final_k(float *out, const double *part, int nparts, double div) {
+    double s = 0.0;
+    for (int j = threadIdx.x; j < nparts; j += kThreads) s += part[j];
+    const double t = block_sum(s);
+    if (threadIdx.x == 0) out[0] = (float)(t / div);
+}
+
+// dx += (float)(g / div): the backward of sum (div 1) and mean (div n).
+template <int V, typename T>
+__global__ void __launch_bounds__(kThreads) scalar_acc_k(T *dx, const float *g, int64_t n, double div) {
+    const float v = (float)((double)g[0] / div);
+    const int64_t nv = n / V;
+    for (int64_t i = global_tid(); i < nv; i += grid_stride()) {
+        float d[V];
+        load<V>(dx + i * V, d);
+#pragma unroll
+        for (int k = 0; k < V; k++) d[k] += v;
+        store<V>(dx + i * V, d);
+    }
+    for (int64_t i = nv * V + global_tid(); i < n; i += grid_stride()) dx[i] = from_f<T>(to_f(dx[i]) + v);
+}
+
+// dp += k (a - b), then dt -= k (a - b), element by element in that order: pred and target
+// may be one tensor, and then dp and dt are one buffer (as on the CPU, the two updates apply
+// one after the other).
+template <int V>
+__global__ void __launch_bounds__(kThreads) mse_bwd_k(float *dp, float *dt, const float *a, const float *b,
+                                                      const float *g, int64_t n) {
+    const float kk = (float)(2.0 * (double)g[0] / (double)n);
+    const int64_t nv = n / V;
+    for (int64_t i = global_tid(); i < nv; i += grid_stride()) {
+        float av[V], bv[V], d[V];
+        load<V>(a + i * V, av);
+        load<V>(b + i * V, bv);
+        if (dp) {
+            load<V>(dp + i * V, d);
+#pragma unroll
+            for (int k = 0; k < V; k++) d[k] += kk * (av[k] - bv[k]);
+            store<V>(dp + i * V, d);
+        }
+        if (dt) {
+            load<V>(dt + i * V, d);
+#pragma unroll
+            for (int k = 0; k < V; k++) d[k] -= kk * (av[k] - bv[k]);
+            store<V>(dt + i * V, d);
+        }
+    }
+    for (int64_t i = nv * V + global_tid(); i < n; i += grid_stride()) {
+        const float gv = kk * (a[i] - b[i]);
+        if (dp) dp[i] += gv;
+        if (dt) dt[i] -= gv;
+    }
+}
+
+// ---- linear helpers -----------------------------------------------------------------------
+template <typename T> __global__ void __launch_bounds__(kThreads) rows_fill_k(T *y, const T *bias, int64_t rows, int64_t cols) {
+    const int64_t n = rows * cols;
+    for (int64_t i = global_tid(); i < n; i += grid_stride()) y[i] = bias[i % cols];
+}
+
+constexpr int kColX = 32, kColY = 8;
+
+// part[p, c] = sum of dy[r, c] over chunk p's rows; block (32 columns) x (8 row lanes), the
+// row lanes folded in order.
+template <typename T>
+__global__ void __launch_bounds__(kColX *kColY) colsum_part_k(float *part, const T *dy, int64_t rows, int64_t cols,
+                                                            int64_t rchunk, int64_t P) {
+    __shared__ float sh[kColY][kColX + 1];
+    const int64_t p = blockIdx.x % P, tile = blockIdx.x / P;
+    const int64_t c = tile * kColX + threadIdx.x;
+    const int64_t r0 = p * rchunk, r1 = r0 + rchunk < rows ? r0 + rchunk : rows;
+    float s = 0.0f;
+    if (c < cols)
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += kColY) s += to_f(dy[r * cols + c]);
+    sh[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y != 0 || c >= cols) return;
+#pragma unroll
+    for (int k = 1; k < kColY; k++) s += sh[k][threadIdx.x];
+    part[p * cols + c] = s;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) colsum_final_k(T *db, const float *part, int64_t cols, int64_t P) {
+    for (int64_t c = global_tid(); c < cols; c += grid_stride()) {
+        double s = 0.0;
+        for (int64_t p = 0; p < P; p++) s += part[p * cols + c];
+        db[c] = from_f<T>(to_f(db[c]) + (float)s);
+    }
+}
+
+// ---- host side ----------------------------------------------------------------------------
+bool aligned(const void *p, size_t bytes) { return ((uintptr_t)p % bytes) == 0; }
+
+int sm_count() {
+    static std::atomic<int> s_sms{0};
+    int sms = s_sms.load(std::memory_order_relaxed);
+    if (sms > 0) return sms;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        sms <= 0) {
+        (void)cudaGetLastError();   // the launch itself will report a dead device
+        return 132;
+    }
+    s_sms.store(sms, std::memory_order_relaxed);
+    return sms;
+}
+
+// Enough blocks to fill every SM a few times over; grid-stride loops take the rest.
+int grid_for(int64_t work, int threads) {
+    const int64_t blocks = (work + threads - 1) / threads;
+    const int64_t cap = (int64_t)sm_count() * (4096 / threads);
+    if (blocks < 1) return 1;
+    return (int)(blocks < cap ? blocks : cap);
+}
+
+int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+cudaStream_t st(void *stream) { return (cudaStream_t)stream; }
+
+// Row chunking of group_norm: about four blocks per SM over the whole tensor, but at least 32
+// rows per chunk so the per-chunk partials stay small next to x. Depends on the shape and the
+// SM count only, so the scratch size query and the launch agree.
+void gn_chunks(const ddx_k_gn_shape *sh, int64_t *rows, int64_t *P) {
+    const int64_t per_item = sh->N * cdiv(sh->C, 128);
+    const int64_t p_want = cdiv(4 * (int64_t)sm_count(), per_item > 0 ? per_item : 1);
+    int64_t r = cdiv(sh->S, p_want);
+    if (r < 32) r = 32;
+    if (r > sh->S) r = sh->S;
+    if (r < 1) r = 1;
+    *rows = r;
+    *P = cdiv(sh->S, r);
+}
+
+// The launch geometry of the tiled kernels; false when the grid would not fit.
+struct GnLaunch {
+    GnArgs a;
+    int V;
+    dim3 block;
+    int64_t blocks;
+};
+
+bool gn_launch(const ddx_k_gn_shape *sh, bool vec_ok, GnLaunch *L) {
+    GnArgs &a = L->a;
+    a.S = sh->S;
+    a.C = sh->C;
+    a.G = sh->G;
+    a.cg = sh->C / sh->G;
+    gn_chunks(sh, &a.rows, &a.P);
+    L->V = vec_ok && sh->C % 4 == 0 ? 4 : 1;
+    const int64_t ncols = sh->C / L->V;
+    int bx = 1;
+    while (bx < ncols && bx < 32) bx *= 2;
+    L->block = dim3((unsigned)bx, (unsigned)(kThreads / bx));
+    a.tiles = cdiv(ncols, bx);
+    L->blocks = sh->N * a.tiles * a.P;
+    return L->blocks >= 1 && L->blocks <= INT_MAX;
+}
+
+bool gn_shape_ok(const ddx_k_gn_shape *sh) {
+    return sh->N >= 1 && sh->S >= 1 && sh->C >= 1 && sh->G >= 1 && sh->C % sh->G == 0;
+}
+
+template <typename T, typename TG>
+int gn_fwd(T *y, float *mean, float *rstd, const T *x, const TG *gamma, const TG *beta, float *scratch,
+           const ddx_k_gn_shape *sh, cudaStream_t s) {
+    const int64_t vb = 4 * (int64_t)sizeof(T);
+    GnLaunch L;
+    if (!gn_launch(sh, aligned(x, vb) && aligned(y, vb), &L)) return (int)cudaErrorInvalidConfiguration;
+    float2 *part = reinterpret_cast<float2 *>(scratch);
+    const unsigned grid = (unsigned)L.blocks;
+    if (L.V == 4) gn_stats_k<4, T><<<grid, L.block, 0, s>>>(part, x, L.a);
+    else gn_stats_k<1, T><<<grid, L.block, 0, s>>>(part, x, L.a);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return (int)e;
+    const int64_t NG = sh->N * sh->G;
+    if (cdiv(NG * 32, kThreads) > INT_MAX) return (int)cudaErrorInvalidConfiguration;
+    gn_stats_final_k<<<(unsigned)cdiv(NG * 32, kThreads), kThreads, 0, s>>>(mean, rstd, part, L.a, NG, (double)sh->eps);
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return (int)e;
+    if (L.V == 4) {
+        if (sh->silu) gn_apply_k<4, T, TG, true><<<grid, L.block, 0, s>>>(y, x, gamma, beta, mean, rstd, L.a);
+        else gn_apply_k<4, T, TG, false><<<grid, L.block, 0, s>>>(y, x, gamma, beta, mean, rstd, L.a);
+    } else {
+        if (sh->silu) gn_apply_k<1, T, TG, true><<<grid, L.block, 0, s>>>(y, x, gamma, beta, mean, rstd, L.a);
+        else gn_apply_k<1, T, TG, false><<<grid, L.block, 0, s>>>(y, x, gamma, beta, mean, rstd, L.a);
+    }
+    return (int)cudaGetLastError();
+}
+
+template <int V, typename T, typename TG>
+void gn_bwd_part(float2 *part, const T *x, const T *dy, const TG *gamma, const TG *beta, const float *mean,
+                 const float *rstd, const GnLaunch &L, bool silu, cudaStream_t s) {
+    const unsigned grid = (unsigned)L.blocks;
+    if (silu) gn_bwd_part_k<V, T, TG, true><<<grid, L.block, 0, s>>>(part, x, dy, gamma, beta, mean, rstd, L.a);
+    else gn_bwd_part_k<V, T, TG, false><<<grid, L.block, 0, s>>>(part, x, dy, gamma, beta, mean, rstd, L.a);
+}
+
+template <int V, typename T, typename TG>
+void gn_bwd_dx(T *dx, const T *x, const T *dy, const TG *gamma, const TG *beta, const float *mean, const float *rstd,
+               const float2 *mm, const GnLaunch &L, bool silu, cudaStream_t s) {
+    const unsigned grid = (unsigned)L.blocks;
+    if (silu) gn_bwd_dx_k<V, T, TG, true><<<grid, L.block, 0, s>>>(dx, x, dy, gamma, beta, mean, rstd, mm, L.a);
+    else gn_bwd_dx_k<V, T, TG, false><<<grid, L.block, 0, s>>>(dx, x, dy, gamma, beta, mean, rstd, mm, L.a);
+}
+
+// Scratch layout (floats): nc double2 [N*C] first (16-byte aligned at the arena's block
+// start), then part float2 [N*P*C], then mm float2 [N*G].
+template <typename T, typename TG>
+int gn_bwd(T *dx, TG *dgamma, TG *dbeta, const T *x, const T *dy, const TG *gamma, const TG *beta, const float *mean,
+           const float *rstd, float *scratch, const ddx_k_gn_shape *sh, cudaStream_t s) {
+    if (!dx && !dgamma && !dbeta) return 0;
+    const int64_t vb = 4 * (int64_t)sizeof(T);
+    GnLaunch L;
+    if (!gn_launch(sh, aligned(x, vb) && aligned(dy, vb) && (!dx || aligned(dx, vb)), &L))
+        return (int)cudaErrorInvalidConfiguration;
+    const int64_t N = sh->N, C = sh->C, NC = N * C;
+    double2 *nc = reinterpret_cast<double2 *>(scratch);
+    float2 *part = reinterpret_cast<float2 *>(scratch + 4 * NC);
+    float2 *mm = reinterpret_cast<float2 *>(scratch + 4 * NC + 2 * NC * L.a.P);
+    const bool silu = sh->silu != 0;
+    if (L.V == 4) gn_bwd_part<4, T, TG>(part, x, dy, gamma, beta, mean, rstd, L, silu, s);
+    else gn_bwd_part<1, T, TG>(part, x, dy, gamma, beta, mean, rstd, L, silu, s);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return (int)e;
+    gn_bwd_nc_k<<<grid_for(NC, kThreads), kThreads, 0, s>>>(nc, part, L.a, NC);
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return (int)e;
+    const double count = (double)sh->S * (double)L.a.cg;
+    gn_bwd_final_k<TG><<<grid_for(C + N * sh->G, kThreads), kThreads, 0, s>>>(dx ? mm : nullptr, dgamma, dbeta, nc,
+                                                                              gamma, L.a, N, count);
+    e = cudaGetLastError();
+    if (e != cudaSuccess || !dx) return (int)e;
+    if (L.V == 4) gn_bwd_dx<4, T, TG>(dx, x, dy, gamma, beta, mean, rstd, mm, L, silu, s);
+    else gn_bwd_dx<1, T, TG>(dx, x, dy, gamma, beta, mean, rstd, mm, L, silu, s);
+    return (int)cudaGetLastError();
+}
+
+// Reductions: one partial per block, at most kRedMaxBlocks blocks.
+int red_grid(int64_t work) {
+    const int g = grid_for(work, kThreads);
+    return g < kRedMaxBlocks ? g : kRedMaxBlocks;
+}
+
+template <typename T, bool SQDIFF>
+int reduce_run(float *out, const T *a, const T *b, int64_t n, double div, float *scratch, cudaStream_t s) {
+    constexpr int V = 16 / (int)sizeof(T);
+    double *part = reinterpret_cast<double *>(scratch);
+    const bool vec = aligned(a, 16) && (!SQDIFF || aligned(b, 16));
+    const int grid = red_grid(vec ? cdiv(n, V) : n);
+    if (vec) reduce_part_k<V, T, SQDIFF><<<grid, kThreads, 0, s>>>(part, a, b, n);
+    else reduce_part_k<1, T, SQDIFF><<<grid, kThreads, 0, s>>>(part, a, b, n);
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return (int)e;
+    reduce_final_k<<<1, kThreads, 0, s>>>(out, part, grid, div);
+    return (int)cudaGetLastError();
+}
+
+template <typename T> int scalar_acc(T *dx, const float *g, int64_t n, double div, cudaStream_t s) {
+    constexpr int V = 16 / (int)sizeof(T);
+    if (aligned(dx, 16)) scalar_acc_k<V, T><<<grid_for(cdiv(n, V), kThreads), kThreads, 0, s>>>(dx, g, n, div);
+    else scalar_acc_k<1, T><<<grid_for(n, kThreads), kThreads, 0, s>>>(dx, g, n, div);
+    return (int)cudaGetLastError();
+}
+
+// Column-sum chunking: about four blocks per SM, at least 64 rows per chunk.
+void colsum_chunks(int64_t rows, int64_t cols, int64_t *rchunk, int64_t *P) {
+    const int64_t tiles = cdiv(cols, kColX);
+    const int64_t p_want = cdiv(4 * (int64_t)sm_count(), tiles);
+    int64_t r = cdiv(rows, p_want);
+    if (r < 64) r = 64;
+    *rchunk = r;
+    *P = rows > 0 ? cdiv(rows, r) : 1;
+}
+
+template <typename T> int colsum_run(T *db, const T *dy, int64_t rows, int64_t cols, float *scratch, cudaStream_t s) {
+    int64_t rchunk, P;
+    colsum_chunks(rows, cols, &rchunk, &P);
+    const int64_t blocks = P * cdiv(cols, kColX);
+    if (blocks > INT_MAX) return (int)cudaErrorInvalidConfiguration;
+    colsum_part_k<T><<<(unsigned)blocks, dim3(kColX, kColY), 0, s>>>(scratch, dy, rows, cols, rchunk, P);
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return (int)e;
+    colsum_final_k<T><<<grid_for(cols, kThreads), kThreads, 0, s>>>(db, scratch, cols, P);
+    return (int)cudaGetLastError();
+}
+
+}  // namespace
+
+// ---- extern "C" launchers -----------------------------------------------------------------
+extern "C" {
+
+int64_t ddx_k_group_norm_fwd_scratch_floats(const ddx_k_gn_shape *sh) {
+    if (!gn_shape_ok(sh)) return 1;
+    int64_t rows, P;
+    gn_chunks(sh, &rows, &P);
+    return 2 * sh->N * P * sh->C;
+}
+
+int64_t ddx_k_group_norm_bwd_scratch_floats(const ddx_k_gn_shape *sh) {
+    if (!gn_shape_ok(sh)) return 1;
+    int64_t rows, P;
+    gn_chunks(sh, &rows, &P);
+    return 4 * sh->N * sh->C + 2 * sh->N * P * sh->C + 2 * sh->N * sh->G;
+}
+
+int ddx_k_group_norm_fwd(void *y, float *mean, float *rstd, const void *x, const void *gamma, const void *beta,
+                         float *scratch, const ddx_k_gn_shape *sh, void *stream) {
+    if (sh->N == 0 || sh->S == 0 || sh->C == 0) return 0;
+    if (!gn_shape_ok(sh)) return (int)cudaErrorInvalidValue;
+    const cudaStream_t s = st(stream);
+    using bf = uint16_t;
+    if (sh->x_dt == DDX_K_NORM_F32 && sh->g_dt == DDX_K_NORM_F32)
+        return gn_fwd<float, float>((float *)y, mean, rstd, (const float *)x, (const float *)gamma, (const float *)beta,
+                                    scratch, sh, s);
+    if (sh->x_dt == DDX_K_NORM_BF16 && sh->g_dt == DDX_K_NORM_F32)
+        return gn_fwd<bf, float>((bf *)y, mean, rstd, (const bf *)x, (const float *)gamma, (const float *)beta, scratch,
+                                 sh, s);
+    if (sh->x_dt == DDX_K_NORM_BF16 && sh->g_dt == DDX_K_NORM_BF16)
+        return gn_fwd<bf, bf>((bf *)y, mean, rstd, (const bf *)x, (const bf *)gamma, (const bf *)beta, scratch, sh, s);
+    return (int)cudaErrorInvalidValue;
+}
+
+int ddx_k_group_norm_bwd(void *dx, void *dgamma, void *dbeta, const void *x, const void *dy, const void *gamma,
+                         const void *beta, const float *mean, const float *rstd, float *scratch,
+                         const ddx_k_gn_shape *sh, void *stream) {
+    if (sh->N == 0 || sh->S == 0 || sh->C == 0) return 0;
+    if (!gn_shape_ok(sh)) return (int)cudaErrorInvalidValue;
+    const cudaStream_t s = st(stream);
+    using bf = uint16_t;
+    if (sh->x_dt == DDX_K_NORM_F32 && sh->g_dt == DDX_K_NORM_F32)
+        return gn_bwd<float, float>((float *)dx, (float *)dgamma, (float *)dbeta, (const float *)x, (const float *)dy,
+                                    (const float *)gamma, (const float *)beta, mean, rstd, scratch, sh, s);
+    if (sh->x_dt == DDX_K_NORM_BF16 && sh->g_dt == DDX_K_NORM_F32)
+        return gn_bwd<bf, float>((bf *)dx, (float *)dgamma, (float *)dbeta, (const bf *)x, (const bf *)dy,
+                                 (const float *)gamma, (const float *)beta, mean, rstd, scratch, sh, s);
+    if (sh->x_dt == DDX_K_NORM_BF16 && sh->g_dt == DDX_K_NORM_BF16)
+        return gn_bwd<bf, bf>((bf *)dx, (bf *)dgamma, (bf *)dbeta, (const bf *)x, (const bf *)dy, (const bf *)gamma,
+                              (const bf *)beta, mean, rstd, scratch, sh, s);
+    return (int)cudaErrorInvalidValue;
+}
+
+int ddx_k_rows_fill_bias(void *y, const void *bias, int64_t rows, int64_t cols, ddx_k_norm_dt dt, void *stream) {
+    if (rows <= 0 || cols <= 0) return 0;
+    const int grid = grid_for(rows * cols, kThreads);
+    if (dt == DDX_K_NORM_F32)
+        rows_fill_k<float><<<grid, kThreads, 0, st(stream)>>>((float *)y, (const float *)bias, rows, cols);
+    else
+        rows_fill_k<uint16_t><<<grid, kThreads, 0, st(stream)>>>((uint16_t *)y, (const uint16_t *)bias, rows, cols);
+    return (int)cudaGetLastError();
+}
+
+int64_t ddx_k_colsum_scratch_floats(int64_t rows, int64_t cols) {
+    int64_t rchunk, P;
+    colsum_chunks(rows, cols, &rchunk, &P);
+    return P * (cols > 0 ? cols : 1);
+}
+
+int ddx_k_colsum_acc(void *db, const void *dy, int64_t rows, int64_t cols, ddx_k_norm_dt dt, float *scratch,
+                     void *stream) {
+    if (rows <= 0 || cols <= 0) return 0;
+    if (dt == DDX_K_NORM_F32) return colsum_run<float>((float *)db, (const float *)dy, rows, cols, scratch, st(stream));
+    return colsum_run<uint16_t>((uint16_t *)db, (const uint16_t *)dy, rows, cols, scratch, st(stream));
+}
+
+int64_t ddx_k_reduce_scratch_floats(void) { return 2 * (int64_t)kRedMaxBlocks; }
+
+int ddx_k_sum_div(float *out, const void *x, ddx_k_norm_dt dt, int64_t n, double div, float *scratch, void *stream) {
+    if (n <= 0) return (int)cudaErrorInvalidValue;
+    if (dt == DDX_K_NORM_F32)
+        return reduce_run<float, false>(out, (const float *)x, nullptr, n, div, scratch, st(stream));
+    return reduce_run<uint16_t, false>(out, (const uint16_t *)x, nullptr, n, div, scratch, st(stream));
+}
+
+int ddx_k_mse_fwd(float *out, const float *a, const float *b, int64_t n, float *scratch, void *stream) {
+    if (n <= 0) return (int)cudaErrorInvalidValue;
+    return reduce_run<float, true>(out, a, b, n, (double)n, scratch, st(stream));
+}
+
+int ddx_k_scalar_grad_acc(void *dx, ddx_k_norm_dt dt, const float *g, int64_t n, double div, void *stream) {
+    if (n <= 0) return 0;
+    if (dt == DDX_K_NORM_F32) return scalar_acc<float>((float *)dx, g, n, div, st(stream));
+    return scalar_acc<uint16_t>((uint16_t *)dx, g, n, div, st(stream));
+}
+
+int ddx_k_mse_bwd(float *dpred, float *dtarget, const float *a, const float *b, const float *g, int64_t n, void *stream) {
+    if (n <= 0 || (!dpred && !dtarget)) return 0;
+    const cudaStream_t s = st(stream);
+    const bool vec = aligned(a, 16) && aligned(b, 16) && (!dpred || aligned(dpred, 16)) && (!dtarget || aligned(dtarget, 16));
+    if (vec) mse_bwd_k<4><<<grid_for(cdiv(n, 4), kThreads), kThreads, 0, s>>>(dpred, dtarget, a, b, g, n);
+    else mse_bwd_k<1><<<grid_for(n, kThreads), kThreads, 0, s>>>(dpred, dtarget, a, b, g, n);
+    return (int)cudaGetLastError();
+}
+
+}  // extern "C"

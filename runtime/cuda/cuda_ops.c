@@ -296,7 +296,20 @@ const ddx_backend_op ddx_cuda_ops[DDX_OP_COUNT] = {
     [DDX_OP_Q_SAMPLE] = {cuda_q_sample_fwd, NULL},
     [DDX_OP_SAMPLER_STEP] = {cuda_sampler_step_fwd, NULL},
     // conv entries (runtime/cuda/cuda_conv.c)
+    [DDX_OP_CONV2D] = {ddx_cuda_conv2d_fwd, ddx_cuda_conv2d_bwd},
     // norm/linear entries (runtime/cuda/cuda_norm.c)
+    [DDX_OP_GROUP_NORM] = {ddx_cuda_group_norm_fwd, ddx_cuda_group_norm_bwd},
+    [DDX_OP_LINEAR] = {ddx_cuda_linear_fwd, ddx_cuda_linear_bwd},
+    [DDX_OP_MSE_LOSS] = {ddx_cuda_mse_loss_fwd, ddx_cuda_mse_loss_bwd},
+    [DDX_OP_SUM] = {ddx_cuda_sum_fwd, ddx_cuda_sum_bwd},
+    [DDX_OP_MEAN] = {ddx_cuda_mean_fwd, ddx_cuda_mean_bwd},
     // attention entries (runtime/cuda/cuda_attention.c)
+    [DDX_OP_ATTENTION] = {ddx_cuda_attention_fwd, ddx_cuda_attention_bwd},
     // misc entries (runtime/cuda/cuda_misc.c)
+    [DDX_OP_UPSAMPLE2X] = {ddx_cuda_upsample2x_fwd, ddx_cuda_upsample2x_bwd},
+    [DDX_OP_POOL2X] = {ddx_cuda_pool2x_fwd, ddx_cuda_pool2x_bwd},
+    [DDX_OP_CONCAT] = {ddx_cuda_concat_fwd, ddx_cuda_concat_bwd},
+    [DDX_OP_EMBEDDING] = {ddx_cuda_embedding_fwd, ddx_cuda_embedding_bwd},
+    [DDX_OP_TIMESTEP_EMB] = {ddx_cuda_timestep_emb_fwd, NULL},
+    [DDX_OP_DROPOUT] = {ddx_cuda_dropout_fwd, ddx_cuda_dropout_bwd},
 };
