@@ -77,7 +77,6 @@ run_step "configure build-gpu" 120 "rm -rf build-gpu && meson setup build-gpu -D
 run_step "build (ninja -j$jobs)" 240 "ninja -C build-gpu -j$jobs"
 
 if [ -x build-gpu/tests/test_cuda ]; then
-    run_step "ptxas spills" 60 "bench/ptxas_report.sh"
     # A skipped GPU test on a GPU machine means the device was not usable: report SKIP, not PASS.
     # Meson's summary wording varies by version: read the per-test results from its JSON log.
     run_step "meson test --suite gpu" 180 'meson test -C build-gpu --suite gpu --print-errorlogs --num-processes 2; rc=$?; grep -hE "(passed|SKIP)" build-gpu/meson-logs/testlog.txt | grep -vE "^(PASS|SKIP) " | sort -u; [ $rc -ne 0 ] && exit $rc; python3 -c "import json,sys; sys.exit(77 if any(json.loads(l)[\"result\"] == \"SKIP\" for l in open(\"build-gpu/meson-logs/testlog.json\")) else 0)"'
@@ -117,6 +116,8 @@ if [ -x build-gpu/tests/test_cuda ]; then
     }
     step_bench "ddx-bench step fashion (cuda)" 60 configs/fashion_mnist_ddpm.yaml --steps 10
     step_bench "ddx-bench step cifar10 b128 (cuda)" 120 configs/cifar10_ddpm.yaml --steps 10 --sample-batch 256
+    # Last: the build already fails on a spill (-Werror); this is the per-kernel report.
+    run_step "ptxas spills" 120 "bench/ptxas_report.sh"
 else
     say "build-gpu/tests/test_cuda missing: the build failed, nothing to test"
     record "tests" "FAIL(no build)" 0

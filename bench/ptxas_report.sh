@@ -42,10 +42,20 @@ files=("$@")
 [ ${#files[@]} -eq 0 ] && files=(kernels/*.cu)
 
 status=0
+# Compile every file at once (nvcc is single-threaded per file), then read the logs.
+for f in "${files[@]}"; do
+    (
+        log="$cfgdir/$(basename "$f").log"
+        "$nvcc" "${flags[@]}" "${incs[@]}" -c "$f" -o "$cfgdir/$(basename "$f").o" >"$log" 2>&1
+        echo $? >"$log.rc"
+    ) &
+done
+wait
 printf '%-14s %-72s %5s %7s %7s %6s %7s\n' file kernel regs spill_st spill_ld stack smem
+: >"$cfgdir/rows"
 for f in "${files[@]}"; do
     log="$cfgdir/$(basename "$f").log"
-    if ! "$nvcc" "${flags[@]}" "${incs[@]}" -c "$f" -o "$cfgdir/out.o" >"$log" 2>&1; then
+    if [ "$(cat "$log.rc")" != 0 ]; then
         echo "ptxas_report: $f does not compile:" >&2
         cat "$log" >&2
         status=2
@@ -60,16 +70,16 @@ for f in "${files[@]}"; do
         /Used [0-9]+ registers/ { for (i = 1; i <= NF; i++) { if ($i ~ /^registers/) regs = $(i-1);
                                                               if ($i ~ /^smem/) smem = $(i-2) }
                                   print file "\t" name "\t" regs "\t" st "\t" ld "\t" stack "\t" smem }
-    ' "$log" >"$cfgdir/rows"
-    while IFS=$'\t' read -r file mangled regs st ld stack smem; do
-        name=$(echo "$mangled" | c++filt 2>/dev/null || echo "$mangled")
-        # Drop the anonymous-namespace prefix and argument lists: the template name is what matters.
-        name=$(echo "$name" | sed -e 's/(anonymous namespace):://g' -e 's/(.*$//')
-        printf '%-14s %-72.72s %5s %7s %7s %6s %7s\n' "$file" "$name" "$regs" "$st" "$ld" "$stack" "$smem"
-        if [ "$st" != 0 ] || [ "$ld" != 0 ] || [ "$stack" != 0 ]; then
-            echo "  ^ SPILL/STACK: $name" >&2
-            [ $status -eq 0 ] && status=1
-        fi
-    done <"$cfgdir/rows"
+    ' "$log" >>"$cfgdir/rows"
 done
+# Demangle all names in one c++filt call (one process per kernel was most of the run time),
+# then drop the anonymous-namespace prefix and argument lists: the template name is what matters.
+cut -f2 "$cfgdir/rows" | { c++filt 2>/dev/null || cat; } | sed -e 's/(anonymous namespace):://g' -e 's/(.*$//' >"$cfgdir/names"
+while IFS=$'\t' read -r file _ regs st ld stack smem <&3 && IFS= read -r name <&4; do
+    printf '%-14s %-72.72s %5s %7s %7s %6s %7s\n' "$file" "$name" "$regs" "$st" "$ld" "$stack" "$smem"
+    if [ "$st" != 0 ] || [ "$ld" != 0 ] || [ "$stack" != 0 ]; then
+        echo "  ^ SPILL/STACK: $name" >&2
+        [ $status -eq 0 ] && status=1
+    fi
+done 3<"$cfgdir/rows" 4<"$cfgdir/names"
 exit $status
