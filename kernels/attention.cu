@@ -29,27 +29,14 @@
 #include <climits>
 #include <cstdint>
 
+#include "kernels/common.cuh"
+
 namespace {
 
 constexpr int NT = 128;                      // threads per block, every kernel
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-// ---- element access -----------------------------------------------------------------------
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
-
-// Round-to-nearest-even with quiet NaNs, bit-identical to ddx_f32_to_bf16 (runtime/tensor.h).
-__device__ __forceinline__ uint16_t bf16_of(float f) {
-    uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)((u + rounding) >> 16);
-}
-
-template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ uint16_t from_f<uint16_t>(float v) { return bf16_of(v); }
 
 // Four consecutive elements at a 4-element-aligned address (16 bytes f32, 8 bytes bf16).
 __device__ __forceinline__ float4 load4(const float *p) { return *reinterpret_cast<const float4 *>(p); }
@@ -61,8 +48,8 @@ __device__ __forceinline__ float4 load4(const uint16_t *p) {
 __device__ __forceinline__ void store4(float *p, float4 v) { *reinterpret_cast<float4 *>(p) = v; }
 __device__ __forceinline__ void store4(uint16_t *p, float4 v) {
     uint2 r;
-    r.x = (uint32_t)bf16_of(v.x) | ((uint32_t)bf16_of(v.y) << 16);
-    r.y = (uint32_t)bf16_of(v.z) | ((uint32_t)bf16_of(v.w) << 16);
+    r.x = (uint32_t)f32_to_bf16(v.x) | ((uint32_t)f32_to_bf16(v.y) << 16);
+    r.y = (uint32_t)f32_to_bf16(v.z) | ((uint32_t)f32_to_bf16(v.w) << 16);
     *reinterpret_cast<uint2 *>(p) = r;
 }
 

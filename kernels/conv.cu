@@ -30,6 +30,8 @@
 
 #include <cstdint>
 
+#include "kernels/common.cuh"
+
 namespace {
 
 constexpr int kThreads = 256;
@@ -39,21 +41,6 @@ constexpr int kPad = 4;        // keeps 16-byte row alignment, breaks most store
 constexpr int kFar = 1 << 29;  // an "invalid row" coordinate that fails every bounds check
 constexpr int kLimit = 1 << 30;
 
-// ---- element conversion (bf16 = the top half of an f32, round-to-nearest-even) -----------
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
-
-// Bit-identical to ddx_f32_to_bf16 in runtime/tensor.h.
-__device__ __forceinline__ uint16_t f32_to_bf16(float f) {
-    uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)((u + rounding) >> 16);
-}
-
-template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ uint16_t from_f<uint16_t>(float v) { return f32_to_bf16(v); }
 
 // 4 consecutive elements in one load; p must be aligned to 4 elements.
 __device__ __forceinline__ void load4(const float *p, float *o) {

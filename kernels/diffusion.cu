@@ -21,6 +21,8 @@
 
 #include "philox.h"
 
+#include "kernels/common.cuh"
+
 namespace {
 
 constexpr int kThreads = 256;
@@ -31,13 +33,6 @@ __device__ __forceinline__ void draw4(const ddx_k_rng_key &k, uint64_t g, float 
     ddx_philox_normal4(x, z);
 }
 
-// Bit-identical to ddx_f32_to_bf16 (runtime/tensor.h).
-__device__ __forceinline__ uint16_t f32_to_bf16(float f) {
-    uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)((u + rounding) >> 16);
-}
 
 __device__ __forceinline__ float lin2(float p, float x, float q, float y) {
     return ddx_rng_add(ddx_rng_mul(p, x), ddx_rng_mul(q, y));

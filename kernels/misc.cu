@@ -20,53 +20,12 @@
 
 #include "philox.h"
 
+#include "kernels/common.cuh"
+
 namespace {
 
 constexpr int kThreads = 256;
 
-// ---- element conversion -------------------------------------------------------------------
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
-
-// Round-to-nearest-even with quiet NaNs, bit-identical to ddx_f32_to_bf16 (runtime/tensor.h).
-__device__ __forceinline__ uint16_t f32_to_bf16(float f) {
-    const uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ uint16_t from_f<uint16_t>(float v) { return f32_to_bf16(v); }
-
-// ---- vectors: V elements of T moved by one load or store instruction ----------------------
-template <int BYTES> struct Word;
-template <> struct Word<16> { using type = uint4; };
-template <> struct Word<8> { using type = uint2; };
-template <> struct Word<4> { using type = uint32_t; };
-template <> struct Word<2> { using type = uint16_t; };
-
-template <int V, typename T> union Vec {
-    typename Word<V * (int)sizeof(T)>::type w;
-    T e[V];
-};
-
-template <int V, typename T> __device__ __forceinline__ void ld(const T *p, float (&v)[V]) {
-    Vec<V, T> u;
-    u.w = *reinterpret_cast<const typename Word<V * (int)sizeof(T)>::type *>(p);
-#pragma unroll
-    for (int k = 0; k < V; k++) v[k] = to_f(u.e[k]);
-}
-
-template <int V, typename T> __device__ __forceinline__ void st(T *p, const float (&v)[V]) {
-    Vec<V, T> u;
-#pragma unroll
-    for (int k = 0; k < V; k++) u.e[k] = from_f<T>(v[k]);
-    *reinterpret_cast<typename Word<V * (int)sizeof(T)>::type *>(p) = u.w;
-}
-
-__device__ __forceinline__ int64_t first_thread() { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
-__device__ __forceinline__ int64_t all_threads() { return (int64_t)gridDim.x * blockDim.x; }
 
 // ---- upsample2x ---------------------------------------------------------------------------
 // The two source taps of output coordinate o along an axis of n inputs: bilin_tap_of in
@@ -93,7 +52,7 @@ template <int V, typename T, typename I, bool kBilinear>
 __global__ void __launch_bounds__(kThreads)
     upsample2x_k(T *__restrict__ y, const T *__restrict__ x, I H, I W, I C, int64_t nvec) {
     const I Cv = C / V, Ho = 2 * H, Wo = 2 * W;
-    for (int64_t i = first_thread(); i < nvec; i += all_threads()) {
+    for (int64_t i = global_tid(); i < nvec; i += grid_stride()) {
         I e = (I)i;
         const I c = (e % Cv) * V;
         e /= Cv;
@@ -104,14 +63,14 @@ __global__ void __launch_bounds__(kThreads)
         const T *xb = x + b * H * W * C + c;
         float out[V];
         if (!kBilinear) {
-            ld<V>(xb + ((oy / 2) * W + ox / 2) * C, out);
+            load<V>(xb + ((oy / 2) * W + ox / 2) * C, out);
         } else {
             const Tap<I> ty = tap_of(oy, H), tx = tap_of(ox, W);
             float p00[V], p01[V], p10[V], p11[V];
-            ld<V>(xb + (ty.i0 * W + tx.i0) * C, p00);
-            ld<V>(xb + (ty.i0 * W + tx.i1) * C, p01);
-            ld<V>(xb + (ty.i1 * W + tx.i0) * C, p10);
-            ld<V>(xb + (ty.i1 * W + tx.i1) * C, p11);
+            load<V>(xb + (ty.i0 * W + tx.i0) * C, p00);
+            load<V>(xb + (ty.i0 * W + tx.i1) * C, p01);
+            load<V>(xb + (ty.i1 * W + tx.i0) * C, p10);
+            load<V>(xb + (ty.i1 * W + tx.i1) * C, p11);
             // The CPU's (and PyTorch's) association: rows first, then columns.
 #pragma unroll
             for (int k = 0; k < V; k++) {
@@ -120,7 +79,7 @@ __global__ void __launch_bounds__(kThreads)
                 out[k] = __fadd_rn(__fmul_rn(ty.w0, top), __fmul_rn(ty.w1, bot));
             }
         }
-        st<V>(y + i * V, out);
+        store<V>(y + i * V, out);
     }
 }
 
@@ -141,7 +100,7 @@ template <int V, typename T, typename I, bool kBilinear>
 __global__ void __launch_bounds__(kThreads)
     upsample2x_bwd_k(T *__restrict__ dx, const T *__restrict__ dy, I H, I W, I C, int64_t nvec) {
     const I Cv = C / V, Ho = 2 * H, Wo = 2 * W;
-    for (int64_t i = first_thread(); i < nvec; i += all_threads()) {
+    for (int64_t i = global_tid(); i < nvec; i += grid_stride()) {
         I e = (I)i;
         const I c = (e % Cv) * V;
         e /= Cv;
@@ -151,12 +110,12 @@ __global__ void __launch_bounds__(kThreads)
         const I b = e / H;
         const T *gb = dy + b * Ho * Wo * C + c;
         float acc[V];
-        ld<V>(dx + i * V, acc);
+        load<V>(dx + i * V, acc);
         if (!kBilinear) {
 #pragma unroll
             for (int s = 0; s < 4; s++) {
                 float g[V];
-                ld<V>(gb + ((2 * iy + (I)(s >> 1)) * Wo + 2 * ix + (I)(s & 1)) * C, g);
+                load<V>(gb + ((2 * iy + (I)(s >> 1)) * Wo + 2 * ix + (I)(s & 1)) * C, g);
 #pragma unroll
                 for (int k = 0; k < V; k++) acc[k] = __fadd_rn(acc[k], g[k]);
             }
@@ -187,7 +146,7 @@ __global__ void __launch_bounds__(kThreads)
                 for (int a = 0; a < 5; a++) {
                     if (!cx0[a] && !cx1[a]) continue;
                     float g[V];
-                    ld<V>(gb + (oy * Wo + 2 * ix + (I)a - 2) * C, g);
+                    load<V>(gb + (oy * Wo + 2 * ix + (I)a - 2) * C, g);
                     if (y0 && cx0[a]) add_scaled(acc, g, __fmul_rn(ty.w0, wx0[a]));
                     if (y0 && cx1[a]) add_scaled(acc, g, __fmul_rn(ty.w0, wx1[a]));
                     if (y1 && cx0[a]) add_scaled(acc, g, __fmul_rn(ty.w1, wx0[a]));
@@ -195,7 +154,7 @@ __global__ void __launch_bounds__(kThreads)
                 }
             }
         }
-        st<V>(dx + i * V, acc);
+        store<V>(dx + i * V, acc);
     }
 }
 
@@ -216,7 +175,7 @@ template <int V, typename T, typename I, bool kAvg>
 __global__ void __launch_bounds__(kThreads)
     pool2x_k(T *__restrict__ y, const T *__restrict__ x, I Ho, I Wo, I C, int64_t nvec) {
     const I Cv = C / V, row = 2 * Wo * C;
-    for (int64_t i = first_thread(); i < nvec; i += all_threads()) {
+    for (int64_t i = global_tid(); i < nvec; i += grid_stride()) {
         I e = (I)i;
         const I c = (e % Cv) * V;
         e /= Cv;
@@ -226,10 +185,10 @@ __global__ void __launch_bounds__(kThreads)
         const I b = e / Ho;
         const T *p = x + ((b * 2 * Ho + 2 * oy) * 2 * Wo + 2 * ox) * C + c;
         float v0[V], v1[V], v2[V], v3[V], out[V];
-        ld<V>(p, v0);
-        ld<V>(p + C, v1);
-        ld<V>(p + row, v2);
-        ld<V>(p + row + C, v3);
+        load<V>(p, v0);
+        load<V>(p + C, v1);
+        load<V>(p + row, v2);
+        load<V>(p + row + C, v3);
 #pragma unroll
         for (int k = 0; k < V; k++) {
             if (kAvg) {
@@ -239,7 +198,7 @@ __global__ void __launch_bounds__(kThreads)
                 out[k] = a == 0 ? v0[k] : a == 1 ? v1[k] : a == 2 ? v2[k] : v3[k];
             }
         }
-        st<V>(y + i * V, out);
+        store<V>(y + i * V, out);
     }
 }
 
@@ -251,7 +210,7 @@ __global__ void __launch_bounds__(kThreads)
     pool2x_bwd_k(T *__restrict__ dx, const T *__restrict__ x, const T *__restrict__ dy, I Ho, I Wo, I C,
                  int64_t nvec) {
     const I Cv = C / V, row = 2 * Wo * C;
-    for (int64_t i = first_thread(); i < nvec; i += all_threads()) {
+    for (int64_t i = global_tid(); i < nvec; i += grid_stride()) {
         I e = (I)i;
         const I c = (e % Cv) * V;
         e /= Cv;
@@ -262,9 +221,9 @@ __global__ void __launch_bounds__(kThreads)
         const I base = ((b * 2 * Ho + 2 * oy) * 2 * Wo + 2 * ox) * C + c;
         const I off[4] = {base, base + C, base + row, base + row + C};
         float g[V], d[4][V];
-        ld<V>(dy + i * V, g);
+        load<V>(dy + i * V, g);
 #pragma unroll
-        for (int s = 0; s < 4; s++) ld<V>(dx + off[s], d[s]);
+        for (int s = 0; s < 4; s++) load<V>(dx + off[s], d[s]);
         if (kAvg) {
 #pragma unroll
             for (int k = 0; k < V; k++) {
@@ -275,7 +234,7 @@ __global__ void __launch_bounds__(kThreads)
         } else {
             float v[4][V];
 #pragma unroll
-            for (int s = 0; s < 4; s++) ld<V>(x + off[s], v[s]);
+            for (int s = 0; s < 4; s++) load<V>(x + off[s], v[s]);
 #pragma unroll
             for (int k = 0; k < V; k++) {
                 const int a = argmax4(v[0][k], v[1][k], v[2][k], v[3][k]);
@@ -285,7 +244,7 @@ __global__ void __launch_bounds__(kThreads)
             }
         }
 #pragma unroll
-        for (int s = 0; s < 4; s++) st<V>(dx + off[s], d[s]);
+        for (int s = 0; s < 4; s++) store<V>(dx + off[s], d[s]);
     }
 }
 
@@ -295,18 +254,18 @@ __global__ void __launch_bounds__(kThreads)
 template <int V, typename T, typename I, bool kAcc>
 __global__ void __launch_bounds__(kThreads)
     rows_k(T *__restrict__ dst, I dst_ld, const T *__restrict__ src, I src_ld, I width_v, int64_t nvec) {
-    for (int64_t i = first_thread(); i < nvec; i += all_threads()) {
+    for (int64_t i = global_tid(); i < nvec; i += grid_stride()) {
         const I e = (I)i;
         const I r = e / width_v, j = (e - r * width_v) * V;
         float v[V];
-        ld<V>(src + r * src_ld + j, v);
+        load<V>(src + r * src_ld + j, v);
         if (kAcc) {
             float d[V];
-            ld<V>(dst + r * dst_ld + j, d);
+            load<V>(dst + r * dst_ld + j, d);
 #pragma unroll
             for (int k = 0; k < V; k++) v[k] = __fadd_rn(d[k], v[k]);
         }
-        st<V>(dst + r * dst_ld + j, v);
+        store<V>(dst + r * dst_ld + j, v);
     }
 }
 
@@ -322,12 +281,12 @@ __global__ void embedding_k(T *__restrict__ y, const int32_t *__restrict__ idx, 
         for (int64_t j = threadIdx.x; j < Dv; j += blockDim.x) {
             float o[V];
             if (ok) {
-                ld<V>(table + v * D + j * V, o);
+                load<V>(table + v * D + j * V, o);
             } else {
 #pragma unroll
                 for (int k = 0; k < V; k++) o[k] = __int_as_float(0x7fc00000);
             }
-            st<V>(y + i * D + j * V, o);
+            store<V>(y + i * D + j * V, o);
         }
     }
 }
@@ -349,15 +308,15 @@ __global__ void embedding_bwd_k(T *__restrict__ dtable, const int32_t *__restric
         T *row = dtable + (int64_t)v * D;
         for (int64_t j = threadIdx.x; j < Dv; j += blockDim.x) {
             float acc[V];
-            ld<V>(row + j * V, acc);
+            load<V>(row + j * V, acc);
             for (int64_t k = i; k < N; k++) {
                 if (idx[k] != v) continue;
                 float g[V];
-                ld<V>(dy + k * D + j * V, g);
+                load<V>(dy + k * D + j * V, g);
 #pragma unroll
                 for (int q = 0; q < V; q++) acc[q] = __fadd_rn(acc[q], g[q]);
             }
-            st<V>(row + j * V, acc);
+            store<V>(row + j * V, acc);
         }
     }
 }
@@ -429,7 +388,7 @@ __global__ void __launch_bounds__(kThreads)
                    float denom, int flip) {
     const int64_t total = N * half, dim = 2 * half;
     const int64_t sin_at = flip ? half : 0, cos_at = flip ? 0 : half;
-    for (int64_t e = first_thread(); e < total; e += all_threads()) {
+    for (int64_t e = global_tid(); e < total; e += grid_stride()) {
         const int64_t i = e / half, k = e - i * half;
         const float exponent = __fdiv_rn(__fmul_rn(neg_log_period, (float)k), denom);
         const float freq = (float)exp((double)exponent);
@@ -454,7 +413,7 @@ template <typename T, bool kBwd>
 __global__ void __launch_bounds__(kThreads)
     dropout_k(T *__restrict__ out, const T *__restrict__ in, int64_t n, ddx_k_dropout_key key, bool vec) {
     const int64_t groups = (n + 3) / 4;
-    for (int64_t g = first_thread(); g < groups; g += all_threads()) {
+    for (int64_t g = global_tid(); g < groups; g += grid_stride()) {
         uint32_t w[4];
         ddx_philox_group(key.seed, key.stream, key.step, (uint64_t)g, w);
         bool keep[4];
@@ -463,11 +422,11 @@ __global__ void __launch_bounds__(kThreads)
         const int64_t e0 = 4 * g;
         if (vec && e0 + 4 <= n) {
             float a[4], o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            ld<4>(in + e0, a);
-            if (kBwd) ld<4>(out + e0, o);
+            load<4>(in + e0, a);
+            if (kBwd) load<4>(out + e0, o);
 #pragma unroll
             for (int l = 0; l < 4; l++) o[l] = dropout_one<kBwd>(keep[l], a[l], o[l], key.scale);
-            st<4>(out + e0, o);
+            store<4>(out + e0, o);
         } else {
 #pragma unroll
             for (int l = 0; l < 4; l++) {
