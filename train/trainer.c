@@ -46,6 +46,11 @@ ddx_status ddx_trainer_pick_device(ddx_run_device want, ddx_device *out, char *w
 
 ddx_status ddx_trainer_init(ddx_trainer *t, const ddx_config *cfg, ddx_device dev) {
     memset(t, 0, sizeof *t);
+    // The CPU is the fp32 reference whatever run.precision says; on the GPU a precision the
+    // kernels do not provide must not be silently replaced by fp32.
+    if (dev == DDX_CUDA && cfg->run.precision != DDX_PRECISION_FP32)
+        return ddx_errorf(DDX_E_INPUT, "run.precision: %s is not implemented on the GPU yet (its kernels compute in fp32); use fp32",
+                          cfg->run.precision == DDX_PRECISION_BF16 ? "bf16" : "tf32");
     t->cfg = *cfg;
     t->device = dev;
     ddx_param_store_init(&t->ps, dev);
