@@ -116,6 +116,17 @@ if [ -x build-gpu/tests/test_cuda ]; then
     }
     step_bench "ddx-bench step fashion (cuda)" 60 configs/fashion_mnist_ddpm.yaml --steps 10
     step_bench "ddx-bench step cifar10 b128 (cuda)" 120 configs/cifar10_ddpm.yaml --steps 10 --sample-batch 256
+    # PyTorch on the same card in the same call, for the ratios (diffusers travels as a wheel
+    # in .whl/: see bench/reference/torch_unet.py; skipped when it cannot be imported).
+    if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/ddx-site .whl/*.whl >/dev/null 2>&1 &&
+            export PYTHONPATH=/tmp/ddx-site${PYTHONPATH:+:$PYTHONPATH}
+    fi
+    if python3 -c "import torch, diffusers" >/dev/null 2>&1; then
+        run_step "torch_unet.py cifar10 (eager)" 150 "python3 bench/reference/torch_unet.py configs/cifar10_ddpm.yaml --modes fp32,tf32,bf16"
+    else
+        record "torch_unet.py cifar10 (eager)" "SKIP(no diffusers)" 0
+    fi
     # Last: the build already fails on a spill (-Werror); this is the per-kernel report.
     run_step "ptxas spills" 120 "bench/ptxas_report.sh"
 else
