@@ -5,6 +5,11 @@
 #
 #   source .device-deps/env.sh; bench/gpu_check.sh
 #
+# On a lent machine carry .device-deps (libyaml, stb and the Fashion-MNIST package, made by
+# shared/device/pack-deps.sh plus `apt-get download dataset-fashion-mnist` into it) and .whl
+# (the diffusers wheel: `pip download --no-deps --only-binary=:all: --python-version 3.12
+# -d .whl diffusers`) for the PyTorch baseline.
+#
 # Writes the full log and the table to $OUT/ (when OUT is set) and to
 # bench/results/gpu_check_<date>_<card>.txt. Each step has a time cap and the whole run a
 # deadline (GPU_CHECK_BUDGET_S, default 450 s), so it ends well inside 8 minutes; steps that
