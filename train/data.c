@@ -385,9 +385,7 @@ static ddx_status load_cifar10(const ddx_config *cfg, ddx_dataset *d) {
     free(rec);
     if (!st) st = resize_all(&pix, total, 32, 3, cfg->data.image_size);
     if (st) {
-        free(pix);
-        free(d->labels);
-        d->labels = NULL;
+        free(pix);   // d->labels: ddx_dataset_load frees d on failure
         return st;
     }
     d->pixels = pix;
@@ -598,9 +596,7 @@ static ddx_status load_image_folder(const ddx_config *cfg, ddx_dataset *d) {
     int64_t n = files.n;
     path_list_free(&files);
     if (st) {
-        free(pix);
-        free(d->labels);
-        d->labels = NULL;
+        free(pix);   // d->labels: ddx_dataset_load frees d on failure
         return st;
     }
     d->pixels = pix;

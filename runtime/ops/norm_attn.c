@@ -394,19 +394,25 @@ static void attn_fwd_range(void *arg, int64_t p0, int64_t p1, int tid) {
     }
 }
 
+// The geometry both passes share; the rest of the job is filled per pass.
+static attn_job attn_job_of(const ddx_node *n) {
+    attn_job j;
+    memset(&j, 0, sizeof j);
+    j.L = n->in[0]->shape[1];
+    j.C = n->in[0]->shape[2];
+    j.H = n->p.attention.heads;
+    j.d = j.C / j.H;
+    j.scale = n->p.attention.scale;
+    return j;
+}
+
 ddx_status ddx_cpu_attention_fwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *qt = n->in[0], *kt = n->in[1], *vt = n->in[2];
     if (qt->dtype != DDX_F32)
         return ddx_errorf(DDX_E_UNSUPPORTED, "attention: the CPU backend runs f32 only (input is %s)",
                           ddx_dtype_name(qt->dtype));
-    attn_job j;
-    memset(&j, 0, sizeof j);
+    attn_job j = attn_job_of(n);
     const int64_t N = qt->shape[0];
-    j.L = qt->shape[1];
-    j.C = qt->shape[2];
-    j.H = n->p.attention.heads;
-    j.d = j.C / j.H;
-    j.scale = n->p.attention.scale;
     if (N * j.L * j.C == 0) return DDX_OK;
     const int T = ddx_threads_count();
 
@@ -471,14 +477,8 @@ ddx_status ddx_cpu_attention_bwd(ddx_ctx *c, ddx_node *n) {
     if (!dot || !n->saved[0]) return ddx_errorf(DDX_E_INTERNAL, "attention backward: missing output grad or saved logsumexp");
     ddx_tensor *gq = ddx_in_grad(c, n, 0), *gk = ddx_in_grad(c, n, 1), *gv = ddx_in_grad(c, n, 2);
     if (!gq && !gk && !gv) return DDX_OK;
-    attn_job j;
-    memset(&j, 0, sizeof j);
+    attn_job j = attn_job_of(n);
     const int64_t N = qt->shape[0];
-    j.L = qt->shape[1];
-    j.C = qt->shape[2];
-    j.H = n->p.attention.heads;
-    j.d = j.C / j.H;
-    j.scale = n->p.attention.scale;
     if (N * j.L * j.C == 0) return DDX_OK;
     const int T = ddx_threads_count();
 
