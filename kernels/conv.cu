@@ -29,6 +29,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "kernels/common.cuh"
 
@@ -470,6 +471,468 @@ template <typename T> __global__ void bgrad_final_k(T *db, const double *part, i
     db[c] = from_f<T>(to_f(db[c]) + (float)s);
 }
 
+// ---- tensor-core path: bf16 or tf32 operands, fp32 accumulation (mma.sync) ------------------
+// bf16 tensors take it by default, f32 tensors when the caller asks for TF32 (the _tf32
+// launchers); in both cases only when every gathered run of one 16-byte copy (8 bf16 or 4 f32
+// channels) is contiguous and aligned, i.e. the channel counts the gathers walk are multiples
+// of 8 (bf16) or 4 (f32). Otherwise the SIMT kernels above run.
+//
+// Block tile 128 x 128, K step 32 (bf16) or 16 (f32) so that a stage is 10 KiB per operand
+// either way; 8 warps in a 2 x 4 grid, each owning a 64 x 32 tile (4 x 4 mma tiles, 64 fp32
+// accumulators per thread). Operand tiles go from global to shared memory by cp.async (16
+// bytes per copy, zero-filled where the implicit im2col reads padding or a ragged edge)
+// through a 3-stage ring, so two tiles are in flight while the third is multiplied.
+// Operands whose K runs are contiguous in memory are stored [row][k] (K-major), operands
+// contiguous along M or N are stored [k][row] (MN-major). bf16 fragments come by ldmatrix
+// (.trans for MN-major tiles) for m16n8k16; tf32 fragments by single 32-bit loads, rounded to
+// tf32 (cvt.rna, as cuBLAS does), for m16n8k8. Row strides are padded (bf16: 80 and 272 bytes,
+// f32: 80 and 544 bytes) so that the rows one fragment load touches hit distinct banks.
+//
+//   | product | A (M x K)                    | B (N x K)                      |
+//   | forward | x gathered per tap, K-major  | w [Co][K], K-major             |
+//   | dgrad   | dy gathered per tap, K-major | w [co][tap][ci], N(ci)-major   |
+//   | wgrad   | dy [P][Co], M(co)-major      | x gathered per pixel, N-major  |
+namespace tc {
+constexpr int BM = 128, BN = 128, STAGES = 3, THREADS = 256;
+
+// Per element type and K-tile depth: a tile's K is KS base steps of BASE (32 bf16 / 16 f32,
+// one 64-byte run per row); elements per 16-byte copy; padded row strides (elements). Deeper
+// tiles halve the barriers and waits per FLOP at twice the shared memory (3 stages of 36 KiB:
+// still two blocks per SM).
+template <typename E, int KS> struct Cfg;
+template <int KS> struct Cfg<uint16_t, KS> {
+    static constexpr int BASE = 32, BK = BASE * KS, SK = BK + 8, SMN = BM + 8;
+};
+template <int KS> struct Cfg<float, KS> {
+    static constexpr int BASE = 16, BK = BASE * KS, SK = BK + 4, SMN = BM + 8;
+};
+// Elements per 16-byte copy: the channel counts a gather walks must be multiples of it.
+template <typename E> constexpr int chunk() { return 16 / (int)sizeof(E); }
+// Elements per operand per stage: room for a K-major or an MN-major tile.
+template <class C> constexpr int tile_elems() { return BM * C::SK > C::BK * C::SMN ? BM * C::SK : C::BK * C::SMN; }
+template <typename E, class C> constexpr size_t smem_bytes() { return (size_t)STAGES * 2 * tile_elems<C>() * sizeof(E); }
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// 16 bytes global -> shared, or 16 zero bytes when !valid (src is then not read).
+__device__ __forceinline__ void cp16(uint32_t dst, const void *src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void ldsm4_t(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t to_tf32(float f) {
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(f));
+    return r;
+}
+
+// Shared-memory byte offset of element (row, col) of a tile with row stride S.
+template <typename E, int S> __device__ __forceinline__ uint32_t off(int row, int col) {
+    return (uint32_t)(row * S + col) * (uint32_t)sizeof(E);
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    return (uint32_t)f32_to_bf16(lo) | ((uint32_t)f32_to_bf16(hi) << 16);
+}
+
+// Two adjacent output elements: store, or (ACC) add to what is there. p is 4-byte (bf16) or
+// 8-byte (f32) aligned.
+template <bool ACC> __device__ __forceinline__ void put2(uint16_t *p, float v0, float v1) {
+    uint32_t *q = reinterpret_cast<uint32_t *>(p);
+    if (ACC) {
+        const uint32_t old = *q;
+        v0 += __uint_as_float(old << 16), v1 += __uint_as_float(old & 0xffff0000u);
+    }
+    *q = pack_bf16x2(v0, v1);
+}
+template <bool ACC> __device__ __forceinline__ void put2(float *p, float v0, float v1) {
+    float2 *q = reinterpret_cast<float2 *>(p);
+    if (ACC) {
+        const float2 old = *q;
+        v0 += old.x, v1 += old.y;
+    }
+    *q = make_float2(v0, v1);
+}
+
+// The accumulators of one thread: acc[mi][ni] is the m16n8 tile (mi, ni) of the warp; element
+// e sits at row (lane/4) + 8*(e/2), column 2*(lane%4) + e%2 of that tile. A warp owns
+// (MI*16) x 32 of the block tile: MI = 4 with 128-row block tiles, 2 with 64-row ones.
+template <int MI> using AccT = float[MI][4][4];
+
+// One K step of the warp's 64 x 32 tile from stage buffers a_base / b_base.
+template <class P, int MI>
+__device__ __forceinline__ void warp_mma(AccT<MI> &acc, uint32_t a_base, uint32_t b_base, int wm, int wn, int lane) {
+    using E = typename P::Elem;
+    using C = typename P::Cf;
+    constexpr int BK = C::BK, SK = C::SK, SMN = C::SMN;
+    if constexpr (sizeof(E) == 2) {
+        const int j = lane >> 3, r = lane & 7;
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += 16) {
+            // b[nj] = {b0, b1} of n-tile 2nj, then {b0, b1} of n-tile 2nj+1.
+            uint32_t b[2][4];
+#pragma unroll
+            for (int nj = 0; nj < 2; nj++) {
+                const int n = wn + nj * 16 + (j >> 1) * 8;
+                if (P::B_KMAJOR) ldsm4(b[nj], b_base + off<E, SK>(n + r, kk + (j & 1) * 8));
+                else ldsm4_t(b[nj], b_base + off<E, SMN>(kk + (j & 1) * 8 + r, n));
+            }
+#pragma unroll
+            for (int mi = 0; mi < MI; mi++) {
+                uint32_t a[4];
+                const int m = wm + mi * 16;
+                if (P::A_KMAJOR) ldsm4(a, a_base + off<E, SK>(m + (lane & 15), kk + (lane >> 4) * 8));
+                else ldsm4_t(a, a_base + off<E, SMN>(kk + (j >> 1) * 8 + r, m + (j & 1) * 8));
+#pragma unroll
+                for (int ni = 0; ni < 4; ni++) mma_bf16(acc[mi][ni], a, b[ni >> 1][(ni & 1) * 2], b[ni >> 1][(ni & 1) * 2 + 1]);
+            }
+        }
+    } else {
+        // m16n8k8 tf32: a = (g, t) (g+8, t) (g, t+4) (g+8, t+4); b = (k t, n g) (k t+4, n g).
+        const int g = lane >> 2, t = lane & 3;
+        const float *As = reinterpret_cast<const float *>(__cvta_shared_to_generic(a_base));
+        const float *Bs = reinterpret_cast<const float *>(__cvta_shared_to_generic(b_base));
+        auto at = [&](int m, int k) { return P::A_KMAJOR ? As[m * SK + k] : As[k * SMN + m]; };
+        auto bt = [&](int n, int k) { return P::B_KMAJOR ? Bs[n * SK + k] : Bs[k * SMN + n]; };
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += 8) {
+            uint32_t b[4][2];
+#pragma unroll
+            for (int ni = 0; ni < 4; ni++) {
+                const int n = wn + ni * 8 + g;
+                b[ni][0] = to_tf32(bt(n, kk + t));
+                b[ni][1] = to_tf32(bt(n, kk + t + 4));
+            }
+#pragma unroll
+            for (int mi = 0; mi < MI; mi++) {
+                const int m = wm + mi * 16 + g;
+                const uint32_t a[4] = {to_tf32(at(m, kk + t)), to_tf32(at(m + 8, kk + t)), to_tf32(at(m, kk + t + 4)),
+                                       to_tf32(at(m + 8, kk + t + 4))};
+#pragma unroll
+                for (int ni = 0; ni < 4; ni++) mma_tf32(acc[mi][ni], a, b[ni][0], b[ni][1]);
+            }
+        }
+    }
+}
+
+template <class P> __global__ void __launch_bounds__(THREADS, 2) tc_k(const P p) {
+    using E = typename P::Elem;
+    constexpr int BK = P::Cf::BK, TILE = tile_elems<typename P::Cf>(), MI = P::BMT / 32;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    E *As = reinterpret_cast<E *>(smem_raw), *Bs = As + STAGES * TILE;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = (warp >> 2) * (P::BMT / 2), wn = (warp & 3) * 32;
+    const int64_t m0 = (int64_t)blockIdx.x * P::BMT;
+    const int n0 = blockIdx.y * BN;
+    typename P::Thread th;
+    p.init(th, m0, n0, tid);
+    int kt0, kt1;
+    p.k_tiles(blockIdx.z, kt0, kt1);
+    const int nk = kt1 - kt0;
+    AccT<MI> acc;
+#pragma unroll
+    for (int i = 0; i < MI; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < nk) p.load(th, (kt0 + s) * BK, tid, smem_u32(As + s * TILE), smem_u32(Bs + s * TILE));
+        cp_commit();
+    }
+    for (int i = 0; i < nk; i++) {
+        cp_wait<STAGES - 2>();
+        // Tile i has landed for every thread, and every warp is done with tile i-1, whose
+        // slot the prefetch below overwrites.
+        __syncthreads();
+        const int nxt = i + STAGES - 1;
+        if (nxt < nk) {
+            const int s = nxt % STAGES;
+            p.load(th, (kt0 + nxt) * BK, tid, smem_u32(As + s * TILE), smem_u32(Bs + s * TILE));
+        }
+        cp_commit();
+        const int s = i % STAGES;
+        warp_mma<P, MI>(acc, smem_u32(As + s * TILE), smem_u32(Bs + s * TILE), wm, wn, lane);
+    }
+    cp_wait<0>();
+    p.epilogue(acc, m0 + wm, n0 + wn, lane, (int)blockIdx.z);
+}
+
+// Calls f(row, col, v0, v1) for each pair of adjacent accumulators (columns col, col+1) of
+// the warp tile whose top-left output element is (mb, nb).
+template <int MI, class F>
+__device__ __forceinline__ void for_pairs(const AccT<MI> &acc, int64_t mb, int nb, int lane, F f) {
+    const int g = lane >> 2, t2 = (lane & 3) * 2;
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) f(mb + mi * 16 + g + 8 * h, nb + ni * 8 + t2, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+}
+
+// Thread -> 16-byte copy of one BASE-deep half of an operand tile (half h adds h*BASE to the
+// K index). K-major [128][BASE]: rows tid/4 (+64), column (tid%4)*CH. MN-major [BASE][128]:
+// k rows tid/(128/CH) (+ 256/(128/CH)), columns (tid%(128/CH))*CH.
+template <typename E> struct Map {
+    static constexpr int CH = chunk<E>(), PER_ROW = BM / CH, KR_STEP = THREADS / PER_ROW;
+    __device__ static int kmaj_row(int tid, int i) { return (tid >> 2) + 64 * i; }
+    __device__ static int kmaj_col(int tid) { return (tid & 3) * CH; }
+    __device__ static int mn_krow(int tid, int i) { return tid / PER_ROW + KR_STEP * i; }
+    __device__ static int mn_col(int tid) { return (tid % PER_ROW) * CH; }
+};
+
+// y[m][n] = sum_k x_im2col[m][k] w[n][k] + bias[n]. Ci % CH == 0, so a run of CH k is CH
+// channels of one tap.
+template <typename E, int BMT_, int KS> struct Fwd {
+    using Elem = E;
+    using Cf = Cfg<E, KS>;
+    using M_ = Map<E>;
+    static constexpr bool A_KMAJOR = true, B_KMAJOR = true;
+    static constexpr int SK = Cf::SK, BMT = BMT_, QA = BMT_ / 64;
+    const E *x, *w, *bias;
+    E *y;
+    int H, W, Ci, Co, KW, Ho, Wo, stride, pt, pl, K;
+    int64_t M;
+
+    struct Thread {
+        const E *base[QA];   // image of A rows tid/4 (+ 64)
+        int ih0[QA], iw0[QA];
+        const E *wrow[2];    // w rows n0 + tid/4 (+ 64), or w when past Co
+        bool wok[2];
+    };
+
+    __device__ void init(Thread &th, int64_t m0, int n0, int tid) const {
+#pragma unroll
+        for (int i = 0; i < QA; i++) {
+            const int64_t m = m0 + M_::kmaj_row(tid, i);
+            th.base[i] = x;
+            th.ih0[i] = th.iw0[i] = -kFar;
+            if (m < M) {
+                const int64_t hw = (int64_t)Ho * Wo, img = m / hw;
+                const int rem = (int)(m - img * hw), oh = rem / Wo, ow = rem - oh * Wo;
+                th.base[i] = x + img * H * W * Ci;
+                th.ih0[i] = oh * stride - pt;
+                th.iw0[i] = ow * stride - pl;
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const int n = n0 + M_::kmaj_row(tid, i);
+            th.wok[i] = n < Co;
+            th.wrow[i] = th.wok[i] ? w + (int64_t)n * K : w;
+        }
+    }
+
+    __device__ void k_tiles(int, int &k0, int &k1) const { k0 = 0, k1 = (K + Cf::BK - 1) / Cf::BK; }
+
+    __device__ void load(const Thread &th, int k0, int tid, uint32_t as, uint32_t bs) const {
+#pragma unroll
+        for (int h = 0; h < KS; h++) {
+            const int kc = M_::kmaj_col(tid) + h * Cf::BASE, k = k0 + kc;
+            const bool kin = k < K;
+            const int tap = k / Ci, ci = k - tap * Ci, kh = tap / KW, kw = tap - kh * KW;
+#pragma unroll
+            for (int i = 0; i < QA; i++) {
+                const int r = M_::kmaj_row(tid, i);
+                const int ih = th.ih0[i] + kh, iw = th.iw0[i] + kw;
+                const bool ok = kin && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
+                cp16(as + off<E, SK>(r, kc), ok ? th.base[i] + ((int64_t)ih * W + iw) * Ci + ci : x, ok);
+            }
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const int r = M_::kmaj_row(tid, i);
+                const bool bok = kin && th.wok[i];
+                cp16(bs + off<E, SK>(r, kc), bok ? th.wrow[i] + k : w, bok);
+            }
+        }
+    }
+
+    __device__ void epilogue(const AccT<BMT / 32> &acc, int64_t mb, int nb, int lane, int) const {
+        const bool pairs = (Co & 1) == 0;
+        for_pairs(acc, mb, nb, lane, [&](int64_t m, int n, float v0, float v1) {
+            if (m >= M || n >= Co) return;
+            E *row = y + m * Co;
+            v0 += bias ? to_f(bias[n]) : 0.0f;
+            if (n + 1 < Co) {
+                v1 += bias ? to_f(bias[n + 1]) : 0.0f;
+                if (pairs) {
+                    put2<false>(row + n, v0, v1);
+                    return;
+                }
+                row[n + 1] = from_f<E>(v1);
+            }
+            row[n] = from_f<E>(v0);
+        });
+    }
+};
+
+// dx[m][n] += sum_k dy_gather[m][k] w[co][tap][n], k = tap*Co + co. Co % CH == 0 and
+// Ci % CH == 0: a run of CH k is CH output channels of one tap, a run of CH n is CH input
+// channels.
+template <typename E, int BMT_, int KS> struct Dgrad {
+    using Elem = E;
+    using Cf = Cfg<E, KS>;
+    using M_ = Map<E>;
+    static constexpr bool A_KMAJOR = true, B_KMAJOR = false;
+    static constexpr int SK = Cf::SK, SMN = Cf::SMN, BMT = BMT_, QA = BMT_ / 64;
+    const E *dy, *w;
+    E *dx;
+    int H, W, Ci, Co, KW, KHKW, Ho, Wo, stride, pt, pl, K;
+    int64_t M;
+
+    struct Thread {
+        const E *base[QA];   // dy image of A rows tid/4 (+ 64)
+        int hp[QA], wp[QA];  // h + pt, w + pl (or -kFar)
+    };
+
+    __device__ void init(Thread &th, int64_t m0, int, int tid) const {
+#pragma unroll
+        for (int i = 0; i < QA; i++) {
+            const int64_t m = m0 + M_::kmaj_row(tid, i);
+            th.base[i] = dy;
+            th.hp[i] = th.wp[i] = -kFar;
+            if (m < M) {
+                const int64_t hw = (int64_t)H * W, img = m / hw;
+                const int rem = (int)(m - img * hw), h = rem / W, ww = rem - h * W;
+                th.base[i] = dy + img * Ho * Wo * Co;
+                th.hp[i] = h + pt;
+                th.wp[i] = ww + pl;
+            }
+        }
+    }
+
+    __device__ void k_tiles(int, int &k0, int &k1) const { k0 = 0, k1 = (K + Cf::BK - 1) / Cf::BK; }
+
+    __device__ void load(const Thread &th, int k0, int tid, uint32_t as, uint32_t bs) const {
+#pragma unroll
+        for (int h = 0; h < KS; h++) {
+            const int kc = M_::kmaj_col(tid) + h * Cf::BASE, k = k0 + kc;
+            const bool kin = k < K;
+            const int tap = k / Co, co = k - tap * Co, kh = tap / KW, kw = tap - kh * KW;
+#pragma unroll
+            for (int i = 0; i < QA; i++) {
+                const int r = M_::kmaj_row(tid, i);
+                const int th_ = th.hp[i] - kh, tw = th.wp[i] - kw;
+                // Output pixel ((h+pt-kh)/s, (w+pl-kw)/s) when the division is exact and inside.
+                bool ok = kin && th_ >= 0 && tw >= 0 && ((th_ | tw) & (stride - 1)) == 0;
+                const int oh = th_ >> (stride - 1), ow = tw >> (stride - 1);
+                ok = ok && oh < Ho && ow < Wo;
+                cp16(as + off<E, SK>(r, kc), ok ? th.base[i] + ((int64_t)oh * Wo + ow) * Co + co : dy, ok);
+            }
+        }
+        const int nc = M_::mn_col(tid), n = blockIdx.y * BN + nc;
+#pragma unroll
+        for (int i = 0; i < 2 * KS; i++) {
+            const int kr = M_::mn_krow(tid, i % 2) + (i / 2) * Cf::BASE, k = k0 + kr;
+            const bool ok = k < K && n < Ci;
+            const int tap = k / Co, co = k - tap * Co;
+            cp16(bs + off<E, SMN>(kr, nc), ok ? w + ((int64_t)co * KHKW + tap) * Ci + n : w, ok);
+        }
+    }
+
+    __device__ void epilogue(const AccT<BMT / 32> &acc, int64_t mb, int nb, int lane, int) const {
+        for_pairs(acc, mb, nb, lane, [&](int64_t m, int n, float v0, float v1) {
+            if (m >= M || n >= Ci) return;   // Ci even: n < Ci implies n + 1 < Ci
+            put2<true>(dx + m * Ci + n, v0, v1);
+        });
+    }
+};
+
+// dw[co][n] += sum_p dy[p][co] x_im2col[p][n], n = tap*Ci + ci, over the pixels of split z;
+// with more than one split each writes its fp32 partial [Co, KK] slice of `part`.
+template <typename E, int KS> struct Wgrad {
+    using Elem = E;
+    using Cf = Cfg<E, KS>;
+    using M_ = Map<E>;
+    static constexpr bool A_KMAJOR = false, B_KMAJOR = false;
+    static constexpr int SMN = Cf::SMN, BMT = BM;
+    const E *dy, *x;
+    E *dw;
+    float *part;
+    int H, W, Ci, Co, KW, Ho, Wo, stride, pt, pl, KK, ktps, ktiles;
+    int64_t P;
+
+    struct Thread {
+        int kh, kw, ci;   // tap of the thread's CH B columns (kh = -kFar past KK)
+    };
+
+    __device__ void init(Thread &th, int64_t, int n0, int tid) const {
+        const int n = n0 + M_::mn_col(tid);
+        th.kh = -kFar, th.kw = 0, th.ci = 0;
+        if (n < KK) {
+            const int tap = n / Ci;
+            th.ci = n - tap * Ci;
+            th.kh = tap / KW;
+            th.kw = tap - th.kh * KW;
+        }
+    }
+
+    __device__ void k_tiles(int z, int &k0, int &k1) const {
+        k0 = z * ktps;
+        k1 = min(k0 + ktps, ktiles);
+    }
+
+    __device__ void load(const Thread &th, int k0, int tid, uint32_t as, uint32_t bs) const {
+        const int c = M_::mn_col(tid), co = blockIdx.x * BM + c;
+#pragma unroll
+        for (int i = 0; i < 2 * KS; i++) {
+            const int kr = M_::mn_krow(tid, i % 2) + (i / 2) * Cf::BASE;
+            const int64_t p = (int64_t)k0 + kr;
+            const bool pin = p < P;
+            const bool aok = pin && co < Co;
+            cp16(as + off<E, SMN>(kr, c), aok ? dy + p * Co + co : dy, aok);
+            bool bok = false;
+            const E *src = x;
+            if (pin) {
+                const int64_t hw = (int64_t)Ho * Wo, img = p / hw;
+                const int rem = (int)(p - img * hw), oh = rem / Wo, ow = rem - oh * Wo;
+                const int ih = oh * stride - pt + th.kh, iw = ow * stride - pl + th.kw;
+                bok = (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
+                if (bok) src = x + img * H * W * Ci + ((int64_t)ih * W + iw) * Ci + th.ci;
+            }
+            cp16(bs + off<E, SMN>(kr, c), src, bok);
+        }
+    }
+
+    __device__ void epilogue(const AccT<4> &acc, int64_t mb, int nb, int lane, int z) const {
+        for_pairs(acc, mb, nb, lane, [&](int64_t co, int n, float v0, float v1) {
+            if (co >= Co || n >= KK) return;   // KK = taps * Ci is even
+            if (part) put2<false>(part + ((int64_t)z * Co + co) * KK + n, v0, v1);
+            else put2<true>(dw + co * KK + n, v0, v1);
+        });
+    }
+};
+
+}  // namespace tc
+
 // ---- host side ----------------------------------------------------------------------------
 cudaStream_t st(void *stream) { return (cudaStream_t)stream; }
 
@@ -619,6 +1082,142 @@ template <typename T> int bgrad_launch(T *db, const T *dy, double *part, const d
     return (int)cudaGetLastError();
 }
 
+// ---- tensor-core launches (bf16, tf32) -------------------------------------------------------
+bool a16(const void *p) { return aligned(p, 16); }
+
+// The tensor-core kernels need aligned 16-byte runs of channels wherever they gather.
+template <typename E> bool tc_fwd_ok(const E *x, const E *w, const ddx_k_conv_geom *g) {
+    return g->Ci % tc::chunk<E>() == 0 && a16(x) && a16(w);
+}
+template <typename E> bool tc_bwd_ok(const E *a, const E *b, const ddx_k_conv_geom *g) {
+    return g->Ci % tc::chunk<E>() == 0 && g->Co % tc::chunk<E>() == 0 && a16(a) && a16(b);
+}
+
+// K-tile depth of the tensor-core kernels in base steps (1: 32 bf16 / 16 f32, 2: twice that).
+// DDX_CONV_TC_KS=1|2 overrides the default, to compare the two in one benchmark run.
+constexpr int kDefaultKS = 2;
+int tc_ks() {
+    static int v = 0;
+    if (!v) {
+        const char *e = getenv("DDX_CONV_TC_KS");
+        v = e && (e[0] == '1' || e[0] == '2') && !e[1] ? e[0] - '0' : kDefaultKS;
+    }
+    return v;
+}
+
+template <class P> int tc_launch(const P &p, int64_t M, int64_t N, int splits, cudaStream_t s) {
+    using E = typename P::Elem;
+    const dim3 grid((unsigned)cdiv(M, P::BMT), (unsigned)cdiv(N, tc::BN), (unsigned)splits);
+    if (grid.y > 65535u || grid.z > 65535u) return (int)cudaErrorInvalidValue;
+    // Above the 48 KiB default: opt in, once per kernel and process (the first call runs
+    // eagerly, before any CUDA graph capture).
+    const size_t smem = tc::smem_bytes<E, typename P::Cf>();
+    static const cudaError_t opt_in =
+        cudaFuncSetAttribute(tc::tc_k<P>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (opt_in != cudaSuccess) return (int)opt_in;
+    tc::tc_k<P><<<grid, tc::THREADS, smem, s>>>(p);
+    return (int)cudaGetLastError();
+}
+
+// 64-row block tiles when 128-row ones would not give about two blocks per SM of a 132-SM
+// card (the low-resolution layers); shapes alone decide, and the bits do not depend on it
+// (every output element sums its K in the same order either way).
+bool tc_small(int64_t M, int64_t N) { return cdiv(M, tc::BM) * cdiv(N, tc::BN) < 264; }
+
+template <typename E, int BMT, int KS>
+int tc_fwd_run(E *y, const E *x, const E *w, const E *bias, const ddx_k_conv_geom *g, cudaStream_t s) {
+    tc::Fwd<E, BMT, KS> p;
+    p.x = x, p.w = w, p.bias = bias, p.y = y;
+    p.H = (int)g->H, p.W = (int)g->W, p.Ci = (int)g->Ci, p.Co = (int)g->Co, p.KW = (int)g->KW;
+    p.Ho = (int)g->Ho, p.Wo = (int)g->Wo, p.stride = g->stride, p.pt = g->pad_top, p.pl = g->pad_left;
+    p.M = g->N * g->Ho * g->Wo, p.K = (int)(g->KH * g->KW * g->Ci);
+    return tc_launch(p, p.M, p.Co, 1, s);
+}
+
+template <typename E>
+int tc_fwd(E *y, const E *x, const E *w, const E *bias, const ddx_k_conv_geom *g, cudaStream_t s) {
+    const bool small = tc_small(g->N * g->Ho * g->Wo, g->Co);
+    if (tc_ks() == 1) return small ? tc_fwd_run<E, 64, 1>(y, x, w, bias, g, s) : tc_fwd_run<E, 128, 1>(y, x, w, bias, g, s);
+    return small ? tc_fwd_run<E, 64, 2>(y, x, w, bias, g, s) : tc_fwd_run<E, 128, 2>(y, x, w, bias, g, s);
+}
+
+template <typename E, int BMT, int KS>
+int tc_dgrad_run(E *dx, const E *dy, const E *w, const ddx_k_conv_geom *g, cudaStream_t s) {
+    tc::Dgrad<E, BMT, KS> p;
+    p.dy = dy, p.w = w, p.dx = dx;
+    p.H = (int)g->H, p.W = (int)g->W, p.Ci = (int)g->Ci, p.Co = (int)g->Co, p.KW = (int)g->KW;
+    p.KHKW = (int)(g->KH * g->KW);
+    p.Ho = (int)g->Ho, p.Wo = (int)g->Wo, p.stride = g->stride, p.pt = g->pad_top, p.pl = g->pad_left;
+    p.M = g->N * g->H * g->W, p.K = (int)(g->KH * g->KW * g->Co);
+    return tc_launch(p, p.M, p.Ci, 1, s);
+}
+
+template <typename E> int tc_dgrad(E *dx, const E *dy, const E *w, const ddx_k_conv_geom *g, cudaStream_t s) {
+    const bool small = tc_small(g->N * g->H * g->W, g->Ci);
+    if (tc_ks() == 1) return small ? tc_dgrad_run<E, 64, 1>(dx, dy, w, g, s) : tc_dgrad_run<E, 128, 1>(dx, dy, w, g, s);
+    return small ? tc_dgrad_run<E, 64, 2>(dx, dy, w, g, s) : tc_dgrad_run<E, 128, 2>(dx, dy, w, g, s);
+}
+
+// wgrad split of the pixel range for the tensor-core kernel, from the shapes alone: about 512
+// blocks, each split at least 8 K tiles, at most 64 splits.
+template <typename E, int KS> WgradPlan tc_wgrad_plan(const ddx_k_conv_geom *g) {
+    WgradPlan pl;
+    const int64_t P = g->N * g->Ho * g->Wo, KK = g->KH * g->KW * g->Ci;
+    pl.tm = 0;
+    pl.ktiles = (int)cdiv(P, tc::Cfg<E, KS>::BK);
+    const int64_t tiles = cdiv(g->Co, tc::BM) * cdiv(KK, tc::BN);
+    int64_t sp = cdiv(512, tiles);
+    if (sp > 64) sp = 64;
+    if (sp > pl.ktiles / 8) sp = pl.ktiles / 8;
+    if (sp < 1) sp = 1;
+    pl.ktps = (int)cdiv(pl.ktiles, sp);
+    pl.splits = (int)cdiv(pl.ktiles, pl.ktps);
+    return pl;
+}
+
+template <typename E, int KS>
+int tc_wgrad_run(E *dw, const E *dy, const E *x, float *part, const ddx_k_conv_geom *g, cudaStream_t s) {
+    const WgradPlan pl = tc_wgrad_plan<E, KS>(g);
+    if (pl.splits > 1 && (!part || !aligned(part, 8))) return (int)cudaErrorInvalidValue;
+    tc::Wgrad<E, KS> p;
+    p.dy = dy, p.x = x, p.dw = dw, p.part = pl.splits > 1 ? part : nullptr;
+    p.H = (int)g->H, p.W = (int)g->W, p.Ci = (int)g->Ci, p.Co = (int)g->Co, p.KW = (int)g->KW;
+    p.Ho = (int)g->Ho, p.Wo = (int)g->Wo, p.stride = g->stride, p.pt = g->pad_top, p.pl = g->pad_left;
+    p.P = g->N * g->Ho * g->Wo, p.KK = (int)(g->KH * g->KW * g->Ci);
+    p.ktps = pl.ktps, p.ktiles = pl.ktiles;
+    int e = tc_launch(p, p.Co, p.KK, pl.splits, s);
+    if (e != 0 || pl.splits == 1) return e;
+    const int64_t n = g->Co * g->KH * g->KW * g->Ci;
+    const int64_t blocks = cdiv(n, kThreads) < 4096 ? cdiv(n, kThreads) : 4096;
+    wgrad_reduce_k<E><<<(unsigned)blocks, kThreads, 0, s>>>(dw, part, pl.splits, n);
+    return (int)cudaGetLastError();
+}
+
+// Scratch splits the weight gradient may use: the larger of the SIMT and tensor-core plans,
+// since alignment (known only at launch) picks the path.
+template <typename E>
+int tc_wgrad(E *dw, const E *dy, const E *x, float *part, const ddx_k_conv_geom *g, cudaStream_t s) {
+    return tc_ks() == 1 ? tc_wgrad_run<E, 1>(dw, dy, x, part, g, s) : tc_wgrad_run<E, 2>(dw, dy, x, part, g, s);
+}
+
+template <typename E> int64_t wgrad_splits_any(const ddx_k_conv_geom *g) {
+    if (!supported(g)) return 1;
+    int64_t m = wgrad_plan(g).splits;
+    const int64_t b = tc_wgrad_plan<E, 1>(g).splits, c = tc_wgrad_plan<E, 2>(g).splits;
+    if (b > m) m = b;
+    return c > m ? c : m;
+}
+
+// DDX_CONV_SIMT=1 keeps bf16 convs on the SIMT kernels (to compare the two paths).
+bool tc_disabled() {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("DDX_CONV_SIMT");
+        v = e && e[0] == '1';
+    }
+    return v == 1;
+}
+
 }  // namespace
 
 // ---- extern "C" launchers -----------------------------------------------------------------
@@ -632,6 +1231,12 @@ int ddx_k_conv2d_fwd_f32(float *y, const float *x, const float *w, const float *
 }
 int ddx_k_conv2d_fwd_bf16(uint16_t *y, const uint16_t *x, const uint16_t *w, const uint16_t *bias,
                           const ddx_k_conv_geom *g, void *stream) {
+    if (supported(g) && !tc_disabled() && tc_fwd_ok(x, w, g)) return tc_fwd(y, x, w, bias, g, st(stream));
+    return fwd_launch(y, x, w, bias, g, st(stream));
+}
+int ddx_k_conv2d_fwd_tf32(float *y, const float *x, const float *w, const float *bias, const ddx_k_conv_geom *g,
+                          void *stream) {
+    if (supported(g) && !tc_disabled() && tc_fwd_ok(x, w, g)) return tc_fwd(y, x, w, bias, g, st(stream));
     return fwd_launch(y, x, w, bias, g, st(stream));
 }
 
@@ -640,10 +1245,17 @@ int ddx_k_conv2d_dgrad_f32(float *dx, const float *dy, const float *w, const ddx
 }
 int ddx_k_conv2d_dgrad_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *w, const ddx_k_conv_geom *g,
                             void *stream) {
+    if (supported(g) && !tc_disabled() && tc_bwd_ok(dy, w, g) && a16(dx)) return tc_dgrad(dx, dy, w, g, st(stream));
+    return dgrad_launch(dx, dy, w, g, st(stream));
+}
+int ddx_k_conv2d_dgrad_tf32(float *dx, const float *dy, const float *w, const ddx_k_conv_geom *g, void *stream) {
+    if (supported(g) && !tc_disabled() && tc_bwd_ok(dy, w, g) && a16(dx)) return tc_dgrad(dx, dy, w, g, st(stream));
     return dgrad_launch(dx, dy, w, g, st(stream));
 }
 
 int64_t ddx_k_conv2d_wgrad_splits(const ddx_k_conv_geom *g) { return supported(g) ? wgrad_plan(g).splits : 1; }
+int64_t ddx_k_conv2d_wgrad_splits_bf16(const ddx_k_conv_geom *g) { return wgrad_splits_any<uint16_t>(g); }
+int64_t ddx_k_conv2d_wgrad_splits_tf32(const ddx_k_conv_geom *g) { return wgrad_splits_any<float>(g); }
 
 int ddx_k_conv2d_wgrad_f32(float *dw, const float *dy, const float *x, float *part, const ddx_k_conv_geom *g,
                            void *stream) {
@@ -651,6 +1263,14 @@ int ddx_k_conv2d_wgrad_f32(float *dw, const float *dy, const float *x, float *pa
 }
 int ddx_k_conv2d_wgrad_bf16(uint16_t *dw, const uint16_t *dy, const uint16_t *x, float *part,
                             const ddx_k_conv_geom *g, void *stream) {
+    if (supported(g) && !tc_disabled() && tc_bwd_ok(dy, x, g) && aligned(dw, 4))
+        return tc_wgrad(dw, dy, x, part, g, st(stream));
+    return wgrad_launch(dw, dy, x, part, g, st(stream));
+}
+int ddx_k_conv2d_wgrad_tf32(float *dw, const float *dy, const float *x, float *part, const ddx_k_conv_geom *g,
+                            void *stream) {
+    if (supported(g) && !tc_disabled() && tc_bwd_ok(dy, x, g) && aligned(dw, 8))
+        return tc_wgrad(dw, dy, x, part, g, st(stream));
     return wgrad_launch(dw, dy, x, part, g, st(stream));
 }
 

@@ -34,16 +34,25 @@ typedef struct ddx_k_conv_geom {
 // stride 1 or 2, non-negative padding), else 0.
 int ddx_k_conv2d_supported(const ddx_k_conv_geom *g);
 
+// Precision: _f32 computes in fp32 FMA (SIMT); _bf16 on the tensor cores (bf16 products, fp32
+// accumulation) when the channel counts the gathers walk are multiples of 8 and the tensors
+// 16-byte aligned, else in fp32 SIMT; _tf32 takes f32 tensors and uses the tensor cores in TF32
+// (operands rounded to 10 mantissa bits, fp32 accumulation) when those channel counts are
+// multiples of 4, else fp32 SIMT. DDX_CONV_SIMT=1 in the environment keeps everything SIMT.
+
 // y = conv(x, w) + bias (bias may be NULL).
 int ddx_k_conv2d_fwd_f32(float *y, const float *x, const float *w, const float *bias, const ddx_k_conv_geom *g,
                          void *stream);
 int ddx_k_conv2d_fwd_bf16(uint16_t *y, const uint16_t *x, const uint16_t *w, const uint16_t *bias,
                           const ddx_k_conv_geom *g, void *stream);
+int ddx_k_conv2d_fwd_tf32(float *y, const float *x, const float *w, const float *bias, const ddx_k_conv_geom *g,
+                          void *stream);
 
 // dx += the input gradient of dy [N, Ho, Wo, Co] through w.
 int ddx_k_conv2d_dgrad_f32(float *dx, const float *dy, const float *w, const ddx_k_conv_geom *g, void *stream);
 int ddx_k_conv2d_dgrad_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *w, const ddx_k_conv_geom *g,
                             void *stream);
+int ddx_k_conv2d_dgrad_tf32(float *dx, const float *dy, const float *w, const ddx_k_conv_geom *g, void *stream);
 
 // dw += the weight gradient, summed over the N*Ho*Wo output pixels split into
 // ddx_k_conv2d_wgrad_splits(g) ranges. When that is more than 1, `part` must hold
@@ -51,8 +60,14 @@ int ddx_k_conv2d_dgrad_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *w,
 int64_t ddx_k_conv2d_wgrad_splits(const ddx_k_conv_geom *g);
 int ddx_k_conv2d_wgrad_f32(float *dw, const float *dy, const float *x, float *part, const ddx_k_conv_geom *g,
                            void *stream);
+// The bf16 / tf32 weight gradients may run on the tensor cores with their own split: their
+// scratch is ddx_k_conv2d_wgrad_splits_{bf16,tf32}(g) * Co * KH*KW*Ci floats (8-byte aligned).
+int64_t ddx_k_conv2d_wgrad_splits_bf16(const ddx_k_conv_geom *g);
+int64_t ddx_k_conv2d_wgrad_splits_tf32(const ddx_k_conv_geom *g);
 int ddx_k_conv2d_wgrad_bf16(uint16_t *dw, const uint16_t *dy, const uint16_t *x, float *part,
                             const ddx_k_conv_geom *g, void *stream);
+int ddx_k_conv2d_wgrad_tf32(float *dw, const float *dy, const float *x, float *part, const ddx_k_conv_geom *g,
+                            void *stream);
 
 // db += the column sums of dy viewed as [N*Ho*Wo, Co], in two passes through `part`:
 // ddx_k_conv2d_bgrad_parts(g) * Co doubles of scratch (fully overwritten).

@@ -70,6 +70,10 @@ typedef struct ddx_timestep_emb_params {
 // Which Philox numbers a draw uses: element e of the tensor is element (offset + e) of the
 // fill keyed by (seed, stream, step); see runtime/philox.h. `offset` lets a batch of samples
 // draw the same noise per sample whatever the batch size (offset = first sample * H*W*C).
+// While the context's step_dev is set (CUDA graphs), the front-ends replace step with
+// DDX_RNG_STEP_ON_DEVICE and the kernels read the step word from step_dev when they run; a
+// kernel given the sentinel without step_dev refuses it rather than draw the wrong noise.
+#define DDX_RNG_STEP_ON_DEVICE 0xFFFFFFFFu
 typedef struct ddx_rng_key {
     uint64_t seed;
     uint32_t stream;
@@ -82,10 +86,14 @@ typedef struct ddx_rng_key {
 //   x0   = clamp(x0, -1, 1)         when clip
 //   eps  = f * x_t + g * out
 //   prev = c * x0 + d * x_t + e * eps + sigma * z,   z ~ N(0, 1) from `key` (not drawn when sigma == 0)
+// coefs_dev (CUDA only, with the context's step_dev set): the kernel reads a, b, f, g, c, d, e, sigma, clip
+// (0.0f / 1.0f) from these 9 device floats when it runs, so one captured graph serves every
+// timestep; the host values are then ignored (whoever writes the buffer checks them).
 typedef struct ddx_sampler_step_params {
     float a, b, f, g, c, d, e, sigma;
     bool clip;
     ddx_rng_key key;
+    const float *coefs_dev;
 } ddx_sampler_step_params;
 
 typedef union ddx_op_params {
@@ -131,11 +139,16 @@ typedef struct ddx_ctx {
     size_t n_nodes, cap_nodes;
     bool grad_enabled;                 // record the tape
     bool training;                     // dropout active
+    bool tf32;                         // CUDA: f32 convs and linears may use TF32 tensor cores
     ddx_status status;                 // sticky first error
     uint64_t seed;                     // run seed, keys dropout noise
     uint64_t step;                     // training step, keys dropout noise
     uint32_t rng_calls;                // dropout calls in this step; a distinct stream each
     struct ddx_cuda_ctx *cuda;         // stream and cuBLAS handle (NULL on CPU)
+    // CUDA graphs (NULL otherwise): a device address holding the step word that every Philox-
+    // keyed op of the context uses instead of its host step, read when the kernel runs, so a
+    // step captured once replays with each step's noise. Set only around a captured body.
+    const uint32_t *step_dev;
 } ddx_ctx;
 
 ddx_status ddx_ctx_init(ddx_ctx *c, ddx_device dev, size_t act_bytes);

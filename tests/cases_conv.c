@@ -33,7 +33,50 @@ static ddx_tensor *apply_linear(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *
      .p = {.conv2d = {.stride = s, .pad_top = pt, .pad_bottom = pb, .pad_left = pl, .pad_right = pr}}, \
      .no_grad = true}
 
+// bf16 storage (fp32 math). Channel counts that are multiples of 8 take the tensor-core
+// kernels; the others (3-channel image convs, odd Co) keep the SIMT ones, and both are here.
+#define T4B(a, b, c, d, g) {.ndim = 4, .shape = {a, b, c, d}, .dtype = DDX_BF16, .gen = DDX_GEN_UNIFORM, .grad = g}
+#define CONV_BF16(desc_, N, H, W, Ci, Co, KH, KW, s, pt, pb, pl, pr, with_bias, g)                    \
+    {.op = DDX_OP_CONV2D, .desc = desc_, .n_inputs = 3,                                              \
+     .in = {T4B(N, H, W, Ci, g), T4B(Co, KH, KW, Ci, g),                                             \
+            {.ndim = (with_bias) ? 1 : 0, .shape = {Co, 1, 1, 1}, .dtype = DDX_BF16, .gen = DDX_GEN_UNIFORM, .grad = g}}, \
+     .apply = apply_conv2d,                                                                          \
+     .p = {.conv2d = {.stride = s, .pad_top = pt, .pad_bottom = pb, .pad_left = pl, .pad_right = pr}}, \
+     .no_grad = !(g), .bf16_ref_f32 = true}
+
+// f32 tensors with TF32 allowed (ctx->tf32): channel counts that are multiples of 4 take the
+// TF32 tensor-core kernels (operands rounded to 10 mantissa bits, fp32 sums), so the CUDA
+// tolerance is 2e-3 relative to the largest |ref| instead of fp32's 1e-5.
+#define CONV_TF32(desc_, N, H, W, Ci, Co, KH, KW, s, pt, pb, pl, pr, with_bias, g)                    \
+    {.op = DDX_OP_CONV2D, .desc = desc_, .n_inputs = 3,                                              \
+     .in = {T4(N, H, W, Ci, g), T4(Co, KH, KW, Ci, g),                                               \
+            {.ndim = (with_bias) ? 1 : 0, .shape = {Co, 1, 1, 1}, .gen = DDX_GEN_UNIFORM, .grad = g}},   \
+     .apply = apply_conv2d,                                                                          \
+     .p = {.conv2d = {.stride = s, .pad_top = pt, .pad_bottom = pb, .pad_left = pl, .pad_right = pr}}, \
+     .no_grad = !(g), .tf32 = true, .fwd_rtol = 2e-3, .fwd_atol = 2e-3}
+
 static const ddx_op_case conv_cases[] = {
+    CONV_TF32("conv2d tf32 3x3 s1 p1 [2,9,7,8] -> 12, bias (ragged tiles)", 2, 9, 7, 8, 12, 3, 3, 1, 1, 1, 1, 1, true, true),
+    CONV_TF32("conv2d tf32 3x3 s2 pad (0,1,0,1) [2,8,8,16] -> 8, no bias", 2, 8, 8, 16, 8, 3, 3, 2, 0, 1, 0, 1, false, true),
+    CONV_TF32("conv2d tf32 1x1 [3,5,5,12] -> 20, bias", 3, 5, 5, 12, 20, 1, 1, 1, 0, 0, 0, 0, true, true),
+    CONV_TF32("conv2d tf32 3x3 [8,32,32,16] -> 16, bias (split-K weight gradient)", 8, 32, 32, 16, 16, 3, 3, 1, 1, 1, 1, 1, true, true),
+    CONV_TF32("conv2d tf32 3x3 [2,8,8,128] -> 132, bias (two N tiles)", 2, 8, 8, 128, 132, 3, 3, 1, 1, 1, 1, 1, true, true),
+    CONV_TF32("conv2d tf32 3x3 [34,32,32,8] -> 8, bias (128-row tiles: 272 of them)", 34, 32, 32, 8, 8, 3, 3, 1, 1, 1, 1, 1, true, true),
+    CONV_TF32("conv2d tf32 U-Net 3x3 128->128 32x32 batch 2", 2, 32, 32, 128, 128, 3, 3, 1, 1, 1, 1, 1, true, false),
+
+    CONV_BF16("conv2d bf16 3x3 s1 p1 [2,9,7,16] -> 24, bias (ragged M, N and K tiles)", 2, 9, 7, 16, 24, 3, 3, 1, 1, 1, 1, 1, true, true),
+    CONV_BF16("conv2d bf16 3x3 s2 pad (0,1,0,1) [2,8,8,16] -> 8, no bias", 2, 8, 8, 16, 8, 3, 3, 2, 0, 1, 0, 1, false, true),
+    CONV_BF16("conv2d bf16 3x3 s2 p1 odd H/W [1,7,9,8] -> 16, bias", 1, 7, 9, 8, 16, 3, 3, 2, 1, 1, 1, 1, true, true),
+    CONV_BF16("conv2d bf16 1x1 [3,5,5,32] -> 40, bias", 3, 5, 5, 32, 40, 1, 1, 1, 0, 0, 0, 0, true, true),
+    CONV_BF16("conv2d bf16 3x3 [8,32,32,16] -> 16, bias (split-K weight gradient)", 8, 32, 32, 16, 16, 3, 3, 1, 1, 1, 1, 1, true, true),
+    CONV_BF16("conv2d bf16 3x3 [2,8,8,128] -> 136, bias (two N tiles)", 2, 8, 8, 128, 136, 3, 3, 1, 1, 1, 1, 1, true, true),
+    CONV_BF16("conv2d bf16 output 3x3 [2,6,6,16] -> 3, bias (odd Co: SIMT backward)", 2, 6, 6, 16, 3, 3, 3, 1, 1, 1, 1, 1, true, true),
+    CONV_BF16("conv2d bf16 input 3x3 [2,6,6,3] -> 16, bias (Ci=3: SIMT)", 2, 6, 6, 3, 16, 3, 3, 1, 1, 1, 1, 1, true, true),
+    CONV_BF16("conv2d bf16 3x3 [34,32,32,8] -> 8, bias (128-row tiles: 272 of them)", 34, 32, 32, 8, 8, 3, 3, 1, 1, 1, 1, 1, true, true),
+    CONV_BF16("conv2d bf16 3x3 s2 (0,1,0,1) [136,16,16,16] -> 16 (128-row tiles, stride-2 dgrad)", 136, 16, 16, 16, 16, 3, 3, 2, 0, 1, 0, 1, true, true),
+    CONV_BF16("conv2d bf16 U-Net 3x3 128->128 32x32 batch 2", 2, 32, 32, 128, 128, 3, 3, 1, 1, 1, 1, 1, true, false),
+    CONV_BF16("conv2d bf16 U-Net downsample s2 (0,1,0,1) 128 16x16 batch 2", 2, 16, 16, 128, 128, 3, 3, 2, 0, 1, 0, 1, true, false),
+
     CONV("conv2d 3x3 s1 p1 [2,5,5,3] -> 5, bias", 2, 5, 5, 3, 5, 3, 3, 1, 1, 1, 1, 1, true),
     CONV("conv2d 3x3 s1 p1 [3,4,6,5] -> 3, no bias", 3, 4, 6, 5, 3, 3, 3, 1, 1, 1, 1, 1, false),
     CONV("conv2d 3x3 s1 p0 (valid) [1,5,6,3] -> 5, bias", 1, 5, 6, 3, 5, 3, 3, 1, 0, 0, 0, 0, true),

@@ -47,6 +47,7 @@ typedef struct ddx_op_case {
     double grad_rtol, grad_atol, grad_h;
     bool no_grad;                      // forward-only case (e.g. large real U-Net shapes)
     bool training;                     // run with ctx->training = true (dropout)
+    bool tf32;                         // run with ctx->tf32 = true (CUDA: TF32 tensor cores)
     // bf16 inputs reach the CPU reference as f32 holding the same (bf16-rounded) values, for
     // ops whose CPU reference is f32-only; cast/copy/fill leave this false and see real bf16.
     bool bf16_ref_f32;

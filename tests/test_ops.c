@@ -18,6 +18,7 @@
 //   | check                     | rtol | atol                    |
 //   | cuda fwd, f32 output      | 1e-5 | 1e-5 * max(1, max|ref|) |
 //   | cuda fwd, bf16 output     | 1e-2 | 1e-2 * max(1, max|ref|) |
+//   | cuda fwd, tf32 case       | set by the case (about 1e-3)  |
 //   | cuda bwd vs cpu bwd       | 2x the forward tolerances      |
 //   | cpu bwd vs finite diff.   | 1e-2 | 1e-3 * max(1, max|grad|)|
 #include <inttypes.h>
@@ -193,6 +194,7 @@ static void run_case(ddx_ctx *c, const ddx_op_case *tc, host_input *hin, const f
     ddx_status st = ddx_ctx_reset(c);
     if (st != DDX_OK) return fail_result(res, st, "ctx reset");
     c->training = tc->training;
+    c->tf32 = tc->tf32;   // only CUDA kernels read it
     c->seed = 1234;
     c->step = 7;
     ddx_tensor *in[DDX_MAX_INPUTS] = {0};

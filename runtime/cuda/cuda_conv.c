@@ -59,7 +59,9 @@ ddx_status ddx_cuda_conv2d_fwd(ddx_ctx *c, ddx_node *n) {
     ddx_k_conv_geom g;
     DDX_TRY(conv_geom_of_node(n, &g));
     void *s = conv_stream(c);
-    if (x->dtype == DDX_F32)
+    if (x->dtype == DDX_F32 && c->tf32)
+        DDX_CUDA_CHECK(ddx_k_conv2d_fwd_tf32(y->data, x->data, w->data, b ? b->data : NULL, &g, s));
+    else if (x->dtype == DDX_F32)
         DDX_CUDA_CHECK(ddx_k_conv2d_fwd_f32(y->data, x->data, w->data, b ? b->data : NULL, &g, s));
     else
         DDX_CUDA_CHECK(ddx_k_conv2d_fwd_bf16(y->data, x->data, w->data, b ? b->data : NULL, &g, s));
@@ -82,15 +84,19 @@ ddx_status ddx_cuda_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
     const bool f32 = x->dtype == DDX_F32;
 
     if (gx) {
-        if (f32) DDX_CUDA_CHECK(ddx_k_conv2d_dgrad_f32(gx->data, dy->data, w->data, &g, s));
+        if (f32 && c->tf32) DDX_CUDA_CHECK(ddx_k_conv2d_dgrad_tf32(gx->data, dy->data, w->data, &g, s));
+        else if (f32) DDX_CUDA_CHECK(ddx_k_conv2d_dgrad_f32(gx->data, dy->data, w->data, &g, s));
         else DDX_CUDA_CHECK(ddx_k_conv2d_dgrad_bf16(gx->data, dy->data, w->data, &g, s));
     }
     ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
     if (gw) {
-        const int64_t splits = ddx_k_conv2d_wgrad_splits(&g);
+        const int64_t splits = !f32 ? ddx_k_conv2d_wgrad_splits_bf16(&g)
+                               : c->tf32 ? ddx_k_conv2d_wgrad_splits_tf32(&g)
+                                         : ddx_k_conv2d_wgrad_splits(&g);
         void *part = NULL;   // [splits, Co, KH*KW*Ci] f32
         if (splits > 1) DDX_TRY(conv_scratch(c, splits * g.Co * g.KH * g.KW * g.Ci, "weight gradient", &part));
-        if (f32) DDX_CUDA_CHECK(ddx_k_conv2d_wgrad_f32(gw->data, dy->data, x->data, part, &g, s));
+        if (f32 && c->tf32) DDX_CUDA_CHECK(ddx_k_conv2d_wgrad_tf32(gw->data, dy->data, x->data, part, &g, s));
+        else if (f32) DDX_CUDA_CHECK(ddx_k_conv2d_wgrad_f32(gw->data, dy->data, x->data, part, &g, s));
         else DDX_CUDA_CHECK(ddx_k_conv2d_wgrad_bf16(gw->data, dy->data, x->data, part, &g, s));
     }
     if (gb) {
