@@ -95,12 +95,30 @@ ddx_status ddx_model_init(const ddx_model *m, uint64_t seed) {
     return DDX_OK;
 }
 
+ddx_status ddx_model_set_compute(ddx_model *m, ddx_dtype dt) {
+    if (dt != DDX_F32 && dt != DDX_BF16)
+        return ddx_errorf(DDX_E_INPUT, "model compute dtype %s: only f32 and bf16 are supported", ddx_dtype_name(dt));
+    m->compute = dt;
+    return DDX_OK;
+}
+
+ddx_dtype ddx_model_compute(const ddx_model *m) { return m->compute; }
+
+ddx_tensor *ddx_model_w(ddx_ctx *c, const ddx_model *m, ddx_tensor *p) {
+    if (!p || p->dtype == m->compute) return p;
+    return ddx_cast(c, p, m->compute);
+}
+
 ddx_tensor *ddx_model_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx_tensor *t, ddx_tensor *y) {
     if (!m || !m->forward) {
         ddx_ctx_fail(c, ddx_errorf(DDX_E_INTERNAL, "model forward: no model"));
         return NULL;
     }
-    return m->forward(c, m, x, t, y);
+    if (m->compute == DDX_F32 || !x) return m->forward(c, m, x, t, y);
+    // Mixed precision: the network sees x in the compute dtype; callers get f32 back, so
+    // losses and sampler updates stay fp32.
+    ddx_tensor *out = m->forward(c, m, ddx_cast(c, x, m->compute), t, y);
+    return out && out->dtype != DDX_F32 ? ddx_cast(c, out, DDX_F32) : out;
 }
 
 ddx_param_store *ddx_model_params(const ddx_model *m) { return m->ps; }

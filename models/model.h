@@ -28,6 +28,12 @@ ddx_status ddx_model_init(const ddx_model *m, uint64_t seed);
 // class labels or NULL (only when num_classes > 0) -> [N,H,W,out_channels].
 // Dropout is active when c->training.
 ddx_tensor *ddx_model_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx_tensor *t, ddx_tensor *y);
+// The dtype the network computes in: DDX_F32 (the default, and the CPU reference) or DDX_BF16
+// (mixed precision: activations bf16, weights cast from the fp32 store at each use, fp32
+// GroupNorm statistics and accumulation inside every kernel; the forward still takes and
+// returns f32 tensors). Anything else: DDX_E_INPUT.
+ddx_status ddx_model_set_compute(ddx_model *m, ddx_dtype dt);
+ddx_dtype ddx_model_compute(const ddx_model *m);
 // The store this model's parameters live in.
 ddx_param_store *ddx_model_params(const ddx_model *m);
 void ddx_model_free(ddx_model *m);

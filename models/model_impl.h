@@ -27,6 +27,7 @@ struct ddx_model {
     void *impl;                    // the network's own struct (parameter tensor pointers)
     ddx_model_forward_fn forward;
     void (*free_impl)(void *impl);
+    ddx_dtype compute;             // DDX_F32 or DDX_BF16 (ddx_model_set_compute)
     ddx_init_spec *init;           // one per parameter, in creation order
     size_t n_init, cap_init;
 };
@@ -38,6 +39,12 @@ ddx_tensor *ddx_model_param(ddx_model *m, const char *name, int ndim, const int6
 // printf-style name (the U-Nets build names like "down_blocks.1.resnets.0.conv1.weight").
 ddx_tensor *ddx_model_paramf(ddx_model *m, int ndim, const int64_t *shape, ddx_init_kind kind, int64_t fan_in,
                              const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+// Parameter p as the network computes with it: p itself in fp32, else a cast of p into
+// m->compute (recorded on the tape, so its gradient lands in the fp32 store). Conv and linear
+// weights and biases go through this; GroupNorm's scale and shift stay fp32 (the op takes
+// them so), as does anything the network keeps in fp32 on purpose.
+ddx_tensor *ddx_model_w(ddx_ctx *c, const ddx_model *m, ddx_tensor *p);
 
 // Each network: reads m->cfg.model, registers its parameters with ddx_model_param, sets
 // m->impl, m->forward and m->free_impl.

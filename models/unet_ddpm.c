@@ -299,34 +299,39 @@ static const ddx_conv2d_params CONV_1X1 = {.stride = 1};
 // Downsample2D with padding 0: F.pad(x, (0, 1, 0, 1)) then a 3x3 stride-2 conv.
 static const ddx_conv2d_params CONV_DOWN = {.stride = 2, .pad_bottom = 1, .pad_right = 1};
 
+// A parameter (or f32 tensor) in the dtype the network computes in (models/model_impl.h).
+#define W(p) ddx_model_w(c, m, (p))
+
 // temb_act: SiLU(temb) [N, 4ch], shared by every resnet of the pass.
-static ddx_tensor *resnet_fwd(ddx_ctx *c, const ud_net *u, const ud_resnet *r, ddx_tensor *x, ddx_tensor *temb_act) {
+static ddx_tensor *resnet_fwd(ddx_ctx *c, const ddx_model *m, const ud_resnet *r, ddx_tensor *x, ddx_tensor *temb_act) {
     if (!x) return NULL;
+    const ud_net *u = m->impl;
     const int64_t N = x->shape[0];
     ddx_tensor *h = ddx_group_norm(c, x, r->norm1_w, r->norm1_b, u->groups, u->eps, true);   // [N, H, W, cin]
-    h = ddx_conv2d(c, h, r->conv1.w, r->conv1.b, CONV_SAME);                                // [N, H, W, cout]
-    ddx_tensor *tp = ddx_linear(c, temb_act, r->temb_w, r->temb_b);                         // [N, cout]
+    h = ddx_conv2d(c, h, W(r->conv1.w), W(r->conv1.b), CONV_SAME);                          // [N, H, W, cout]
+    ddx_tensor *tp = ddx_linear(c, temb_act, W(r->temb_w), W(r->temb_b));                   // [N, cout]
     tp = ddx_reshape(c, tp, 4, (int64_t[]){N, 1, 1, r->cout});                               // [N, 1, 1, cout]
     h = ddx_add(c, h, tp);                                                                   // [N, H, W, cout]
     h = ddx_group_norm(c, h, r->norm2_w, r->norm2_b, u->groups, u->eps, true);
     h = ddx_dropout(c, h, u->dropout);
-    h = ddx_conv2d(c, h, r->conv2.w, r->conv2.b, CONV_SAME);                                // [N, H, W, cout]
-    ddx_tensor *s = r->shortcut.w ? ddx_conv2d(c, x, r->shortcut.w, r->shortcut.b, CONV_1X1) : x;
+    h = ddx_conv2d(c, h, W(r->conv2.w), W(r->conv2.b), CONV_SAME);                          // [N, H, W, cout]
+    ddx_tensor *s = r->shortcut.w ? ddx_conv2d(c, x, W(r->shortcut.w), W(r->shortcut.b), CONV_1X1) : x;
     return ddx_add(c, s, h);
 }
 
 // diffusers Attention with a GroupNorm, one head (attention_head_dim None -> head_dim = channels),
 // scale 1/sqrt(C), residual connection, rescale factor 1.
-static ddx_tensor *attn_fwd(ddx_ctx *c, const ud_net *u, const ud_attn *a, ddx_tensor *x) {
+static ddx_tensor *attn_fwd(ddx_ctx *c, const ddx_model *m, const ud_attn *a, ddx_tensor *x) {
     if (!x) return NULL;
+    const ud_net *u = m->impl;
     const int64_t N = x->shape[0], H = x->shape[1], W = x->shape[2], C = x->shape[3];
     ddx_tensor *h = ddx_group_norm(c, x, a->norm_w, a->norm_b, u->groups, u->eps, false);   // [N, H, W, C]
     h = ddx_reshape(c, h, 3, (int64_t[]){N, H * W, C});                                     // [N, L, C]
-    ddx_tensor *q = ddx_linear(c, h, a->q_w, a->q_b);                                       // [N, L, C]
-    ddx_tensor *k = ddx_linear(c, h, a->k_w, a->k_b);                                       // [N, L, C]
-    ddx_tensor *v = ddx_linear(c, h, a->v_w, a->v_b);                                       // [N, L, C]
+    ddx_tensor *q = ddx_linear(c, h, W(a->q_w), W(a->q_b));                                 // [N, L, C]
+    ddx_tensor *k = ddx_linear(c, h, W(a->k_w), W(a->k_b));                                 // [N, L, C]
+    ddx_tensor *v = ddx_linear(c, h, W(a->v_w), W(a->v_b));                                 // [N, L, C]
     ddx_tensor *o = ddx_attention(c, q, k, v, 1, 0.0f);                                     // [N, L, C]
-    o = ddx_linear(c, o, a->o_w, a->o_b);                                                   // [N, L, C]
+    o = ddx_linear(c, o, W(a->o_w), W(a->o_b));                                             // [N, L, C]
     o = ddx_reshape(c, o, 4, (int64_t[]){N, H, W, C});                                      // [N, H, W, C]
     return ddx_add(c, o, x);
 }
@@ -369,44 +374,44 @@ static ddx_tensor *ud_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx
     // Time (and class) embedding; SiLU(temb) once, since every resnet projects the same activation.
     const ddx_timestep_emb_params tp = {
         .dim = m->cfg.model.ch, .freq_shift = 1.0f, .flip_sin_to_cos = false, .max_period = 10000.0f};
-    ddx_tensor *temb = ddx_timestep_emb(c, t, tp);                  // [N, ch]
-    temb = ddx_linear(c, temb, u->lin1_w, u->lin1_b);               // [N, 4ch]
+    ddx_tensor *temb = W(ddx_timestep_emb(c, t, tp));               // [N, ch], computed in f32
+    temb = ddx_linear(c, temb, W(u->lin1_w), W(u->lin1_b));         // [N, 4ch]
     temb = ddx_silu(c, temb);
-    temb = ddx_linear(c, temb, u->lin2_w, u->lin2_b);               // [N, 4ch]
-    if (u->class_emb) temb = ddx_add(c, temb, ddx_embedding(c, y, u->class_emb));
+    temb = ddx_linear(c, temb, W(u->lin2_w), W(u->lin2_b));         // [N, 4ch]
+    if (u->class_emb) temb = ddx_add(c, temb, ddx_embedding(c, y, W(u->class_emb)));
     ddx_tensor *temb_act = ddx_silu(c, temb);                       // [N, 4ch]
 
     ddx_tensor *skip[1 + UD_MAX_LEVELS * 65];
     int n_skip = 0;
-    ddx_tensor *h = ddx_conv2d(c, x, u->conv_in.w, u->conv_in.b, CONV_SAME);   // [N, H, W, C0]
+    ddx_tensor *h = ddx_conv2d(c, x, W(u->conv_in.w), W(u->conv_in.b), CONV_SAME);   // [N, H, W, C0]
     skip[n_skip++] = h;
     for (int i = 0; i < u->levels; i++) {
         const ud_block *b = &u->down[i];
         for (int r = 0; r < b->n_res; r++) {
-            h = resnet_fwd(c, u, &b->res[r], h, temb_act);
-            if (b->attn) h = attn_fwd(c, u, &b->attn[r], h);
+            h = resnet_fwd(c, m, &b->res[r], h, temb_act);
+            if (b->attn) h = attn_fwd(c, m, &b->attn[r], h);
             skip[n_skip++] = h;
         }
         if (b->sample.w) {
-            h = ddx_conv2d(c, h, b->sample.w, b->sample.b, CONV_DOWN);   // [N, H/2, W/2, C]
+            h = ddx_conv2d(c, h, W(b->sample.w), W(b->sample.b), CONV_DOWN);   // [N, H/2, W/2, C]
             skip[n_skip++] = h;
         }
     }
-    h = resnet_fwd(c, u, &u->mid_res[0], h, temb_act);
-    h = attn_fwd(c, u, &u->mid_attn, h);
-    h = resnet_fwd(c, u, &u->mid_res[1], h, temb_act);
+    h = resnet_fwd(c, m, &u->mid_res[0], h, temb_act);
+    h = attn_fwd(c, m, &u->mid_attn, h);
+    h = resnet_fwd(c, m, &u->mid_res[1], h, temb_act);
     for (int j = 0; j < u->levels; j++) {
         const ud_block *b = &u->up[j];
         for (int r = 0; r < b->n_res; r++) {
             h = ddx_concat(c, h, skip[--n_skip]);   // torch.cat([hidden, skip], dim=1)
-            h = resnet_fwd(c, u, &b->res[r], h, temb_act);
-            if (b->attn) h = attn_fwd(c, u, &b->attn[r], h);
+            h = resnet_fwd(c, m, &b->res[r], h, temb_act);
+            if (b->attn) h = attn_fwd(c, m, &b->attn[r], h);
         }
         if (b->sample.w) {
             h = ddx_upsample2x(c, h, DDX_UPSAMPLE_NEAREST);                 // [N, 2H, 2W, C]
-            h = ddx_conv2d(c, h, b->sample.w, b->sample.b, CONV_SAME);
+            h = ddx_conv2d(c, h, W(b->sample.w), W(b->sample.b), CONV_SAME);
         }
     }
     h = ddx_group_norm(c, h, u->norm_out_w, u->norm_out_b, u->groups, u->eps, true);   // [N, H, W, C0]
-    return ddx_conv2d(c, h, u->conv_out.w, u->conv_out.b, CONV_SAME);                   // [N, H, W, out]
+    return ddx_conv2d(c, h, W(u->conv_out.w), W(u->conv_out.b), CONV_SAME);             // [N, H, W, out]
 }

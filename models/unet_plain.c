@@ -54,10 +54,13 @@ static ddx_status block_params(ddx_model *m, const char *name, int64_t ci, int64
     return conv_param(m, prefix, co, 3, co, &b->w2, &b->b2);
 }
 
-static ddx_tensor *block_forward(ddx_ctx *c, const conv_block *b, ddx_tensor *x) {
+// A parameter (or f32 tensor) in the dtype the network computes in (models/model_impl.h).
+#define W(p) ddx_model_w(c, m, (p))
+
+static ddx_tensor *block_forward(ddx_ctx *c, const ddx_model *m, const conv_block *b, ddx_tensor *x) {
     const ddx_conv2d_params same = {.stride = 1, .pad_top = 1, .pad_bottom = 1, .pad_left = 1, .pad_right = 1};
-    ddx_tensor *h = ddx_relu(c, ddx_conv2d(c, x, b->w1, b->b1, same));   // [N, H, W, Co]
-    return ddx_relu(c, ddx_conv2d(c, h, b->w2, b->b2, same));             // [N, H, W, Co]
+    ddx_tensor *h = ddx_relu(c, ddx_conv2d(c, x, W(b->w1), W(b->b1), same));   // [N, H, W, Co]
+    return ddx_relu(c, ddx_conv2d(c, h, W(b->w2), W(b->b2), same));             // [N, H, W, Co]
 }
 
 static ddx_tensor *unet_plain_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx_tensor *t, ddx_tensor *y) {
@@ -86,25 +89,25 @@ static ddx_tensor *unet_plain_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor
         return NULL;
     }
     const int64_t N = x->shape[0];
-    ddx_tensor *s1 = block_forward(c, &u->enc1, x);                                  // [N, H, W, c1]
-    ddx_tensor *s2 = block_forward(c, &u->enc2, ddx_pool2x(c, s1, DDX_POOL_MAX));    // [N, H/2, W/2, c2]
-    ddx_tensor *h = block_forward(c, &u->enc3, ddx_pool2x(c, s2, DDX_POOL_MAX));     // [N, H/4, W/4, c3]
+    ddx_tensor *s1 = block_forward(c, m, &u->enc1, x);                                  // [N, H, W, c1]
+    ddx_tensor *s2 = block_forward(c, m, &u->enc2, ddx_pool2x(c, s1, DDX_POOL_MAX));    // [N, H/2, W/2, c2]
+    ddx_tensor *h = block_forward(c, m, &u->enc3, ddx_pool2x(c, s2, DDX_POOL_MAX));     // [N, H/4, W/4, c3]
 
     const ddx_timestep_emb_params tp = {.dim = u->tdim, .freq_shift = 0.0f, .flip_sin_to_cos = true, .max_period = 10000.0f};
-    ddx_tensor *e = ddx_timestep_emb(c, t, tp);                                      // [N, tdim]
-    if (u->label_emb) e = ddx_add(c, e, ddx_embedding(c, y, u->label_emb));          // [N, tdim]
-    e = ddx_silu(c, ddx_linear(c, e, u->t_w1, u->t_b1));                             // [N, tdim]
-    e = ddx_linear(c, e, u->t_w2, u->t_b2);                                          // [N, c3]
+    ddx_tensor *e = W(ddx_timestep_emb(c, t, tp));                                   // [N, tdim]
+    if (u->label_emb) e = ddx_add(c, e, ddx_embedding(c, y, W(u->label_emb)));       // [N, tdim]
+    e = ddx_silu(c, ddx_linear(c, e, W(u->t_w1), W(u->t_b1)));                       // [N, tdim]
+    e = ddx_linear(c, e, W(u->t_w2), W(u->t_b2));                                    // [N, c3]
     const int64_t c3 = u->t_w2->shape[0];
     e = ddx_reshape(c, e, 4, (int64_t[]){N, 1, 1, c3});                              // [N, 1, 1, c3]
     h = ddx_mul(c, h, e);                                                            // [N, H/4, W/4, c3]
 
     h = ddx_concat(c, ddx_upsample2x(c, h, DDX_UPSAMPLE_BILINEAR), s2);             // [N, H/2, W/2, c3 + c2]
-    h = block_forward(c, &u->dec2, h);                                               // [N, H/2, W/2, c2]
+    h = block_forward(c, m, &u->dec2, h);                                               // [N, H/2, W/2, c2]
     h = ddx_concat(c, ddx_upsample2x(c, h, DDX_UPSAMPLE_BILINEAR), s1);             // [N, H, W, c2 + c1]
-    h = block_forward(c, &u->dec1, h);                                               // [N, H, W, c1]
+    h = block_forward(c, m, &u->dec1, h);                                               // [N, H, W, c1]
     const ddx_conv2d_params one = {.stride = 1};
-    return ddx_conv2d(c, h, u->out_w, u->out_b, one);                                // [N, H, W, out_channels]
+    return ddx_conv2d(c, h, W(u->out_w), W(u->out_b), one);                                // [N, H, W, out_channels]
 }
 
 static void unet_plain_free(void *impl) { free(impl); }
