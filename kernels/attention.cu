@@ -1,5 +1,8 @@
-// Flash-style attention kernels (see attention.h for the contract), fp32 SIMT.
+// Flash-style attention kernels (see attention.h for the contract): fp32 SIMT kernels for every
+// shape and dtype, and bf16 tensor-core (mma.sync) kernels that the bf16 launchers prefer
+// where they apply (the "bf16 tensor-core path" section below).
 //
+// ---- fp32 SIMT kernels ----
 // Forward: one 128-thread block per (item, head, tile of BQ query rows). The Q tile stays in
 // shared memory; the block walks the keys in tiles of BK: S = Q K^T (register-tiled, scaled
 // into log2 units), an online softmax per row (running max m and sum l; the O accumulator is
@@ -592,17 +595,22 @@ cudaError_t bwd_launch(const T *q, const T *k, const T *v, const T *dout, const 
 }
 
 template <typename T>
+cudaError_t delta_launch(const T *out, const T *dout, float *delta, int64_t N, int64_t L, int heads, int D, cudaStream_t st) {
+    const int64_t rows = N * L * heads;
+    const int64_t want = (rows + 7) / 8;   // 8 warps per block, one row each
+    const unsigned dblocks = (unsigned)(want < 4096 ? want : 4096);
+    attn_delta_k<T><<<dblocks, 256, 0, st>>>(out, dout, delta, rows, (int)L, heads, D);
+    return cudaGetLastError();
+}
+
+template <typename T>
 int bwd_any(const T *q, const T *k, const T *v, const T *out, const T *dout, const float *lse, float *delta, T *dq, T *dk,
             T *dv, int64_t N, int64_t L, int heads, int D, float scale, void *stream) {
     if (!shape_ok(N, L, heads, D)) return (int)cudaErrorInvalidValue;
     if (N == 0 || L == 0 || (!dq && !dk && !dv)) return (int)cudaSuccess;
     cudaStream_t st = (cudaStream_t)stream;
     // delta first: both grad kernels read it.
-    const int64_t rows = N * L * heads;
-    const int64_t want = (rows + 7) / 8;   // 8 warps per block, one row each
-    const unsigned dblocks = (unsigned)(want < 4096 ? want : 4096);
-    attn_delta_k<T><<<dblocks, 256, 0, st>>>(out, dout, delta, rows, (int)L, heads, D);
-    cudaError_t e = cudaGetLastError();
+    const cudaError_t e = delta_launch(out, dout, delta, N, L, heads, D, st);
     if (e != cudaSuccess) return (int)e;
     switch (bucket_of(D)) {
     case 32: return (int)bwd_launch<32>(q, k, v, dout, lse, delta, dq, dk, dv, N, L, heads, D, scale, st);
@@ -611,6 +619,556 @@ int bwd_any(const T *q, const T *k, const T *v, const T *out, const T *dout, con
     case 256: return (int)bwd_launch<256>(q, k, v, dout, lse, delta, dq, dk, dv, N, L, heads, D, scale, st);
     default: return (int)bwd_launch<512>(q, k, v, dout, lse, delta, dq, dk, dv, N, L, heads, D, scale, st);
     }
+}
+
+
+// ==== bf16 tensor-core path =================================================================
+// mma.sync.m16n8k16 (bf16 in, fp32 accumulate) versions of the three kernels above, taken by
+// the bf16 launchers when head_dim % 8 == 0, head_dim <= 256, every pointer is 16-byte aligned
+// and the device is sm_80+ with enough opt-in shared memory; anything else runs the fp32 SIMT
+// kernels. Tiles are [rows][DP + 8] bf16 in shared memory, DP = head_dim rounded up to the
+// bucket 32/64/128/256 (columns past head_dim zero-filled, so they add nothing to a dot product
+// and produce output columns that are never stored); the +8 makes the row stride an odd
+// multiple of 16 bytes, so the 8 row addresses of an ldmatrix hit 8 distinct bank groups.
+// Tiles arrive by cp.async (rows past L and columns past head_dim are zero-filled by the copy
+// itself), double-buffered so the next tile loads while this one is multiplied.
+//
+// Warp-level building blocks (each warp owns 16 rows of the left operand):
+//   warp_abt: acc[16 x 8*NT8] += A[16][DP] . B[8*NT8][DP]^T   (A, B row-major in smem)
+//   warp_ab:  acc[16 x 8*NN8] += P[16][KP] . B[KP][8*NN8]     (P in registers, B row-major)
+// Fragment layouts (PTX ISA, m16n8k16; g = lane / 4, t = lane % 4):
+//   A regs a0..a3 = (row g, cols 2t..2t+1), (g+8, 2t..), (g, 2t+8..), (g+8, 2t+8..)
+//   B regs b0, b1 = (k rows 2t..2t+1, col g), (k rows 2t+8..2t+9, col g)
+//   C regs c0..c3 = (row g, cols 2t, 2t+1), (row g+8, cols 2t, 2t+1)
+// so the C fragments of two adjacent n8 tiles, packed to bf16 pairs, are exactly the A
+// fragment of one k16 step: S/P never leave registers between the two products.
+namespace tc {
+
+constexpr int PAD = 8;   // bf16 elements of row padding
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// 16 bytes global -> shared; valid == false writes 16 zero bytes and reads nothing.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid) {
+    const int n = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+__device__ __forceinline__ void ldsm4_t(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                 "{%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// Two floats -> bf16x2 (round to nearest even), lo in the low half (the lower column).
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+// dst[r][c] = src[(row0 + r) * C + c] for r < ROWS, c < DP; zero past L and past D. src is the
+// (item, row 0, head column 0) origin; D % 8 == 0 and src 16-byte aligned (checked on the host),
+// so a 16-byte chunk is wholly inside or wholly outside the head's columns.
+template <int ROWS, int DP> __device__ __forceinline__ void load_tile(uint16_t *dst, const uint16_t *src, int64_t C, int row0, int L, int D) {
+    constexpr int CH = DP / 8, S = DP + PAD;
+    static_assert((ROWS * CH) % NT == 0, "tile must split evenly over the block");
+    // Not unrolled: unrolled, the compiler hoists every chunk's 64-bit address out of the tile
+    // loop and the DP = 256 kernels (128 fp32 accumulators per lane) spill.
+#pragma unroll 1
+    for (int it = 0; it < ROWS * CH / NT; it++) {
+        const int i = it * NT + (int)threadIdx.x;
+        const int r = i / CH, c = (i % CH) * 8;
+        const bool ok = row0 + r < L && c < D;
+        cp_async16(smem_u32(dst + r * S + c), ok ? src + (int64_t)(row0 + r) * C + c : src, ok);
+    }
+}
+
+template <int N> __device__ __forceinline__ void zero(float (&acc)[N][4]) {
+#pragma unroll
+    for (int n = 0; n < N; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+}
+
+// acc[16 x 8*NT8] += A[16][K] . B[8*NT8][K]^T. a_base: the warp's first A row; b_base: B row 0;
+// both row-major with stride S bf16.
+template <int NT8, int K, int S>
+__device__ __forceinline__ void warp_abt(float (&acc)[NT8][4], uint32_t a_base, uint32_t b_base, int lane) {
+    static_assert(NT8 % 2 == 0 && K % 16 == 0, "bad warp_abt shape");
+    const int mi = lane >> 3, r = lane & 7;
+    // A: matrices (rows 0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15) = a0..a3.
+    const uint32_t a_addr = a_base + (uint32_t)(((r + (mi & 1) * 8) * S + (mi >> 1) * 8) * 2);
+    // B (non-transposed: a B row is an n index): (n 0-7, k 0-7) = b0 of tile n, (n 0-7, k 8-15) = b1,
+    // then the same for n 8-15 = tile n+1.
+    const uint32_t b_addr = b_base + (uint32_t)(((r + (mi >> 1) * 8) * S + (mi & 1) * 8) * 2);
+#pragma unroll
+    for (int k = 0; k < K; k += 16) {
+        uint32_t a[4];
+        ldsm4(a, a_addr + k * 2);
+#pragma unroll
+        for (int n = 0; n < NT8; n += 2) {
+            uint32_t b[4];
+            ldsm4(b, b_addr + (uint32_t)((n * 8 * S + k) * 2));
+            mma16816(acc[n], a, b[0], b[1]);
+            mma16816(acc[n + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// acc[16 x 8*NN8] += P[16][8*KP8] . B[8*KP8][8*NN8], P given as C fragments (fp32), B row-major
+// [k][n] with stride S (ldmatrix.trans turns its k-major rows into the col operand).
+template <int KP8, int NN8, int S>
+__device__ __forceinline__ void warp_ab(float (&acc)[NN8][4], const float (&p)[KP8][4], uint32_t b_base, int lane) {
+    static_assert(KP8 % 2 == 0 && NN8 % 2 == 0, "bad warp_ab shape");
+    const int mi = lane >> 3, r = lane & 7;
+    // (k 0-7, n 0-7) = b0 of tile n, (k 8-15, n 0-7) = b1, then n 8-15 = tile n+1.
+    const uint32_t b_addr = b_base + (uint32_t)(((r + (mi & 1) * 8) * S + (mi >> 1) * 8) * 2);
+#pragma unroll
+    for (int kk = 0; kk < KP8 / 2; kk++) {
+        uint32_t a[4];
+        a[0] = pack_bf16(p[2 * kk][0], p[2 * kk][1]);
+        a[1] = pack_bf16(p[2 * kk][2], p[2 * kk][3]);
+        a[2] = pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+        a[3] = pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+#pragma unroll
+        for (int n = 0; n < NN8; n += 2) {
+            uint32_t b[4];
+            ldsm4_t(b, b_addr + (uint32_t)((kk * 16 * S + n * 8) * 2));
+            mma16816(acc[n], a, b[0], b[1]);
+            mma16816(acc[n + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// dst rows row0 + g and row0 + g + 8 (< L), columns < D: (ACC: +=) mul * acc, straight from
+// the C fragments (each lane a bf16 pair per n8 tile).
+template <int N8>
+__device__ __forceinline__ void store_frag_acc(uint16_t *dst, int64_t C, int row0, int L, int D, float mul,
+                                               const float (&acc)[N8][4], int lane) {
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int row = row0 + g + 8 * h;
+        if (row >= L) continue;
+        uint16_t *drow = dst + (int64_t)row * C;
+#pragma unroll
+        for (int n = 0; n < N8; n++) {
+            const int c = n * 8 + 2 * t;
+            if (c >= D) continue;
+            uint32_t *p = reinterpret_cast<uint32_t *>(drow + c);
+            const uint32_t old = *p;
+            *p = pack_bf16(to_f((uint16_t)(old & 0xffffu)) + mul * acc[n][2 * h],
+                           to_f((uint16_t)(old >> 16)) + mul * acc[n][2 * h + 1]);
+        }
+    }
+}
+
+constexpr int BM = 64;   // query rows per block in the forward and dQ kernels: 4 warps x 16
+constexpr int BKV = 64;  // key rows per block in the dK/dV kernel: 4 warps x 16
+template <int DP> struct TCfg {
+    static constexpr int FWD_BN = 64;                    // keys per forward tile
+    static constexpr int DQ_BN = DP <= 128 ? 32 : 16;    // keys per dQ tile (16: no spills at 256)
+    static constexpr int KV_BQ = 32;                     // query rows per dK/dV tile
+    static constexpr int S = DP + PAD;
+    static constexpr size_t fwd_smem = (size_t)(BM + 4 * FWD_BN) * S * 2;
+    static constexpr size_t dq_smem = (size_t)(2 * BM + 4 * DQ_BN) * S * 2;
+    static constexpr size_t kv_smem = (size_t)(2 * BKV + 4 * KV_BQ) * S * 2 + 4 * KV_BQ * sizeof(float);
+};
+
+// ---- forward --------------------------------------------------------------------------------
+// One block per (item, head, 64 query rows); warp w owns rows 16w..16w+15 and keeps its O rows
+// (16 x DP fp32) and its running max / partial sums in registers. Per key tile: S = Q K^T
+// (log2 units), online softmax, O += P V with P straight from registers.
+template <int DP, int BN>
+__global__ void __launch_bounds__(NT)
+tc_fwd_k(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out, float *lse, int L, int H, int D,
+         float scale_log2, int ntiles) {
+    constexpr int S = DP + PAD;
+    extern __shared__ uint4 tc_smem[];
+    uint16_t *Qs = reinterpret_cast<uint16_t *>(tc_smem);   // [BM][S]
+    uint16_t *Ks = Qs + BM * S;                              // [2][BN][S]
+    uint16_t *Vs = Ks + 2 * BN * S;                          // [2][BN][S]
+    const BlockPos bp = block_pos(ntiles, L, H, D);
+    const int64_t C = (int64_t)H * D;
+    const int q0 = bp.tile * BM;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const uint16_t *kb = k + bp.base, *vb = v + bp.base;
+    const int nkv = (L + BN - 1) / BN;
+
+    load_tile<BM, DP>(Qs, q + bp.base, C, q0, L, D);
+    load_tile<BN, DP>(Ks, kb, C, 0, L, D);
+    cp_commit();
+    load_tile<BN, DP>(Vs, vb, C, 0, L, D);
+    cp_commit();
+
+    float o[DP / 8][4];
+    zero(o);
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};   // rows g, g+8; l: this lane's partial sum
+    const uint32_t q_addr = smem_u32(Qs + warp * 16 * S);
+    for (int j = 0; j < nkv; j++) {
+        const int cur = j & 1;
+        // Prefetch tile j+1 into the other buffers (freed by the barrier ending tile j-1); two
+        // groups per tile, empty past the end, keep the wait counts uniform.
+        if (j + 1 < nkv) load_tile<BN, DP>(Ks + (cur ^ 1) * BN * S, kb, C, (j + 1) * BN, L, D);
+        cp_commit();
+        if (j + 1 < nkv) load_tile<BN, DP>(Vs + (cur ^ 1) * BN * S, vb, C, (j + 1) * BN, L, D);
+        cp_commit();
+        cp_wait<3>();   // Q and K_j landed
+        __syncthreads();
+        float s[BN / 8][4];
+        zero(s);
+        warp_abt<BN / 8, DP, S>(s, q_addr, smem_u32(Ks + cur * BN * S), lane);
+        float mx[2] = {m[0], m[1]};
+#pragma unroll
+        for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const bool ok = j * BN + n * 8 + 2 * t + (e & 1) < L;
+                s[n][e] = ok ? s[n][e] * scale_log2 : -INFINITY;
+                mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
+            }
+        float alpha[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+            // Key j*BN < L is valid, so mx is finite; the first tile's alpha is exp2(-inf) = 0.
+            alpha[h] = exp2f(m[h] - mx[h]);
+            m[h] = mx[h];
+            l[h] *= alpha[h];
+        }
+#pragma unroll
+        for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                s[n][e] = exp2f(s[n][e] - m[e >> 1]);
+                l[e >> 1] += s[n][e];
+            }
+#pragma unroll
+        for (int n = 0; n < DP / 8; n++) {
+            o[n][0] *= alpha[0];
+            o[n][1] *= alpha[0];
+            o[n][2] *= alpha[1];
+            o[n][3] *= alpha[1];
+        }
+        cp_wait<2>();   // V_j landed
+        __syncthreads();
+        warp_ab<BN / 8, DP / 8, S>(o, s, smem_u32(Vs + cur * BN * S), lane);
+        __syncthreads();   // K_j, V_j consumed before tile j+2 overwrites them
+    }
+    cp_wait<0>();
+    float inv[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+        inv[h] = 1.0f / l[h];
+        const int row = q0 + warp * 16 + g + 8 * h;
+        if (t == 0 && row < L) lse[bp.bh * L + row] = (m[h] + log2f(l[h])) * kLn2;
+    }
+    // Stage the warp's 16 output rows in its own Q rows (no other warp reads them), then write
+    // whole 16-byte chunks.
+    uint16_t *Ow = Qs + warp * 16 * S;
+#pragma unroll
+    for (int n = 0; n < DP / 8; n++) {
+        const int c = n * 8 + 2 * t;
+        *reinterpret_cast<uint32_t *>(Ow + g * S + c) = pack_bf16(o[n][0] * inv[0], o[n][1] * inv[0]);
+        *reinterpret_cast<uint32_t *>(Ow + (g + 8) * S + c) = pack_bf16(o[n][2] * inv[1], o[n][3] * inv[1]);
+    }
+    __syncwarp();
+    uint16_t *ob = out + bp.base;
+    constexpr int CH = DP / 8;
+#pragma unroll
+    for (int i = lane; i < 16 * CH; i += 32) {
+        const int r = i / CH, c = (i % CH) * 8, row = q0 + warp * 16 + r;
+        if (row < L && c < D) *reinterpret_cast<uint4 *>(ob + (int64_t)row * C + c) = *reinterpret_cast<const uint4 *>(Ow + r * S + c);
+    }
+}
+
+// ---- backward: dQ ---------------------------------------------------------------------------
+// One block per (item, head, 64 query rows), looping over key tiles of BN:
+// P = exp2(scale_log2 S - lse_log2), dP = dO V^T, dS = P (dP - delta), dQ += dS K.
+template <int DP, int BN>
+__global__ void __launch_bounds__(NT)
+tc_dq_k(const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *dout, const float *lse, const float *delta,
+        uint16_t *gq, int L, int H, int D, float scale, float scale_log2, int ntiles) {
+    constexpr int S = DP + PAD;
+    extern __shared__ uint4 tc_smem[];
+    uint16_t *Qs = reinterpret_cast<uint16_t *>(tc_smem);   // [BM][S]
+    uint16_t *dOs = Qs + BM * S;                             // [BM][S]
+    uint16_t *Ks = dOs + BM * S;                             // [2][BN][S]
+    uint16_t *Vs = Ks + 2 * BN * S;                          // [2][BN][S]
+    const BlockPos bp = block_pos(ntiles, L, H, D);
+    const int64_t C = (int64_t)H * D;
+    const int q0 = bp.tile * BM;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const uint16_t *kb = k + bp.base, *vb = v + bp.base;
+    const int nkv = (L + BN - 1) / BN;
+
+    load_tile<BM, DP>(Qs, q + bp.base, C, q0, L, D);
+    load_tile<BM, DP>(dOs, dout + bp.base, C, q0, L, D);
+    load_tile<BN, DP>(Ks, kb, C, 0, L, D);
+    cp_commit();
+    load_tile<BN, DP>(Vs, vb, C, 0, L, D);
+    cp_commit();
+
+    float lse2[2], del[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int row = q0 + warp * 16 + g + 8 * h;
+        lse2[h] = row < L ? lse[bp.bh * L + row] * kLog2e : 0.0f;
+        del[h] = row < L ? delta[bp.bh * L + row] : 0.0f;
+    }
+    float dq[DP / 8][4];
+    zero(dq);
+    const uint32_t q_addr = smem_u32(Qs + warp * 16 * S), do_addr = smem_u32(dOs + warp * 16 * S);
+    for (int j = 0; j < nkv; j++) {
+        const int cur = j & 1;
+        if (j + 1 < nkv) load_tile<BN, DP>(Ks + (cur ^ 1) * BN * S, kb, C, (j + 1) * BN, L, D);
+        cp_commit();
+        if (j + 1 < nkv) load_tile<BN, DP>(Vs + (cur ^ 1) * BN * S, vb, C, (j + 1) * BN, L, D);
+        cp_commit();
+        cp_wait<3>();   // Q, dO and K_j landed
+        __syncthreads();
+        float p[BN / 8][4];
+        zero(p);
+        warp_abt<BN / 8, DP, S>(p, q_addr, smem_u32(Ks + cur * BN * S), lane);
+#pragma unroll
+        for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const bool ok = j * BN + n * 8 + 2 * t + (e & 1) < L;
+                p[n][e] = ok ? exp2f(p[n][e] * scale_log2 - lse2[e >> 1]) : 0.0f;
+            }
+        cp_wait<2>();   // V_j landed
+        __syncthreads();
+        float dp[BN / 8][4];
+        zero(dp);
+        warp_abt<BN / 8, DP, S>(dp, do_addr, smem_u32(Vs + cur * BN * S), lane);
+#pragma unroll
+        for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) dp[n][e] = p[n][e] * (dp[n][e] - del[e >> 1]);
+        warp_ab<BN / 8, DP / 8, S>(dq, dp, smem_u32(Ks + cur * BN * S), lane);
+        __syncthreads();   // K_j, V_j consumed before tile j+2 overwrites them
+    }
+    cp_wait<0>();
+    store_frag_acc<DP / 8>(gq + bp.base, C, q0 + warp * 16, L, D, scale, dq, lane);
+}
+
+// ---- backward: dK and/or dV -----------------------------------------------------------------
+// One block per (item, head, 64 keys), looping over query tiles of BQ; warp w owns keys
+// 16w..16w+15. Transposed products (keys as rows): S^T = K Q^T, P^T = exp2(S^T - lse_log2[col]);
+//   MODE & KV_DV: dV += P^T dO
+//   MODE & KV_DK: dP^T = V dO^T, dS^T = P^T (dP^T - delta[col]), dK += dS^T Q   (times scale)
+// At DP = 256 one 16 x DP fp32 accumulator per warp is all the registers allow, so dK and dV
+// are separate launches there (the dV pass recomputes S^T); at DP <= 128 one launch does both.
+constexpr int KV_DV = 1, KV_DK = 2;
+template <int DP, int BQ, int MODE>
+__global__ void __launch_bounds__(NT)
+tc_dkv_k(const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *dout, const float *lse,
+         const float *delta, uint16_t *gk, uint16_t *gv, int L, int H, int D, float scale, float scale_log2, int ntiles) {
+    constexpr bool DK = (MODE & KV_DK) != 0, DV = (MODE & KV_DV) != 0;
+    constexpr int S = DP + PAD;
+    extern __shared__ uint4 tc_smem[];
+    uint16_t *Ks = reinterpret_cast<uint16_t *>(tc_smem);   // [BKV][S]
+    uint16_t *Vs = Ks + BKV * S;                             // [BKV][S] (dK only)
+    uint16_t *Qs = Vs + BKV * S;                             // [2][BQ][S]
+    uint16_t *dOs = Qs + 2 * BQ * S;                         // [2][BQ][S]
+    float *lse_s = reinterpret_cast<float *>(dOs + 2 * BQ * S);   // [2][BQ] log2 units
+    float *del_s = lse_s + 2 * BQ;                                // [2][BQ]
+    const BlockPos bp = block_pos(ntiles, L, H, D);
+    const int64_t C = (int64_t)H * D;
+    const int k0 = bp.tile * BKV;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
+    const uint16_t *qb = q + bp.base, *db = dout + bp.base;
+    const float *lse_bh = lse + bp.bh * L, *del_bh = delta + bp.bh * L;
+    const int nq = (L + BQ - 1) / BQ;
+
+    load_tile<BKV, DP>(Ks, k + bp.base, C, k0, L, D);
+    if (DK) load_tile<BKV, DP>(Vs, v + bp.base, C, k0, L, D);
+    load_tile<BQ, DP>(Qs, qb, C, 0, L, D);
+    load_tile<BQ, DP>(dOs, db, C, 0, L, D);
+    cp_commit();
+    for (int i = threadIdx.x; i < BQ; i += NT) {
+        lse_s[i] = i < L ? lse_bh[i] * kLog2e : 0.0f;
+        del_s[i] = i < L ? del_bh[i] : 0.0f;
+    }
+
+    float dk_acc[DP / 8][4], dv_acc[DP / 8][4];   // the unused one is dead code
+    zero(dk_acc);
+    zero(dv_acc);
+    const uint32_t k_addr = smem_u32(Ks + warp * 16 * S), v_addr = smem_u32(Vs + warp * 16 * S);
+    for (int j = 0; j < nq; j++) {
+        const int cur = j & 1, nxt = cur ^ 1;
+        const int qn = (j + 1) * BQ;
+        if (j + 1 < nq) {
+            load_tile<BQ, DP>(Qs + nxt * BQ * S, qb, C, qn, L, D);
+            load_tile<BQ, DP>(dOs + nxt * BQ * S, db, C, qn, L, D);
+            for (int i = threadIdx.x; i < BQ; i += NT) {
+                lse_s[nxt * BQ + i] = qn + i < L ? lse_bh[qn + i] * kLog2e : 0.0f;
+                del_s[nxt * BQ + i] = qn + i < L ? del_bh[qn + i] : 0.0f;
+            }
+        }
+        cp_commit();
+        cp_wait<1>();   // tile j (and K, V) landed
+        __syncthreads();
+        const float *ls = lse_s + cur * BQ, *ds = del_s + cur * BQ;
+        float p[BQ / 8][4];
+        zero(p);
+        warp_abt<BQ / 8, DP, S>(p, k_addr, smem_u32(Qs + cur * BQ * S), lane);
+#pragma unroll
+        for (int n = 0; n < BQ / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int col = n * 8 + 2 * t + (e & 1);
+                // Query rows past L must add nothing.
+                p[n][e] = j * BQ + col < L ? exp2f(p[n][e] * scale_log2 - ls[col]) : 0.0f;
+            }
+        if (DV) warp_ab<BQ / 8, DP / 8, S>(dv_acc, p, smem_u32(dOs + cur * BQ * S), lane);
+        if (DK) {
+            float dp[BQ / 8][4];
+            zero(dp);
+            warp_abt<BQ / 8, DP, S>(dp, v_addr, smem_u32(dOs + cur * BQ * S), lane);
+#pragma unroll
+            for (int n = 0; n < BQ / 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) dp[n][e] = p[n][e] * (dp[n][e] - ds[n * 8 + 2 * t + (e & 1)]);
+            warp_ab<BQ / 8, DP / 8, S>(dk_acc, dp, smem_u32(Qs + cur * BQ * S), lane);
+        }
+        __syncthreads();   // tile j consumed before tile j+2 overwrites its buffers
+    }
+    cp_wait<0>();
+    // dK then dV by the same lanes at the same positions: exact when dk and dv are one buffer.
+    if (DK) store_frag_acc<DP / 8>(gk + bp.base, C, k0 + warp * 16, L, D, scale, dk_acc, lane);
+    if (DV) store_frag_acc<DP / 8>(gv + bp.base, C, k0 + warp * 16, L, D, 1.0f, dv_acc, lane);
+}
+
+// ---- host side ------------------------------------------------------------------------------
+int bucket(int D) { return D <= 32 ? 32 : D <= 64 ? 64 : D <= 128 ? 128 : 256; }
+
+bool aligned16(const void *p) { return p == nullptr || ((uintptr_t)p & 15u) == 0; }
+
+// Whether this device runs the mma.sync kernels with `smem` bytes of dynamic shared memory.
+bool device_ok(size_t smem) {
+    int dev = 0, major = 0, optin = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) return false;
+    return major >= 8 && smem <= (size_t)optin;
+}
+
+size_t fwd_smem(int D) {
+    switch (bucket(D)) {
+    case 32: return TCfg<32>::fwd_smem;
+    case 64: return TCfg<64>::fwd_smem;
+    case 128: return TCfg<128>::fwd_smem;
+    default: return TCfg<256>::fwd_smem;
+    }
+}
+size_t bwd_smem(int D) {
+    auto mx = [](size_t a, size_t b) { return a > b ? a : b; };
+    switch (bucket(D)) {
+    case 32: return mx(TCfg<32>::dq_smem, TCfg<32>::kv_smem);
+    case 64: return mx(TCfg<64>::dq_smem, TCfg<64>::kv_smem);
+    case 128: return mx(TCfg<128>::dq_smem, TCfg<128>::kv_smem);
+    default: return mx(TCfg<256>::dq_smem, TCfg<256>::kv_smem);
+    }
+}
+
+// The shapes the tensor-core kernels take (the rest go to the SIMT kernels).
+bool shape_ok(int64_t L, int D) { return D >= 8 && D <= 256 && D % 8 == 0 && L >= 1 && L <= INT_MAX - 256; }
+
+template <typename K> cudaError_t set_smem(K kernel, size_t bytes) {
+    if (bytes <= 48 * 1024) return cudaSuccess;
+    return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+}
+
+template <int DP>
+cudaError_t fwd_launch(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out, float *lse, int64_t N,
+                       int64_t L, int heads, int D, float scale, cudaStream_t st) {
+    using F = TCfg<DP>;
+    int ntiles;
+    unsigned blocks;
+    if (!grid_of<BM>(N, L, heads, &ntiles, &blocks)) return cudaErrorInvalidValue;
+    auto kern = tc_fwd_k<DP, F::FWD_BN>;
+    cudaError_t e = set_smem(kern, F::fwd_smem);
+    if (e != cudaSuccess) return e;
+    kern<<<blocks, NT, F::fwd_smem, st>>>(q, k, v, out, lse, (int)L, heads, D, scale * kLog2e, ntiles);
+    return cudaGetLastError();
+}
+
+template <int DP>
+cudaError_t bwd_launch(const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *dout, const float *lse,
+                       const float *delta, uint16_t *dq, uint16_t *dk, uint16_t *dv, int64_t N, int64_t L, int heads, int D,
+                       float scale, cudaStream_t st) {
+    using F = TCfg<DP>;
+    const float scale_log2 = scale * kLog2e;
+    cudaError_t e;
+    int ntiles;
+    unsigned blocks;
+    // dK, then dV, then dQ: stream order keeps aliased grads (k and v, or q and k, one tensor) exact.
+    if (dk || dv) {
+        if (!grid_of<BKV>(N, L, heads, &ntiles, &blocks)) return cudaErrorInvalidValue;
+        // (BOTH is only instantiated where it fits in registers.)
+        constexpr int BOTH = DP <= 128 ? (KV_DK | KV_DV) : KV_DK;
+        if (DP <= 128 && dk && dv) {
+            auto kern = tc_dkv_k<DP, F::KV_BQ, BOTH>;
+            if ((e = set_smem(kern, F::kv_smem)) != cudaSuccess) return e;
+            kern<<<blocks, NT, F::kv_smem, st>>>(q, k, v, dout, lse, delta, dk, dv, (int)L, heads, D, scale, scale_log2,
+                                                  ntiles);
+            if ((e = cudaGetLastError()) != cudaSuccess) return e;
+        } else {
+            if (dk) {
+                auto kern = tc_dkv_k<DP, F::KV_BQ, KV_DK>;
+                if ((e = set_smem(kern, F::kv_smem)) != cudaSuccess) return e;
+                kern<<<blocks, NT, F::kv_smem, st>>>(q, k, v, dout, lse, delta, dk, nullptr, (int)L, heads, D, scale,
+                                                      scale_log2, ntiles);
+                if ((e = cudaGetLastError()) != cudaSuccess) return e;
+            }
+            if (dv) {
+                auto kern = tc_dkv_k<DP, F::KV_BQ, KV_DV>;
+                if ((e = set_smem(kern, F::kv_smem)) != cudaSuccess) return e;
+                kern<<<blocks, NT, F::kv_smem, st>>>(q, k, v, dout, lse, delta, nullptr, dv, (int)L, heads, D, scale,
+                                                      scale_log2, ntiles);
+                if ((e = cudaGetLastError()) != cudaSuccess) return e;
+            }
+        }
+    }
+    if (dq) {
+        if (!grid_of<BM>(N, L, heads, &ntiles, &blocks)) return cudaErrorInvalidValue;
+        auto kern = tc_dq_k<DP, F::DQ_BN>;
+        if ((e = set_smem(kern, F::dq_smem)) != cudaSuccess) return e;
+        kern<<<blocks, NT, F::dq_smem, st>>>(q, k, v, dout, lse, delta, dq, (int)L, heads, D, scale, scale_log2, ntiles);
+        if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+}
+
+}  // namespace tc
+
+// Whether the bf16 forward / backward takes the tensor-core kernels.
+bool tc_fwd_ok(const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *out, int64_t L, int D) {
+    return tc::shape_ok(L, D) && tc::aligned16(q) && tc::aligned16(k) && tc::aligned16(v) && tc::aligned16(out) &&
+           tc::device_ok(tc::fwd_smem(D));
+}
+bool tc_bwd_ok(const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *dout, const uint16_t *dq,
+               const uint16_t *dk, const uint16_t *dv, int64_t L, int D) {
+    return tc::shape_ok(L, D) && tc::aligned16(q) && tc::aligned16(k) && tc::aligned16(v) && tc::aligned16(dout) &&
+           tc::aligned16(dq) && tc::aligned16(dk) && tc::aligned16(dv) && tc::device_ok(tc::bwd_smem(D));
 }
 
 }  // namespace
@@ -634,7 +1192,15 @@ extern "C" int ddx_k_attention_fwd_f32(const float *q, const float *k, const flo
 
 extern "C" int ddx_k_attention_fwd_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out, float *lse,
                                         int64_t N, int64_t L, int heads, int head_dim, float scale, void *stream) {
-    return fwd_any(q, k, v, out, lse, N, L, heads, head_dim, scale, stream);
+    if (!shape_ok(N, L, heads, head_dim) || N == 0 || L == 0 || !tc_fwd_ok(q, k, v, out, L, head_dim))
+        return fwd_any(q, k, v, out, lse, N, L, heads, head_dim, scale, stream);
+    cudaStream_t st = (cudaStream_t)stream;
+    switch (tc::bucket(head_dim)) {
+    case 32: return (int)tc::fwd_launch<32>(q, k, v, out, lse, N, L, heads, head_dim, scale, st);
+    case 64: return (int)tc::fwd_launch<64>(q, k, v, out, lse, N, L, heads, head_dim, scale, st);
+    case 128: return (int)tc::fwd_launch<128>(q, k, v, out, lse, N, L, heads, head_dim, scale, st);
+    default: return (int)tc::fwd_launch<256>(q, k, v, out, lse, N, L, heads, head_dim, scale, st);
+    }
 }
 
 extern "C" int ddx_k_attention_bwd_f32(const float *q, const float *k, const float *v, const float *out, const float *dout,
@@ -647,5 +1213,16 @@ extern "C" int ddx_k_attention_bwd_bf16(const uint16_t *q, const uint16_t *k, co
                                         const uint16_t *dout, const float *lse, float *delta, uint16_t *dq, uint16_t *dk,
                                         uint16_t *dv, int64_t N, int64_t L, int heads, int head_dim, float scale,
                                         void *stream) {
-    return bwd_any(q, k, v, out, dout, lse, delta, dq, dk, dv, N, L, heads, head_dim, scale, stream);
+    if (!shape_ok(N, L, heads, head_dim) || N == 0 || L == 0 || (!dq && !dk && !dv) ||
+        !tc_bwd_ok(q, k, v, dout, dq, dk, dv, L, head_dim))
+        return bwd_any(q, k, v, out, dout, lse, delta, dq, dk, dv, N, L, heads, head_dim, scale, stream);
+    cudaStream_t st = (cudaStream_t)stream;
+    const cudaError_t e = delta_launch(out, dout, delta, N, L, heads, head_dim, st);
+    if (e != cudaSuccess) return (int)e;
+    switch (tc::bucket(head_dim)) {
+    case 32: return (int)tc::bwd_launch<32>(q, k, v, dout, lse, delta, dq, dk, dv, N, L, heads, head_dim, scale, st);
+    case 64: return (int)tc::bwd_launch<64>(q, k, v, dout, lse, delta, dq, dk, dv, N, L, heads, head_dim, scale, st);
+    case 128: return (int)tc::bwd_launch<128>(q, k, v, dout, lse, delta, dq, dk, dv, N, L, heads, head_dim, scale, st);
+    default: return (int)tc::bwd_launch<256>(q, k, v, dout, lse, delta, dq, dk, dv, N, L, heads, head_dim, scale, st);
+    }
 }

@@ -2,7 +2,11 @@
 //
 // q, k, v, out, dout and the grads are [N, L, C] with C = heads * head_dim (head h is the
 // column block [h*head_dim, (h+1)*head_dim) of every row), contiguous, all of one dtype:
-// f32, or bf16 stored as uint16_t bit patterns; all math is fp32. Per head:
+// f32, or bf16 stored as uint16_t bit patterns. f32 runs fp32 SIMT kernels; bf16 runs
+// tensor-core kernels (bf16 products, fp32 accumulation and softmax; P and dS rounded to bf16
+// before their products) when head_dim % 8 == 0, head_dim <= 256, every pointer is 16-byte
+// aligned and the device is sm_80+ with the shared memory they need, else the fp32 SIMT
+// kernels. Per head:
 //   out_i = sum_j softmax_j(scale * q_i . k_j) v_j
 // and the forward also writes the row logsumexp lse [N, heads, L] (f32, natural log) that the
 // backward recomputes the probabilities from. The L x L score matrix never goes to memory.
@@ -24,9 +28,11 @@ extern "C" {
 
 #define DDX_K_ATTENTION_MAX_HEAD_DIM 512
 
-// Dynamic shared memory (bytes) the largest of the attention kernels asks for at this
+// Dynamic shared memory (bytes) the largest of the fp32 SIMT attention kernels asks for at this
 // head_dim, 0 when head_dim is not supported. The caller compares it with the device's
-// opt-in limit (cudaDevAttrMaxSharedMemoryPerBlockOptin) to refuse cleanly on small GPUs.
+// opt-in limit (cudaDevAttrMaxSharedMemoryPerBlockOptin) to refuse cleanly on small GPUs. The
+// bf16 tensor-core kernels (up to ~169 KB at head_dim 256) check the limit themselves and
+// leave the call to the SIMT kernels where they do not fit.
 size_t ddx_k_attention_smem_bytes(int head_dim);
 
 // out, lse (lse: [N, heads, L] f32).

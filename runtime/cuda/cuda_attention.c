@@ -3,7 +3,8 @@
 // logsumexp [N, heads, L] f32 in n->saved[0] (the same tensor the CPU saves, computed by the
 // fused kernel), the backward recomputes the probabilities from it and ACCUMULATES into
 // whichever of dq, dk, dv ddx_in_grad hands out. Unlike the CPU, f32 and bf16 storage are both
-// computed natively (fp32 math). The backward also reads the forward's output (n->out) for
+// computed natively: f32 in fp32, bf16 on tensor cores with fp32 accumulation where the kernels
+// allow it (kernels/attention.h says when), else in fp32. The backward also reads the forward's output (n->out) for
 // delta_i = dO_i . O_i; its [N, heads, L] scratch comes from the activation arena and is
 // rewound when the call returns (stream order makes the reuse safe).
 #include <limits.h>
