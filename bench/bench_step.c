@@ -1,7 +1,11 @@
 // ddx-bench step --config C.yaml [--set k=v ...] [--batch B] [--steps K] [--sample-batch M] [--device cpu|cuda|auto]
+//                [--graphs on|off]
 //
-// Times the full training step of a config (loss forward, backward, clip, AdamW, EMA) and one
-// sampling forward pass (no tape) on random, non-zero data: warm-up, then the median of K.
+// Times the full training step of a config (loss forward, backward, clip, AdamW, EMA), one
+// sampling forward pass (no tape) and one DDIM denoising step (forward + sampler update) on
+// random, non-zero data: warm-up, then the median of K. --graphs picks CUDA graphs for the
+// training and denoising steps (default: the trainer's, DDX_CUDA_GRAPHS); the output says
+// which ran.
 // Compare with bench/reference/torch_step.py on the same machine and threads for the ratio.
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +13,7 @@
 #include <time.h>
 
 #include "bench_kernels.h"
+#include "runtime/cuda.h"
 #include "runtime/philox.h"
 #include "train/trainer.h"
 
@@ -29,7 +34,7 @@ static int step_fail(ddx_status st) {
 }
 
 int ddx_bench_step(int argc, char **argv) {
-    const char *config = NULL, *device = NULL;
+    const char *config = NULL, *device = NULL, *graphs = NULL;
     const char **sets = calloc((size_t)argc + 4, sizeof *sets);
     int n_sets = 0, steps = 5, sample_batch = -1, batch = -1;
     if (!sets) return 1;
@@ -37,7 +42,7 @@ int ddx_bench_step(int argc, char **argv) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: ddx-bench step --config C.yaml [--set k=v ...] [--batch B] [--steps K] [--sample-batch M]\n"
-                   "                      [--device cpu|cuda|auto]\n");
+                   "                      [--device cpu|cuda|auto] [--graphs on|off]\n");
             free(sets);
             return 0;
         }
@@ -53,11 +58,17 @@ int ddx_bench_step(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) batch = atoi(v);
         else if (!strcmp(a, "--sample-batch")) sample_batch = atoi(v);
         else if (!strcmp(a, "--device")) device = v;
+        else if (!strcmp(a, "--graphs")) graphs = v;
         else {
             fprintf(stderr, "ddx-bench step: unknown option '%s'\n", a);
             free(sets);
             return 2;
         }
+    }
+    if (graphs && strcmp(graphs, "on") != 0 && strcmp(graphs, "off") != 0) {
+        fprintf(stderr, "ddx-bench step: --graphs takes on or off, not '%s'\n", graphs);
+        free(sets);
+        return 2;
     }
     if (!config || steps < 1 || steps > 10000) {
         fprintf(stderr, "ddx-bench step: needs --config C.yaml (and --steps in [1, 10000])\n");
@@ -77,6 +88,7 @@ int ddx_bench_step(int argc, char **argv) {
     ddx_trainer tr;
     if ((st = ddx_trainer_pick_device(cfg.run.device, &dev, why, sizeof why)) || (st = ddx_trainer_init(&tr, &cfg, dev)))
         return step_fail(st);
+    if (graphs) ddx_trainer_use_graphs(&tr, !strcmp(graphs, "on"));
     int64_t B = cfg.train.batch_size, S = cfg.model.image_size, C = cfg.model.in_channels;
     size_t per = (size_t)(S * S * C);
     size_t nx = (size_t)(sample_batch > B ? sample_batch : B) * per;
@@ -88,13 +100,14 @@ int ddx_bench_step(int argc, char **argv) {
     st = ddx_philox_uniform(x, (int64_t)nx, 1, DDX_RNG_STREAM_DATA, 0, 0);
     for (size_t i = 0; i < nx; i++) x[i] = 2.0f * x[i] - 1.0f;
     const int32_t *yy = cfg.model.num_classes > 0 ? y : NULL;
-    printf("ddx-bench step: %s, %zu parameters, batch %lld, %s (%s)\n", config, ddx_param_count(&tr.ps), (long long)B,
-           ddx_device_name(dev), why);
+    printf("ddx-bench step: %s, %zu parameters, batch %lld, %s (%s), CUDA graphs: training %s, sampling %s\n", config,
+           ddx_param_count(&tr.ps), (long long)B, ddx_device_name(dev), why, tr.graphs ? "on" : "off",
+           tr.sample_graphs ? "on" : "off");
     for (int w = 0; w < 2 && !st; w++) st = ddx_trainer_step(&tr, x, yy, NULL, NULL);
     for (int k = 0; k < steps && !st; k++) {
         double t0 = step_now();
         st = ddx_trainer_step(&tr, x, yy, NULL, NULL);
-        if (!st && tr.ctx.cuda) st = ddx_ctx_reset(&tr.ctx);   // waits for the device
+        if (!st && tr.ctx.cuda) st = ddx_cuda_sync(tr.ctx.cuda);   // waits for the device
         ms[k] = 1e3 * (step_now() - t0);
     }
     if (st) return step_fail(st);
@@ -127,13 +140,38 @@ int ddx_bench_step(int argc, char **argv) {
     if (st) return step_fail(st);
     qsort(ms, (size_t)steps, sizeof *ms, cmp_d);
     double fwd_ms = ms[steps / 2];
+    // The denoising step: DDIM with 10 steps over one batch, timed whole and divided (the graph
+    // is captured once per batch, so its capture is part of the cost, as in a real run); the
+    // median of up to 3 runs after a warm-up, GPU only (the CPU would take minutes).
+    const int druns = steps < 3 ? steps : 3;
+    ddx_sample_opts so = {.sampler = DDX_SAMPLER_DDIM, .steps = cfg.diffusion.timesteps < 10 ? cfg.diffusion.timesteps : 10,
+                          .eta = 1.0, .spacing = DDX_SPACING_UNIFORM, .seed = 7, .batch = sample_batch, .graphs = tr.sample_graphs};
+    double den_ms = 0;
+    if (dev == DDX_CUDA) {
+        float *smp = malloc((size_t)sample_batch * per * sizeof *smp);
+        if (!smp) return step_fail(ddx_errorf(DDX_E_NOMEM, "out of host memory"));
+        for (int k = -1; k < druns && !st; k++) {
+            double t0 = step_now();
+            st = ddx_diffusion_sample(c, tr.model, &tr.sched, &so, sample_batch, yy, smp, NULL, NULL);
+            if (k >= 0) ms[k] = 1e3 * (step_now() - t0) / so.steps;
+        }
+        free(smp);
+        if (st) return step_fail(st);
+        qsort(ms, (size_t)druns, sizeof *ms, cmp_d);
+        den_ms = ms[druns / 2];
+    }
     printf("train step:       %9.2f ms  %8.1f img/s   (batch %lld, median of %d)\n", train_ms, 1e3 * (double)B / train_ms,
            (long long)B, steps);
     printf("sampling forward: %9.2f ms  %8.1f img/s   (batch %d, median of %d)\n", fwd_ms, 1e3 * sample_batch / fwd_ms,
            sample_batch, steps);
+    if (dev == DDX_CUDA)
+        printf("denoising step:   %9.2f ms  %8.1f img/s   (batch %d, DDIM %d steps, median of %d)\n", den_ms,
+               1e3 * sample_batch / den_ms, sample_batch, so.steps, druns);
     printf("{\"framework\":\"ddx\",\"device\":\"%s\",\"batch\":%lld,\"ms_per_step_median\":%.3f,\"sample_batch\":%d,"
-           "\"fwd_ms_median\":%.3f,\"params\":%zu}\n",
-           ddx_device_name(dev), (long long)B, train_ms, sample_batch, fwd_ms, ddx_param_count(&tr.ps));
+           "\"fwd_ms_median\":%.3f,\"denoise_ms_median\":%.3f,\"cuda_graphs\":%s,\"cuda_graphs_sampling\":%s,"
+           "\"params\":%zu}\n",
+           ddx_device_name(dev), (long long)B, train_ms, sample_batch, fwd_ms, den_ms, tr.graphs ? "true" : "false",
+           tr.sample_graphs ? "true" : "false", ddx_param_count(&tr.ps));
     free(x);
     free(y);
     free(ms);

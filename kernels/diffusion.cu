@@ -40,6 +40,8 @@ __device__ __forceinline__ float lin2(float p, float x, float q, float y) {
 
 // ---- per-element work: one(i, z) for a single element, four(i, z) for 4 aligned ones ----
 struct RandnF32 {
+    __device__ void load() {}
+    __device__ bool noise() const { return true; }
     static constexpr bool kNoise = true;
     float *y;
     __device__ void one(int64_t i, float z) const { y[i] = z; }
@@ -49,6 +51,8 @@ struct RandnF32 {
 };
 
 struct RandnBf16 {
+    __device__ void load() {}
+    __device__ bool noise() const { return true; }
     static constexpr bool kNoise = true;
     uint16_t *y;
     __device__ void one(int64_t i, float z) const { y[i] = f32_to_bf16(z); }
@@ -62,6 +66,8 @@ struct RandnBf16 {
 
 // four() needs per % 4 == 0 (the launcher checks), so the 4 elements share a sample.
 struct QSample {
+    __device__ void load() {}
+    __device__ bool noise() const { return true; }
     static constexpr bool kNoise = true;
     float *y;
     const float *x0, *coef;
@@ -79,18 +85,32 @@ struct QSample {
     }
 };
 
-template <bool NOISE> struct Step {
-    static constexpr bool kNoise = NOISE;
+// MODE: STEP_CLEAN (sigma == 0 on the host: no draw), STEP_NOISY (sigma != 0 on the host),
+// STEP_DEV (coefficients read from device memory when the kernel runs; draws only when the
+// loaded sigma is non-zero, so both cases round exactly like the host-coefficient kernels).
+enum { STEP_CLEAN = 0, STEP_NOISY = 1, STEP_DEV = 2 };
+
+template <int MODE> struct Step {
+    static constexpr bool kNoise = MODE != STEP_CLEAN;
     float *y;
     const float *xt, *o;
     ddx_k_sampler_coefs k;
+    __device__ void load() {
+        if (MODE == STEP_DEV) {
+            const float *d = k.dev;
+            k.a = __ldg(d + 0), k.b = __ldg(d + 1), k.f = __ldg(d + 2), k.g = __ldg(d + 3);
+            k.c = __ldg(d + 4), k.d = __ldg(d + 5), k.e = __ldg(d + 6), k.sigma = __ldg(d + 7);
+            k.clip = __ldg(d + 8) != 0.0f;
+        }
+    }
+    __device__ bool noise() const { return MODE == STEP_NOISY || (MODE == STEP_DEV && k.sigma != 0.0f); }
     __device__ float f(float x, float m, float z) const {
         float x0 = lin2(k.a, x, k.b, m);
         // Comparisons, not fminf/fmaxf: a NaN stays NaN (as on the CPU).
         if (k.clip) x0 = x0 < -1.0f ? -1.0f : (x0 > 1.0f ? 1.0f : x0);
         const float eps = lin2(k.f, x, k.g, m);
         float v = ddx_rng_add(lin2(k.c, x0, k.d, x), ddx_rng_mul(k.e, eps));
-        if (NOISE) v = ddx_rng_add(v, ddx_rng_mul(k.sigma, z));
+        if (noise()) v = ddx_rng_add(v, ddx_rng_mul(k.sigma, z));
         return v;
     }
     __device__ void one(int64_t i, float z) const { y[i] = f(__ldg(xt + i), __ldg(o + i), z); }
@@ -103,14 +123,19 @@ template <bool NOISE> struct Step {
 
 // Global indices [key.offset, end): grid-stride over the Philox groups that touch them.
 template <class Op, bool VEC>
-__global__ void __launch_bounds__(kThreads) group_kernel(Op op, ddx_k_rng_key key, uint64_t end) {
+__global__ void __launch_bounds__(kThreads) group_kernel(Op op_in, ddx_k_rng_key key, uint64_t end) {
+    Op op = op_in;
+    op.load();
+    // A graph replays this launch with the step (and sampler coefficients) of the moment.
+    if (key.step_dev) key.step = __ldg(key.step_dev);
+    const bool noise = op.noise();
     const uint64_t g0 = key.offset >> 2;
     const uint64_t ngroups = ((end - 1) >> 2) - g0 + 1;
     const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
     for (uint64_t t = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; t < ngroups; t += stride) {
         const uint64_t g = g0 + t;
         float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        if (Op::kNoise) draw4(key, g, z);
+        if (Op::kNoise && noise) draw4(key, g, z);
         const uint64_t first = g << 2;
         if (VEC && first + 4 <= end) {
             op.four((int64_t)(first - key.offset), z);
@@ -130,6 +155,7 @@ bool aligned16(const void *p) { return p == nullptr || ((uintptr_t)p & 15u) == 0
 // pointers (the offset condition is added here).
 template <class Op> int launch(const Op &op, int64_t n, ddx_k_rng_key key, bool vec, void *stream) {
     if (n < 0 || key.offset > UINT64_MAX - (uint64_t)n) return (int)cudaErrorInvalidValue;
+    if (key.step == DDX_K_STEP_ON_DEVICE && !key.step_dev) return (int)cudaErrorInvalidValue;
     if (n == 0) return 0;
     const uint64_t end = key.offset + (uint64_t)n;
     const uint64_t ngroups = ((end - 1) >> 2) - (key.offset >> 2) + 1;
@@ -172,9 +198,13 @@ extern "C" int ddx_k_sampler_step_f32(float *y, const float *x_t, const float *o
                                       ddx_k_rng_key key, void *stream) {
     if (n > 0 && (!y || !x_t || !out)) return (int)cudaErrorInvalidValue;
     const bool vec = aligned16(y) && aligned16(x_t) && aligned16(out);
-    if (co.sigma != 0.0f) return launch(Step<true>{y, x_t, out, co}, n, key, vec, stream);
+    if (co.dev) {
+        if (!key.step_dev) return (int)cudaErrorInvalidValue;
+        return launch(Step<STEP_DEV>{y, x_t, out, co}, n, key, vec, stream);
+    }
+    if (co.sigma != 0.0f) return launch(Step<STEP_NOISY>{y, x_t, out, co}, n, key, vec, stream);
     // No noise: the offset does not matter for the arithmetic, only for which lanes group
     // boundaries fall on; key it at 0 so the 16-byte path applies whatever the caller's offset.
     key.offset = 0;
-    return launch(Step<false>{y, x_t, out, co}, n, key, vec, stream);
+    return launch(Step<STEP_CLEAN>{y, x_t, out, co}, n, key, vec, stream);
 }

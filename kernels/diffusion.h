@@ -17,20 +17,33 @@ extern "C" {
 #endif
 
 // The Philox key of a draw (runtime/ops.h's ddx_rng_key without the runtime dependency).
+// step_dev: when non-NULL the kernel reads the step word from that device address when it
+// runs, so a CUDA graph captured once replays with each step's key (the host writes the step
+// there before every launch; the runtime passes its context's step_dev). The front-ends then
+// set step to DDX_K_STEP_ON_DEVICE: a launcher given that sentinel without step_dev refuses
+// it, so an adapter that forgot to forward step_dev fails the capture instead of replaying
+// the captured step's noise.
+#define DDX_K_STEP_ON_DEVICE 0xFFFFFFFFu
 typedef struct ddx_k_rng_key {
     uint64_t seed;
     uint32_t stream;
     uint32_t step;
     uint64_t offset;
+    const uint32_t *step_dev;
 } ddx_k_rng_key;
 
 // The fused sampler update (runtime/ops.h's ddx_sampler_step_params):
 //   x0 = a x_t + b out, clamped to [-1, 1] when clip; eps = f x_t + g out;
 //   prev = ((c x0 + d x_t) + e eps) + sigma z   (no z drawn when sigma == 0)
+// dev: when non-NULL the kernel reads a, b, f, g, c, d, e, sigma, clip (clip as 0.0f / 1.0f)
+// from these 9 device floats when it runs and ignores the host values (CUDA graphs: one
+// capture replayed for every timestep). Requires key.step_dev too.
 typedef struct ddx_k_sampler_coefs {
     float a, b, f, g, c, d, e, sigma;
     int clip;
+    const float *dev;
 } ddx_k_sampler_coefs;
+#define DDX_K_SAMPLER_COEFS_DEV_N 9
 
 // y[i] = normal number key.offset + i, i in [0, n).
 int ddx_k_randn_f32(float *y, int64_t n, ddx_k_rng_key key, void *stream);

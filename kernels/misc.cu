@@ -413,9 +413,10 @@ template <typename T, bool kBwd>
 __global__ void __launch_bounds__(kThreads)
     dropout_k(T *__restrict__ out, const T *__restrict__ in, int64_t n, ddx_k_dropout_key key, bool vec) {
     const int64_t groups = (n + 3) / 4;
+    const uint32_t step = key.step_dev ? __ldg(key.step_dev) : key.step;
     for (int64_t g = global_tid(); g < groups; g += grid_stride()) {
         uint32_t w[4];
-        ddx_philox_group(key.seed, key.stream, key.step, (uint64_t)g, w);
+        ddx_philox_group(key.seed, key.stream, step, (uint64_t)g, w);
         bool keep[4];
 #pragma unroll
         for (int l = 0; l < 4; l++) keep[l] = (int32_t)(((w[l] >> 9) << 1) | 1u) >= key.threshold;

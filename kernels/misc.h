@@ -86,6 +86,9 @@ typedef struct ddx_k_dropout_key {
     uint32_t step;
     int32_t threshold;   // in [0, 2^24]
     float scale;
+    // Non-NULL under CUDA graphs: the step word is read from this device address when the
+    // kernel runs (`step` is then ignored), so a replayed step draws that step's masks.
+    const uint32_t *step_dev;
 } ddx_k_dropout_key;
 
 // y = keep ? x * scale : +0

@@ -90,13 +90,36 @@ struct Adamw {
     }
 };
 
+// The arguments of the graph-replayed update, finished on the device by adamw_prep_k: the
+// host's per-step constants plus the clip of ddx_k_adamw_args_make computed from the device's
+// norm with the same float operations in the same order; g_adamw_skip = the norm is not finite.
+__device__ ddx_k_adamw_args g_adamw_args;
+__device__ int g_adamw_skip;
+
+__global__ void adamw_prep_k(const ddx_k_adamw_args *a_dev, int clip_on, float max_norm) {
+    ddx_k_adamw_args a = *a_dev;
+    const double norm = __dsqrt_rn(g_sumsq_total);
+    const bool ok = isfinite(norm);
+    const float coef = __fmul_rn(__fdiv_rn(1.0f, __fadd_rn(__double2float_rn(ok ? norm : 0.0), 1e-6f)), max_norm);
+    a.apply_clip = clip_on && coef < 1.0f;
+    a.clip = a.apply_clip ? coef : 1.0f;
+    g_adamw_args = a;
+    g_adamw_skip = ok ? 0 : 1;
+}
+
 // `vec`: every pointer 16-byte aligned, so the bulk moves as float4; the tail (and everything
-// when unaligned) goes one element at a time.
+// when unaligned) goes one element at a time. dev: the arguments come from adamw_prep_k
+// (graph replay), and a non-finite norm leaves everything as it is.
+template <bool DEV>
 __global__ void adamw_k(float *__restrict__ p, const float *__restrict__ g, float *__restrict__ m,
-                        float *__restrict__ v, float *__restrict__ ema, int64_t n, Adamw op, int vec) {
+                        float *__restrict__ v, float *__restrict__ ema, int64_t n, Adamw op_in, int vec) {
+    if (DEV && g_adamw_skip) return;
+    // A reference, not a copy: like the kernel parameter it reads fields where they are
+    // needed, so no copy of the struct must live across the division's slow-path call.
+    const Adamw &op = DEV ? *reinterpret_cast<const Adamw *>(&g_adamw_args) : op_in;
     const int64_t tid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    const bool use_ema = op.a.apply_ema != 0;
+    const bool use_ema = op.a.apply_ema != 0 && ema != nullptr;
     int64_t done = 0;
     if (vec) {
         const int64_t nv = n / 4;
@@ -144,12 +167,28 @@ int sm_count() {
     return sms;
 }
 
+__global__ void train_stats_k(ddx_k_train_stats *st, const float *loss, const uint32_t *step_dev) {
+    const double sumsq = g_sumsq_total;
+    const float l = *loss;
+    st->loss_sum += (double)l;
+    st->loss_n += 1;
+    st->last_loss = l;
+    st->last_sumsq = sumsq;
+    if (!isfinite(__dsqrt_rn(sumsq))) {
+        if (st->bad_steps == 0) st->first_bad_step = *step_dev;
+        st->bad_steps += 1;
+    }
+}
+
 }  // namespace
 
-extern "C" int ddx_k_grad_sumsq(const float *x, int64_t n, double *out_host, void *stream) {
+extern "C" int ddx_k_grad_sumsq_dev(const float *x, int64_t n, void *stream) {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    *out_host = 0.0;
-    if (n <= 0) return 0;
+    if (n <= 0) {
+        // An empty store has norm 0: zero the total with the one-block kernel over no partials.
+        sumsq_final_k<<<1, DDX_K_SUMSQ_BLOCKS, 0, s>>>(0);
+        return (int)cudaGetLastError();
+    }
     const int vec = aligned16(x);
     // The grid depends only on n (never on the device) so the tree, and the bits, are fixed.
     const int64_t work = vec ? (n + 3) / 4 : n;
@@ -159,7 +198,14 @@ extern "C" int ddx_k_grad_sumsq(const float *x, int64_t n, double *out_host, voi
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return (int)e;
     sumsq_final_k<<<1, DDX_K_SUMSQ_BLOCKS, 0, s>>>((int)blocks);
-    e = cudaGetLastError();
+    return (int)cudaGetLastError();
+}
+
+extern "C" int ddx_k_grad_sumsq(const float *x, int64_t n, double *out_host, void *stream) {
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    *out_host = 0.0;
+    if (n <= 0) return 0;
+    cudaError_t e = (cudaError_t)ddx_k_grad_sumsq_dev(x, n, stream);
     if (e != cudaSuccess) return (int)e;
     double total = 0.0;
     e = cudaMemcpyFromSymbolAsync(&total, g_sumsq_total, sizeof total, 0, cudaMemcpyDeviceToHost, s);
@@ -181,6 +227,33 @@ extern "C" int ddx_k_adamw_step(float *param, const float *grad, float *m, float
     // A few waves of resident blocks; the grid-stride loop covers the rest.
     const int64_t cap = (int64_t)sm_count() * (2048 / kThreads) * 2;
     if (blocks > cap) blocks = cap;
-    adamw_k<<<(unsigned)blocks, kThreads, 0, s>>>(param, grad, m, v, a->apply_ema ? ema : nullptr, n, Adamw{*a}, vec);
+    adamw_k<false><<<(unsigned)blocks, kThreads, 0, s>>>(param, grad, m, v, a->apply_ema ? ema : nullptr, n, Adamw{*a}, vec);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int ddx_k_train_stats_update(ddx_k_train_stats *st, const float *loss, const uint32_t *step_dev, void *stream) {
+    if (!st || !loss || !step_dev) return (int)cudaErrorInvalidValue;
+    train_stats_k<<<1, 1, 0, static_cast<cudaStream_t>(stream)>>>(st, loss, step_dev);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int ddx_k_adamw_step_dev(float *param, const float *grad, float *m, float *v, float *ema, int64_t n,
+                                    const ddx_k_adamw_args *a_dev, int apply_ema, int clip_on, float max_norm,
+                                    void *stream) {
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    if (!a_dev) return (int)cudaErrorInvalidValue;
+    if (n <= 0) return 0;
+    const int vec = aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v) && (!apply_ema || aligned16(ema));
+    const int64_t work = vec ? (n + 3) / 4 : n;
+    int64_t blocks = (work + kThreads - 1) / kThreads;
+    const int64_t cap = (int64_t)sm_count() * (2048 / kThreads) * 2;
+    if (blocks > cap) blocks = cap;
+    adamw_prep_k<<<1, 1, 0, s>>>(a_dev, clip_on, max_norm);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return (int)e;
+    // op.a is replaced inside the kernel; apply_ema here only keeps ema non-NULL.
+    ddx_k_adamw_args init = {};
+    init.apply_ema = apply_ema;
+    adamw_k<true><<<(unsigned)blocks, kThreads, 0, s>>>(param, grad, m, v, apply_ema ? ema : nullptr, n, Adamw{init}, vec);
     return (int)cudaGetLastError();
 }

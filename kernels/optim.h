@@ -75,6 +75,35 @@ int ddx_k_grad_sumsq(const float *x, int64_t n, double *out_host, void *stream);
 int ddx_k_adamw_step(float *param, const float *grad, float *m, float *v, float *ema, int64_t n,
                      const ddx_k_adamw_args *a, void *stream);
 
+// ---- CUDA graphs: the same step with nothing read back ------------------------------------
+// The host cannot learn the norm inside a captured step, so the clip decision moves to the
+// device (the same float operations as ddx_k_adamw_args_make) and the statistics the trainer
+// logs stay in device memory until the host asks for them.
+typedef struct ddx_k_train_stats {
+    double loss_sum;          // sum of (double)loss over the steps since the host cleared it
+    double last_sumsq;        // the last step's sum of squared grads (its norm is the sqrt)
+    int64_t loss_n;           // steps in loss_sum
+    int64_t bad_steps;        // steps whose grad norm was not finite (their update was skipped)
+    float last_loss;
+    uint32_t first_bad_step;  // the step word of the first such step (0: none)
+} ddx_k_train_stats;
+
+// ddx_k_grad_sumsq without the copy and the wait: the sum stays on the device for
+// ddx_k_adamw_step_dev and ddx_k_train_stats_update (same scratch, same reduction tree).
+int ddx_k_grad_sumsq_dev(const float *x, int64_t n, void *stream);
+
+// st->loss_sum += (double)*loss, loss_n++, last_loss = *loss, last_sumsq = the sum of the
+// preceding ddx_k_grad_sumsq_dev; a non-finite norm counts a bad step (*step_dev names it).
+int ddx_k_train_stats_update(ddx_k_train_stats *st, const float *loss, const uint32_t *step_dev, void *stream);
+
+// ddx_k_adamw_step with the arguments read from device memory when the kernel runs (a_dev:
+// one ddx_k_adamw_args made on the host with norm 0; its clip fields are ignored) and the clip
+// computed from the sum of the preceding ddx_k_grad_sumsq_dev exactly as
+// ddx_k_adamw_args_make does (clip_on: max_norm > 0). A non-finite norm updates nothing.
+// apply_ema must equal a_dev->apply_ema (it decides the alignment check on the host).
+int ddx_k_adamw_step_dev(float *param, const float *grad, float *m, float *v, float *ema, int64_t n,
+                         const ddx_k_adamw_args *a_dev, int apply_ema, int clip_on, float max_norm, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

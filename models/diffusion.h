@@ -34,6 +34,16 @@ void ddx_schedule_free(ddx_schedule *s);
 // with target eps / x0 / v by parameterization. Returns the [1] loss (NULL on error, sticky).
 ddx_tensor *ddx_diffusion_loss(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
                                ddx_tensor *y, uint64_t seed, uint64_t step);
+// The loss in two halves, for a step whose per-step inputs are staged in device memory
+// (a CUDA graph): ddx_diffusion_loss = inputs on the host, copied, then _from.
+// Host half: t[N] (as floats), coef[2N] and, for v only, vcoef[2N] (may be NULL otherwise) at
+// (seed, step): the same values ddx_diffusion_loss uses.
+ddx_status ddx_diffusion_loss_inputs(const ddx_schedule *s, int64_t N, uint64_t seed, uint64_t step, float *t, float *coef,
+                                     float *vcoef);
+// Device half: t_t [N], coef_t [N, 2], vcoef_t [N, 2] (v only, else NULL) on the context's
+// device; key = the noise key (seed, DDX_RNG_STREAM_Q_SAMPLE, step), or with step_dev.
+ddx_tensor *ddx_diffusion_loss_from(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0, ddx_tensor *y,
+                                    ddx_tensor *t_t, ddx_tensor *coef_t, ddx_tensor *vcoef_t, ddx_rng_key key);
 
 // The timesteps a sampler visits, in decreasing order: DDPM all T; DDIM `steps` of them with
 // uniform (t = k * T / steps) or quadratic spacing (DDIM paper appendix D.2). Returns the count
@@ -53,6 +63,11 @@ typedef struct ddx_sample_opts {
     ddx_spacing spacing;
     uint64_t seed;
     int batch;               // images per forward pass
+    // CUDA only: one denoising step (model forward + sampler_step) is captured into a CUDA
+    // graph per batch and replayed for the later timesteps, with each timestep's t, sampler
+    // coefficients and noise key written into device memory before the launch. The same
+    // images bit for bit; off (or a failed capture) runs every step eagerly.
+    bool graphs;
 } ddx_sample_opts;
 
 // Draws n images into out (host f32 [n,H,W,C], n*H*W*C floats). Sample i uses the noise keyed

@@ -8,8 +8,9 @@
 #include "cuda.h"
 #include "op_impl.h"
 
-// DDX_PROFILE=1 in the environment: host wall time per op and direction, printed to stderr at
-// exit (CPU backend: the op's own time; CUDA: launch time only, kernels run asynchronously).
+// DDX_PROFILE=1 in the environment: wall time per op and direction, printed to stderr at exit.
+// On CUDA the stream is synchronised before and after each op, so an op's time is its
+// kernels' time plus one launch latency (and the run is slower: a breakdown, not a benchmark).
 static int g_prof = -1;
 static double g_prof_s[DDX_OP_COUNT][2];
 static long g_prof_n[DDX_OP_COUNT][2];
@@ -25,19 +26,29 @@ static void prof_report(void) {
     }
 }
 
+// DDX_PROFILE_SKIP=K leaves the first K steps (context resets) out, e.g. a benchmark's warm-up.
+static long g_prof_skip = -1;
+
 static bool prof_on(void) {
     if (g_prof < 0) {
         const char *e = getenv("DDX_PROFILE");
         g_prof = e && *e && strcmp(e, "0") != 0;
         if (g_prof) atexit(prof_report);
+        const char *k = getenv("DDX_PROFILE_SKIP");
+        g_prof_skip = k ? atol(k) : 0;
     }
-    return g_prof;
+    return g_prof && g_prof_skip <= 0;
 }
 
 static double prof_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double prof_now_sync(ddx_ctx *c) {
+    if (c->cuda) (void)ddx_cuda_sync(c->cuda);   // a failure resurfaces at the next checked call
+    return prof_now();
 }
 
 // ---- host meta memory (tensor headers and tape nodes, freed with the step) ----------------
@@ -97,8 +108,10 @@ void ddx_ctx_free(ddx_ctx *c) {
 
 ddx_status ddx_ctx_reset(ddx_ctx *c) {
     if (c->cuda) DDX_TRY(ddx_cuda_sync(c->cuda));
+    if (g_prof_skip > 0) g_prof_skip--;
     c->n_nodes = 0;
     c->rng_calls = 0;
+    c->step_dev = NULL;
     c->status = DDX_OK;
     // Keep one meta block as big as everything the step used, like the activation arena.
     if (c->meta) {
@@ -241,9 +254,10 @@ ddx_tensor *ddx_op_run(ddx_ctx *c, ddx_op op, int n_in, ddx_tensor *const *in, c
     if (!n) return NULL;
     n->out = ddx_new(c, out_dt, ndim, shape);
     if (!n->out) return NULL;
-    double t0 = prof_on() ? prof_now() : 0;
+    const bool prof = prof_on();
+    double t0 = prof ? prof_now_sync(c) : 0;
     ddx_status st = be->fwd(c, n);
-    if (g_prof) g_prof_s[op][0] += prof_now() - t0, g_prof_n[op][0]++;
+    if (prof) g_prof_s[op][0] += prof_now_sync(c) - t0, g_prof_n[op][0]++;
     if (st != DDX_OK) {
         ddx_ctx_fail(c, st);   // the backend already recorded its message
         return NULL;
@@ -269,9 +283,10 @@ static ddx_status run_backward(ddx_ctx *c) {
         if (!n->out->grad) continue;   // nothing downstream used this output
         if (!table[n->op].bwd)
             return ddx_errorf(DDX_E_UNSUPPORTED, "op %s has no backward on %s", ddx_op_name(n->op), ddx_device_name(c->device));
-        double t0 = prof_on() ? prof_now() : 0;
+        const bool prof = prof_on();
+        double t0 = prof ? prof_now_sync(c) : 0;
         ddx_status st = table[n->op].bwd(c, n);
-        if (g_prof) g_prof_s[n->op][1] += prof_now() - t0, g_prof_n[n->op][1]++;
+        if (prof) g_prof_s[n->op][1] += prof_now_sync(c) - t0, g_prof_n[n->op][1]++;
         if (st == DDX_OK) st = c->status;
         if (st != DDX_OK) return st;
         // Grad shapes are part of the contract: a backend that built a wrong-shaped grad is a bug.
@@ -287,9 +302,15 @@ ddx_status ddx_backward(ddx_ctx *c, ddx_tensor *loss, float seed_grad) {
     if (!loss || loss->dtype != DDX_F32 || ddx_numel(loss) != 1)
         return ddx_errorf(DDX_E_INPUT, "backward: the loss must be a 1-element f32 tensor");
     if (!loss->requires_grad) return ddx_errorf(DDX_E_INPUT, "backward: the loss does not depend on anything that requires grad");
-    ddx_tensor *g = ddx_grad_of(c, loss);
-    if (!g) return c->status;
-    DDX_TRY(ddx_memcpy(g->data, c->device, &seed_grad, DDX_CPU, sizeof seed_grad));
+    if (loss->grad) {
+        DDX_TRY(ddx_memcpy(loss->grad->data, c->device, &seed_grad, DDX_CPU, sizeof seed_grad));
+    } else {
+        // A fill op rather than a host copy: no host memory is read, so a whole training
+        // step, backward included, can be captured into a CUDA graph.
+        ddx_tensor *g = ddx_fill(c, DDX_F32, loss->ndim, loss->shape, seed_grad);   // loss's shape
+        if (!g) return c->status;
+        loss->grad = g;
+    }
     return run_backward(c);
 }
 

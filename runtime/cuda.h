@@ -33,9 +33,38 @@ void ddx_cuda_pool_trim(void);
 size_t ddx_cuda_pool_bytes_in_use(void);
 
 typedef enum ddx_copy_kind { DDX_COPY_H2D = 0, DDX_COPY_D2H, DDX_COPY_D2D } ddx_copy_kind;
-// Synchronous with respect to the host (the runtime's default stream semantics).
+// Synchronous with respect to the host (the runtime's default stream semantics). While the
+// stream is being captured into a CUDA graph a device-to-device copy is only enqueued (it
+// becomes a node of the graph) and a copy to or from the host is an error.
 ddx_status ddx_cuda_memcpy(void *dst, const void *src, size_t bytes, ddx_copy_kind kind);
 ddx_status ddx_cuda_memset(void *dst, int byte, size_t bytes);
+
+// ---- CUDA graphs (callers guard these with DDX_HAVE_CUDA; runtime/cuda_none.c has none) ----
+// A step captured once and replayed: everything it touches must sit at fixed addresses and
+// everything that changes per step must be read from device memory (see docs/ARCHITECTURE.md).
+struct ddx_cuda_graph;
+// Starts capturing the context's stream (thread-local mode: a host sync, a host copy or a
+// pool allocation in this thread fails the capture instead of running).
+ddx_status ddx_cuda_capture_begin(struct ddx_cuda_ctx *cc);
+// Ends the capture and instantiates it. On failure nothing is kept, the stream is out of
+// capture mode again and the status (with ddx_last_error) says why; `why` is the first
+// error recorded during the capture, if any (DDX_OK otherwise).
+ddx_status ddx_cuda_capture_end(struct ddx_cuda_ctx *cc, ddx_status why, struct ddx_cuda_graph **out);
+// True between capture_begin and capture_end of any context (the stream is shared).
+bool ddx_cuda_capturing(void);
+ddx_status ddx_cuda_graph_launch(struct ddx_cuda_ctx *cc, struct ddx_cuda_graph *g);
+void ddx_cuda_graph_destroy(struct ddx_cuda_graph *g);
+
+// A pinned host buffer and a device buffer of the same size, for per-step inputs: fill
+// host(), then upload() enqueues one copy on the stream without waiting; host() waits until
+// the previous upload has read the buffer, so the host runs at most one step ahead.
+struct ddx_cuda_staging;
+ddx_status ddx_cuda_staging_create(size_t bytes, struct ddx_cuda_staging **out);
+void ddx_cuda_staging_destroy(struct ddx_cuda_staging *st);
+ddx_status ddx_cuda_staging_host(struct ddx_cuda_staging *st, void **host);
+void *ddx_cuda_staging_dev(struct ddx_cuda_staging *st);
+// Copies the first `bytes` of the host buffer to the device buffer on cc's stream.
+ddx_status ddx_cuda_staging_upload(struct ddx_cuda_ctx *cc, struct ddx_cuda_staging *st, size_t bytes);
 
 #ifdef __cplusplus
 }

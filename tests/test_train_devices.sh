@@ -2,6 +2,10 @@
 # A few training steps on the CPU and on the GPU from the same weights, data and seed agree:
 # the per-step losses of the two devices match within 2e-3 relative (fp32 kernels on both, but
 # sums in different orders, compounded through AdamW), and both runs' samples are images.
+# Then CUDA graphs: two GPU runs with DDX_CUDA_GRAPHS=1 and =0 (a sample grid at step 4 in the
+# middle, so the training graph must survive a sampling run and capture again) give identical
+# losses, grad norms and sample images, bit for bit, and the graph run really used graphs (it
+# says "CUDA graphs off" on stderr when a capture fails and it falls back).
 #   test_train_devices.sh PATH/TO/ddx-train     (exit 77 without a usable GPU)
 set -u
 train=$(realpath "$1")
@@ -37,3 +41,39 @@ for x, y in zip(a, b):
 print(f"train-devices: {ok} passed, {bad} failed")
 sys.exit(1 if bad else 0)
 PY
+[ $? -eq 0 ] || exit 1
+
+# CUDA graphs on vs off: the same bits.
+graphs=(--set run.device=cuda --set train.sample_every=4)
+DDX_CUDA_GRAPHS=1 "$train" "${common[@]}" "${graphs[@]}" --set run.out_dir="$tmp/g1" >"$tmp/g1.log" 2>&1 ||
+    { echo "FAIL: GPU run with graphs: $(tail -3 "$tmp/g1.log")"; echo "train-graphs: 0 passed, 1 failed"; exit 1; }
+DDX_CUDA_GRAPHS=0 "$train" "${common[@]}" "${graphs[@]}" --set run.out_dir="$tmp/g0" >"$tmp/g0.log" 2>&1 ||
+    { echo "FAIL: GPU run without graphs: $(tail -3 "$tmp/g0.log")"; echo "train-graphs: 0 passed, 1 failed"; exit 1; }
+ok=0; bad=0
+if grep -q "CUDA graphs off" "$tmp/g1.log"; then
+    echo "FAIL: the graph run fell back to eager: $(grep "CUDA graphs off" "$tmp/g1.log")"; bad=$((bad + 1))
+else ok=$((ok + 1)); fi
+python3 - "$tmp"/g0/*/log.jsonl "$tmp"/g1/*/log.jsonl <<'PY' && ok=$((ok + 1)) || bad=$((bad + 1))
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+bad = len(a) != len(b) or not a
+for x, y in zip(a, b):
+    for k in ("loss", "last_loss", "grad_norm"):
+        if k in x and x[k] != y.get(k):
+            bad = True
+            print(f"FAIL step {x['step']}: {k} eager {x[k]!r} graphs {y.get(k)!r}")
+print(f"{len(a)} log lines, eager vs graphs {'differ' if bad else 'identical'}")
+sys.exit(1 if bad else 0)
+PY
+n_png=0
+for f in "$tmp"/g0/*/samples/*.png; do
+    [ -f "$f" ] || continue
+    other=$(ls "$tmp"/g1/*/samples/"$(basename "$f")" 2>/dev/null | head -1)
+    n_png=$((n_png + 1))
+    if [ -n "$other" ] && cmp -s "$f" "$other"; then ok=$((ok + 1))
+    else bad=$((bad + 1)); echo "FAIL: sample $(basename "$f") differs with graphs (or is missing)"; fi
+done
+[ "$n_png" -ge 2 ] || { bad=$((bad + 1)); echo "FAIL: expected sample grids at steps 4 and 8, found $n_png"; }
+echo "train-graphs: $ok passed, $bad failed"
+[ "$bad" -eq 0 ]

@@ -184,8 +184,11 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    double loss_sum = resumed ? resumed->loss_sum : 0.0;
-    int64_t loss_n = resumed ? resumed->loss_n : 0;
+    // The running loss lives where the steps run (on the device under CUDA graphs) and is read
+    // back only for a log line or a checkpoint, so steps do not wait for the GPU.
+    st = ddx_trainer_stats_reset(&r->tr, resumed ? resumed->loss_sum : 0.0, resumed ? resumed->loss_n : 0);
+    if (st) return fail(st);
+    ddx_trainer_stats stats = {0};
     int64_t total = cfg->train.total_steps;
     double t_start = now_s(), t_log = t_start;
     int64_t step_log = r->tr.step;
@@ -194,17 +197,13 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
         int64_t k;
         st = ddx_loader_next(r->loader, r->x, cfg->model.num_classes > 0 ? r->y : NULL, &k);
         if (st) return fail(st);
-        float loss;
-        double gnorm;
-        st = ddx_trainer_step(&r->tr, r->x, cfg->model.num_classes > 0 ? r->y : NULL, &loss, &gnorm);
+        st = ddx_trainer_step(&r->tr, r->x, cfg->model.num_classes > 0 ? r->y : NULL, NULL, NULL);
         if (st) {
             fprintf(stderr, "ddx-train: step %" PRId64 ": %s\n", r->tr.step + 1, ddx_last_error());
             fprintf(stderr, "ddx-train: the last checkpoint (if any) is intact: %s\n", r->ckpt);
             return ddx_exit_code(st);
         }
         data_batch = k + 1;
-        loss_sum += loss;
-        loss_n++;
         int64_t step = r->tr.step;
         if (!printed_arena) {
             printf("memory: activation arena %.1f MiB peak (after step 1)\n", (double)r->tr.ctx.act.peak / (1 << 20));
@@ -214,9 +213,11 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
         // The last step of a run off the log interval gets a "partial" line that does not reset
         // the running mean, so a run extended later logs exactly what an unbroken run would.
         if (boundary || (cfg->train.log_every > 0 && step == total)) {
+            if ((st = ddx_trainer_stats_read(&r->tr, &stats))) return fail(st);
+            const double gnorm = stats.last_grad_norm;
             double t = now_s();
             double ips = (double)(step - step_log) * (double)B / (t - t_log);
-            double mean = loss_sum / (double)loss_n;
+            double mean = stats.loss_sum / (double)stats.loss_n;
             double lr = ddx_optim_lr(&r->tr.optim, step);
             char eta[32];
             fmt_duration((double)(total - step) * (t - t_log) / (double)(step - step_log), eta, sizeof eta);
@@ -225,17 +226,17 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
             fflush(stdout);
             fprintf(r->log, "{\"step\":%" PRId64 ",\"loss\":%.17g,\"last_loss\":%.9g,\"grad_norm\":%.9g,\"lr\":%.9g,"
                             "\"img_per_s\":%.2f,\"elapsed_s\":%.3f%s}\n",
-                    step, mean, (double)loss, gnorm, lr, ips, t - t_start, boundary ? "" : ",\"partial\":true");
+                    step, mean, (double)stats.last_loss, gnorm, lr, ips, t - t_start, boundary ? "" : ",\"partial\":true");
             fflush(r->log);
             if (boundary) {
-                loss_sum = 0;
-                loss_n = 0;
+                if ((st = ddx_trainer_stats_reset(&r->tr, 0.0, 0))) return fail(st);
                 t_log = t;
                 step_log = step;
             }
         }
         if (cfg->train.checkpoint_every > 0 && step % cfg->train.checkpoint_every == 0 && step != total) {
-            st = save_checkpoint(r, data_batch, loss_sum, loss_n);
+            if ((st = ddx_trainer_stats_read(&r->tr, &stats))) return fail(st);
+            st = save_checkpoint(r, data_batch, stats.loss_sum, stats.loss_n);
             if (st) return fail(st);
         }
         if (cfg->train.sample_every > 0 && step % cfg->train.sample_every == 0 && step != total) {
@@ -246,7 +247,8 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
         }
     }
     // Interrupted or done: both leave a checkpoint to resume from.
-    st = save_checkpoint(r, data_batch, loss_sum, loss_n);
+    if ((st = ddx_trainer_stats_read(&r->tr, &stats))) return fail(st);
+    st = save_checkpoint(r, data_batch, stats.loss_sum, stats.loss_n);
     if (st) return fail(st);
     printf("checkpoint: %s (step %" PRId64 ")\n", r->ckpt, r->tr.step);
     if (g_signal) {

@@ -186,7 +186,23 @@ static ddx_status adamw_cuda(ddx_param_store *ps, const ddx_k_adamw_args *a) {
                                     ps->buf[DDX_PBUF_ADAM_V], ps->buf[DDX_PBUF_EMA], (int64_t)ps->numel, a, s));
     return DDX_OK;
 }
+static ddx_status step_dev_cuda(ddx_param_store *ps, const ddx_optim_cfg *o, const ddx_k_adamw_args *a_dev,
+                                ddx_k_train_stats *stats_dev, const float *loss_dev, const uint32_t *step_dev) {
+    void *s;
+    DDX_TRY(optim_stream(&s));
+    DDX_CUDA_CHECK(ddx_k_grad_sumsq_dev(ps->buf[DDX_PBUF_GRAD], (int64_t)ps->numel, s));
+    DDX_CUDA_CHECK(ddx_k_train_stats_update(stats_dev, loss_dev, step_dev, s));
+    DDX_CUDA_CHECK(ddx_k_adamw_step_dev(ps->buf[DDX_PBUF_VALUE], ps->buf[DDX_PBUF_GRAD], ps->buf[DDX_PBUF_ADAM_M],
+                                        ps->buf[DDX_PBUF_ADAM_V], ps->buf[DDX_PBUF_EMA], (int64_t)ps->numel, a_dev,
+                                        o->ema_decay > 0.0, o->grad_clip > 0.0, (float)o->grad_clip, s));
+    return DDX_OK;
+}
 #else
+static ddx_status step_dev_cuda(ddx_param_store *ps, const ddx_optim_cfg *o, const ddx_k_adamw_args *a_dev,
+                                ddx_k_train_stats *stats_dev, const float *loss_dev, const uint32_t *step_dev) {
+    (void)ps, (void)o, (void)a_dev, (void)stats_dev, (void)loss_dev, (void)step_dev;
+    return ddx_errorf(DDX_E_UNSUPPORTED, "optimizer step on CUDA parameters: %s", ddx_cuda_describe());
+}
 static ddx_status sumsq_cuda(const ddx_param_store *ps, double *out) {
     (void)ps;
     *out = 0.0;
@@ -212,6 +228,28 @@ static ddx_status check_cfg(const ddx_optim_cfg *o, int64_t step) {
     return DDX_OK;
 }
 
+static ddx_k_adamw_args step_args(const ddx_optim_cfg *o, int64_t step, double norm) {
+    // Early in a run the EMA would mostly hold the random init; the warmup makes it follow the
+    // weights until (1 + step) / (10 + step) exceeds the configured decay.
+    double ema_decay = o->ema_decay;
+    if (o->ema_warmup && ema_decay > 0.0) ema_decay = fmin(ema_decay, (1.0 + (double)step) / (10.0 + (double)step));
+    return ddx_k_adamw_args_make(ddx_optim_lr(o, step), o->beta1, o->beta2, o->eps, o->weight_decay, step, o->grad_clip,
+                                 norm, ema_decay);
+}
+
+ddx_status ddx_optim_dev_args(const ddx_optim_cfg *o, int64_t step, ddx_k_adamw_args *a) {
+    DDX_TRY(check_cfg(o, step));
+    *a = step_args(o, step, 0.0);
+    return DDX_OK;
+}
+
+ddx_status ddx_optim_step_dev(ddx_param_store *ps, const ddx_optim_cfg *o, const ddx_k_adamw_args *a_dev,
+                              ddx_k_train_stats *stats_dev, const float *loss_dev, const uint32_t *step_dev) {
+    if (!ps->finalized) return ddx_errorf(DDX_E_INTERNAL, "ddx_optim_step_dev: parameter store not finalized");
+    if (ps->device != DDX_CUDA) return ddx_errorf(DDX_E_INTERNAL, "ddx_optim_step_dev: CUDA parameter stores only");
+    return step_dev_cuda(ps, o, a_dev, stats_dev, loss_dev, step_dev);
+}
+
 ddx_status ddx_optim_step(ddx_param_store *ps, const ddx_optim_cfg *o, int64_t step, double *grad_norm) {
     if (grad_norm) *grad_norm = 0.0;
     if (!ps->finalized) return ddx_errorf(DDX_E_INTERNAL, "ddx_optim_step: parameter store not finalized");
@@ -229,12 +267,7 @@ ddx_status ddx_optim_step(ddx_param_store *ps, const ddx_optim_cfg *o, int64_t s
         return ddx_errorf(DDX_E_INPUT, "grad norm is %s at step %lld: lower train.lr or check the data",
                           isnan(norm) ? "nan" : "inf", (long long)step);
 
-    // Early in a run the EMA would mostly hold the random init; the warmup makes it follow the
-    // weights until (1 + step) / (10 + step) exceeds the configured decay.
-    double ema_decay = o->ema_decay;
-    if (o->ema_warmup && ema_decay > 0.0) ema_decay = fmin(ema_decay, (1.0 + (double)step) / (10.0 + (double)step));
-    const ddx_k_adamw_args a = ddx_k_adamw_args_make(ddx_optim_lr(o, step), o->beta1, o->beta2, o->eps,
-                                                     o->weight_decay, step, o->grad_clip, norm, ema_decay);
+    const ddx_k_adamw_args a = step_args(o, step, norm);
     if (cuda) return adamw_cuda(ps, &a);
     adamw_cpu(ps->buf[DDX_PBUF_VALUE], ps->buf[DDX_PBUF_GRAD], ps->buf[DDX_PBUF_ADAM_M], ps->buf[DDX_PBUF_ADAM_V],
               ps->buf[DDX_PBUF_EMA], ps->numel, &a);

@@ -9,6 +9,7 @@ extern "C" {
 
 #include <stdint.h>
 
+#include "kernels/optim.h"
 #include "runtime/config.h"
 #include "runtime/tensor.h"
 
@@ -35,6 +36,20 @@ ddx_status ddx_optim_ema_init(ddx_param_store *ps);
 // Leaves the grads as they are (the caller zeroes them). *grad_norm (may be NULL) gets the
 // norm before clipping. A non-finite norm is DDX_E_INPUT and nothing is updated.
 ddx_status ddx_optim_step(ddx_param_store *ps, const ddx_optim_cfg *o, int64_t step, double *grad_norm);
+
+// ---- the same update inside a captured CUDA graph (train/trainer.c) -------------------------
+// Nothing is read back: the host writes this step's constants into device memory before each
+// launch, and the device computes the norm, the clip and the update from them.
+//
+// Host part: the step's ddx_k_adamw_args except the clip (made with norm 0; the device
+// replaces apply_clip and clip), the same values ddx_optim_step would use.
+ddx_status ddx_optim_dev_args(const ddx_optim_cfg *o, int64_t step, ddx_k_adamw_args *a);
+// Device part, enqueued on the shared stream (CUDA parameter stores only): the grad norm,
+// stats_dev updated with *loss_dev and the norm (see ddx_k_train_stats), then clip + AdamW +
+// EMA with the arguments at a_dev. A non-finite norm updates nothing and is counted in
+// stats_dev (with *step_dev) instead of being returned: the caller checks when it reads them.
+ddx_status ddx_optim_step_dev(ddx_param_store *ps, const ddx_optim_cfg *o, const ddx_k_adamw_args *a_dev,
+                              ddx_k_train_stats *stats_dev, const float *loss_dev, const uint32_t *step_dev);
 
 #ifdef __cplusplus
 }

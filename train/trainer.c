@@ -3,8 +3,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ddx_config.h"
 #include "runtime/cuda.h"
+#include "runtime/philox.h"
 #include "train/trainer.h"
+
+#include <math.h>
+
+static ddx_status graph_init(ddx_trainer *t);
+static void graph_free(ddx_trainer *t);
+static ddx_status graph_step(ddx_trainer *t, const float *x, const int32_t *y, int64_t step);
+static ddx_status graph_stats(ddx_trainer *t, ddx_trainer_stats *out);
+static ddx_status graph_stats_set(ddx_trainer *t, double loss_sum, int64_t loss_n);
+
+// Says once per process why a run that asked for graphs goes on without them.
+static void graphs_off(const char *why) {
+    static bool said;
+    if (said) return;
+    said = true;
+    fprintf(stderr, "ddx: CUDA graphs off: %s; running the eager step\n", why);
+}
 
 ddx_status ddx_trainer_pick_device(ddx_run_device want, ddx_device *out, char *why, size_t why_n) {
     char tmp[16];
@@ -46,16 +64,12 @@ ddx_status ddx_trainer_pick_device(ddx_run_device want, ddx_device *out, char *w
 
 ddx_status ddx_trainer_init(ddx_trainer *t, const ddx_config *cfg, ddx_device dev) {
     memset(t, 0, sizeof *t);
-    // The CPU is the fp32 reference whatever run.precision says; on the GPU a precision the
-    // kernels do not provide must not be silently replaced by fp32.
-    if (dev == DDX_CUDA && cfg->run.precision != DDX_PRECISION_FP32)
-        return ddx_errorf(DDX_E_INPUT, "run.precision: %s is not implemented on the GPU yet (its kernels compute in fp32); use fp32",
-                          cfg->run.precision == DDX_PRECISION_BF16 ? "bf16" : "tf32");
     t->cfg = *cfg;
     t->device = dev;
     ddx_param_store_init(&t->ps, dev);
     ddx_status st = ddx_model_create(cfg, &t->ps, &t->model);
     if (!st) st = ddx_param_store_finalize(&t->ps);
+    if (!st && dev == DDX_CUDA && cfg->run.precision == DDX_PRECISION_BF16) st = ddx_model_set_compute(t->model, DDX_BF16);
     if (!st) st = ddx_model_init(t->model, cfg->run.seed);
     if (!st) st = ddx_optim_ema_init(&t->ps);
     if (!st) st = ddx_schedule_init(&t->sched, cfg);
@@ -65,13 +79,48 @@ ddx_status ddx_trainer_init(ddx_trainer *t, const ddx_config *cfg, ddx_device de
         return st;
     }
     t->ctx.seed = cfg->run.seed;
+    // The CPU is the fp32 reference whatever run.precision says. On the GPU, bf16 makes the
+    // model compute in bf16 (set above); tf32 keeps f32 tensors and lets convs and linears
+    // use the TF32 tensor cores.
+    t->ctx.tf32 = dev == DDX_CUDA && cfg->run.precision == DDX_PRECISION_TF32;
     t->optim = ddx_optim_cfg_from(cfg);
     t->batch_elems = (size_t)cfg->train.batch_size * (size_t)cfg->model.image_size * (size_t)cfg->model.image_size *
                      (size_t)cfg->model.in_channels;
+    const char *env = getenv("DDX_CUDA_GRAPHS");
+    ddx_trainer_use_graphs(t, env && *env ? strcmp(env, "0") != 0 : DDX_TRAINER_GRAPHS_DEFAULT);
+    return DDX_OK;
+}
+
+void ddx_trainer_use_graphs(ddx_trainer *t, bool on) {
+    t->graphs = false;
+    t->sample_graphs = false;
+    if (!on || t->device != DDX_CUDA) return;
+    if (!DDX_HAVE_CUDA) return;
+    const char *prof = getenv("DDX_PROFILE");
+    if (prof && *prof && strcmp(prof, "0") != 0) {
+        graphs_off("DDX_PROFILE waits for the device around every op, which a capture cannot hold");
+        return;
+    }
+    t->sample_graphs = true;
+    // Dropout, like q_sample, reads the step word from ctx->step_dev while a step is captured.
+    t->graphs = true;
+}
+
+ddx_status ddx_trainer_stats_read(ddx_trainer *t, ddx_trainer_stats *out) {
+    if (t->graph) return graph_stats(t, out);
+    *out = t->stats;
+    return DDX_OK;
+}
+
+ddx_status ddx_trainer_stats_reset(ddx_trainer *t, double loss_sum, int64_t loss_n) {
+    t->stats.loss_sum = loss_sum;
+    t->stats.loss_n = loss_n;
+    if (t->graph) return graph_stats_set(t, loss_sum, loss_n);
     return DDX_OK;
 }
 
 void ddx_trainer_free(ddx_trainer *t) {
+    graph_free(t);
     if (t->ctx.act.name) ddx_ctx_free(&t->ctx);
     ddx_schedule_free(&t->sched);
     ddx_model_free(t->model);
@@ -83,6 +132,28 @@ ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, fl
     ddx_ctx *c = &t->ctx;
     const ddx_config *cfg = &t->cfg;
     int64_t step = t->step + 1;
+    if (t->graphs) {
+        if (cfg->model.num_classes > 0 && !y)
+            return ddx_errorf(DDX_E_INPUT, "model.num_classes is %d but the data set has no labels", cfg->model.num_classes);
+        if (!t->graph) {
+            ddx_status st = graph_init(t);
+            if (st != DDX_OK) {
+                graphs_off(ddx_last_error());
+                graph_free(t);
+                t->graphs = false;
+                return ddx_trainer_step(t, x, y, loss, grad_norm);
+            }
+        }
+        DDX_TRY(graph_step(t, x, y, step));
+        if (loss || grad_norm) {
+            ddx_trainer_stats s = {0};
+            DDX_TRY(graph_stats(t, &s));   // waits for the step; fails on a non-finite norm
+            if (loss) *loss = s.last_loss;
+            if (grad_norm) *grad_norm = s.last_grad_norm;
+        }
+        t->step = step;
+        return DDX_OK;
+    }
     DDX_TRY(ddx_ctx_reset(c));
     c->step = (uint64_t)step;
     c->training = true;
@@ -108,6 +179,10 @@ ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, fl
     ddx_status st = ddx_optim_step(&t->ps, &t->optim, step, &gn);
     if (st) return st;
     t->step = step;
+    t->stats.loss_sum += (double)lv;
+    t->stats.loss_n++;
+    t->stats.last_loss = lv;
+    t->stats.last_grad_norm = gn;
     if (loss) *loss = lv;
     if (grad_norm) *grad_norm = gn;
     return DDX_OK;
@@ -133,6 +208,7 @@ ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed
         .spacing = cfg->sample.spacing,
         .seed = seed,
         .batch = n < cfg->train.batch_size ? n : cfg->train.batch_size,
+        .graphs = t->sample_graphs,
     };
     int32_t *y = NULL;
     if (cfg->model.num_classes > 0) {
@@ -154,3 +230,212 @@ ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed
     }
     return st;
 }
+
+// ---- CUDA graphs ----------------------------------------------------------------------------
+// The step in "device mode": every per-step input (the batch, the labels, the timesteps and
+// q_sample coefficients, the Philox step word, the AdamW constants) is written by the host
+// into one pinned buffer and uploaded with a single copy before the step; the step itself
+// reads them from the device copy, at fixed addresses, and keeps its loss and grad norm in
+// device statistics. So the same kernels with the same arguments run every step: the second
+// device-mode step is captured (the activation arena coalesces after the first, then its
+// addresses repeat) and every later step is one cudaGraphLaunch. The host computes exactly
+// what the eager step computes (same functions), and the kernels are the same, so the two
+// paths agree bit for bit (tests/test_train_devices.sh checks it on a GPU).
+#if DDX_HAVE_CUDA
+#include "runtime/cuda/check.h"
+
+typedef struct ddx_trainer_graph {
+    struct ddx_cuda_staging *in;
+    size_t off_x, off_y, off_t, off_coef, off_vcoef, off_step, off_args, in_bytes;
+    ddx_k_train_stats *stats;         // device
+    struct ddx_cuda_graph *exec;
+    const uint8_t *arena_base;        // the activation block the capture used
+    size_t arena_size;
+    int64_t device_steps;
+    bool no_capture;                  // a capture failed: stay eager (device mode) from now on
+} ddx_trainer_graph;
+
+static size_t al256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+static ddx_status graph_init(ddx_trainer *t) {
+    ddx_trainer_graph *g = calloc(1, sizeof *g);
+    if (!g) return ddx_errorf(DDX_E_NOMEM, "CUDA graph state: out of host memory");
+    const size_t B = (size_t)t->cfg.train.batch_size;
+    size_t o = 0;
+    g->off_x = o, o = al256(o + t->batch_elems * sizeof(float));
+    g->off_y = o, o = al256(o + B * sizeof(int32_t));
+    g->off_t = o, o = al256(o + B * sizeof(float));
+    g->off_coef = o, o = al256(o + 2 * B * sizeof(float));
+    g->off_vcoef = o, o = al256(o + 2 * B * sizeof(float));
+    g->off_step = o, o = al256(o + sizeof(uint32_t));
+    g->off_args = o, o = al256(o + sizeof(ddx_k_adamw_args));
+    g->in_bytes = o;
+    ddx_status st = ddx_cuda_staging_create(g->in_bytes, &g->in);
+    if (st == DDX_OK) st = ddx_cuda_malloc(sizeof(ddx_k_train_stats), (void **)&g->stats);
+    if (st == DDX_OK) st = ddx_cuda_memset(g->stats, 0, sizeof(ddx_k_train_stats));
+    t->graph = g;   // graph_free releases whatever exists
+    if (st != DDX_OK) return st;
+    return graph_stats_set(t, t->stats.loss_sum, t->stats.loss_n);
+}
+
+static void graph_free(ddx_trainer *t) {
+    ddx_trainer_graph *g = t->graph;
+    if (!g) return;
+    if (t->ctx.cuda) (void)ddx_cuda_sync(t->ctx.cuda);   // nothing in flight may use what we free
+    ddx_cuda_graph_destroy(g->exec);
+    ddx_cuda_staging_destroy(g->in);
+    ddx_cuda_free(g->stats);
+    free(g);
+    t->graph = NULL;
+}
+
+static ddx_status graph_stats(ddx_trainer *t, ddx_trainer_stats *out) {
+    ddx_trainer_graph *g = t->graph;
+    ddx_k_train_stats d;
+    DDX_TRY(ddx_cuda_memcpy(&d, g->stats, sizeof d, DDX_COPY_D2H));
+    if (d.bad_steps > 0)
+        return ddx_errorf(DDX_E_INPUT, "grad norm is not finite at step %u (%lld such steps, their updates skipped): lower "
+                                       "train.lr or check the data",
+                          d.first_bad_step, (long long)d.bad_steps);
+    out->loss_sum = d.loss_sum;
+    out->loss_n = d.loss_n;
+    out->last_loss = d.last_loss;
+    out->last_grad_norm = sqrt(d.last_sumsq);
+    return DDX_OK;
+}
+
+static ddx_status graph_stats_set(ddx_trainer *t, double loss_sum, int64_t loss_n) {
+    ddx_trainer_graph *g = t->graph;
+    ddx_k_train_stats d;
+    DDX_TRY(ddx_cuda_memcpy(&d, g->stats, sizeof d, DDX_COPY_D2H));
+    d.loss_sum = loss_sum;
+    d.loss_n = loss_n;
+    return ddx_cuda_memcpy(g->stats, &d, sizeof d, DDX_COPY_H2D);
+}
+
+// The step's device work, from the uploaded inputs: run directly, or captured. Only a captured
+// body keys its noise by the device step word (run directly, the host step is the same value
+// and needs nothing of the CUDA adapters).
+static ddx_status device_body(ddx_trainer *t, uint64_t step, bool captured) {
+    ddx_trainer_graph *g = t->graph;
+    ddx_ctx *c = &t->ctx;
+    const ddx_config *cfg = &t->cfg;
+    uint8_t *dev = ddx_cuda_staging_dev(g->in);
+    const int64_t B = cfg->train.batch_size, S = cfg->model.image_size, C = cfg->model.in_channels;
+    ddx_tensor *x0 = ddx_meta_tensor(c), *yt = NULL, *tt = ddx_meta_tensor(c), *coef = ddx_meta_tensor(c);
+    ddx_tensor *vcoef = NULL;
+    if (!x0 || !tt || !coef) return c->status ? c->status : DDX_E_NOMEM;
+    *x0 = ddx_tensor_wrap(dev + g->off_x, DDX_F32, DDX_CUDA, 4, (int64_t[]){B, S, S, C});   // [B, S, S, C]
+    *tt = ddx_tensor_wrap(dev + g->off_t, DDX_F32, DDX_CUDA, 1, (int64_t[]){B});            // [B]
+    *coef = ddx_tensor_wrap(dev + g->off_coef, DDX_F32, DDX_CUDA, 2, (int64_t[]){B, 2});    // [B, 2]
+    if (cfg->model.num_classes > 0) {
+        if (!(yt = ddx_meta_tensor(c))) return c->status;
+        *yt = ddx_tensor_wrap(dev + g->off_y, DDX_I32, DDX_CUDA, 1, (int64_t[]){B});   // [B]
+    }
+    if (t->sched.param == DDX_PARAMETERIZATION_V) {
+        if (!(vcoef = ddx_meta_tensor(c))) return c->status;
+        *vcoef = ddx_tensor_wrap(dev + g->off_vcoef, DDX_F32, DDX_CUDA, 2, (int64_t[]){B, 2});   // [B, 2]
+    }
+    const uint32_t *step_dev = (const uint32_t *)(dev + g->off_step);
+    const ddx_rng_key key = {.seed = cfg->run.seed, .stream = DDX_RNG_STREAM_Q_SAMPLE, .step = (uint32_t)step, .offset = 0};
+    if (captured) c->step_dev = step_dev;   // the ops key their noise by the uploaded step word
+    ddx_tensor *l = ddx_diffusion_loss_from(c, t->model, &t->sched, x0, yt, tt, coef, vcoef, key);
+    ddx_status st = ddx_ctx_status(c);
+    if (st == DDX_OK) st = ddx_dev_memset(DDX_CUDA, t->ps.buf[DDX_PBUF_GRAD], 0, t->ps.numel * sizeof(float));
+    if (st == DDX_OK) st = ddx_backward(c, l, 1.0f);
+    c->step_dev = NULL;
+    if (st != DDX_OK) return st;
+    return ddx_optim_step_dev(&t->ps, &t->optim, (const ddx_k_adamw_args *)(dev + g->off_args), g->stats, l->data, step_dev);
+}
+
+static ddx_status graph_step(ddx_trainer *t, const float *x, const int32_t *y, int64_t step) {
+    ddx_trainer_graph *g = t->graph;
+    ddx_ctx *c = &t->ctx;
+    const ddx_config *cfg = &t->cfg;
+    const int64_t B = cfg->train.batch_size;
+    if (step > (int64_t)UINT32_MAX - 1)
+        return ddx_errorf(DDX_E_INPUT, "step %lld does not fit the 32-bit Philox step word", (long long)step);
+
+    // 1. This step's inputs, computed exactly as the eager step computes them.
+    uint8_t *h;
+    DDX_TRY(ddx_cuda_staging_host(g->in, (void **)&h));
+    memcpy(h + g->off_x, x, t->batch_elems * sizeof(float));
+    if (cfg->model.num_classes > 0) memcpy(h + g->off_y, y, (size_t)B * sizeof(int32_t));
+    DDX_TRY(ddx_diffusion_loss_inputs(&t->sched, B, cfg->run.seed, (uint64_t)step, (float *)(h + g->off_t),
+                                      (float *)(h + g->off_coef),
+                                      t->sched.param == DDX_PARAMETERIZATION_V ? (float *)(h + g->off_vcoef) : NULL));
+    const uint32_t step32 = (uint32_t)step;
+    memcpy(h + g->off_step, &step32, sizeof step32);
+    ddx_k_adamw_args args;
+    DDX_TRY(ddx_optim_dev_args(&t->optim, step, &args));
+    memcpy(h + g->off_args, &args, sizeof args);
+    DDX_TRY(ddx_cuda_staging_upload(c->cuda, g->in, g->in_bytes));
+
+    // 2. Replay while the activation block the capture used is still the arena's.
+    if (g->exec) {
+        if (c->act.head && c->act.head->base == g->arena_base && c->act.head->size == g->arena_size) {
+            DDX_TRY(ddx_cuda_graph_launch(c->cuda, g->exec));
+            g->device_steps++;
+            return DDX_OK;
+        }
+        // Something else (sampling) made the arena coalesce into a new block: capture again.
+        DDX_TRY(ddx_cuda_sync(c->cuda));
+        ddx_cuda_graph_destroy(g->exec);
+        g->exec = NULL;
+    }
+
+    // 3. Run the body: eagerly on the first device-mode step (the arena settles), captured on
+    // the next, eagerly for good after a failed capture.
+    DDX_TRY(ddx_ctx_reset(c));
+    c->step = (uint64_t)step;
+    c->training = true;
+    c->grad_enabled = true;
+    const bool capture = g->device_steps >= 1 && !g->no_capture;
+    if (capture) {
+        ddx_status st = ddx_cuda_capture_begin(c->cuda);
+        if (st == DDX_OK) {
+            st = device_body(t, (uint64_t)step, true);
+            st = ddx_cuda_capture_end(c->cuda, st, &g->exec);
+        }
+        if (st == DDX_OK) {
+            g->arena_base = c->act.head ? c->act.head->base : NULL;
+            g->arena_size = c->act.head ? c->act.head->size : 0;
+            if (c->act.head && !c->act.head->next) {
+                DDX_TRY(ddx_cuda_graph_launch(c->cuda, g->exec));
+                g->device_steps++;
+                return DDX_OK;
+            }
+            ddx_cuda_graph_destroy(g->exec);   // a chained arena cannot have been captured; be safe
+            g->exec = NULL;
+            st = ddx_errorf(DDX_E_INTERNAL, "the activation arena grew during the captured step");
+        }
+        graphs_off(ddx_last_error());
+        g->no_capture = true;
+        DDX_TRY(ddx_ctx_reset(c));   // nothing of the failed capture ran; do the step eagerly
+        c->step = (uint64_t)step;
+        c->training = true;
+        c->grad_enabled = true;
+    }
+    DDX_TRY(device_body(t, (uint64_t)step, false));
+    g->device_steps++;
+    return DDX_OK;
+}
+#else
+static ddx_status graph_init(ddx_trainer *t) {
+    (void)t;
+    return ddx_errorf(DDX_E_UNSUPPORTED, "CUDA graphs: %s", ddx_cuda_describe());
+}
+static void graph_free(ddx_trainer *t) { (void)t; }
+static ddx_status graph_step(ddx_trainer *t, const float *x, const int32_t *y, int64_t step) {
+    (void)t, (void)x, (void)y, (void)step;
+    return ddx_errorf(DDX_E_UNSUPPORTED, "CUDA graphs: %s", ddx_cuda_describe());
+}
+static ddx_status graph_stats(ddx_trainer *t, ddx_trainer_stats *out) {
+    *out = t->stats;
+    return DDX_OK;
+}
+static ddx_status graph_stats_set(ddx_trainer *t, double loss_sum, int64_t loss_n) {
+    (void)t, (void)loss_sum, (void)loss_n;
+    return DDX_OK;
+}
+#endif

@@ -11,6 +11,17 @@ extern "C" {
 #include "runtime/config.h"
 #include "train/optim.h"
 
+struct ddx_trainer_graph;   // CUDA graph state (train/trainer.c)
+
+// What the log needs, kept where the steps run: on the host for the CPU and the eager CUDA
+// step, in device memory for graph-replayed steps (read back only when asked).
+typedef struct ddx_trainer_stats {
+    double loss_sum;        // sum of (double)loss since the last ddx_trainer_stats_reset
+    int64_t loss_n;         // steps in loss_sum
+    float last_loss;        // the last step's loss
+    double last_grad_norm;  // the last step's grad norm (before clipping)
+} ddx_trainer_stats;
+
 typedef struct ddx_trainer {
     ddx_config cfg;
     ddx_device device;
@@ -21,7 +32,19 @@ typedef struct ddx_trainer {
     ddx_optim_cfg optim;
     int64_t step;              // optimizer steps done
     size_t batch_elems;        // batch * H * W * C
+    // CUDA graphs: the step is run from device-resident inputs, captured on its second run and
+    // replayed from then on; sampling captures one denoising step per batch. Set by init from
+    // DDX_CUDA_GRAPHS (1 on, 0 off; unset: DDX_TRAINER_GRAPHS_DEFAULT), CUDA only;
+    // ddx_trainer_use_graphs changes it before the first step.
+    bool graphs;
+    bool sample_graphs;        // the same for ddx_trainer_sample (dropout does not matter there)
+    struct ddx_trainer_graph *graph;
+    ddx_trainer_stats stats;   // host-side stats (CPU and eager steps)
 } ddx_trainer;
+
+// On by default: tests/test_train_devices.sh showed graph and eager runs bit-identical (losses,
+// grad norms, sample PNGs) on an H200 on 2026-11-26.
+#define DDX_TRAINER_GRAPHS_DEFAULT true
 
 // Which device `run.device` means here. auto takes the GPU when this build has CUDA, a GPU is
 // present and every op of the registry has a CUDA kernel; otherwise the CPU, with the reason
@@ -36,7 +59,20 @@ void ddx_trainer_free(ddx_trainer *t);
 // One step (step number t->step + 1): x host f32 [batch, S, S, C] in [-1, 1], y host labels or
 // NULL. Loss forward, backward, clip, AdamW, EMA. *loss and *grad_norm (may be NULL) get the
 // step's values. Advances t->step only on success.
+// With graphs, loss and grad_norm NULL make the step wait for nothing (the host runs up to one
+// step ahead of the GPU); asking for them waits for the step. A non-finite grad norm then
+// skips that step's update on the device and is reported by the next call that reads the
+// statistics (a step with loss/grad_norm, or ddx_trainer_stats_read).
 ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, float *loss, double *grad_norm);
+
+// Turns CUDA graphs on or off: on CUDA only, and for the training step only without dropout
+// (its masks are keyed by the host step); sampling graphs do not depend on dropout. Call
+// before the first step.
+void ddx_trainer_use_graphs(ddx_trainer *t, bool on);
+// The statistics since the last reset (waits for the device when the steps ran as graphs).
+ddx_status ddx_trainer_stats_read(ddx_trainer *t, ddx_trainer_stats *out);
+// Starts a new sum: loss_sum and loss_n (a resumed run passes its checkpoint's values).
+ddx_status ddx_trainer_stats_reset(ddx_trainer *t, double loss_sum, int64_t loss_n);
 
 // n images from the EMA weights (use_ema) or the live ones, with the config's sampler settings
 // and `seed`, into host out [n, S, S, C]. The live weights are restored afterwards.

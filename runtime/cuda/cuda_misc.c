@@ -262,7 +262,7 @@ ddx_status ddx_cuda_timestep_emb_fwd(ddx_ctx *c, ddx_node *n) {
 // dropout (the front-end returns x itself when !training or p == 0, so no node reaches here)
 // =========================================================================================
 // The CPU's dropout_key_of and dropout_scale: keep <=> 2 * (bits >> 9) + 1 >= ceil(p * 2^24).
-static ddx_status dropout_key_of(const ddx_node *n, ddx_k_dropout_key *k) {
+static ddx_status dropout_key_of(const ddx_ctx *c, const ddx_node *n, ddx_k_dropout_key *k) {
     const float p = n->p.dropout.p;
     if (!(p >= 0.0f && p <= 1.0f))
         return ddx_errorf(DDX_E_INTERNAL, "dropout on CUDA: p = %g outside [0, 1] (the front-end should have refused it)",
@@ -274,7 +274,8 @@ static ddx_status dropout_key_of(const ddx_node *n, ddx_k_dropout_key *k) {
                              .stream = n->p.dropout.stream,
                              .step = (uint32_t)n->p.dropout.counter,
                              .threshold = (int32_t)ceil((double)p * 16777216.0),
-                             .scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f};
+                             .scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f,
+                             .step_dev = c->step_dev};   // CUDA graphs: the step word at run time
     return DDX_OK;
 }
 
@@ -284,7 +285,7 @@ ddx_status ddx_cuda_dropout_fwd(ddx_ctx *c, ddx_node *n) {
     DDX_TRY(need_float("dropout", x, "input"));
     DDX_TRY(need_dtype("dropout", y, x->dtype, "the output"));
     ddx_k_dropout_key k = {0};
-    DDX_TRY(dropout_key_of(n, &k));
+    DDX_TRY(dropout_key_of(c, n, &k));
     const int64_t cnt = ddx_numel(x);
     if (x->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_dropout_f32(y->data, x->data, cnt, k, stream_of(c)));
     else DDX_CUDA_CHECK(ddx_k_dropout_bf16(y->data, x->data, cnt, k, stream_of(c)));
@@ -299,7 +300,7 @@ ddx_status ddx_cuda_dropout_bwd(ddx_ctx *c, ddx_node *n) {
     DDX_TRY(need_float("dropout", dy, "the output grad"));
     DDX_TRY(need_dtype("dropout", gx, dy->dtype, "the input grad"));
     ddx_k_dropout_key k = {0};
-    DDX_TRY(dropout_key_of(n, &k));
+    DDX_TRY(dropout_key_of(c, n, &k));
     const int64_t cnt = ddx_numel(gx);
     if (dy->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_dropout_bwd_f32(gx->data, dy->data, cnt, k, stream_of(c)));
     else DDX_CUDA_CHECK(ddx_k_dropout_bwd_bf16(gx->data, dy->data, cnt, k, stream_of(c)));

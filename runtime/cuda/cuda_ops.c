@@ -246,13 +246,15 @@ static ddx_status cuda_relu_fwd(ddx_ctx *c, ddx_node *n) { return unary_fwd(c, n
 static ddx_status cuda_relu_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, UN_RELU); }
 
 // ---- randn / q_sample / sampler_step (no backward: not differentiable) --------------------
-static ddx_k_rng_key k_key(const ddx_rng_key *k) {
-    return (ddx_k_rng_key){.seed = k->seed, .stream = k->stream, .step = k->step, .offset = k->offset};
+// c->step_dev (CUDA graphs) goes with every key: the kernels then read the step word there.
+static ddx_k_rng_key k_key(const ddx_ctx *c, const ddx_rng_key *k) {
+    return (ddx_k_rng_key){
+        .seed = k->seed, .stream = k->stream, .step = k->step, .offset = k->offset, .step_dev = c->step_dev};
 }
 
 static ddx_status cuda_randn_fwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *y = n->out;
-    const ddx_k_rng_key k = k_key(&n->p.randn);
+    const ddx_k_rng_key k = k_key(c, &n->p.randn);
     if (y->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_randn_f32(y->data, ddx_numel(y), k, stream_of(c)));
     else if (y->dtype == DDX_BF16) DDX_CUDA_CHECK(ddx_k_randn_bf16(y->data, ddx_numel(y), k, stream_of(c)));
     else return ddx_errorf(DDX_E_UNSUPPORTED, "randn on CUDA: dtype %s is not supported (f32, bf16)", ddx_dtype_name(y->dtype));
@@ -266,7 +268,7 @@ static ddx_status cuda_q_sample_fwd(ddx_ctx *c, ddx_node *n) {
                           ddx_dtype_name(coef->dtype));
     const int64_t cnt = ddx_numel(x0);
     if (cnt == 0) return DDX_OK;
-    DDX_CUDA_CHECK(ddx_k_q_sample_f32(n->out->data, x0->data, coef->data, cnt, cnt / x0->shape[0], k_key(&n->p.q_sample),
+    DDX_CUDA_CHECK(ddx_k_q_sample_f32(n->out->data, x0->data, coef->data, cnt, cnt / x0->shape[0], k_key(c, &n->p.q_sample),
                                       stream_of(c)));
     return DDX_OK;
 }
@@ -277,8 +279,9 @@ static ddx_status cuda_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
         return ddx_errorf(DDX_E_UNSUPPORTED, "sampler_step on CUDA: f32 only, got x_t %s, output %s",
                           ddx_dtype_name(xt->dtype), ddx_dtype_name(o->dtype));
     const ddx_sampler_step_params *p = &n->p.sampler_step;
-    const ddx_k_sampler_coefs co = {p->a, p->b, p->f, p->g, p->c, p->d, p->e, p->sigma, p->clip ? 1 : 0};
-    DDX_CUDA_CHECK(ddx_k_sampler_step_f32(n->out->data, xt->data, o->data, ddx_numel(xt), co, k_key(&p->key), stream_of(c)));
+    const ddx_k_sampler_coefs co = {.a = p->a, .b = p->b, .f = p->f, .g = p->g, .c = p->c, .d = p->d, .e = p->e,
+                                    .sigma = p->sigma, .clip = p->clip ? 1 : 0, .dev = p->coefs_dev};
+    DDX_CUDA_CHECK(ddx_k_sampler_step_f32(n->out->data, xt->data, o->data, ddx_numel(xt), co, k_key(c, &p->key), stream_of(c)));
     return DDX_OK;
 }
 

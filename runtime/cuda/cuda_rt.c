@@ -10,6 +10,7 @@
 #include "cuda/check.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,11 +66,18 @@ static ddx_status require_device(const char *what) {
 }
 
 // ---- the shared stream --------------------------------------------------------------------
+// With the stream lives one cuBLAS workspace that every handle is given: work on one stream
+// runs in order, so the handles can share it, and a fixed workspace is what lets cuBLAS calls
+// be captured into a CUDA graph (without one cuBLAS may allocate during the capture).
+// 32 MiB is cuBLAS's recommendation for Hopper (4 MiB elsewhere).
+#define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20)
+
 static pthread_mutex_t g_stream_mu = PTHREAD_MUTEX_INITIALIZER;
 static cudaStream_t g_stream;
+static void *g_blas_ws;
 static int g_stream_refs;
 
-static ddx_status stream_acquire(cudaStream_t *out) {
+static ddx_status stream_acquire(cudaStream_t *out, void **ws) {
     ddx_status st = DDX_OK;
     pthread_mutex_lock(&g_stream_mu);
     if (g_stream_refs == 0) {
@@ -77,11 +85,17 @@ static ddx_status stream_acquire(cudaStream_t *out) {
         if (e != cudaSuccess) {
             g_stream = NULL;
             st = ddx_cuda_fail_(e, "cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking)", __FILE__, __LINE__);
+        } else if ((e = cudaMalloc(&g_blas_ws, CUBLAS_WORKSPACE_BYTES)) != cudaSuccess) {
+            g_blas_ws = NULL;
+            st = ddx_cuda_fail_(e, "cudaMalloc(&g_blas_ws, CUBLAS_WORKSPACE_BYTES)", __FILE__, __LINE__);
+            if (cudaStreamDestroy(g_stream) != cudaSuccess) (void)cudaGetLastError();
+            g_stream = NULL;
         }
     }
     if (st == DDX_OK) {
         g_stream_refs++;
         *out = g_stream;
+        *ws = g_blas_ws;
     }
     pthread_mutex_unlock(&g_stream_mu);
     return st;
@@ -106,17 +120,22 @@ static void stream_release(void) {
         // that a following pool trim or process exit sees an idle device.
         if (cudaStreamSynchronize(g_stream) != cudaSuccess) (void)cudaGetLastError();
         if (cudaStreamDestroy(g_stream) != cudaSuccess) (void)cudaGetLastError();
+        if (g_blas_ws && cudaFree(g_blas_ws) != cudaSuccess) (void)cudaGetLastError();
         g_stream = NULL;
+        g_blas_ws = NULL;
     }
     pthread_mutex_unlock(&g_stream_mu);
 }
 
 // ---- contexts -----------------------------------------------------------------------------
 static ddx_status ctx_init(struct ddx_cuda_ctx *cc) {
+    void *ws = NULL;
     DDX_CUDA_CHECK(cudaGetDevice(&cc->device));
-    DDX_TRY(stream_acquire(&cc->stream));
+    DDX_TRY(stream_acquire(&cc->stream, &ws));
     DDX_CUBLAS_CHECK(cublasCreate(&cc->blas));
     DDX_CUBLAS_CHECK(cublasSetStream(cc->blas, cc->stream));
+    // After cublasSetStream, which resets a handle's workspace to cuBLAS's own pool.
+    DDX_CUBLAS_CHECK(cublasSetWorkspace(cc->blas, ws, CUBLAS_WORKSPACE_BYTES));
     return DDX_OK;
 }
 
@@ -243,10 +262,20 @@ size_t ddx_cuda_pool_bytes_in_use(void) {
 
 #define MIB(x) ((double)(x) / (1024.0 * 1024.0))
 
+// Graph capture state (see the CUDA graph section below). A pool block handed out or taken
+// back during a capture would be baked into the graph and then reused by someone else, so
+// the pool refuses to allocate then, and a free marks the capture as unusable.
+static atomic_int g_capturing;
+static atomic_int g_capture_poisoned;
+
 ddx_status ddx_cuda_malloc(size_t bytes, void **out) {
     if (!out) return ddx_errorf(DDX_E_INTERNAL, "ddx_cuda_malloc: out is NULL");
     *out = NULL;
     DDX_TRY(require_device("CUDA allocation"));
+    if (atomic_load(&g_capturing))
+        return ddx_errorf(DDX_E_CUDA, "CUDA pool: allocation of %zu bytes while a CUDA graph is being captured "
+                                      "(a captured step must allocate nothing; the activation arena must be large enough)",
+                          bytes);
     size_t size;
     int bin;
     if (!pool_class(bytes, &size, &bin))
@@ -296,6 +325,7 @@ ddx_status ddx_cuda_malloc(size_t bytes, void **out) {
 
 void ddx_cuda_free(void *p) {
     if (!p) return;
+    if (atomic_load(&g_capturing)) atomic_store(&g_capture_poisoned, 1);
     pthread_mutex_lock(&g_pool.mu);
     pool_block **pp = &g_pool.live[pool_hash(p)];
     while (*pp && (*pp)->ptr != p) pp = &(*pp)->next;
@@ -340,9 +370,19 @@ ddx_status ddx_cuda_memcpy(void *dst, const void *src, size_t bytes, ddx_copy_ki
     ddx_status st = DDX_OK;
     cudaError_t e;
     if (s) {
-        e = cudaMemcpyAsync(dst, src, bytes, k, s);
-        if (e != cudaSuccess) st = ddx_cuda_fail_(e, "cudaMemcpyAsync(dst, src, bytes, k, s)", __FILE__, __LINE__);
-        else if ((e = cudaStreamSynchronize(s)) != cudaSuccess) st = ddx_cuda_fail_(e, "cudaStreamSynchronize(s)", __FILE__, __LINE__);
+        enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        if ((e = cudaStreamIsCapturing(s, &cs)) != cudaSuccess) {
+            st = ddx_cuda_fail_(e, "cudaStreamIsCapturing(s, &cs)", __FILE__, __LINE__);
+        } else if (cs != cudaStreamCaptureStatusNone && k != cudaMemcpyDeviceToDevice) {
+            // A graph would replay the copy from or to whatever the host memory holds then.
+            st = ddx_errorf(DDX_E_CUDA, "ddx_cuda_memcpy: a %s copy of %zu bytes inside a CUDA graph capture "
+                                        "(per-step host data must be staged before the graph is launched)",
+                            k == cudaMemcpyHostToDevice ? "host-to-device" : "device-to-host", bytes);
+        } else if ((e = cudaMemcpyAsync(dst, src, bytes, k, s)) != cudaSuccess) {
+            st = ddx_cuda_fail_(e, "cudaMemcpyAsync(dst, src, bytes, k, s)", __FILE__, __LINE__);
+        } else if (cs == cudaStreamCaptureStatusNone && (e = cudaStreamSynchronize(s)) != cudaSuccess) {
+            st = ddx_cuda_fail_(e, "cudaStreamSynchronize(s)", __FILE__, __LINE__);
+        }
         stream_release();
         return st;
     }
@@ -366,5 +406,147 @@ ddx_status ddx_cuda_memset(void *dst, int byte, size_t bytes) {
     }
     DDX_CUDA_CHECK(cudaMemset(dst, byte, bytes));
     DDX_CUDA_CHECK(cudaDeviceSynchronize());
+    return DDX_OK;
+}
+
+// ---- CUDA graphs ----------------------------------------------------------------------------
+struct ddx_cuda_graph {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+};
+
+bool ddx_cuda_capturing(void) { return atomic_load(&g_capturing) != 0; }
+
+ddx_status ddx_cuda_capture_begin(struct ddx_cuda_ctx *cc) {
+    if (!cc) return ddx_errorf(DDX_E_INTERNAL, "ddx_cuda_capture_begin: no CUDA context");
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&g_capturing, &expected, 1))
+        return ddx_errorf(DDX_E_INTERNAL, "ddx_cuda_capture_begin: a capture is already in progress");
+    atomic_store(&g_capture_poisoned, 0);
+    cudaError_t e = cudaStreamBeginCapture(cc->stream, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        atomic_store(&g_capturing, 0);
+        return ddx_cuda_fail_(e, "cudaStreamBeginCapture(cc->stream, cudaStreamCaptureModeThreadLocal)", __FILE__, __LINE__);
+    }
+    return DDX_OK;
+}
+
+ddx_status ddx_cuda_capture_end(struct ddx_cuda_ctx *cc, ddx_status why, struct ddx_cuda_graph **out) {
+    *out = NULL;
+    if (!cc) return ddx_errorf(DDX_E_INTERNAL, "ddx_cuda_capture_end: no CUDA context");
+    // The first error of the capture is the useful message; keep it rather than the
+    // "capture invalidated" that ending the capture reports after it.
+    char first[512] = "";
+    if (why != DDX_OK) snprintf(first, sizeof first, "%s", ddx_last_error());
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(cc->stream, &graph);
+    atomic_store(&g_capturing, 0);
+    const bool poisoned = atomic_exchange(&g_capture_poisoned, 0) != 0;
+    ddx_status st = DDX_OK;
+    if (why != DDX_OK) {
+        st = ddx_errorf(why, "%s", first);
+    } else if (e != cudaSuccess) {
+        st = ddx_cuda_fail_(e, "cudaStreamEndCapture(cc->stream, &graph)", __FILE__, __LINE__);
+    } else if (poisoned) {
+        st = ddx_errorf(DDX_E_CUDA, "a device buffer was freed while the step was being captured");
+    }
+    if (st != DDX_OK) {
+        (void)cudaGetLastError();   // capture errors are not sticky; clear them for later calls
+        if (graph && cudaGraphDestroy(graph) != cudaSuccess) (void)cudaGetLastError();
+        return st;
+    }
+    struct ddx_cuda_graph *g = calloc(1, sizeof *g);
+    if (!g) {
+        if (cudaGraphDestroy(graph) != cudaSuccess) (void)cudaGetLastError();
+        return ddx_errorf(DDX_E_NOMEM, "CUDA graph: out of host memory");
+    }
+    g->graph = graph;
+    e = cudaGraphInstantiate(&g->exec, graph, 0);
+    if (e != cudaSuccess) {
+        st = ddx_cuda_fail_(e, "cudaGraphInstantiate(&g->exec, graph, 0)", __FILE__, __LINE__);
+        (void)cudaGetLastError();
+        g->exec = NULL;
+        ddx_cuda_graph_destroy(g);
+        return st;
+    }
+    *out = g;
+    return DDX_OK;
+}
+
+ddx_status ddx_cuda_graph_launch(struct ddx_cuda_ctx *cc, struct ddx_cuda_graph *g) {
+    if (!cc || !g) return ddx_errorf(DDX_E_INTERNAL, "ddx_cuda_graph_launch: no context or graph");
+    DDX_CUDA_CHECK(cudaGraphLaunch(g->exec, cc->stream));
+    return DDX_OK;
+}
+
+void ddx_cuda_graph_destroy(struct ddx_cuda_graph *g) {
+    if (!g) return;
+    if (g->exec && cudaGraphExecDestroy(g->exec) != cudaSuccess) (void)cudaGetLastError();
+    if (g->graph && cudaGraphDestroy(g->graph) != cudaSuccess) (void)cudaGetLastError();
+    free(g);
+}
+
+// ---- staging buffers -----------------------------------------------------------------------
+struct ddx_cuda_staging {
+    void *host, *dev;
+    size_t bytes;
+    cudaEvent_t read;   // recorded after each upload: the host buffer may be rewritten once it fired
+    bool pending;
+};
+
+void ddx_cuda_staging_destroy(struct ddx_cuda_staging *st) {
+    if (!st) return;
+    if (st->read) {
+        if (st->pending && cudaEventSynchronize(st->read) != cudaSuccess) (void)cudaGetLastError();
+        if (cudaEventDestroy(st->read) != cudaSuccess) (void)cudaGetLastError();
+    }
+    if (st->host && cudaFreeHost(st->host) != cudaSuccess) (void)cudaGetLastError();
+    ddx_cuda_free(st->dev);
+    free(st);
+}
+
+static ddx_status staging_init(struct ddx_cuda_staging *st, size_t bytes) {
+    DDX_TRY(ddx_cuda_malloc(bytes, &st->dev));
+    DDX_CUDA_CHECK(cudaHostAlloc(&st->host, bytes, cudaHostAllocDefault));
+    DDX_CUDA_CHECK(cudaEventCreateWithFlags(&st->read, cudaEventDisableTiming));
+    memset(st->host, 0, bytes);
+    st->bytes = bytes;
+    return DDX_OK;
+}
+
+ddx_status ddx_cuda_staging_create(size_t bytes, struct ddx_cuda_staging **out) {
+    *out = NULL;
+    DDX_TRY(require_device("CUDA staging buffer"));
+    if (bytes == 0) bytes = 1;
+    struct ddx_cuda_staging *st = calloc(1, sizeof *st);
+    if (!st) return ddx_errorf(DDX_E_NOMEM, "CUDA staging buffer: out of host memory");
+    ddx_status s = staging_init(st, bytes);
+    if (s != DDX_OK) {
+        ddx_cuda_staging_destroy(st);
+        return s;
+    }
+    *out = st;
+    return DDX_OK;
+}
+
+ddx_status ddx_cuda_staging_host(struct ddx_cuda_staging *st, void **host) {
+    *host = NULL;
+    if (st->pending) {
+        DDX_CUDA_CHECK(cudaEventSynchronize(st->read));
+        st->pending = false;
+    }
+    *host = st->host;
+    return DDX_OK;
+}
+
+void *ddx_cuda_staging_dev(struct ddx_cuda_staging *st) { return st->dev; }
+
+ddx_status ddx_cuda_staging_upload(struct ddx_cuda_ctx *cc, struct ddx_cuda_staging *st, size_t bytes) {
+    if (!cc || bytes > st->bytes)
+        return ddx_errorf(DDX_E_INTERNAL, "ddx_cuda_staging_upload: %zu bytes into a %zu-byte buffer", bytes, st->bytes);
+    if (bytes == 0) return DDX_OK;
+    DDX_CUDA_CHECK(cudaMemcpyAsync(st->dev, st->host, bytes, cudaMemcpyHostToDevice, cc->stream));
+    DDX_CUDA_CHECK(cudaEventRecord(st->read, cc->stream));
+    st->pending = true;
     return DDX_OK;
 }

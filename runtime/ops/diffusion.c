@@ -26,6 +26,20 @@ static ddx_status cpu_need_f32(const char *op, const ddx_tensor *t, const char *
 // The key must address [offset, offset + n) without wrapping the 64-bit element index.
 static bool key_fits(const ddx_rng_key *k, int64_t n) { return n >= 0 && k->offset <= UINT64_MAX - (uint64_t)n; }
 
+// While the context's step word lives in device memory (c->step_dev, CUDA graphs): CUDA
+// only, and the host step word becomes the sentinel the kernels refuse without step_dev, so
+// a backend that did not pass step_dev on fails loudly instead of drawing the noise of
+// whichever step was captured.
+static bool device_step(ddx_ctx *c, const char *op, ddx_rng_key *key) {
+    if (!c->step_dev) return true;
+    if (c->device != DDX_CUDA) {
+        ddx_op_fail(c, DDX_E_INPUT, "%s: a device step word (ctx step_dev) needs the CUDA backend", op);
+        return false;
+    }
+    key->step = DDX_RNG_STEP_ON_DEVICE;
+    return true;
+}
+
 // A non-differentiable op must not silently cut a gradient path: refuse an input that wants
 // a grad while the tape is recording, rather than failing later in backward.
 static bool refuse_grad(ddx_ctx *c, const char *op, const ddx_tensor *t, const char *what) {
@@ -59,6 +73,7 @@ ddx_tensor *ddx_randn(ddx_ctx *c, ddx_dtype dt, int ndim, const int64_t *shape, 
     if (!key_fits(&key, n))
         return ddx_op_fail(c, DDX_E_INPUT, "randn: offset %llu + %lld elements overflows the 64-bit Philox index",
                            (unsigned long long)key.offset, (long long)n);
+    if (!device_step(c, "randn", &key)) return NULL;
     ddx_op_params p = {.randn = key};
     return ddx_op_run(c, DDX_OP_RANDN, 0, NULL, &p, dt, ndim, shape);
 }
@@ -95,6 +110,7 @@ ddx_tensor *ddx_q_sample(ddx_ctx *c, ddx_tensor *x0, ddx_tensor *coef, ddx_rng_k
         return ddx_op_fail(c, DDX_E_INPUT, "q_sample: offset %llu + %lld elements overflows the 64-bit Philox index",
                            (unsigned long long)key.offset, (long long)ddx_numel(x0));
     if (refuse_grad(c, "q_sample", x0, "x0") || refuse_grad(c, "q_sample", coef, "coef")) return NULL;
+    if (!device_step(c, "q_sample", &key)) return NULL;
     ddx_op_params p = {.q_sample = key};
     return ddx_op_run(c, DDX_OP_Q_SAMPLE, 2, (ddx_tensor *[]){x0, coef}, &p, DDX_F32, x0->ndim, x0->shape);
 }
@@ -141,8 +157,10 @@ ddx_tensor *ddx_sampler_step(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, const
     if (!ddx_same_shape(x_t, out))
         return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: x_t %s and the model output %s must have the same shape",
                            ddx_shape_str(x_t, sa, sizeof sa), ddx_shape_str(out, sb, sizeof sb));
+    if (p->coefs_dev && (!c->step_dev || c->device != DDX_CUDA))
+        return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: device coefficients need the CUDA backend and the context's step_dev");
     const float co[8] = {p->a, p->b, p->f, p->g, p->c, p->d, p->e, p->sigma};
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 8 && !p->coefs_dev; i++)
         if (!finite_f(co[i]))
             return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: coefficient %c is not finite (%g); check the schedule",
                                "abfgcdes"[i], (double)co[i]);
@@ -152,6 +170,7 @@ ddx_tensor *ddx_sampler_step(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, const
     if (refuse_grad(c, "sampler_step", x_t, "x_t") || refuse_grad(c, "sampler_step", out, "the model output"))
         return NULL;
     ddx_op_params op = {.sampler_step = *p};
+    if (!device_step(c, "sampler_step", &op.sampler_step.key)) return NULL;
     return ddx_op_run(c, DDX_OP_SAMPLER_STEP, 2, (ddx_tensor *[]){x_t, out}, &op, DDX_F32, x_t->ndim, x_t->shape);
 }
 
