@@ -1,6 +1,16 @@
-// ddx-bench kernels: the CUDA kernels that exist so far, each timed with CUDA events (median of
-// many runs after warm-up, on random data) and reported as GB/s and as a share of the
-// device-to-device copy bandwidth measured in the same run (cudaMemcpyAsync, read + write).
+// ddx-bench kernels: every CUDA kernel family timed against a baseline measured in the same run.
+//
+//   elementwise, group_norm, diffusion, optim: GB/s counting the bytes that must move, as a
+//       share of the device-to-device copy bandwidth (cudaMemcpyAsync, read + write) of this run;
+//   conv, attention: TFLOP/s, as a share of a large square cuBLAS GEMM of the same dtype timed in
+//       this run, next to cuDNN (conv) or the cuBLAS GEMMs of naive attention at the same shapes.
+//
+// Timing: CUDA events after warm-up; each sample brackets enough back-to-back runs to last about
+// 0.25 ms (so launch latency does not count for microsecond kernels); the median of the samples.
+// Data are Philox normals (never zeros: zeros flatter some kernels). Every CUDA, cuBLAS and
+// cuDNN call is checked; a failure prints the call and its file:line, and the exit code is 1.
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,52 +19,119 @@
 #include "ddx_config.h"
 
 #if DDX_HAVE_CUDA
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#ifndef DDX_BENCH_HAVE_CUDNN
+#define DDX_BENCH_HAVE_CUDNN 0
+#endif
+#if DDX_BENCH_HAVE_CUDNN
+#include <cudnn.h>
+#endif
+
+#include "kernels/attention.h"
+#include "kernels/conv.h"
+#include "kernels/diffusion.h"
 #include "kernels/elementwise.h"
+#include "kernels/norm.h"
+#include "kernels/optim.h"
 #include "kernels/rng.h"
 
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "ddx-bench kernels: %s failed: %s at %s:%d\n", #call, cudaGetErrorString(e_), \
-                    __FILE__, __LINE__);                                                           \
-            return -1.0;                                                                           \
-        }                                                                                          \
-    } while (0)
+#define MAX_ALLOCS 64
+#define MAX_SAMPLES 1000
 
-typedef struct kbench {
-    const char *name;
-    double bytes_per_elem;   // bytes read + written per element
-    int which;
-} kbench;
-
-enum { K_MEMCPY, K_FILL, K_SCALE, K_SILU, K_SILU_BF16, K_SILU_BWD, K_ADD, K_ADD_BCAST, K_CAST, K_ACC };
-
-typedef struct bufs {
-    float *x, *y, *z, *b;
-    uint16_t *h, *hy;
-    int64_t n;
-    ddx_k_bcast same, bcast;
+typedef struct kb_state {
     cudaStream_t s;
-} bufs;
+    cudaEvent_t e0, e1;
+    cublasHandle_t blas;
+#if DDX_BENCH_HAVE_CUDNN
+    cudnnHandle_t dnn;
+#endif
+    int reps, min_reps, warmup;
+    double budget_ms;                          // cap on one item's timed total (then min_reps)
+    double copy_gbs;                           // D2D copy bandwidth of this run, read + write
+    double gemm_bf16, gemm_f32, gemm_tf32;     // TFLOP/s of the square GEMMs of this run
+    int fails, dead;                           // dead: a sticky device error, stop timing
+    // For the closing check against issue 4's targets (-1: not measured).
+    double gn_share_min, gn_share_max;         // group_norm+SiLU fwd, share of the copy
+    double step_share[2];                      // sampler_step DDPM, DDIM at the largest size
+    double attn_bf16_tf;                       // attention fwd bf16 at the U-Net's [128,256,256]
+    double conv_ratio_min, conv_log_sum;       // bf16 conv rate / cuDNN's over every row
+    int conv_ratio_n, conv_ratio_low;          // rows, and rows under 0.60
+    uint32_t seed_step;
+    void *allocs[MAX_ALLOCS];
+    int nalloc;
+    char filter[256];
+} kb_state;
 
-static int launch(const bufs *B, int which) {
-    void *s = B->s;
-    switch (which) {
-    case K_MEMCPY: return cudaMemcpyAsync(B->y, B->x, (size_t)B->n * 4, cudaMemcpyDeviceToDevice, B->s);
-    case K_FILL: return ddx_k_fill_f32(B->y, B->n, 0.5f, s);
-    case K_SCALE: return ddx_k_scale_f32(B->y, B->x, 0.7f, 0.1f, B->n, s);
-    case K_SILU: return ddx_k_silu_f32(B->y, B->x, B->n, s);
-    case K_SILU_BF16: return ddx_k_silu_bf16(B->hy, B->h, B->n, s);
-    case K_SILU_BWD: return ddx_k_silu_bwd_f32(B->z, B->x, B->y, B->n, s);
-    case K_ADD: return ddx_k_add_f32(B->z, B->x, B->y, &B->same, s);
-    case K_ADD_BCAST: return ddx_k_add_f32(B->z, B->x, B->b, &B->bcast, s);
-    case K_CAST: return ddx_k_cast_f32_to_bf16(B->h, B->x, B->n, s);
-    case K_ACC: return ddx_k_accumulate_f32(B->z, B->x, B->n, s);
-    }
+static kb_state K;
+
+static int fail_at(const char *call, const char *err, const char *file, int line) {
+    fprintf(stderr, "ddx-bench kernels: %s failed: %s at %s:%d\n", call, err, file, line);
+    K.fails++;
     return -1;
+}
+
+// ddx launchers return a cudaError_t as an int; so do the CUDA runtime calls.
+#define CU(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t e_ = (cudaError_t)(call);                                                      \
+        if (e_ != cudaSuccess) return fail_at(#call, cudaGetErrorString(e_), __FILE__, __LINE__);  \
+    } while (0)
+#define CB(call)                                                                                   \
+    do {                                                                                           \
+        cublasStatus_t e_ = (call);                                                                \
+        if (e_ != CUBLAS_STATUS_SUCCESS) return fail_at(#call, cublasGetStatusString(e_), __FILE__, __LINE__); \
+    } while (0)
+#if DDX_BENCH_HAVE_CUDNN
+#define CD(call)                                                                                   \
+    do {                                                                                           \
+        cudnnStatus_t e_ = (call);                                                                 \
+        if (e_ != CUDNN_STATUS_SUCCESS) return fail_at(#call, cudnnGetErrorString(e_), __FILE__, __LINE__); \
+    } while (0)
+#endif
+
+// ---- helpers ------------------------------------------------------------------------------
+
+static void *dalloc(size_t bytes) {
+    void *p = NULL;
+    if (K.nalloc == MAX_ALLOCS) {
+        fail_at("dalloc", "too many live allocations", __FILE__, __LINE__);
+        return NULL;
+    }
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 16);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "ddx-bench kernels: cudaMalloc(%zu bytes) failed: %s\n", bytes, cudaGetErrorString(e));
+        K.fails++;
+        return NULL;
+    }
+    K.allocs[K.nalloc++] = p;
+    return p;
+}
+
+static void dfree_all(void) {
+    for (int i = 0; i < K.nalloc; i++)
+        if (cudaFree(K.allocs[i]) != cudaSuccess) fail_at("cudaFree", "failed", __FILE__, __LINE__);
+    K.nalloc = 0;
+}
+
+// Philox normals, a fresh stream of numbers per buffer.
+static int fill_normal(void *p, int64_t n, int bf16) {
+    ddx_k_rng_key key = {.seed = 0x5EEDull, .stream = 7, .step = ++K.seed_step, .offset = 0};
+    if (bf16)
+        CU(ddx_k_randn_bf16(p, n, key, K.s));
+    else
+        CU(ddx_k_randn_f32(p, n, key, K.s));
+    return 0;
+}
+
+static int want(const char *section) {
+    if (!K.filter[0]) return 1;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", K.filter);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        if (!strcmp(t, section)) return 1;
+    return 0;
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -62,104 +139,928 @@ static int cmp_float(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-// Median milliseconds of `reps` timed launches after `warmup`, or < 0 on a CUDA error.
-static double time_kernel(const bufs *B, int which, int warmup, int reps) {
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    for (int i = 0; i < warmup; i++) CK((cudaError_t)launch(B, which));
-    float *ms = malloc(sizeof(float) * (size_t)reps);
-    for (int i = 0; i < reps; i++) {
-        CK(cudaEventRecord(e0, B->s));
-        CK((cudaError_t)launch(B, which));
-        CK(cudaEventRecord(e1, B->s));
-        CK(cudaEventSynchronize(e1));
-        CK(cudaEventElapsedTime(&ms[i], e0, e1));
+typedef int (*run_fn)(void *arg);   // enqueue one run on K.s: 0, or -1 after fail_at
+
+static int time_runs_inner(run_fn fn, void *arg, double *ms_out) {
+    static float ms[MAX_SAMPLES];
+    for (int i = 0; i < K.warmup; i++)
+        if (fn(arg)) return -1;
+    CU(cudaStreamSynchronize(K.s));
+    float one = 0;
+    CU(cudaEventRecord(K.e0, K.s));
+    if (fn(arg)) return -1;
+    CU(cudaEventRecord(K.e1, K.s));
+    CU(cudaEventSynchronize(K.e1));
+    CU(cudaEventElapsedTime(&one, K.e0, K.e1));
+    if (one < 1e-4f) one = 1e-4f;
+    int inner = (int)ceil(0.25 / one);
+    if (inner < 1) inner = 1;
+    if (inner > 1000) inner = 1000;
+    int reps = K.reps;
+    const double sample_ms = (double)one * inner;
+    if (reps * sample_ms > K.budget_ms) {
+        reps = (int)(K.budget_ms / sample_ms);
+        if (reps < K.min_reps) reps = K.min_reps;
+    }
+    if (reps > MAX_SAMPLES) reps = MAX_SAMPLES;
+    for (int r = 0; r < reps; r++) {
+        CU(cudaEventRecord(K.e0, K.s));
+        for (int i = 0; i < inner; i++)
+            if (fn(arg)) return -1;
+        CU(cudaEventRecord(K.e1, K.s));
+        CU(cudaEventSynchronize(K.e1));
+        CU(cudaEventElapsedTime(&ms[r], K.e0, K.e1));
+        ms[r] /= (float)inner;
     }
     qsort(ms, (size_t)reps, sizeof(float), cmp_float);
-    double med = ms[reps / 2];
-    free(ms);
-    CK(cudaEventDestroy(e0));
-    CK(cudaEventDestroy(e1));
-    return med;
+    *ms_out = reps % 2 ? ms[reps / 2] : 0.5 * ((double)ms[reps / 2 - 1] + ms[reps / 2]);
+    return 0;
 }
 
+// Median ms of one run, or -1 on failure (after which a sticky device error stops the bench).
+static double time_runs(run_fn fn, void *arg) {
+    double ms = -1;
+    if (K.dead) return -1;
+    if (time_runs_inner(fn, arg, &ms)) {
+        (void)cudaGetLastError();
+        cudaError_t e = cudaDeviceSynchronize();
+        if (e != cudaSuccess) {
+            fprintf(stderr, "ddx-bench kernels: the device is in error (%s): stopping\n", cudaGetErrorString(e));
+            K.dead = 1;
+        }
+        return -1;
+    }
+    return ms;
+}
+
+// One table line. rate/ms < 0: FAIL; base NULL: no baseline ("-"); base_ms < 0: baseline n/a.
+// ref: this row's rate as a share of the run's copy bandwidth or same-dtype GEMM rate.
+static void row(const char *name, const char *shape, const char *dt, double ms, double rate, const char *unit,
+                double ref, const char *base, double base_ms, double base_rate) {
+    char a[32], b[32], c[32], d[32], e[32], f[32];
+    if (ms < 0) {
+        snprintf(a, sizeof a, "FAIL");
+        snprintf(b, sizeof b, "-");
+        snprintf(c, sizeof c, "-");
+    } else {
+        snprintf(a, sizeof a, "%.4f", ms);
+        snprintf(b, sizeof b, unit[0] == 'T' ? "%.2f" : "%.0f", rate);
+        if (ref > 0)
+            snprintf(c, sizeof c, "%.0f%%", 100 * rate / ref);
+        else
+            snprintf(c, sizeof c, "-");
+    }
+    if (!base) {
+        snprintf(d, sizeof d, "-");
+        snprintf(e, sizeof e, "-");
+        snprintf(f, sizeof f, "-");
+    } else if (base_ms < 0) {
+        snprintf(d, sizeof d, "n/a");
+        snprintf(e, sizeof e, "n/a");
+        snprintf(f, sizeof f, "n/a");
+    } else {
+        snprintf(d, sizeof d, "%.4f", base_ms);
+        snprintf(e, sizeof e, unit[0] == 'T' ? "%.2f" : "%.0f", base_rate);
+        if (ms < 0)
+            snprintf(f, sizeof f, "-");
+        else
+            snprintf(f, sizeof f, "%.2f", rate / base_rate);
+    }
+    printf("%-24s %-30s %-5s %9s %8s %-4s %6s | %-22s %9s %8s %6s\n", name, shape, dt, a, b, unit, c, base ? base : "-",
+           d, e, f);
+    fflush(stdout);
+}
+
+static void header(const char *section, const char *what) {
+    printf("\n== %s: %s\n", section, what);
+    printf("%-24s %-30s %-5s %9s %8s %-4s %6s | %-22s %9s %8s %6s\n", "kernel", "shape", "dtype", "ms", "rate", "unit",
+           "%ref", "baseline", "base ms", "b.rate", "ratio");
+}
+
+static double gbs(double bytes, double ms) { return ms > 0 ? bytes / (ms * 1e-3) / 1e9 : -1; }
+static double tflops(double flops, double ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : -1; }
+
+// ---- copy bandwidth and elementwise -------------------------------------------------------
+
+enum { K_MEMCPY, K_FILL, K_SCALE, K_SILU, K_SILU_BF16, K_SILU_BWD, K_ADD, K_ADD_BCAST, K_CAST, K_ACC };
+
+typedef struct ew_run {
+    float *x, *y, *z, *b;
+    uint16_t *h, *hy;
+    int64_t n;
+    ddx_k_bcast same, bcast;
+    int which;
+} ew_run;
+
+static int run_ew(void *arg) {
+    const ew_run *B = arg;
+    void *s = K.s;
+    switch (B->which) {
+    case K_MEMCPY: CU(cudaMemcpyAsync(B->y, B->x, (size_t)B->n * 4, cudaMemcpyDeviceToDevice, K.s)); break;
+    case K_FILL: CU(ddx_k_fill_f32(B->y, B->n, 0.5f, s)); break;
+    case K_SCALE: CU(ddx_k_scale_f32(B->y, B->x, 0.7f, 0.1f, B->n, s)); break;
+    case K_SILU: CU(ddx_k_silu_f32(B->y, B->x, B->n, s)); break;
+    case K_SILU_BF16: CU(ddx_k_silu_bf16(B->hy, B->h, B->n, s)); break;
+    case K_SILU_BWD: CU(ddx_k_silu_bwd_f32(B->z, B->x, B->y, B->n, s)); break;
+    case K_ADD: CU(ddx_k_add_f32(B->z, B->x, B->y, &B->same, s)); break;
+    case K_ADD_BCAST: CU(ddx_k_add_f32(B->z, B->x, B->b, &B->bcast, s)); break;
+    case K_CAST: CU(ddx_k_cast_f32_to_bf16(B->h, B->x, B->n, s)); break;
+    case K_ACC: CU(ddx_k_accumulate_f32(B->z, B->x, B->n, s)); break;
+    default: return fail_at("run_ew", "unknown kernel", __FILE__, __LINE__);
+    }
+    return 0;
+}
+
+// Measures the copy bandwidth (always: the other sections are read against it), then, when
+// asked, the elementwise kernels at 64 Mi elements (256 MiB per f32 buffer, far past L2).
+static void section_elementwise(int show) {
+    ew_run B = {.n = (int64_t)1 << 26};
+    const int64_t n = B.n;
+    // [N, H, W, C] = [256, 32, 32, 256] for the broadcast add: b is [N, 1, 1, C] (a time embedding).
+    int64_t ash[4] = {256, 32, 32, 256}, bsh[4] = {256, 1, 1, 256};
+    ddx_k_bcast_make(&B.same, ash, ash);
+    ddx_k_bcast_make(&B.bcast, ash, bsh);
+    B.x = dalloc((size_t)n * 4);
+    B.y = dalloc((size_t)n * 4);
+    B.z = show ? dalloc((size_t)n * 4) : NULL;
+    B.b = show ? dalloc(256 * 256 * 4) : NULL;
+    B.h = show ? dalloc((size_t)n * 2) : NULL;
+    B.hy = show ? dalloc((size_t)n * 2) : NULL;
+    if (!B.x || !B.y || (show && (!B.z || !B.b || !B.h || !B.hy))) goto out;
+    if (fill_normal(B.x, n, 0) || fill_normal(B.y, n, 0)) goto out;
+    if (show && (fill_normal(B.z, n, 0) || fill_normal(B.b, 256 * 256, 0) || fill_normal(B.h, n, 1))) goto out;
+    B.which = K_MEMCPY;
+    double ms = time_runs(run_ew, &B);
+    K.copy_gbs = gbs(8.0 * (double)n, ms);
+    if (!show) {
+        printf("copy bandwidth (cudaMemcpyAsync D2D, 256 MiB, read + write): %.0f GB/s\n", K.copy_gbs);
+        goto out;
+    }
+    header("elementwise", "64 Mi elements; GB/s = bytes read + written; %ref = share of the D2D copy");
+    static const struct {
+        const char *name;
+        double bytes_per_elem;
+        int which;
+    } ks[] = {
+        {"copy (memcpy D2D)", 8, K_MEMCPY},   {"fill", 4, K_FILL},
+        {"scale (a x + b)", 8, K_SCALE},      {"silu", 8, K_SILU},
+        {"silu", 4, K_SILU_BF16},             {"silu bwd (dx += ..)", 16, K_SILU_BWD},
+        {"add same shape", 12, K_ADD},        {"add [N,H,W,C]+[N,1,1,C]", 8, K_ADD_BCAST},
+        {"cast f32->bf16", 6, K_CAST},        {"accumulate (+=)", 12, K_ACC},
+    };
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+        B.which = ks[i].which;
+        ms = ks[i].which == K_MEMCPY ? ms : time_runs(run_ew, &B);
+        row(ks[i].name, "64Mi", ks[i].which == K_SILU_BF16 ? "bf16" : "f32", ms, gbs(ks[i].bytes_per_elem * (double)n, ms),
+            "GB/s", K.copy_gbs, NULL, 0, 0);
+    }
+out:
+    dfree_all();
+}
+
+// ---- cuBLAS GEMM rate ---------------------------------------------------------------------
+
+typedef struct gemm_run {
+    int m;
+    cudaDataType_t dt;
+    cublasComputeType_t ct;
+    void *a, *b, *c;
+} gemm_run;
+
+static int run_gemm(void *arg) {
+    const gemm_run *G = arg;
+    const float one = 1.0f, zero = 0.0f;
+    CB(cublasGemmEx(K.blas, CUBLAS_OP_N, CUBLAS_OP_N, G->m, G->m, G->m, &one, G->a, G->dt, G->m, G->b, G->dt, G->m, &zero,
+                    G->c, G->dt, G->m, G->ct, CUBLAS_GEMM_DEFAULT));
+    return 0;
+}
+
+static void section_gemm(int show) {
+    const int m = 8192;
+    const double flops = 2.0 * m * (double)m * m;
+    char shape[64];
+    snprintf(shape, sizeof shape, "%dx%dx%d", m, m, m);
+    if (show) header("gemm", "cublasGemmEx square, the GEMM rate the conv and attention rows are read against");
+    static const struct {
+        const char *dt_name;
+        cudaDataType_t dt;
+        cublasComputeType_t ct;
+        size_t es;
+        int which;   // 0 bf16, 1 f32 (no TF32: CUBLAS_COMPUTE_32F under the default math mode), 2 tf32
+    } gs[] = {
+        {"bf16", CUDA_R_16BF, CUBLAS_COMPUTE_32F, 2, 0},
+        {"f32", CUDA_R_32F, CUBLAS_COMPUTE_32F, 4, 1},
+        {"tf32", CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, 4, 2},
+    };
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
+        gemm_run G = {.m = m, .dt = gs[i].dt, .ct = gs[i].ct};
+        const size_t bytes = (size_t)m * m * gs[i].es;
+        G.a = dalloc(bytes);
+        G.b = dalloc(bytes);
+        G.c = dalloc(bytes);
+        double ms = -1;
+        if (G.a && G.b && G.c && !fill_normal(G.a, (int64_t)m * m, gs[i].es == 2) &&
+            !fill_normal(G.b, (int64_t)m * m, gs[i].es == 2))
+            ms = time_runs(run_gemm, &G);
+        const double r = tflops(flops, ms);
+        if (gs[i].which == 0) K.gemm_bf16 = r;
+        if (gs[i].which == 1) K.gemm_f32 = r;
+        if (gs[i].which == 2) K.gemm_tf32 = r;
+        if (show)
+            row("cublasGemmEx", shape, gs[i].dt_name, ms, r, "TF/s", 0, NULL, 0, 0);
+        else
+            printf("GEMM rate (cublasGemmEx %s, %s): %.1f TFLOP/s\n", shape, gs[i].dt_name, r);
+        dfree_all();
+    }
+}
+
+// ---- conv2d vs cuDNN ----------------------------------------------------------------------
+
+typedef struct conv_shape {
+    const char *label;
+    int64_t N, H, W, Ci, Co, KH, KW;
+    int stride, pt, pl, pb, pr;
+} conv_shape;
+
+// The DDPM CIFAR-10 U-Net's convs at batch 128 (models/unet_ddpm.c): 3x3 "same" at every
+// level, the Downsample2D conv (pad right/bottom by one, then 3x3 stride 2), a 1x1 shortcut.
+static const conv_shape CONV_SHAPES[] = {
+    {"3x3 [128,32,32,128]->128", 128, 32, 32, 128, 128, 3, 3, 1, 1, 1, 1, 1},
+    {"3x3 [128,16,16,256]->256", 128, 16, 16, 256, 256, 3, 3, 1, 1, 1, 1, 1},
+    {"3x3 [128,8,8,256]->256", 128, 8, 8, 256, 256, 3, 3, 1, 1, 1, 1, 1},
+    {"3x3 [128,4,4,256]->256", 128, 4, 4, 256, 256, 3, 3, 1, 1, 1, 1, 1},
+    {"3x3s2 [128,32,32,128]->128", 128, 32, 32, 128, 128, 3, 3, 2, 0, 0, 1, 1},
+    {"1x1 [128,16,16,128]->256", 128, 16, 16, 128, 256, 1, 1, 1, 0, 0, 0, 0},
+};
+
+enum { DIR_FWD, DIR_DGRAD, DIR_WGRAD };
+static const char *const DIR_NAME[] = {"conv2d fwd", "conv2d dgrad", "conv2d wgrad"};
+
+typedef struct conv_run {
+    ddx_k_conv_geom g;
+    int bf16, tf32, dir;   // tf32: f32 tensors through the _tf32 launchers (TF32 tensor cores)
+    void *x, *w, *y, *dy, *dx, *dw;
+    float *part;
+#if DDX_BENCH_HAVE_CUDNN
+    cudnnTensorDescriptor_t xd, yd;
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd;
+    int algo;
+    void *ws;
+    size_t ws_bytes;
+#endif
+} conv_run;
+
+static int run_ddx_conv(void *arg) {
+    conv_run *c = arg;
+    switch (c->dir) {
+    case DIR_FWD:
+        if (c->bf16)
+            CU(ddx_k_conv2d_fwd_bf16(c->y, c->x, c->w, NULL, &c->g, K.s));
+        else if (c->tf32)
+            CU(ddx_k_conv2d_fwd_tf32(c->y, c->x, c->w, NULL, &c->g, K.s));
+        else
+            CU(ddx_k_conv2d_fwd_f32(c->y, c->x, c->w, NULL, &c->g, K.s));
+        break;
+    case DIR_DGRAD:
+        if (c->bf16)
+            CU(ddx_k_conv2d_dgrad_bf16(c->dx, c->dy, c->w, &c->g, K.s));
+        else if (c->tf32)
+            CU(ddx_k_conv2d_dgrad_tf32(c->dx, c->dy, c->w, &c->g, K.s));
+        else
+            CU(ddx_k_conv2d_dgrad_f32(c->dx, c->dy, c->w, &c->g, K.s));
+        break;
+    default:
+        if (c->bf16)
+            CU(ddx_k_conv2d_wgrad_bf16(c->dw, c->dy, c->x, c->part, &c->g, K.s));
+        else if (c->tf32)
+            CU(ddx_k_conv2d_wgrad_tf32(c->dw, c->dy, c->x, c->part, &c->g, K.s));
+        else
+            CU(ddx_k_conv2d_wgrad_f32(c->dw, c->dy, c->x, c->part, &c->g, K.s));
+        break;
+    }
+    return 0;
+}
+
+#if DDX_BENCH_HAVE_CUDNN
+// cuDNN's legacy API overwrites (beta = 0) where ddx's backward launchers accumulate (dx += ..):
+// the ddx rows move one extra read of dx / dw, a small handicap next to the GEMM work.
+static int run_cudnn_conv(void *arg) {
+    conv_run *c = arg;
+    const float one = 1.0f, zero = 0.0f;
+    switch (c->dir) {
+    case DIR_FWD:
+        CD(cudnnConvolutionForward(K.dnn, &one, c->xd, c->x, c->wd, c->w, c->cd, (cudnnConvolutionFwdAlgo_t)c->algo, c->ws,
+                                   c->ws_bytes, &zero, c->yd, c->y));
+        break;
+    case DIR_DGRAD:
+        CD(cudnnConvolutionBackwardData(K.dnn, &one, c->wd, c->w, c->yd, c->dy, c->cd,
+                                        (cudnnConvolutionBwdDataAlgo_t)c->algo, c->ws, c->ws_bytes, &zero, c->xd, c->dx));
+        break;
+    default:
+        CD(cudnnConvolutionBackwardFilter(K.dnn, &one, c->xd, c->x, c->yd, c->dy, c->cd,
+                                          (cudnnConvolutionBwdFilterAlgo_t)c->algo, c->ws, c->ws_bytes, &zero, c->wd,
+                                          c->dw));
+        break;
+    }
+    return 0;
+}
+
+// An algorithm's math type is acceptable for the requested mode: under CUDNN_FMA_MATH (f32
+// without TF32) nothing that may use tensor cores.
+static int math_ok(cudnnMathType_t want_m, cudnnMathType_t got) {
+    if (want_m != CUDNN_FMA_MATH) return 1;
+    return got == CUDNN_FMA_MATH || got == CUDNN_DEFAULT_MATH;
+}
+
+// Descriptors for c (NHWC x/y, KRSC = OHWI filter). cuDNN pads symmetrically: the Downsample2D
+// conv (pad 0 top/left, 1 bottom/right) is timed with pad 1 all round, which gives the same
+// output size and the same FLOPs. Returns 1 when cuDNN cannot express the shape.
+static int cudnn_descs(conv_run *c, const conv_shape *sh, cudnnMathType_t math) {
+    const cudnnDataType_t dt = c->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    const ddx_k_conv_geom *g = &c->g;
+    CD(cudnnCreateTensorDescriptor(&c->xd));
+    CD(cudnnCreateTensorDescriptor(&c->yd));
+    CD(cudnnCreateFilterDescriptor(&c->wd));
+    CD(cudnnCreateConvolutionDescriptor(&c->cd));
+    CD(cudnnSetTensor4dDescriptor(c->xd, CUDNN_TENSOR_NHWC, dt, (int)g->N, (int)g->Ci, (int)g->H, (int)g->W));
+    CD(cudnnSetTensor4dDescriptor(c->yd, CUDNN_TENSOR_NHWC, dt, (int)g->N, (int)g->Co, (int)g->Ho, (int)g->Wo));
+    CD(cudnnSetFilter4dDescriptor(c->wd, dt, CUDNN_TENSOR_NHWC, (int)g->Co, (int)g->Ci, (int)g->KH, (int)g->KW));
+    const int ph = sh->pt == sh->pb ? sh->pt : (sh->pt + sh->pb + 1) / 2;
+    const int pw = sh->pl == sh->pr ? sh->pl : (sh->pl + sh->pr + 1) / 2;
+    CD(cudnnSetConvolution2dDescriptor(c->cd, ph, pw, sh->stride, sh->stride, 1, 1, CUDNN_CROSS_CORRELATION,
+                                       CUDNN_DATA_FLOAT));
+    CD(cudnnSetConvolutionMathType(c->cd, math));
+    int on, oc, oh, ow;
+    CD(cudnnGetConvolution2dForwardOutputDim(c->cd, c->xd, c->wd, &on, &oc, &oh, &ow));
+    if (on != g->N || oc != g->Co || oh != g->Ho || ow != g->Wo) {
+        fprintf(stderr, "ddx-bench kernels: cuDNN gives output [%d,%d,%d,%d] for %s, not ddx's: no cuDNN row\n", on, oh, ow,
+                oc, sh->label);
+        return 1;
+    }
+    return 0;
+}
+
+static void cudnn_free(conv_run *c) {
+    if (c->xd) cudnnDestroyTensorDescriptor(c->xd);
+    if (c->yd) cudnnDestroyTensorDescriptor(c->yd);
+    if (c->wd) cudnnDestroyFilterDescriptor(c->wd);
+    if (c->cd) cudnnDestroyConvolutionDescriptor(c->cd);
+    if (c->ws && cudaFree(c->ws) != cudaSuccess) fail_at("cudaFree(workspace)", "failed", __FILE__, __LINE__);
+    c->xd = c->yd = NULL;
+    c->wd = NULL;
+    c->cd = NULL;
+    c->ws = NULL;
+    c->ws_bytes = 0;
+}
+
+// cudnnFind*Algorithm (runs every candidate, like torch.backends.cudnn.benchmark); the fastest
+// successful one within the math mode, its workspace allocated here, outside the timing.
+// Returns 0, 1 when no algorithm fits, -1 on an error.
+static int cudnn_pick(conv_run *c, cudnnMathType_t math) {
+    int got = 0, found = 0;
+    cudnnMathType_t mt = math;
+    size_t ws = 0;
+    if (c->dir == DIR_FWD) {
+        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        CD(cudnnFindConvolutionForwardAlgorithm(K.dnn, c->xd, c->wd, c->cd, c->yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
+                                                perf));
+        for (int i = 0; i < got && !found; i++)
+            if (perf[i].status == CUDNN_STATUS_SUCCESS && math_ok(math, perf[i].mathType)) {
+                c->algo = (int)perf[i].algo;
+                ws = perf[i].memory;
+                mt = perf[i].mathType;
+                found = 1;
+            }
+    } else if (c->dir == DIR_DGRAD) {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        CD(cudnnFindConvolutionBackwardDataAlgorithm(K.dnn, c->wd, c->yd, c->cd, c->xd,
+                                                     CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
+        for (int i = 0; i < got && !found; i++)
+            if (perf[i].status == CUDNN_STATUS_SUCCESS && math_ok(math, perf[i].mathType)) {
+                c->algo = (int)perf[i].algo;
+                ws = perf[i].memory;
+                mt = perf[i].mathType;
+                found = 1;
+            }
+    } else {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        CD(cudnnFindConvolutionBackwardFilterAlgorithm(K.dnn, c->xd, c->yd, c->cd, c->wd,
+                                                       CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
+        for (int i = 0; i < got && !found; i++)
+            if (perf[i].status == CUDNN_STATUS_SUCCESS && math_ok(math, perf[i].mathType)) {
+                c->algo = (int)perf[i].algo;
+                ws = perf[i].memory;
+                mt = perf[i].mathType;
+                found = 1;
+            }
+    }
+    if (!found) return 1;
+    // Under FMA the descriptor keeps FMA (a DEFAULT result must not turn TF32 back on).
+    CD(cudnnSetConvolutionMathType(c->cd, math == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : mt));
+    if (ws) CU(cudaMalloc(&c->ws, ws));
+    c->ws_bytes = ws;
+    return 0;
+}
+
+// Median ms of cuDNN for c->dir under `math`, -1 when not available (printed) or failed.
+static double cudnn_time(conv_run *c, const conv_shape *sh, cudnnMathType_t math) {
+    double ms = -1;
+    if (K.dead) return -1;
+    int r = cudnn_descs(c, sh, math);
+    if (r == 0) {
+        r = cudnn_pick(c, math);
+        if (r == 1)
+            fprintf(stderr, "ddx-bench kernels: cuDNN found no algorithm for %s %s %s\n", DIR_NAME[c->dir], sh->label,
+                    c->bf16 ? "bf16" : "f32");
+        if (r == 0) ms = time_runs(run_cudnn_conv, c);
+    }
+    cudnn_free(c);
+    return ms;
+}
+#endif
+
+static void conv_shape_dtype(const conv_shape *sh, int bf16, int tf32) {
+    conv_run c;
+    memset(&c, 0, sizeof c);
+    c.bf16 = bf16;
+    c.tf32 = tf32;
+    ddx_k_conv_geom *g = &c.g;
+    g->N = sh->N, g->H = sh->H, g->W = sh->W, g->Ci = sh->Ci, g->Co = sh->Co, g->KH = sh->KH, g->KW = sh->KW;
+    g->stride = sh->stride, g->pad_top = sh->pt, g->pad_left = sh->pl;
+    g->Ho = (sh->H + sh->pt + sh->pb - sh->KH) / sh->stride + 1;
+    g->Wo = (sh->W + sh->pl + sh->pr - sh->KW) / sh->stride + 1;
+    const double flops = 2.0 * (double)g->N * g->Ho * g->Wo * g->Co * g->KH * g->KW * g->Ci;
+    const char *dtn = bf16 ? "bf16" : tf32 ? "tf32" : "f32";
+    const size_t es = bf16 ? 2 : 4;
+    const int64_t nx = g->N * g->H * g->W * g->Ci, ny = g->N * g->Ho * g->Wo * g->Co, nw = g->Co * g->KH * g->KW * g->Ci;
+    if (!ddx_k_conv2d_supported(g)) {
+        fprintf(stderr, "ddx-bench kernels: ddx_k_conv2d_supported refuses %s\n", sh->label);
+        K.fails++;
+        return;
+    }
+    // The bf16 weight gradient has its own split (tensor-core path): scratch sized by it.
+    const int64_t splits = bf16   ? ddx_k_conv2d_wgrad_splits_bf16(g)
+                           : tf32 ? ddx_k_conv2d_wgrad_splits_tf32(g)
+                                  : ddx_k_conv2d_wgrad_splits(g);
+    c.x = dalloc((size_t)nx * es);
+    c.dx = dalloc((size_t)nx * es);
+    c.y = dalloc((size_t)ny * es);
+    c.dy = dalloc((size_t)ny * es);
+    c.w = dalloc((size_t)nw * es);
+    c.dw = dalloc((size_t)nw * es);
+    c.part = splits > 1 ? dalloc((size_t)(splits * nw) * 4) : NULL;
+    if (!c.x || !c.dx || !c.y || !c.dy || !c.w || !c.dw || (splits > 1 && !c.part)) goto out;
+    if (fill_normal(c.x, nx, bf16) || fill_normal(c.dx, nx, bf16) || fill_normal(c.y, ny, bf16) ||
+        fill_normal(c.dy, ny, bf16) || fill_normal(c.w, nw, bf16) || fill_normal(c.dw, nw, bf16))
+        goto out;
+    const double gemm = bf16 ? K.gemm_bf16 : tf32 ? K.gemm_tf32 : K.gemm_f32;
+    for (int dir = DIR_FWD; dir <= DIR_WGRAD; dir++) {
+        c.dir = dir;
+        const double ms = time_runs(run_ddx_conv, &c);
+        const double r = tflops(flops, ms);
+#if DDX_BENCH_HAVE_CUDNN
+        // cuDNN's DEFAULT math allows TF32 for f32 tensors; FMA math forbids it.
+        const double bms = cudnn_time(&c, sh, bf16 ? CUDNN_TENSOR_OP_MATH : tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
+        row(DIR_NAME[dir], sh->label, dtn, ms, r, "TF/s", gemm,
+            bf16 ? "cuDNN bf16" : tf32 ? "cuDNN tf32 (DEFAULT)" : "cuDNN f32 (no TF32)", bms, tflops(flops, bms));
+        if (bf16 && ms > 0 && bms > 0) {
+            const double q = bms / ms;   // = ddx rate / cuDNN rate
+            K.conv_ratio_min = K.conv_ratio_n ? fmin(K.conv_ratio_min, q) : q;
+            K.conv_log_sum += log(q);
+            K.conv_ratio_n++;
+            K.conv_ratio_low += q < 0.60;
+        }
+#else
+        row(DIR_NAME[dir], sh->label, dtn, ms, r, "TF/s", gemm, "cuDNN (not built)", -1, 0);
+#endif
+    }
+out:
+    dfree_all();
+}
+
+static void section_conv(void) {
+    header("conv", "NHWC x, OHWI w; TF/s = 2 N Ho Wo Co KH KW Ci / time; %ref = share of the same-dtype GEMM rate; "
+                   "ratio = ddx / baseline rate");
+    for (size_t i = 0; i < sizeof CONV_SHAPES / sizeof CONV_SHAPES[0] && !K.dead; i++)
+        for (int mode = 2; mode >= 0; mode--) conv_shape_dtype(&CONV_SHAPES[i], mode == 2, mode == 1);
+}
+
+// ---- group_norm (+ SiLU) -----------------------------------------------------------------
+
+typedef struct gn_run {
+    ddx_k_gn_shape sh;
+    int bwd;
+    void *x, *y, *dy, *dx;
+    float *gamma, *beta, *dgamma, *dbeta, *mean, *rstd, *scr_f, *scr_b;
+} gn_run;
+
+static int run_gn(void *arg) {
+    gn_run *G = arg;
+    if (!G->bwd)
+        CU(ddx_k_group_norm_fwd(G->y, G->mean, G->rstd, G->x, G->gamma, G->beta, G->scr_f, &G->sh, K.s));
+    else
+        CU(ddx_k_group_norm_bwd(G->dx, G->dgamma, G->dbeta, G->x, G->dy, G->gamma, G->beta, G->mean, G->rstd, G->scr_b,
+                                &G->sh, K.s));
+    return 0;
+}
+
+static void section_group_norm(void) {
+    header("group_norm", "fused with SiLU, G=32, gamma/beta f32; GB/s counts what must move (fwd: x, y; bwd: x, dy, "
+                         "dx; plus params and stats); %ref = share of the copy");
+    static const struct {
+        const char *label;
+        int64_t N, S, C;
+    } shapes[] = {{"[128,32,32,128] G32", 128, 32 * 32, 128}, {"[128,16,16,256] G32", 128, 16 * 16, 256}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0] && !K.dead; i++)
+        for (int bf16 = 0; bf16 <= 1; bf16++) {
+            gn_run G;
+            memset(&G, 0, sizeof G);
+            G.sh = (ddx_k_gn_shape){.N = shapes[i].N, .S = shapes[i].S, .C = shapes[i].C, .G = 32, .eps = 1e-5f, .silu = 1,
+                                    .x_dt = bf16 ? DDX_K_NORM_BF16 : DDX_K_NORM_F32, .g_dt = DDX_K_NORM_F32};
+            const int64_t n = G.sh.N * G.sh.S * G.sh.C, C = G.sh.C, st = G.sh.N * G.sh.G;
+            const size_t es = bf16 ? 2 : 4;
+            const int64_t sf = ddx_k_group_norm_fwd_scratch_floats(&G.sh), sb = ddx_k_group_norm_bwd_scratch_floats(&G.sh);
+            G.x = dalloc((size_t)n * es);
+            G.y = dalloc((size_t)n * es);
+            G.dy = dalloc((size_t)n * es);
+            G.dx = dalloc((size_t)n * es);
+            G.gamma = dalloc((size_t)C * 4);
+            G.beta = dalloc((size_t)C * 4);
+            G.dgamma = dalloc((size_t)C * 4);
+            G.dbeta = dalloc((size_t)C * 4);
+            G.mean = dalloc((size_t)st * 4);
+            G.rstd = dalloc((size_t)st * 4);
+            G.scr_f = dalloc((size_t)(sf > 0 ? sf : 1) * 4);
+            G.scr_b = dalloc((size_t)(sb > 0 ? sb : 1) * 4);
+            double ms_f = -1, ms_b = -1;
+            if (G.x && G.y && G.dy && G.dx && G.gamma && G.beta && G.dgamma && G.dbeta && G.mean && G.rstd && G.scr_f &&
+                G.scr_b && !fill_normal(G.x, n, bf16) && !fill_normal(G.dy, n, bf16) && !fill_normal(G.dx, n, bf16) &&
+                !fill_normal(G.gamma, C, 0) && !fill_normal(G.beta, C, 0) && !fill_normal(G.dgamma, C, 0) &&
+                !fill_normal(G.dbeta, C, 0)) {
+                G.bwd = 0;
+                ms_f = time_runs(run_gn, &G);   // also leaves mean/rstd for the backward
+                G.bwd = 1;
+                if (ms_f > 0) ms_b = time_runs(run_gn, &G);
+            }
+            const double bf = 2.0 * n * es + 2.0 * C * 4 + 2.0 * st * 4;
+            const double bb = 3.0 * n * es + 4.0 * C * 4 + 2.0 * st * 4;
+            const char *dtn = bf16 ? "bf16" : "f32";
+            row("group_norm+silu fwd", shapes[i].label, dtn, ms_f, gbs(bf, ms_f), "GB/s", K.copy_gbs, NULL, 0, 0);
+            if (ms_f > 0 && K.copy_gbs > 0) {
+                const double sh = gbs(bf, ms_f) / K.copy_gbs;
+                K.gn_share_min = K.gn_share_min < 0 ? sh : fmin(K.gn_share_min, sh);
+                K.gn_share_max = fmax(K.gn_share_max, sh);
+            }
+            row("group_norm+silu bwd", shapes[i].label, dtn, ms_b, gbs(bb, ms_b), "GB/s", K.copy_gbs, NULL, 0, 0);
+            dfree_all();
+        }
+}
+
+// ---- diffusion: q_sample, sampler_step ----------------------------------------------------
+
+typedef struct diff_run {
+    int which;   // 0 q_sample, 1 DDPM step, 2 DDIM step
+    float *x, *o, *y, *coef;
+    int64_t n, per_sample;
+    ddx_k_sampler_coefs ddpm, ddim;
+} diff_run;
+
+static int run_diff(void *arg) {
+    const diff_run *D = arg;
+    const ddx_k_rng_key key = {.seed = 42, .stream = 1, .step = 17, .offset = 0};
+    if (D->which == 0)
+        CU(ddx_k_q_sample_f32(D->y, D->x, D->coef, D->n, D->per_sample, key, K.s));
+    else
+        CU(ddx_k_sampler_step_f32(D->y, D->x, D->o, D->n, D->which == 1 ? D->ddpm : D->ddim, key, K.s));
+    return 0;
+}
+
+static void section_diffusion(void) {
+    header("diffusion", "f32; GB/s: q_sample reads x0, writes y (noise drawn in-kernel); sampler_step reads x_t, "
+                        "out, writes y; %ref = share of the copy");
+    static const struct {
+        const char *label;
+        int64_t n, per_sample;
+    } sizes[] = {{"128x3x32x32", 128 * 3 * 32 * 32, 3 * 32 * 32},
+                 {"256x3x64x64", 256 * 3 * 64 * 64, 3 * 64 * 64},
+                 {"64Mi (4096x4x64x64)", (int64_t)1 << 26, 4 * 64 * 64}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !K.dead; i++) {
+        diff_run D = {.n = sizes[i].n, .per_sample = sizes[i].per_sample};
+        // Mid-schedule coefficients of DDPM (clipped x0, posterior noise) and of DDIM (eta 0).
+        D.ddpm = (ddx_k_sampler_coefs){.a = 1.02f, .b = -0.2f, .f = 0.1f, .g = 0.98f, .c = 0.05f, .d = 0.94f, .e = 0.0f,
+                                       .sigma = 0.03f, .clip = 1};
+        D.ddim = (ddx_k_sampler_coefs){.a = 1.02f, .b = -0.2f, .f = 0.1f, .g = 0.98f, .c = 0.9f, .d = 0.0f, .e = 0.43f,
+                                       .sigma = 0.0f, .clip = 1};
+        const int64_t ns = D.n / D.per_sample;
+        D.x = dalloc((size_t)D.n * 4);
+        D.o = dalloc((size_t)D.n * 4);
+        D.y = dalloc((size_t)D.n * 4);
+        D.coef = dalloc((size_t)ns * 2 * 4);
+        int ok = D.x && D.o && D.y && D.coef && !fill_normal(D.x, D.n, 0) && !fill_normal(D.o, D.n, 0) &&
+                 !fill_normal(D.coef, ns * 2, 0);
+        static const char *const names[] = {"q_sample", "sampler_step DDPM", "sampler_step DDIM"};
+        for (int w = 0; w < 3; w++) {
+            D.which = w;
+            const double ms = ok ? time_runs(run_diff, &D) : -1;
+            const double bytes = (w == 0 ? 8.0 : 12.0) * (double)D.n + (w == 0 ? 8.0 * ns : 0);
+            row(names[w], sizes[i].label, "f32", ms, gbs(bytes, ms), "GB/s", K.copy_gbs, NULL, 0, 0);
+            if (w > 0 && i + 1 == sizeof sizes / sizeof sizes[0] && ms > 0 && K.copy_gbs > 0)
+                K.step_share[w - 1] = gbs(bytes, ms) / K.copy_gbs;
+        }
+        dfree_all();
+    }
+}
+
+// ---- attention vs the cuBLAS GEMMs of naive attention -------------------------------------
+
+typedef struct attn_run {
+    int bf16, bwd, base;   // base: the cuBLAS GEMMs instead of ddx
+    int64_t N, L;
+    int d;
+    float scale;
+    void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *S;
+    float *lse, *delta;
+} attn_run;
+
+// Row-major C[M,Nc] = op(A) op(B) over `batch` matrices (strides in elements), through cuBLAS's
+// column-major view: C^T = op(B)^T op(A)^T, so B goes first and each transpose flag carries
+// over. lda/ldb/ldc are the row-major leading dimensions (columns of the stored matrix).
+static int rm_gemm(int bf16, int ta, int tb, int64_t M, int64_t Nc, int64_t Kd, const void *A, int64_t lda, int64_t sA,
+                   const void *B, int64_t ldb, int64_t sB, void *C, int64_t ldc, int64_t sC, int64_t batch) {
+    const float one = 1.0f, zero = 0.0f;
+    const cudaDataType_t dt = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    CB(cublasGemmStridedBatchedEx(K.blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)Nc, (int)M,
+                                  (int)Kd, &one, B, dt, (int)ldb, sB, A, dt, (int)lda, sA, &zero, C, dt, (int)ldc, sC,
+                                  (int)batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return 0;
+}
+
+// The GEMMs of unfused attention with one head (q, k, v [N, L, d]; S [N, L, L] reused for the
+// scores, probabilities and their gradients): forward S = Q K^T, O = P V; backward recomputes
+// S = Q K^T, then dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q. Softmax and its backward
+// are left out, so this is a lower bound on what cuBLAS-based attention costs.
+static int run_attn_base(attn_run *a) {
+    const int64_t L = a->L, d = a->d, sq = L * d, ss = L * L, n = a->N;
+    const int b = a->bf16;
+    if (rm_gemm(b, 0, 1, L, L, d, a->q, d, sq, a->k, d, sq, a->S, L, ss, n)) return -1;
+    if (!a->bwd) return rm_gemm(b, 0, 0, L, d, L, a->S, L, ss, a->v, d, sq, a->o, d, sq, n);
+    if (rm_gemm(b, 1, 0, L, d, L, a->S, L, ss, a->dout, d, sq, a->dv, d, sq, n)) return -1;
+    if (rm_gemm(b, 0, 1, L, L, d, a->dout, d, sq, a->v, d, sq, a->S, L, ss, n)) return -1;
+    if (rm_gemm(b, 0, 0, L, d, L, a->S, L, ss, a->k, d, sq, a->dq, d, sq, n)) return -1;
+    return rm_gemm(b, 1, 0, L, d, L, a->S, L, ss, a->q, d, sq, a->dk, d, sq, n);
+}
+
+static int run_attn(void *arg) {
+    attn_run *a = arg;
+    if (a->base) return run_attn_base(a);
+    const int h = 1;
+    if (!a->bwd) {
+        if (a->bf16)
+            CU(ddx_k_attention_fwd_bf16(a->q, a->k, a->v, a->o, a->lse, a->N, a->L, h, a->d, a->scale, K.s));
+        else
+            CU(ddx_k_attention_fwd_f32(a->q, a->k, a->v, a->o, a->lse, a->N, a->L, h, a->d, a->scale, K.s));
+    } else {
+        if (a->bf16)
+            CU(ddx_k_attention_bwd_bf16(a->q, a->k, a->v, a->o, a->dout, a->lse, a->delta, a->dq, a->dk, a->dv, a->N, a->L,
+                                        h, a->d, a->scale, K.s));
+        else
+            CU(ddx_k_attention_bwd_f32(a->q, a->k, a->v, a->o, a->dout, a->lse, a->delta, a->dq, a->dk, a->dv, a->N, a->L,
+                                       h, a->d, a->scale, K.s));
+    }
+    return 0;
+}
+
+static void section_attention(void) {
+    header("attention", "1 head; fwd TF/s = 4 N L^2 d / time, bwd = 2.5x that (5 L^2 d GEMMs: S recomputed, dV, dP, "
+                        "dQ, dK); baseline: those GEMMs alone in cuBLAS (no softmax); %ref = share of the GEMM rate");
+    static const struct {
+        const char *label;
+        int64_t N, L;
+        int d;
+    } shapes[] = {{"[128,256,256] h1 d256", 128, 256, 256}, {"[32,1024,128] h1 d128", 32, 1024, 128}};
+    int dev = 0, optin = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+        fail_at("cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)", "failed", __FILE__, __LINE__);
+        return;
+    }
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0] && !K.dead; i++)
+        for (int bf16 = 1; bf16 >= 0; bf16--) {
+            attn_run a;
+            memset(&a, 0, sizeof a);
+            a.bf16 = bf16;
+            a.N = shapes[i].N, a.L = shapes[i].L, a.d = shapes[i].d;
+            a.scale = (float)(1.0 / sqrt((double)a.d));
+            const char *dtn = bf16 ? "bf16" : "f32";
+            const double fwd_flops = 4.0 * (double)a.N * a.L * a.L * a.d, bwd_flops = 2.5 * fwd_flops;
+            const double gemm = bf16 ? K.gemm_bf16 : K.gemm_f32;
+            const size_t need = ddx_k_attention_smem_bytes(a.d);
+            if (need == 0 || need > (size_t)optin) {   // the runtime refuses these cleanly too: not a failure
+                printf("%-24s %-30s %-5s SKIP: head_dim %d needs %zu bytes of shared memory per block, the device allows "
+                       "%d\n", "attention fwd+bwd", shapes[i].label, dtn, a.d, need, optin);
+                continue;
+            }
+            const size_t es = bf16 ? 2 : 4;
+            const int64_t nq = a.N * a.L * a.d, ns = a.N * a.L * a.L, nl = a.N * a.L;
+            void **bufs[] = {&a.q, &a.k, &a.v, &a.o, &a.dout, &a.dq, &a.dk, &a.dv};
+            int ok = 1;
+            for (size_t j = 0; j < sizeof bufs / sizeof bufs[0]; j++) {
+                *bufs[j] = dalloc((size_t)nq * es);
+                ok = ok && *bufs[j] && !fill_normal(*bufs[j], nq, bf16);
+            }
+            a.S = dalloc((size_t)ns * es);
+            a.lse = dalloc((size_t)nl * 4);
+            a.delta = dalloc((size_t)nl * 4);
+            ok = ok && a.S && a.lse && a.delta;
+            double ms[2] = {-1, -1}, bms[2] = {-1, -1};
+            for (int bwd = 0; bwd <= 1 && ok; bwd++) {
+                a.bwd = bwd;
+                a.base = 0;
+                ms[bwd] = time_runs(run_attn, &a);   // the forward leaves o and lse for the backward
+                a.base = 1;
+                bms[bwd] = time_runs(run_attn, &a);
+                a.base = 0;
+                if (!bwd && ms[0] > 0 && run_attn(&a)) ms[0] = -1;   // the cuBLAS run overwrote o
+                if (ms[0] < 0) break;
+            }
+            if (bf16 && i == 0 && ms[0] > 0) K.attn_bf16_tf = tflops(fwd_flops, ms[0]);
+            row("attention fwd", shapes[i].label, dtn, ms[0], tflops(fwd_flops, ms[0]), "TF/s", gemm, "cuBLAS GEMM-only bound",
+                bms[0], tflops(fwd_flops, bms[0]));
+            row("attention bwd", shapes[i].label, dtn, ms[1], tflops(bwd_flops, ms[1]), "TF/s", gemm, "cuBLAS GEMM-only bound",
+                bms[1], tflops(bwd_flops, bms[1]));
+            dfree_all();
+        }
+}
+
+// ---- optimizer: grad norm, fused clip + AdamW + EMA ---------------------------------------
+
+typedef struct opt_run {
+    int which;   // 0 grad_sumsq, 1 adamw
+    float *p, *g, *m, *v, *ema;
+    int64_t n;
+    ddx_k_adamw_args args;
+    double norm;
+} opt_run;
+
+static int run_opt(void *arg) {
+    opt_run *o = arg;
+    if (o->which == 0)
+        CU(ddx_k_grad_sumsq(o->g, o->n, &o->norm, K.s));
+    else
+        CU(ddx_k_adamw_step(o->p, o->g, o->m, o->v, o->ema, o->n, &o->args, K.s));
+    return 0;
+}
+
+static void section_optim(void) {
+    header("optim", "the DDPM CIFAR-10 U-Net's 35,746,307 f32 params; adamw (clip + AdamW + EMA) reads p g m v ema, "
+                    "writes p m v ema; grad_sumsq reads g (and waits for its 8-byte result); %ref = share of the copy");
+    opt_run o = {.n = 35746307};
+    o.args = ddx_k_adamw_args_make(2e-4, 0.9, 0.999, 1e-8, 0.01, 1000, 1.0, 2.0, 0.9999);
+    const size_t b = (size_t)o.n * 4;
+    o.p = dalloc(b), o.g = dalloc(b), o.m = dalloc(b), o.v = dalloc(b), o.ema = dalloc(b);
+    int ok = o.p && o.g && o.m && o.v && o.ema && !fill_normal(o.p, o.n, 0) && !fill_normal(o.g, o.n, 0) &&
+             !fill_normal(o.m, o.n, 0) && !fill_normal(o.ema, o.n, 0);
+    if (ok) {   // the second moment must be >= 0: uniform [0, 1)
+        const int e = ddx_philox_uniform_cuda(o.v, o.n, 0x5EED, 9, 1, 0, K.s);
+        if (e) ok = !fail_at("ddx_philox_uniform_cuda(v)", cudaGetErrorString((cudaError_t)e), __FILE__, __LINE__);
+    }
+    o.which = 0;
+    double ms = ok ? time_runs(run_opt, &o) : -1;
+    row("grad_sumsq", "35746307", "f32", ms, gbs(4.0 * o.n, ms), "GB/s", K.copy_gbs, NULL, 0, 0);
+    o.which = 1;
+    ms = ok ? time_runs(run_opt, &o) : -1;
+    row("adamw+clip+ema", "35746307", "f32", ms, gbs(36.0 * o.n, ms), "GB/s", K.copy_gbs, NULL, 0, 0);
+    dfree_all();
+}
+
+// ---- driver -------------------------------------------------------------------------------
+
+static int setup(void) {
+    CU(cudaStreamCreate(&K.s));
+    CU(cudaEventCreate(&K.e0));
+    CU(cudaEventCreate(&K.e1));
+    CB(cublasCreate(&K.blas));
+    CB(cublasSetStream(K.blas, K.s));
+    CB(cublasSetMathMode(K.blas, CUBLAS_DEFAULT_MATH));   // f32 GEMMs without TF32 unless asked per call
+#if DDX_BENCH_HAVE_CUDNN
+    CD(cudnnCreate(&K.dnn));
+    CD(cudnnSetStream(K.dnn, K.s));
+#endif
+    return 0;
+}
+
+static void teardown(void) {
+    dfree_all();
+#if DDX_BENCH_HAVE_CUDNN
+    if (K.dnn) cudnnDestroy(K.dnn);
+#endif
+    if (K.blas) cublasDestroy(K.blas);
+    if (K.e0) cudaEventDestroy(K.e0);
+    if (K.e1) cudaEventDestroy(K.e1);
+    if (K.s) cudaStreamDestroy(K.s);
+}
+
+// Issue 4's targets, read off the rows above (SDPA's rate comes from torch_kernels.py).
+static void print_targets(void) {
+    printf("\n== targets (issue 4)\n");
+    if (K.gn_share_min >= 0)
+        printf("group_norm+SiLU fwd: %.0f%% .. %.0f%% of the copy bandwidth (target >= 70%%): %s\n", 100 * K.gn_share_min,
+               100 * K.gn_share_max, K.gn_share_min >= 0.70 ? "met" : "NOT met");
+    for (int w = 0; w < 2; w++)
+        if (K.step_share[w] >= 0)
+            printf("sampler_step %s at 64Mi: %.0f%% of the copy bandwidth (target >= 80%%): %s\n", w ? "DDIM" : "DDPM",
+                   100 * K.step_share[w], K.step_share[w] >= 0.80 ? "met" : "NOT met");
+    if (K.attn_bf16_tf >= 0)
+        printf("attention fwd bf16 [128,256,256] d256: %.2f TFLOP/s (target >= SDPA's: the 'sdpa fwd' bf16 row of "
+               "bench/reference/torch_kernels.py)\n", K.attn_bf16_tf);
+    if (K.conv_ratio_n)
+        printf("conv2d bf16 vs cuDNN over %d rows: min %.2f, geomean %.2f, %d under 0.60 (target >= 0.60): %s\n",
+               K.conv_ratio_n, K.conv_ratio_min, exp(K.conv_log_sum / K.conv_ratio_n), K.conv_ratio_low,
+               K.conv_ratio_low ? "NOT met" : "met");
+}
+
+static const char *const SECTIONS = "elementwise,gemm,conv,group_norm,diffusion,attention,optim";
+
 int ddx_bench_kernels(int argc, char **argv) {
-    int reps = 50, warmup = 10;
-    int64_t n = (int64_t)1 << 26;   // 64 Mi elements: 256 MiB per f32 buffer, far past L2
+    memset(&K, 0, sizeof K);
+    K.reps = 25, K.min_reps = 5, K.warmup = 3, K.budget_ms = 1000;
+    K.gn_share_min = K.step_share[0] = K.step_share[1] = K.attn_bf16_tf = -1;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc)
-            reps = atoi(argv[++i]);
+            K.reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--filter") && i + 1 < argc)
+            snprintf(K.filter, sizeof K.filter, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--quick"))
+            K.reps = 7, K.warmup = 2, K.budget_ms = 200;
         else if (!strcmp(argv[i], "--help")) {
-            printf("usage: ddx-bench kernels [--reps N]\n");
+            printf("usage: ddx-bench kernels [--reps N] [--quick] [--filter SECTION[,SECTION...]]\n"
+                   "sections: %s\n"
+                   "Each row: kernel | shape | dtype | ms | rate | unit | %%ref (share of the copy bandwidth or of the\n"
+                   "same-dtype cuBLAS GEMM rate, both measured in this run) | baseline | its ms | its rate | ratio\n"
+                   "(ddx rate / baseline rate). PyTorch at the same shapes: bench/reference/torch_kernels.py.\n",
+                   SECTIONS);
             return 0;
         } else {
-            fprintf(stderr, "ddx-bench kernels: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "ddx-bench kernels: unknown option '%s' (try --help)\n", argv[i]);
             return 2;
         }
     }
-    if (reps < 3) reps = 3;
+    if (K.reps < 3) K.reps = 3;
+    if (K.reps > MAX_SAMPLES) K.reps = MAX_SAMPLES;
+    if (K.min_reps > K.reps) K.min_reps = K.reps;
+    if (K.filter[0]) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", K.filter);
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            const char *hit = strstr(SECTIONS, t);
+            const size_t len = strlen(t);
+            if (!hit || (hit != SECTIONS && hit[-1] != ',') || (hit[len] != ',' && hit[len] != '\0')) {
+                fprintf(stderr, "ddx-bench kernels: unknown section '%s' (sections: %s)\n", t, SECTIONS);
+                return 2;
+            }
+        }
+    }
     int dev_count = 0;
     if (cudaGetDeviceCount(&dev_count) != cudaSuccess || dev_count == 0) {
         printf("ddx-bench kernels: SKIP: no CUDA device\n");
         return 77;
     }
     struct cudaDeviceProp prop;
-    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) return 1;
-    bufs B = {.n = n};
-    // [N, H, W, C] = [256, 32, 32, 256] for the broadcast add: b is [N, 1, 1, C] (a time embedding).
-    int64_t ash[4] = {256, 32, 32, 256}, bsh[4] = {256, 1, 1, 256}, one[4] = {256, 32, 32, 256};
-    if (cudaStreamCreate(&B.s) != cudaSuccess || cudaMalloc((void **)&B.x, (size_t)n * 4) != cudaSuccess ||
-        cudaMalloc((void **)&B.y, (size_t)n * 4) != cudaSuccess || cudaMalloc((void **)&B.z, (size_t)n * 4) != cudaSuccess ||
-        cudaMalloc((void **)&B.b, 256 * 256 * 4) != cudaSuccess || cudaMalloc((void **)&B.h, (size_t)n * 2) != cudaSuccess ||
-        cudaMalloc((void **)&B.hy, (size_t)n * 2) != cudaSuccess) {
-        fprintf(stderr, "ddx-bench kernels: cannot allocate %.1f GiB on the device\n", (double)n * 16 / (1 << 30));
+    int rt = 0, drv = 0, blas_v = 0;
+    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess || cudaRuntimeGetVersion(&rt) != cudaSuccess ||
+        cudaDriverGetVersion(&drv) != cudaSuccess) {
+        fprintf(stderr, "ddx-bench kernels: cannot query device 0\n");
         return 1;
     }
-    ddx_k_bcast_make(&B.same, ash, one);
-    ddx_k_bcast_make(&B.bcast, ash, bsh);
-    // Random data: timing on zeros can flatter kernels (and silu on zeros is trivial).
-    if (ddx_philox_normal_cuda(B.x, n, 1, 1, 0, 0, B.s) || ddx_philox_normal_cuda(B.y, n, 1, 2, 0, 0, B.s) ||
-        ddx_philox_normal_cuda(B.b, 256 * 256, 1, 3, 0, 0, B.s) || ddx_k_cast_f32_to_bf16(B.h, B.y, n, B.s) ||
-        cudaStreamSynchronize(B.s) != cudaSuccess) {
-        fprintf(stderr, "ddx-bench kernels: initialising the buffers failed\n");
+    if (setup()) {
+        teardown();
         return 1;
     }
-    const kbench ks[] = {
-        {"copy (cudaMemcpyAsync D2D) [baseline]", 8, K_MEMCPY},
-        {"fill f32", 4, K_FILL},
-        {"scale f32 (y = a x + b)", 8, K_SCALE},
-        {"silu f32", 8, K_SILU},
-        {"silu bf16", 4, K_SILU_BF16},
-        {"silu backward f32 (dx += ...)", 16, K_SILU_BWD},
-        {"add f32 same shape", 12, K_ADD},
-        {"add f32 [N,H,W,C] + [N,1,1,C]", 8, K_ADD_BCAST},
-        {"cast f32 -> bf16", 6, K_CAST},
-        {"accumulate f32 (dst += src)", 12, K_ACC},
-    };
-    printf("ddx-bench kernels: %s, %lld elements, median of %d after %d warm-up\n", prop.name, (long long)n, reps, warmup);
-    printf("%-40s %10s %10s %10s\n", "kernel", "ms", "GB/s", "of copy");
-    double copy_gbs = 0;
-    int fails = 0;
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
-        double ms = time_kernel(&B, ks[i].which, warmup, reps);
-        if (ms <= 0) {
-            printf("%-40s FAIL\n", ks[i].name);
-            fails++;
-            continue;
-        }
-        double gbs = ks[i].bytes_per_elem * (double)n / (ms * 1e-3) / 1e9;
-        if (ks[i].which == K_MEMCPY) copy_gbs = gbs;
-        printf("%-40s %10.3f %10.0f %9.0f%%\n", ks[i].name, ms, gbs, copy_gbs > 0 ? 100 * gbs / copy_gbs : 0);
-    }
-    cudaFree(B.x);
-    cudaFree(B.y);
-    cudaFree(B.z);
-    cudaFree(B.b);
-    cudaFree(B.h);
-    cudaFree(B.hy);
-    cudaStreamDestroy(B.s);
-    return fails ? 1 : 0;
+    if (cublasGetVersion(K.blas, &blas_v) != CUBLAS_STATUS_SUCCESS) blas_v = 0;
+    printf("ddx-bench kernels: %s (sm_%d%d, %d SMs, %.0f GiB), CUDA runtime %d.%d, driver %d.%d, cuBLAS %d", prop.name,
+           prop.major, prop.minor, prop.multiProcessorCount, (double)prop.totalGlobalMem / (1 << 30), rt / 1000,
+           rt % 1000 / 10, drv / 1000, drv % 1000 / 10, blas_v);
+#if DDX_BENCH_HAVE_CUDNN
+    printf(", cuDNN %zu (built against %d)\n", cudnnGetVersion(), CUDNN_VERSION);
+#else
+    printf(", cuDNN: not built in (its columns read n/a)\n");
+#endif
+    printf("timing: CUDA events, median of up to %d samples (>= %d) after %d warm-up runs, ~%.0f ms per row at most\n",
+           K.reps, K.min_reps, K.warmup, K.budget_ms);
+    const int need_copy = want("elementwise") || want("group_norm") || want("diffusion") || want("optim");
+    const int need_gemm = want("gemm") || want("conv") || want("attention");
+    if (need_copy && !K.dead) section_elementwise(want("elementwise"));
+    if (need_gemm && !K.dead) section_gemm(want("gemm"));
+    if (want("conv") && !K.dead) section_conv();
+    if (want("group_norm") && !K.dead) section_group_norm();
+    if (want("diffusion") && !K.dead) section_diffusion();
+    if (want("attention") && !K.dead) section_attention();
+    if (want("optim") && !K.dead) section_optim();
+    teardown();
+    print_targets();
+    if (K.fails) printf("\nddx-bench kernels: %d failure(s), see stderr\n", K.fails);
+    return K.fails ? 1 : 0;
 }
 
 #else

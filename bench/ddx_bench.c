@@ -425,7 +425,7 @@ typedef struct bench_cmd {
 
 static const bench_cmd g_cmds[] = {
     {"ops", cmd_ops, "time each CPU op (forward, backward) at U-Net shapes; conv vs sgemm acceptance check"},
-    {"kernels", ddx_bench_kernels, "time each CUDA kernel; GB/s and share of the device copy bandwidth"},
+    {"kernels", ddx_bench_kernels, "time each CUDA kernel family against the copy bandwidth, cuBLAS GEMM and cuDNN measured in the same run"},
     {"step", ddx_bench_step, "time a config's training step and sampling forward (compare: bench/reference/torch_step.py)"},
 };
 

@@ -84,7 +84,7 @@ run_step "build (ninja -j$jobs)" 240 "ninja -C build-gpu -j$jobs"
 if [ -x build-gpu/tests/test_cuda ]; then
     # A skipped GPU test on a GPU machine means the device was not usable: report SKIP, not PASS.
     # Meson's summary wording varies by version: read the per-test results from its JSON log.
-    run_step "meson test --suite gpu" 180 'meson test -C build-gpu --suite gpu --print-errorlogs --num-processes 2; rc=$?; grep -hE "(passed|SKIP)" build-gpu/meson-logs/testlog.txt | grep -vE "^(PASS|SKIP) " | sort -u; [ $rc -ne 0 ] && exit $rc; python3 -c "import json,sys; sys.exit(77 if any(json.loads(l)[\"result\"] == \"SKIP\" for l in open(\"build-gpu/meson-logs/testlog.json\")) else 0)"'
+    run_step "meson test --suite gpu" 240 'meson test -C build-gpu --suite gpu --print-errorlogs --num-processes 2; rc=$?; grep -hE "(passed|SKIP)" build-gpu/meson-logs/testlog.txt | grep -vE "^(PASS|SKIP) " | sort -u; [ $rc -ne 0 ] && exit $rc; python3 -c "import json,sys; sys.exit(77 if any(json.loads(l)[\"result\"] == \"SKIP\" for l in open(\"build-gpu/meson-logs/testlog.json\")) else 0)"'
     # The cpu suite also runs on the CPU box and in CI; GPU_CHECK_SKIP_CPU=1 saves the device time.
     if [ -z "${GPU_CHECK_SKIP_CPU:-}" ]; then
         run_step "meson test --suite cpu" 150 "meson test -C build-gpu --suite cpu --print-errorlogs --num-processes $jobs"
@@ -96,15 +96,6 @@ if [ -x build-gpu/tests/test_cuda ]; then
     for c in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
         [ -z "$sanitizer" ] && [ -x "$c" ] && sanitizer=$c
     done
-    if [ -n "$sanitizer" ]; then
-        # API errors are off: the tests provoke some on purpose (the pool's out-of-memory path).
-        san="$sanitizer --tool memcheck --report-api-errors no --error-exitcode 99"
-        run_step "memcheck test_cuda" 120 "DDX_TEST_QUICK=1 $san build-gpu/tests/test_cuda"
-        run_step "memcheck test_ops --backend cuda" 120 "$san build-gpu/tests/test_ops --backend cuda"
-    else
-        say "compute-sanitizer not found (PATH, /usr/local/cuda/bin): memcheck skipped"
-        record "memcheck" "SKIP(absent)" 0
-    fi
 
     if [ -x build-gpu/bench/ddx-bench ] && build-gpu/bench/ddx-bench --help 2>&1 | grep -qw kernels; then
         run_step "ddx-bench kernels" 90 "build-gpu/bench/ddx-bench kernels"
@@ -119,21 +110,46 @@ if [ -x build-gpu/tests/test_cuda ]; then
         shift 3
         run_step "$name" "$cap" "build-gpu/bench/ddx-bench step --config $cfg --device cuda $*"
     }
-    step_bench "ddx-bench step fashion (cuda)" 60 configs/fashion_mnist_ddpm.yaml --steps 10
-    step_bench "ddx-bench step cifar10 b128 (cuda)" 120 configs/cifar10_ddpm.yaml --steps 10 --sample-batch 256
+    step_bench "ddx-bench step fashion graphs" 60 configs/fashion_mnist_ddpm.yaml --steps 10 --graphs on
+    step_bench "ddx-bench step fashion eager" 60 configs/fashion_mnist_ddpm.yaml --steps 10 --graphs off
+    step_bench "ddx-bench step cifar10 b128 bf16" 120 configs/cifar10_ddpm.yaml --steps 10 --sample-batch 256 --set run.precision=bf16 --graphs on
+    step_bench "ddx-bench step cifar10 bf16 eager" 120 configs/cifar10_ddpm.yaml --steps 10 --sample-batch 256 --set run.precision=bf16 --graphs off
+    step_bench "ddx-bench step cifar10 b128 tf32" 120 configs/cifar10_ddpm.yaml --steps 5 --sample-batch 256 --set run.precision=tf32 --graphs on
+    step_bench "ddx-bench step cifar10 b128 fp32" 120 configs/cifar10_ddpm.yaml --steps 5 --sample-batch 256 --graphs on
+    # Where the bf16 step's time goes, op by op (synchronised per op: a breakdown, not a timing;
+    # the first steps are left out as warm-up).
+    run_step "op profile cifar10 bf16 (DDX_PROFILE)" 90 "DDX_PROFILE=1 DDX_PROFILE_SKIP=3 build-gpu/bench/ddx-bench step --config configs/cifar10_ddpm.yaml --device cuda --steps 3 --sample-batch 256 --set run.precision=bf16 2>&1 | grep -E 'DDX_PROFILE|ms'"
     # PyTorch on the same card in the same call, for the ratios (diffusers travels as a wheel
     # in .whl/: see bench/reference/torch_unet.py; skipped when it cannot be imported).
     if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/ddx-site .whl/*.whl >/dev/null 2>&1 &&
             export PYTHONPATH=/tmp/ddx-site${PYTHONPATH:+:$PYTHONPATH}
     fi
-    if python3 -c "import torch, diffusers" >/dev/null 2>&1; then
-        run_step "torch_unet.py cifar10 (eager)" 150 "python3 bench/reference/torch_unet.py configs/cifar10_ddpm.yaml --modes fp32,tf32,bf16"
+    have_diffusers=0
+    python3 -c "import torch, diffusers" >/dev/null 2>&1 && have_diffusers=1
+    if [ $have_diffusers = 1 ]; then
+        run_step "torch_unet.py cifar10 (eager)" 150 "python3 bench/reference/torch_unet.py configs/cifar10_ddpm.yaml --modes fp32,bf16"
     else
         record "torch_unet.py cifar10 (eager)" "SKIP(no diffusers)" 0
     fi
-    # Last: the build already fails on a spill (-Werror); this is the per-kernel report.
-    run_step "ptxas spills" 120 "bench/ptxas_report.sh"
+    if [ -n "$sanitizer" ]; then
+        # API errors are off: the tests provoke some on purpose (the pool's out-of-memory path).
+        san="$sanitizer --tool memcheck --report-api-errors no --error-exitcode 99"
+        run_step "memcheck test_cuda" 120 "DDX_TEST_QUICK=1 $san build-gpu/tests/test_cuda"
+        run_step "memcheck test_ops --backend cuda" 150 "$san build-gpu/tests/test_ops --backend cuda --grad"
+    else
+        say "compute-sanitizer not found (PATH, /usr/local/cuda/bin): memcheck skipped"
+        record "memcheck" "SKIP(absent)" 0
+    fi
+    run_step "torch_kernels.py (PyTorch per-op)" 90 "python3 bench/reference/torch_kernels.py"
+    # torch.compile takes minutes to start; last, so a tight budget drops it first.
+    if [ $have_diffusers = 1 ] && [ "${GPU_CHECK_COMPILE:-1}" = 1 ]; then
+        run_step "torch_unet.py cifar10 (compile bf16)" 300 "python3 bench/reference/torch_unet.py configs/cifar10_ddpm.yaml --modes bf16 --compile-only"
+    else
+        record "torch_unet.py (compile bf16)" "SKIP" 0
+    fi
+    # The per-kernel register/spill report needs no GPU (bench/ptxas_report.sh, same nvcc):
+    # the build above already fails on a spill, so it is not repeated here.
 else
     say "build-gpu/tests/test_cuda missing: the build failed, nothing to test"
     record "tests" "FAIL(no build)" 0

@@ -2,7 +2,7 @@
 """PyTorch on the GPU for a ddx config: the baseline `ddx-bench step --device cuda` is measured against.
 
     python3 bench/reference/torch_unet.py CONFIG.yaml [--batch B] [--sample-batch M] [--steps K]
-                                          [--modes fp32,tf32,bf16] [--compile]
+                                          [--modes fp32,tf32,bf16] [--compile | --compile-only]
 
 Builds the same diffusers UNet2DModel as bench/reference/torch_step.py (same config mapping) on
 CUDA and times, for each mode, one training step (q_sample at random t, forward, MSE, backward,
@@ -30,6 +30,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--modes", default="fp32,tf32,bf16")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile-only", action="store_true", help="only the torch.compile runs (default mode)")
     args = ap.parse_args()
     import torch
 
@@ -55,7 +56,7 @@ def main():
         return statistics.median(times)
 
     for mode in args.modes.split(","):
-        for compiled in ([False, True] if args.compile else [False]):
+        for compiled in ([True] if args.compile_only else [False, True] if args.compile else [False]):
             torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
             torch.backends.cudnn.allow_tf32 = mode == "tf32"
             torch.manual_seed(0)
