@@ -63,7 +63,9 @@ def main():
             model = build_unet(mc).to(dev).train()
             fmt = torch.channels_last if mode == "bf16" else torch.contiguous_format
             model = model.to(memory_format=fmt)
-            run = torch.compile(model) if compiled else model
+            # dynamic=False: the batch-256 forward after the batch-128 step would otherwise be
+            # recompiled with a dynamic batch dimension (slower kernels than ANCHORS.md measured).
+            run = torch.compile(model, dynamic=False) if compiled else model
             opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], betas=(tc["beta1"], tc["beta2"]),
                                     weight_decay=tc["weight_decay"], fused=True)
             ema = [p.detach().clone() for p in model.parameters()]
