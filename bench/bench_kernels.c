@@ -517,6 +517,16 @@ static void cudnn_free(conv_run *c) {
 // cudnnFind*Algorithm (runs every candidate, like torch.backends.cudnn.benchmark); the fastest
 // successful one within the math mode, its workspace allocated here, outside the timing.
 // Returns 0, 1 when no algorithm fits, -1 on an error.
+// The three cudnnFind*Algorithm result types share these fields; the list is fastest first.
+#define PICK_FIRST(perf)                                                                           \
+    for (int i = 0; i < got && !found; i++)                                                        \
+        if ((perf)[i].status == CUDNN_STATUS_SUCCESS && math_ok(math, (perf)[i].mathType)) {       \
+            c->algo = (int)(perf)[i].algo;                                                         \
+            ws = (perf)[i].memory;                                                                 \
+            mt = (perf)[i].mathType;                                                               \
+            found = 1;                                                                             \
+        }
+
 static int cudnn_pick(conv_run *c, cudnnMathType_t math) {
     int got = 0, found = 0;
     cudnnMathType_t mt = math;
@@ -525,35 +535,17 @@ static int cudnn_pick(conv_run *c, cudnnMathType_t math) {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
         CD(cudnnFindConvolutionForwardAlgorithm(K.dnn, c->xd, c->wd, c->cd, c->yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
                                                 perf));
-        for (int i = 0; i < got && !found; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && math_ok(math, perf[i].mathType)) {
-                c->algo = (int)perf[i].algo;
-                ws = perf[i].memory;
-                mt = perf[i].mathType;
-                found = 1;
-            }
+        PICK_FIRST(perf);
     } else if (c->dir == DIR_DGRAD) {
         cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         CD(cudnnFindConvolutionBackwardDataAlgorithm(K.dnn, c->wd, c->yd, c->cd, c->xd,
                                                      CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
-        for (int i = 0; i < got && !found; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && math_ok(math, perf[i].mathType)) {
-                c->algo = (int)perf[i].algo;
-                ws = perf[i].memory;
-                mt = perf[i].mathType;
-                found = 1;
-            }
+        PICK_FIRST(perf);
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
         CD(cudnnFindConvolutionBackwardFilterAlgorithm(K.dnn, c->xd, c->yd, c->cd, c->wd,
                                                        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
-        for (int i = 0; i < got && !found; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && math_ok(math, perf[i].mathType)) {
-                c->algo = (int)perf[i].algo;
-                ws = perf[i].memory;
-                mt = perf[i].mathType;
-                found = 1;
-            }
+        PICK_FIRST(perf);
     }
     if (!found) return 1;
     // Under FMA the descriptor keeps FMA (a DEFAULT result must not turn TF32 back on).

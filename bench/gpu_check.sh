@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one command for a lent GPU machine: build with CUDA, run the gpu and cpu suites, run
-# compute-sanitizer memcheck on the CUDA tests, run the kernel benchmarks if they exist, and
+# The one command for a lent GPU machine: build with CUDA, run the gpu (and cpu) suites, the
+# kernel benchmarks, the whole-step benchmarks in every precision, an op profile, PyTorch eager
+# on the same model, compute-sanitizer memcheck, PyTorch per-op and, last, torch.compile; then
 # print a table  step | result | seconds.
 #
 #   source .device-deps/env.sh; bench/gpu_check.sh

@@ -37,7 +37,7 @@ typedef struct ddx_trainer {
     // DDX_CUDA_GRAPHS (1 on, 0 off; unset: DDX_TRAINER_GRAPHS_DEFAULT), CUDA only;
     // ddx_trainer_use_graphs changes it before the first step.
     bool graphs;
-    bool sample_graphs;        // the same for ddx_trainer_sample (dropout does not matter there)
+    bool sample_graphs;        // the same for ddx_trainer_sample
     struct ddx_trainer_graph *graph;
     ddx_trainer_stats stats;   // host-side stats (CPU and eager steps)
 } ddx_trainer;
@@ -65,8 +65,8 @@ void ddx_trainer_free(ddx_trainer *t);
 // statistics (a step with loss/grad_norm, or ddx_trainer_stats_read).
 ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, float *loss, double *grad_norm);
 
-// Turns CUDA graphs on or off: on CUDA only, and for the training step only without dropout
-// (its masks are keyed by the host step); sampling graphs do not depend on dropout. Call
+// Turns CUDA graphs on or off for the training and sampling steps: on CUDA only (dropout,
+// like the other noise, reads the captured step's word from device memory). Call
 // before the first step.
 void ddx_trainer_use_graphs(ddx_trainer *t, bool on);
 // The statistics since the last reset (waits for the device when the steps ran as graphs).
