@@ -100,6 +100,8 @@ if [ -x build-gpu/tests/test_cuda ]; then
 
     if [ -x build-gpu/bench/ddx-bench ] && build-gpu/bench/ddx-bench --help 2>&1 | grep -qw kernels; then
         run_step "ddx-bench kernels" 90 "build-gpu/bench/ddx-bench kernels"
+        # Same run, the previous kernel choices, for the before/after ratio: 128-row conv tiles.
+        run_step "ddx-bench kernels conv, 128-row tiles" 45 "DDX_CONV_TC_BM=128 build-gpu/bench/ddx-bench kernels --filter conv --quick"
     else
         say "ddx-bench has no 'kernels' subcommand yet: skipped"
         record "ddx-bench kernels" "SKIP(absent)" 0

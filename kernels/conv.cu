@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 #include "kernels/common.cuh"
 
@@ -477,11 +478,13 @@ template <typename T> __global__ void bgrad_final_k(T *db, const double *part, i
 // channels) is contiguous and aligned, i.e. the channel counts the gathers walk are multiples
 // of 8 (bf16) or 4 (f32). Otherwise the SIMT kernels above run.
 //
-// Block tile 128 x 128, K step 32 (bf16) or 16 (f32) so that a stage is 10 KiB per operand
-// either way; 8 warps in a 2 x 4 grid, each owning a 64 x 32 tile (4 x 4 mma tiles, 64 fp32
-// accumulators per thread). Operand tiles go from global to shared memory by cp.async (16
-// bytes per copy, zero-filled where the implicit im2col reads padding or a ragged edge)
-// through a 3-stage ring, so two tiles are in flight while the third is multiplied.
+// Block tiles of 8 warps, N = 128 columns: 64 or 128 rows (warps 2 x 4, each 32 or 64 x 32,
+// two blocks per SM, 3-stage ring) or, when the GEMM is large, 256 rows (warps 4 x 2, each
+// 64 x 64: 128 fp32 accumulators per thread, one block per SM, 4-stage ring). K step KS x 32
+// (bf16) or KS x 16 (f32). Operand tiles go from global to shared memory by cp.async (16
+// bytes per copy, zero-filled where the implicit im2col reads padding or a ragged edge), so
+// STAGES-1 tiles are in flight while one is multiplied. The gathers carry their (channel,
+// tap) position from one K tile to the next instead of dividing it out per copy.
 // Operands whose K runs are contiguous in memory are stored [row][k] (K-major), operands
 // contiguous along M or N are stored [k][row] (MN-major). bf16 fragments come by ldmatrix
 // (.trans for MN-major tiles) for m16n8k16; tf32 fragments by single 32-bit loads, rounded to
@@ -493,7 +496,7 @@ template <typename T> __global__ void bgrad_final_k(T *db, const double *part, i
 //   | dgrad   | dy gathered per tap, K-major | w [co][tap][ci], N(ci)-major   |
 //   | wgrad   | dy [P][Co], M(co)-major      | x gathered per pixel, N-major  |
 namespace tc {
-constexpr int BM = 128, BN = 128, STAGES = 3, THREADS = 256;
+constexpr int BM = 128, BN = 128, THREADS = 256;
 
 // Per element type and K-tile depth: a tile's K is KS base steps of BASE (32 bf16 / 16 f32,
 // one 64-byte run per row); elements per 16-byte copy; padded row strides (elements). Deeper
@@ -508,9 +511,22 @@ template <int KS> struct Cfg<float, KS> {
 };
 // Elements per 16-byte copy: the channel counts a gather walks must be multiples of it.
 template <typename E> constexpr int chunk() { return 16 / (int)sizeof(E); }
-// Elements per operand per stage: room for a K-major or an MN-major tile.
-template <class C> constexpr int tile_elems() { return BM * C::SK > C::BK * C::SMN ? BM * C::SK : C::BK * C::SMN; }
-template <typename E, class C> constexpr size_t smem_bytes() { return (size_t)STAGES * 2 * tile_elems<C>() * sizeof(E); }
+
+// Block tile BMT x BN as a WM x WN grid of warps, each (MI*16) x (NI*8). The 256-row tile
+// gives each warp 64 x 64 (half the ldmatrix traffic per mma of 64 x 32, and half the weight
+// re-reads per output row) at the price of one block of 8 warps per SM, which a 4-deep
+// cp.async ring (216 KiB) then keeps fed.
+template <int BMT> struct Lay;
+template <> struct Lay<64> { static constexpr int WM = 2, WN = 4, MI = 2, NI = 4, MINB = 2, STAGES = 3; };
+template <> struct Lay<128> { static constexpr int WM = 2, WN = 4, MI = 4, NI = 4, MINB = 2, STAGES = 3; };
+template <> struct Lay<256> { static constexpr int WM = 4, WN = 2, MI = 4, NI = 8, MINB = 1, STAGES = 4; };
+
+// Elements per operand per stage: a K-major tile of R rows, or an MN-major one of 128 columns.
+template <class P> constexpr int tile_a() { return P::A_KMAJOR ? P::BMT * P::Cf::SK : P::Cf::BK * P::Cf::SMN; }
+template <class P> constexpr int tile_b() { return P::B_KMAJOR ? BN * P::Cf::SK : P::Cf::BK * P::Cf::SMN; }
+template <class P> constexpr size_t smem_bytes() {
+    return (size_t)Lay<P::BMT>::STAGES * (tile_a<P>() + tile_b<P>()) * sizeof(typename P::Elem);
+}
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
@@ -582,11 +598,11 @@ template <bool ACC> __device__ __forceinline__ void put2(float *p, float v0, flo
 // The accumulators of one thread: acc[mi][ni] is the m16n8 tile (mi, ni) of the warp; element
 // e sits at row (lane/4) + 8*(e/2), column 2*(lane%4) + e%2 of that tile. A warp owns
 // (MI*16) x 32 of the block tile: MI = 4 with 128-row block tiles, 2 with 64-row ones.
-template <int MI> using AccT = float[MI][4][4];
+template <int MI, int NI> using AccT = float[MI][NI][4];
 
-// One K step of the warp's 64 x 32 tile from stage buffers a_base / b_base.
-template <class P, int MI>
-__device__ __forceinline__ void warp_mma(AccT<MI> &acc, uint32_t a_base, uint32_t b_base, int wm, int wn, int lane) {
+// One K tile of the warp's (MI*16) x (NI*8) tile from stage buffers a_base / b_base.
+template <class P, int MI, int NI>
+__device__ __forceinline__ void warp_mma(AccT<MI, NI> &acc, uint32_t a_base, uint32_t b_base, int wm, int wn, int lane) {
     using E = typename P::Elem;
     using C = typename P::Cf;
     constexpr int BK = C::BK, SK = C::SK, SMN = C::SMN;
@@ -595,9 +611,9 @@ __device__ __forceinline__ void warp_mma(AccT<MI> &acc, uint32_t a_base, uint32_
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 16) {
             // b[nj] = {b0, b1} of n-tile 2nj, then {b0, b1} of n-tile 2nj+1.
-            uint32_t b[2][4];
+            uint32_t b[NI / 2][4];
 #pragma unroll
-            for (int nj = 0; nj < 2; nj++) {
+            for (int nj = 0; nj < NI / 2; nj++) {
                 const int n = wn + nj * 16 + (j >> 1) * 8;
                 if (P::B_KMAJOR) ldsm4(b[nj], b_base + off<E, SK>(n + r, kk + (j & 1) * 8));
                 else ldsm4_t(b[nj], b_base + off<E, SMN>(kk + (j & 1) * 8 + r, n));
@@ -609,7 +625,7 @@ __device__ __forceinline__ void warp_mma(AccT<MI> &acc, uint32_t a_base, uint32_
                 if (P::A_KMAJOR) ldsm4(a, a_base + off<E, SK>(m + (lane & 15), kk + (lane >> 4) * 8));
                 else ldsm4_t(a, a_base + off<E, SMN>(kk + (j >> 1) * 8 + r, m + (j & 1) * 8));
 #pragma unroll
-                for (int ni = 0; ni < 4; ni++) mma_bf16(acc[mi][ni], a, b[ni >> 1][(ni & 1) * 2], b[ni >> 1][(ni & 1) * 2 + 1]);
+                for (int ni = 0; ni < NI; ni++) mma_bf16(acc[mi][ni], a, b[ni >> 1][(ni & 1) * 2], b[ni >> 1][(ni & 1) * 2 + 1]);
             }
         }
     } else {
@@ -621,9 +637,9 @@ __device__ __forceinline__ void warp_mma(AccT<MI> &acc, uint32_t a_base, uint32_
         auto bt = [&](int n, int k) { return P::B_KMAJOR ? Bs[n * SK + k] : Bs[k * SMN + n]; };
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 8) {
-            uint32_t b[4][2];
+            uint32_t b[NI][2];
 #pragma unroll
-            for (int ni = 0; ni < 4; ni++) {
+            for (int ni = 0; ni < NI; ni++) {
                 const int n = wn + ni * 8 + g;
                 b[ni][0] = to_tf32(bt(n, kk + t));
                 b[ni][1] = to_tf32(bt(n, kk + t + 4));
@@ -634,37 +650,39 @@ __device__ __forceinline__ void warp_mma(AccT<MI> &acc, uint32_t a_base, uint32_
                 const uint32_t a[4] = {to_tf32(at(m, kk + t)), to_tf32(at(m + 8, kk + t)), to_tf32(at(m, kk + t + 4)),
                                        to_tf32(at(m + 8, kk + t + 4))};
 #pragma unroll
-                for (int ni = 0; ni < 4; ni++) mma_tf32(acc[mi][ni], a, b[ni][0], b[ni][1]);
+                for (int ni = 0; ni < NI; ni++) mma_tf32(acc[mi][ni], a, b[ni][0], b[ni][1]);
             }
         }
     }
 }
 
-template <class P> __global__ void __launch_bounds__(THREADS, 2) tc_k(const P p) {
+template <class P> __global__ void __launch_bounds__(THREADS, Lay<P::BMT>::MINB) tc_k(const P p) {
     using E = typename P::Elem;
-    constexpr int BK = P::Cf::BK, TILE = tile_elems<typename P::Cf>(), MI = P::BMT / 32;
+    using L = Lay<P::BMT>;
+    constexpr int BK = P::Cf::BK, TA = tile_a<P>(), TB = tile_b<P>(), MI = L::MI, NI = L::NI, STAGES = L::STAGES;
+    static_assert(L::WM * L::WN * 32 == THREADS && L::WN * NI * 8 == BN && L::WM * MI * 16 == P::BMT, "warp grid");
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    E *As = reinterpret_cast<E *>(smem_raw), *Bs = As + STAGES * TILE;
+    E *As = reinterpret_cast<E *>(smem_raw), *Bs = As + STAGES * TA;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int wm = (warp >> 2) * (P::BMT / 2), wn = (warp & 3) * 32;
+    const int wm = (warp / L::WN) * (MI * 16), wn = (warp % L::WN) * (NI * 8);
     const int64_t m0 = (int64_t)blockIdx.x * P::BMT;
     const int n0 = blockIdx.y * BN;
-    typename P::Thread th;
-    p.init(th, m0, n0, tid);
     int kt0, kt1;
     p.k_tiles(blockIdx.z, kt0, kt1);
+    typename P::Thread th;
+    p.init(th, m0, n0, tid, kt0 * BK);
     const int nk = kt1 - kt0;
-    AccT<MI> acc;
+    AccT<MI, NI> acc;
 #pragma unroll
     for (int i = 0; i < MI; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < NI; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
-        if (s < nk) p.load(th, (kt0 + s) * BK, tid, smem_u32(As + s * TILE), smem_u32(Bs + s * TILE));
+        if (s < nk) p.load(th, (kt0 + s) * BK, tid, smem_u32(As + s * TA), smem_u32(Bs + s * TB));
         cp_commit();
     }
     for (int i = 0; i < nk; i++) {
@@ -675,11 +693,11 @@ template <class P> __global__ void __launch_bounds__(THREADS, 2) tc_k(const P p)
         const int nxt = i + STAGES - 1;
         if (nxt < nk) {
             const int s = nxt % STAGES;
-            p.load(th, (kt0 + nxt) * BK, tid, smem_u32(As + s * TILE), smem_u32(Bs + s * TILE));
+            p.load(th, (kt0 + nxt) * BK, tid, smem_u32(As + s * TA), smem_u32(Bs + s * TB));
         }
         cp_commit();
         const int s = i % STAGES;
-        warp_mma<P, MI>(acc, smem_u32(As + s * TILE), smem_u32(Bs + s * TILE), wm, wn, lane);
+        warp_mma<P, MI, NI>(acc, smem_u32(As + s * TA), smem_u32(Bs + s * TB), wm, wn, lane);
     }
     cp_wait<0>();
     p.epilogue(acc, m0 + wm, n0 + wn, lane, (int)blockIdx.z);
@@ -687,13 +705,13 @@ template <class P> __global__ void __launch_bounds__(THREADS, 2) tc_k(const P p)
 
 // Calls f(row, col, v0, v1) for each pair of adjacent accumulators (columns col, col+1) of
 // the warp tile whose top-left output element is (mb, nb).
-template <int MI, class F>
-__device__ __forceinline__ void for_pairs(const AccT<MI> &acc, int64_t mb, int nb, int lane, F f) {
+template <int MI, int NI, class F>
+__device__ __forceinline__ void for_pairs(const AccT<MI, NI> &acc, int64_t mb, int nb, int lane, F f) {
     const int g = lane >> 2, t2 = (lane & 3) * 2;
 #pragma unroll
     for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-        for (int ni = 0; ni < 4; ni++)
+        for (int ni = 0; ni < NI; ni++)
 #pragma unroll
             for (int h = 0; h < 2; h++) f(mb + mi * 16 + g + 8 * h, nb + ni * 8 + t2, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
 }
@@ -723,13 +741,16 @@ template <typename E, int BMT_, int KS> struct Fwd {
     int64_t M;
 
     struct Thread {
-        const E *base[QA];   // image of A rows tid/4 (+ 64)
+        const E *base[QA];   // image of A rows tid/4 (+ 64 i)
         int ih0[QA], iw0[QA];
         const E *wrow[2];    // w rows n0 + tid/4 (+ 64), or w when past Co
         bool wok[2];
+        // k, its channel and tap, of the thread's run in base step h of the next K tile:
+        // carried from tile to tile instead of divided out per tile.
+        int k[KS], ci[KS], kh[KS], kw[KS];
     };
 
-    __device__ void init(Thread &th, int64_t m0, int n0, int tid) const {
+    __device__ void init(Thread &th, int64_t m0, int n0, int tid, int) const {
 #pragma unroll
         for (int i = 0; i < QA; i++) {
             const int64_t m = m0 + M_::kmaj_row(tid, i);
@@ -749,16 +770,22 @@ template <typename E, int BMT_, int KS> struct Fwd {
             th.wok[i] = n < Co;
             th.wrow[i] = th.wok[i] ? w + (int64_t)n * K : w;
         }
+#pragma unroll
+        for (int h = 0; h < KS; h++) {
+            const int k = M_::kmaj_col(tid) + h * Cf::BASE, tap = k / Ci;
+            th.k[h] = k, th.ci[h] = k - tap * Ci, th.kh[h] = tap / KW, th.kw[h] = tap - th.kh[h] * KW;
+        }
     }
 
     __device__ void k_tiles(int, int &k0, int &k1) const { k0 = 0, k1 = (K + Cf::BK - 1) / Cf::BK; }
 
-    __device__ void load(const Thread &th, int k0, int tid, uint32_t as, uint32_t bs) const {
+    // Called for K tiles 0, 1, 2, ... in order (the thread state advances one tile per call).
+    __device__ void load(Thread &th, int, int tid, uint32_t as, uint32_t bs) const {
 #pragma unroll
         for (int h = 0; h < KS; h++) {
-            const int kc = M_::kmaj_col(tid) + h * Cf::BASE, k = k0 + kc;
+            const int kc = M_::kmaj_col(tid) + h * Cf::BASE, k = th.k[h];
             const bool kin = k < K;
-            const int tap = k / Ci, ci = k - tap * Ci, kh = tap / KW, kw = tap - kh * KW;
+            const int ci = th.ci[h], kh = th.kh[h], kw = th.kw[h];
 #pragma unroll
             for (int i = 0; i < QA; i++) {
                 const int r = M_::kmaj_row(tid, i);
@@ -772,10 +799,16 @@ template <typename E, int BMT_, int KS> struct Fwd {
                 const bool bok = kin && th.wok[i];
                 cp16(bs + off<E, SK>(r, kc), bok ? th.wrow[i] + k : w, bok);
             }
+            th.k[h] += Cf::BK;
+            th.ci[h] += Cf::BK;
+            while (th.ci[h] >= Ci) {
+                th.ci[h] -= Ci;
+                if (++th.kw[h] == KW) th.kw[h] = 0, th.kh[h]++;
+            }
         }
     }
 
-    __device__ void epilogue(const AccT<BMT / 32> &acc, int64_t mb, int nb, int lane, int) const {
+    __device__ void epilogue(const AccT<Lay<BMT>::MI, Lay<BMT>::NI> &acc, int64_t mb, int nb, int lane, int) const {
         const bool pairs = (Co & 1) == 0;
         for_pairs(acc, mb, nb, lane, [&](int64_t m, int n, float v0, float v1) {
             if (m >= M || n >= Co) return;
@@ -809,11 +842,15 @@ template <typename E, int BMT_, int KS> struct Dgrad {
     int64_t M;
 
     struct Thread {
-        const E *base[QA];   // dy image of A rows tid/4 (+ 64)
+        const E *base[QA];   // dy image of A rows tid/4 (+ 64 i)
         int hp[QA], wp[QA];  // h + pt, w + pl (or -kFar)
+        // As in Fwd, carried from tile to tile: A runs (k, co, kh, kw) per base step; B rows
+        // (k, co, tap) per copy.
+        int k[KS], co[KS], kh[KS], kw[KS];
+        int bk[2 * KS], bco[2 * KS], btap[2 * KS];
     };
 
-    __device__ void init(Thread &th, int64_t m0, int, int tid) const {
+    __device__ void init(Thread &th, int64_t m0, int, int tid, int) const {
 #pragma unroll
         for (int i = 0; i < QA; i++) {
             const int64_t m = m0 + M_::kmaj_row(tid, i);
@@ -827,16 +864,27 @@ template <typename E, int BMT_, int KS> struct Dgrad {
                 th.wp[i] = ww + pl;
             }
         }
+#pragma unroll
+        for (int h = 0; h < KS; h++) {
+            const int k = M_::kmaj_col(tid) + h * Cf::BASE, tap = k / Co;
+            th.k[h] = k, th.co[h] = k - tap * Co, th.kh[h] = tap / KW, th.kw[h] = tap - th.kh[h] * KW;
+        }
+#pragma unroll
+        for (int i = 0; i < 2 * KS; i++) {
+            const int k = M_::mn_krow(tid, i % 2) + (i / 2) * Cf::BASE, tap = k / Co;
+            th.bk[i] = k, th.btap[i] = tap, th.bco[i] = k - tap * Co;
+        }
     }
 
     __device__ void k_tiles(int, int &k0, int &k1) const { k0 = 0, k1 = (K + Cf::BK - 1) / Cf::BK; }
 
-    __device__ void load(const Thread &th, int k0, int tid, uint32_t as, uint32_t bs) const {
+    // Called for K tiles 0, 1, 2, ... in order (the thread state advances one tile per call).
+    __device__ void load(Thread &th, int, int tid, uint32_t as, uint32_t bs) const {
 #pragma unroll
         for (int h = 0; h < KS; h++) {
-            const int kc = M_::kmaj_col(tid) + h * Cf::BASE, k = k0 + kc;
+            const int kc = M_::kmaj_col(tid) + h * Cf::BASE, k = th.k[h];
             const bool kin = k < K;
-            const int tap = k / Co, co = k - tap * Co, kh = tap / KW, kw = tap - kh * KW;
+            const int co = th.co[h], kh = th.kh[h], kw = th.kw[h];
 #pragma unroll
             for (int i = 0; i < QA; i++) {
                 const int r = M_::kmaj_row(tid, i);
@@ -847,18 +895,26 @@ template <typename E, int BMT_, int KS> struct Dgrad {
                 ok = ok && oh < Ho && ow < Wo;
                 cp16(as + off<E, SK>(r, kc), ok ? th.base[i] + ((int64_t)oh * Wo + ow) * Co + co : dy, ok);
             }
+            th.k[h] += Cf::BK;
+            th.co[h] += Cf::BK;
+            while (th.co[h] >= Co) {
+                th.co[h] -= Co;
+                if (++th.kw[h] == KW) th.kw[h] = 0, th.kh[h]++;
+            }
         }
         const int nc = M_::mn_col(tid), n = blockIdx.y * BN + nc;
 #pragma unroll
         for (int i = 0; i < 2 * KS; i++) {
-            const int kr = M_::mn_krow(tid, i % 2) + (i / 2) * Cf::BASE, k = k0 + kr;
+            const int kr = M_::mn_krow(tid, i % 2) + (i / 2) * Cf::BASE, k = th.bk[i];
             const bool ok = k < K && n < Ci;
-            const int tap = k / Co, co = k - tap * Co;
-            cp16(bs + off<E, SMN>(kr, nc), ok ? w + ((int64_t)co * KHKW + tap) * Ci + n : w, ok);
+            cp16(bs + off<E, SMN>(kr, nc), ok ? w + ((int64_t)th.bco[i] * KHKW + th.btap[i]) * Ci + n : w, ok);
+            th.bk[i] += Cf::BK;
+            th.bco[i] += Cf::BK;
+            while (th.bco[i] >= Co) th.bco[i] -= Co, th.btap[i]++;
         }
     }
 
-    __device__ void epilogue(const AccT<BMT / 32> &acc, int64_t mb, int nb, int lane, int) const {
+    __device__ void epilogue(const AccT<Lay<BMT>::MI, Lay<BMT>::NI> &acc, int64_t mb, int nb, int lane, int) const {
         for_pairs(acc, mb, nb, lane, [&](int64_t m, int n, float v0, float v1) {
             if (m >= M || n >= Ci) return;   // Ci even: n < Ci implies n + 1 < Ci
             put2<true>(dx + m * Ci + n, v0, v1);
@@ -882,9 +938,13 @@ template <typename E, int KS> struct Wgrad {
 
     struct Thread {
         int kh, kw, ci;   // tap of the thread's CH B columns (kh = -kFar past KK)
+        // Pixel of each of the thread's K rows in the next K tile, as (p, image, oh, ow), and
+        // the (image, oh, ow) step of one K tile: carried, not divided out per copy.
+        int p[2 * KS], img[2 * KS], oh[2 * KS], ow[2 * KS];
+        int dimg, doh, dow;
     };
 
-    __device__ void init(Thread &th, int64_t, int n0, int tid) const {
+    __device__ void init(Thread &th, int64_t, int n0, int tid, int kbeg) const {
         const int n = n0 + M_::mn_col(tid);
         th.kh = -kFar, th.kw = 0, th.ci = 0;
         if (n < KK) {
@@ -893,6 +953,13 @@ template <typename E, int KS> struct Wgrad {
             th.kh = tap / KW;
             th.kw = tap - th.kh * KW;
         }
+        const int hw = Ho * Wo;
+#pragma unroll
+        for (int i = 0; i < 2 * KS; i++) {
+            const int p = kbeg + M_::mn_krow(tid, i % 2) + (i / 2) * Cf::BASE, rem = p % hw;
+            th.p[i] = p, th.img[i] = p / hw, th.oh[i] = rem / Wo, th.ow[i] = rem % Wo;
+        }
+        th.dimg = Cf::BK / hw, th.doh = Cf::BK % hw / Wo, th.dow = Cf::BK % hw % Wo;
     }
 
     __device__ void k_tiles(int z, int &k0, int &k1) const {
@@ -900,29 +967,32 @@ template <typename E, int KS> struct Wgrad {
         k1 = min(k0 + ktps, ktiles);
     }
 
-    __device__ void load(const Thread &th, int k0, int tid, uint32_t as, uint32_t bs) const {
+    __device__ void load(Thread &th, int, int tid, uint32_t as, uint32_t bs) const {
         const int c = M_::mn_col(tid), co = blockIdx.x * BM + c;
 #pragma unroll
         for (int i = 0; i < 2 * KS; i++) {
             const int kr = M_::mn_krow(tid, i % 2) + (i / 2) * Cf::BASE;
-            const int64_t p = (int64_t)k0 + kr;
+            const int p = th.p[i];
             const bool pin = p < P;
             const bool aok = pin && co < Co;
-            cp16(as + off<E, SMN>(kr, c), aok ? dy + p * Co + co : dy, aok);
+            cp16(as + off<E, SMN>(kr, c), aok ? dy + (int64_t)p * Co + co : dy, aok);
             bool bok = false;
             const E *src = x;
             if (pin) {
-                const int64_t hw = (int64_t)Ho * Wo, img = p / hw;
-                const int rem = (int)(p - img * hw), oh = rem / Wo, ow = rem - oh * Wo;
-                const int ih = oh * stride - pt + th.kh, iw = ow * stride - pl + th.kw;
+                const int ih = th.oh[i] * stride - pt + th.kh, iw = th.ow[i] * stride - pl + th.kw;
                 bok = (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
-                if (bok) src = x + img * H * W * Ci + ((int64_t)ih * W + iw) * Ci + th.ci;
+                if (bok) src = x + ((int64_t)(th.img[i] * H + ih) * W + iw) * Ci + th.ci;
             }
+            // Each part is below its radix before and after the step: one carry each.
+            th.p[i] += Cf::BK;
+            th.img[i] += th.dimg, th.oh[i] += th.doh, th.ow[i] += th.dow;
+            if (th.ow[i] >= Wo) th.ow[i] -= Wo, th.oh[i]++;
+            if (th.oh[i] >= Ho) th.oh[i] -= Ho, th.img[i]++;
             cp16(bs + off<E, SMN>(kr, c), src, bok);
         }
     }
 
-    __device__ void epilogue(const AccT<4> &acc, int64_t mb, int nb, int lane, int z) const {
+    __device__ void epilogue(const AccT<Lay<BM>::MI, Lay<BM>::NI> &acc, int64_t mb, int nb, int lane, int z) const {
         for_pairs(acc, mb, nb, lane, [&](int64_t co, int n, float v0, float v1) {
             if (co >= Co || n >= KK) return;   // KK = taps * Ci is even
             if (part) put2<false>(part + ((int64_t)z * Co + co) * KK + n, v0, v1);
@@ -1111,7 +1181,7 @@ template <class P> int tc_launch(const P &p, int64_t M, int64_t N, int splits, c
     if (grid.y > 65535u || grid.z > 65535u) return (int)cudaErrorInvalidValue;
     // Above the 48 KiB default: opt in, once per kernel and process (the first call runs
     // eagerly, before any CUDA graph capture).
-    const size_t smem = tc::smem_bytes<E, typename P::Cf>();
+    const size_t smem = tc::smem_bytes<P>();
     static const cudaError_t opt_in =
         cudaFuncSetAttribute(tc::tc_k<P>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (opt_in != cudaSuccess) return (int)opt_in;
@@ -1123,6 +1193,20 @@ template <class P> int tc_launch(const P &p, int64_t M, int64_t N, int splits, c
 // card (the low-resolution layers); shapes alone decide, and the bits do not depend on it
 // (every output element sums its K in the same order either way).
 bool tc_small(int64_t M, int64_t N) { return cdiv(M, tc::BM) * cdiv(N, tc::BN) < 264; }
+
+// Block-tile rows: 256 (one block of 64 x 64 warp tiles per SM) once there are about two
+// waves of them, else as tc_small says. DDX_CONV_TC_BM=64|128|256 forces one (tests run
+// every tile on small shapes; benchmarks compare them).
+int tc_bm(int64_t M, int64_t N) {
+    static int forced = -1;
+    if (forced < 0) {
+        const char *e = getenv("DDX_CONV_TC_BM");
+        forced = !e ? 0 : !strcmp(e, "64") ? 64 : !strcmp(e, "128") ? 128 : !strcmp(e, "256") ? 256 : 0;
+    }
+    if (forced) return forced;
+    if (cdiv(M, 256) * cdiv(N, tc::BN) >= 256) return 256;
+    return tc_small(M, N) ? 64 : 128;
+}
 
 template <typename E, int BMT, int KS>
 int tc_fwd_run(E *y, const E *x, const E *w, const E *bias, const ddx_k_conv_geom *g, cudaStream_t s) {
@@ -1136,9 +1220,14 @@ int tc_fwd_run(E *y, const E *x, const E *w, const E *bias, const ddx_k_conv_geo
 
 template <typename E>
 int tc_fwd(E *y, const E *x, const E *w, const E *bias, const ddx_k_conv_geom *g, cudaStream_t s) {
-    const bool small = tc_small(g->N * g->Ho * g->Wo, g->Co);
-    if (tc_ks() == 1) return small ? tc_fwd_run<E, 64, 1>(y, x, w, bias, g, s) : tc_fwd_run<E, 128, 1>(y, x, w, bias, g, s);
-    return small ? tc_fwd_run<E, 64, 2>(y, x, w, bias, g, s) : tc_fwd_run<E, 128, 2>(y, x, w, bias, g, s);
+    const int bm = tc_bm(g->N * g->Ho * g->Wo, g->Co);
+    if (tc_ks() == 1)
+        return bm == 64    ? tc_fwd_run<E, 64, 1>(y, x, w, bias, g, s)
+               : bm == 128 ? tc_fwd_run<E, 128, 1>(y, x, w, bias, g, s)
+                           : tc_fwd_run<E, 256, 1>(y, x, w, bias, g, s);
+    return bm == 64    ? tc_fwd_run<E, 64, 2>(y, x, w, bias, g, s)
+           : bm == 128 ? tc_fwd_run<E, 128, 2>(y, x, w, bias, g, s)
+                       : tc_fwd_run<E, 256, 2>(y, x, w, bias, g, s);
 }
 
 template <typename E, int BMT, int KS>
@@ -1153,9 +1242,14 @@ int tc_dgrad_run(E *dx, const E *dy, const E *w, const ddx_k_conv_geom *g, cudaS
 }
 
 template <typename E> int tc_dgrad(E *dx, const E *dy, const E *w, const ddx_k_conv_geom *g, cudaStream_t s) {
-    const bool small = tc_small(g->N * g->H * g->W, g->Ci);
-    if (tc_ks() == 1) return small ? tc_dgrad_run<E, 64, 1>(dx, dy, w, g, s) : tc_dgrad_run<E, 128, 1>(dx, dy, w, g, s);
-    return small ? tc_dgrad_run<E, 64, 2>(dx, dy, w, g, s) : tc_dgrad_run<E, 128, 2>(dx, dy, w, g, s);
+    const int bm = tc_bm(g->N * g->H * g->W, g->Ci);
+    if (tc_ks() == 1)
+        return bm == 64    ? tc_dgrad_run<E, 64, 1>(dx, dy, w, g, s)
+               : bm == 128 ? tc_dgrad_run<E, 128, 1>(dx, dy, w, g, s)
+                           : tc_dgrad_run<E, 256, 1>(dx, dy, w, g, s);
+    return bm == 64    ? tc_dgrad_run<E, 64, 2>(dx, dy, w, g, s)
+           : bm == 128 ? tc_dgrad_run<E, 128, 2>(dx, dy, w, g, s)
+                       : tc_dgrad_run<E, 256, 2>(dx, dy, w, g, s);
 }
 
 // wgrad split of the pixel range for the tensor-core kernel, from the shapes alone: about 512
