@@ -106,7 +106,46 @@ ddx_dtype ddx_model_compute(const ddx_model *m) { return m->compute; }
 
 ddx_tensor *ddx_model_w(ddx_ctx *c, const ddx_model *m, ddx_tensor *p) {
     if (!p || p->dtype == m->compute) return p;
-    return ddx_cast(c, p, m->compute);
+    const ddx_tensor *all = m->cast_all;
+    const float *base = all ? m->store_value.data : NULL, *pd = p->data;
+    const int64_t n = ddx_numel(p);
+    if (!base || p->dtype != DDX_F32 || p->device != all->device || pd < base || pd + n > base + ddx_numel(all))
+        return ddx_cast(c, p, m->compute);
+    if (c->status != DDX_OK) return NULL;
+    const size_t off = (size_t)(pd - base) * ddx_dtype_size(all->dtype);
+    ddx_tensor *v = ddx_meta_tensor(c);
+    if (!v) return NULL;
+    *v = ddx_tensor_wrap((char *)all->data + off, all->dtype, all->device, p->ndim, p->shape);
+    if (all->grad) {
+        // The view's gradient is its slice of the store-wide one, which the cast's backward
+        // adds into the fp32 store after every use of every view has accumulated into it.
+        ddx_tensor *g = ddx_meta_tensor(c);
+        if (!g) return NULL;
+        *g = ddx_tensor_wrap((char *)all->grad->data + off, all->dtype, all->device, p->ndim, p->shape);
+        v->requires_grad = true;
+        v->grad = g;
+    }
+    return v;
+}
+
+// One cast of the whole parameter store per forward instead of one per weight per use: two
+// kernels per training step where there were hundreds of small ones. NULL (ddx_model_w then
+// casts per use) when the store is not on this context's device.
+static ddx_tensor *cast_store(ddx_ctx *c, ddx_model *m) {
+    ddx_param_store *ps = m->ps;
+    if (!ps || !ps->finalized || ps->device != c->device || !ps->buf[DDX_PBUF_VALUE] || !ps->numel) return NULL;
+    const int64_t n = (int64_t)ps->numel;
+    m->store_value = ddx_tensor_wrap(ps->buf[DDX_PBUF_VALUE], DDX_F32, ps->device, 1, &n);
+    if (ps->buf[DDX_PBUF_GRAD]) {
+        m->store_grad = ddx_tensor_wrap(ps->buf[DDX_PBUF_GRAD], DDX_F32, ps->device, 1, &n);
+        m->store_value.requires_grad = true;
+        m->store_value.grad = &m->store_grad;
+    }
+    ddx_tensor *all = ddx_cast(c, &m->store_value, m->compute);
+    // Zeroed now, before any view accumulates into it (ddx_cast recorded a node only when
+    // grads flow; then the backward of that node is what reads it).
+    if (all && all->requires_grad && !ddx_grad_of(c, all)) return NULL;
+    return all;
 }
 
 ddx_tensor *ddx_model_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx_tensor *t, ddx_tensor *y) {
@@ -117,7 +156,11 @@ ddx_tensor *ddx_model_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx
     if (m->compute == DDX_F32 || !x) return m->forward(c, m, x, t, y);
     // Mixed precision: the network sees x in the compute dtype; callers get f32 back, so
     // losses and sampler updates stay fp32.
+    // The cache lives for this call only; the model is otherwise left as it was.
+    ddx_model *mm = (ddx_model *)m;
+    mm->cast_all = cast_store(c, mm);
     ddx_tensor *out = m->forward(c, m, ddx_cast(c, x, m->compute), t, y);
+    mm->cast_all = NULL;
     return out && out->dtype != DDX_F32 ? ddx_cast(c, out, DDX_F32) : out;
 }
 

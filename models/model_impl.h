@@ -28,6 +28,11 @@ struct ddx_model {
     ddx_model_forward_fn forward;
     void (*free_impl)(void *impl);
     ddx_dtype compute;             // DDX_F32 or DDX_BF16 (ddx_model_set_compute)
+    // During one ddx_model_forward in a narrower compute dtype: the whole parameter store cast
+    // at once (ddx_model_w hands out views into it), and the headers that cast reads and
+    // accumulates its gradient into. NULL outside a forward.
+    ddx_tensor *cast_all;
+    ddx_tensor store_value, store_grad;
     ddx_init_spec *init;           // one per parameter, in creation order
     size_t n_init, cap_init;
 };
@@ -40,10 +45,12 @@ ddx_tensor *ddx_model_param(ddx_model *m, const char *name, int ndim, const int6
 ddx_tensor *ddx_model_paramf(ddx_model *m, int ndim, const int64_t *shape, ddx_init_kind kind, int64_t fan_in,
                              const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
-// Parameter p as the network computes with it: p itself in fp32, else a cast of p into
-// m->compute (recorded on the tape, so its gradient lands in the fp32 store). Conv and linear
-// weights and biases go through this; GroupNorm's scale and shift stay fp32 (the op takes
-// them so), as does anything the network keeps in fp32 on purpose.
+// Parameter p as the network computes with it: p itself in fp32, else p in m->compute, as a
+// view into the store-wide cast ddx_model_forward makes (one cast kernel forward, one
+// accumulate backward, whose gradient lands in the fp32 store), or a cast of its own when p
+// is not in the store. Conv and linear weights and biases go through this; GroupNorm's scale
+// and shift stay fp32 (the op takes them so), as does anything the network keeps in fp32 on
+// purpose.
 ddx_tensor *ddx_model_w(ddx_ctx *c, const ddx_model *m, ddx_tensor *p);
 
 // Each network: reads m->cfg.model, registers its parameters with ddx_model_param, sets
