@@ -102,6 +102,7 @@ if [ -x build-gpu/tests/test_cuda ]; then
         run_step "ddx-bench kernels" 90 "build-gpu/bench/ddx-bench kernels"
         # Same run, the previous kernel choices, for the before/after ratio: 128-row conv tiles.
         run_step "ddx-bench kernels conv, 128-row tiles" 45 "DDX_CONV_TC_BM=128 build-gpu/bench/ddx-bench kernels --filter conv --quick"
+        run_step "ddx-bench kernels conv, K tile 32" 45 "DDX_CONV_TC_KS=1 build-gpu/bench/ddx-bench kernels --filter conv --quick"
     else
         say "ddx-bench has no 'kernels' subcommand yet: skipped"
         record "ddx-bench kernels" "SKIP(absent)" 0
@@ -119,8 +120,8 @@ if [ -x build-gpu/tests/test_cuda ]; then
     step_bench "ddx-bench step cifar10 bf16 eager" 120 configs/cifar10_ddpm.yaml --steps 10 --sample-batch 256 --set run.precision=bf16 --graphs off
     step_bench "ddx-bench step cifar10 b128 tf32" 120 configs/cifar10_ddpm.yaml --steps 5 --sample-batch 256 --set run.precision=tf32 --graphs on
     step_bench "ddx-bench step cifar10 b128 fp32" 120 configs/cifar10_ddpm.yaml --steps 5 --sample-batch 256 --graphs on
-    # Where the bf16 step's time goes, op by op (synchronised per op: a breakdown, not a timing;
-    # the first steps are left out as warm-up).
+    # Where the bf16 step's time goes, op by op (eager, CUDA events around each op: the ops'
+    # stretches of the GPU timeline; the first steps are left out as warm-up).
     run_step "op profile cifar10 bf16 (DDX_PROFILE)" 90 "DDX_PROFILE=1 DDX_PROFILE_SKIP=3 build-gpu/bench/ddx-bench step --config configs/cifar10_ddpm.yaml --device cuda --steps 3 --sample-batch 256 --set run.precision=bf16 2>&1 | grep -E 'DDX_PROFILE|ms'"
     # PyTorch on the same card in the same call, for the ratios (diffusers travels as a wheel
     # in .whl/: see bench/reference/torch_unet.py; skipped when it cannot be imported).

@@ -8,14 +8,35 @@
 #include "cuda.h"
 #include "op_impl.h"
 
-// DDX_PROFILE=1 in the environment: wall time per op and direction, printed to stderr at exit.
-// On CUDA the stream is synchronised before and after each op, so an op's time is its
-// kernels' time plus one launch latency (and the run is slower: a breakdown, not a benchmark).
-static int g_prof = -1;
+// DDX_PROFILE=1 in the environment: time per op and direction, printed to stderr at exit.
+// On the CPU, wall time. On CUDA, a pair of timing events around each op's launches, read
+// when the context is next reset: the op's stretch of the GPU timeline, so the ops add up to
+// the step and nothing waits for the device in between (where the host falls behind the
+// device, the launch gaps count to the op that was being launched). DDX_PROFILE=sync instead
+// synchronises the stream around each op: host wall time, one launch latency per op.
+static int g_prof = -1, g_prof_sync;
 static double g_prof_s[DDX_OP_COUNT][2];
 static long g_prof_n[DDX_OP_COUNT][2];
 
+// Ops timed by events, not yet read: entry k owns events 2k and 2k+1.
+typedef struct prof_pending {
+    int op, dir;
+} prof_pending;
+static prof_pending *g_pend;
+static size_t g_npend, g_cap_pend;
+
+static void prof_flush(void) {
+    for (size_t k = 0; k < g_npend; k++) {
+        float ms = 0;
+        if (ddx_cuda_prof_elapsed(2 * k, 2 * k + 1, &ms) != DDX_OK) break;   // reported at exit as missing time
+        g_prof_s[g_pend[k].op][g_pend[k].dir] += 1e-3 * ms;
+        g_prof_n[g_pend[k].op][g_pend[k].dir]++;
+    }
+    g_npend = 0;
+}
+
 static void prof_report(void) {
+    prof_flush();
     double total = 0;
     for (int i = 0; i < DDX_OP_COUNT; i++) total += g_prof_s[i][0] + g_prof_s[i][1];
     fprintf(stderr, "DDX_PROFILE: %-14s %10s %8s %10s %8s %6s\n", "op", "fwd ms", "calls", "bwd ms", "calls", "share");
@@ -33,6 +54,7 @@ static bool prof_on(void) {
     if (g_prof < 0) {
         const char *e = getenv("DDX_PROFILE");
         g_prof = e && *e && strcmp(e, "0") != 0;
+        g_prof_sync = g_prof && strcmp(e, "sync") == 0;
         if (g_prof) atexit(prof_report);
         const char *k = getenv("DDX_PROFILE_SKIP");
         g_prof_skip = k ? atol(k) : 0;
@@ -49,6 +71,37 @@ static double prof_now(void) {
 static double prof_now_sync(ddx_ctx *c) {
     if (c->cuda) (void)ddx_cuda_sync(c->cuda);   // a failure resurfaces at the next checked call
     return prof_now();
+}
+
+// One op's timing: started before its launches, stopped after them.
+typedef struct prof_mark {
+    double t0;
+    bool ev;   // timed by events (entry g_npend once stopped)
+} prof_mark;
+
+static void prof_start(ddx_ctx *c, prof_mark *m) {
+    m->ev = false;
+    if (c->cuda && !g_prof_sync) {
+        if (g_npend == g_cap_pend) {
+            size_t cap = g_cap_pend ? 2 * g_cap_pend : 1024;
+            prof_pending *p = realloc(g_pend, cap * sizeof *p);
+            if (!p) return;   // this op goes untimed
+            g_pend = p, g_cap_pend = cap;
+        }
+        m->ev = !ddx_cuda_capturing() && ddx_cuda_prof_record(2 * g_npend) == DDX_OK;
+        return;
+    }
+    m->t0 = prof_now_sync(c);
+}
+
+static void prof_stop(ddx_ctx *c, const prof_mark *m, ddx_op op, int dir) {
+    if (m->ev) {
+        if (ddx_cuda_prof_record(2 * g_npend + 1) != DDX_OK) return;
+        g_pend[g_npend++] = (prof_pending){(int)op, dir};
+        return;
+    }
+    if (c->cuda && !g_prof_sync) return;   // no event: untimed
+    g_prof_s[op][dir] += prof_now_sync(c) - m->t0, g_prof_n[op][dir]++;
 }
 
 // ---- host meta memory (tensor headers and tape nodes, freed with the step) ----------------
@@ -99,6 +152,7 @@ ddx_status ddx_ctx_init(ddx_ctx *c, ddx_device dev, size_t act_bytes) {
 }
 
 void ddx_ctx_free(ddx_ctx *c) {
+    if (g_npend) prof_flush();
     ddx_arena_free(&c->act);
     meta_free_all(c->meta);
     free(c->tape);
@@ -108,6 +162,7 @@ void ddx_ctx_free(ddx_ctx *c) {
 
 ddx_status ddx_ctx_reset(ddx_ctx *c) {
     if (c->cuda) DDX_TRY(ddx_cuda_sync(c->cuda));
+    if (g_npend) prof_flush();
     if (g_prof_skip > 0) g_prof_skip--;
     c->n_nodes = 0;
     c->rng_calls = 0;
@@ -255,9 +310,10 @@ ddx_tensor *ddx_op_run(ddx_ctx *c, ddx_op op, int n_in, ddx_tensor *const *in, c
     n->out = ddx_new(c, out_dt, ndim, shape);
     if (!n->out) return NULL;
     const bool prof = prof_on();
-    double t0 = prof ? prof_now_sync(c) : 0;
+    prof_mark pm;
+    if (prof) prof_start(c, &pm);
     ddx_status st = be->fwd(c, n);
-    if (prof) g_prof_s[op][0] += prof_now_sync(c) - t0, g_prof_n[op][0]++;
+    if (prof) prof_stop(c, &pm, op, 0);
     if (st != DDX_OK) {
         ddx_ctx_fail(c, st);   // the backend already recorded its message
         return NULL;
@@ -284,9 +340,10 @@ static ddx_status run_backward(ddx_ctx *c) {
         if (!table[n->op].bwd)
             return ddx_errorf(DDX_E_UNSUPPORTED, "op %s has no backward on %s", ddx_op_name(n->op), ddx_device_name(c->device));
         const bool prof = prof_on();
-        double t0 = prof ? prof_now_sync(c) : 0;
+        prof_mark pm;
+        if (prof) prof_start(c, &pm);
         ddx_status st = table[n->op].bwd(c, n);
-        if (prof) g_prof_s[n->op][1] += prof_now_sync(c) - t0, g_prof_n[n->op][1]++;
+        if (prof) prof_stop(c, &pm, n->op, 1);
         if (st == DDX_OK) st = c->status;
         if (st != DDX_OK) return st;
         // Grad shapes are part of the contract: a backend that built a wrong-shaped grad is a bug.

@@ -23,6 +23,14 @@ const char *ddx_cuda_describe(void);
 ddx_status ddx_cuda_ctx_create(struct ddx_cuda_ctx **out);
 void ddx_cuda_ctx_destroy(struct ddx_cuda_ctx *cc);
 ddx_status ddx_cuda_sync(struct ddx_cuda_ctx *cc);
+// Op timing for DDX_PROFILE: records timing event i (a process-wide pool, grown on demand) on
+// the shared stream; DDX_E_UNSUPPORTED while a capture runs (the event would be a graph node).
+ddx_status ddx_cuda_prof_record(size_t i);
+// Milliseconds from event i to event j, waiting for j to complete.
+ddx_status ddx_cuda_prof_elapsed(size_t i, size_t j, float *ms);
+// True between capture_begin and capture_end of any context (the stream is shared; always
+// false without CUDA).
+bool ddx_cuda_capturing(void);
 
 // Device memory from the caching pool: freed blocks are kept by size class and reused,
 // so steady-state training does no cudaMalloc/cudaFree.
@@ -50,8 +58,6 @@ ddx_status ddx_cuda_capture_begin(struct ddx_cuda_ctx *cc);
 // capture mode again and the status (with ddx_last_error) says why; `why` is the first
 // error recorded during the capture, if any (DDX_OK otherwise).
 ddx_status ddx_cuda_capture_end(struct ddx_cuda_ctx *cc, ddx_status why, struct ddx_cuda_graph **out);
-// True between capture_begin and capture_end of any context (the stream is shared).
-bool ddx_cuda_capturing(void);
 ddx_status ddx_cuda_graph_launch(struct ddx_cuda_ctx *cc, struct ddx_cuda_graph *g);
 void ddx_cuda_graph_destroy(struct ddx_cuda_graph *g);
 

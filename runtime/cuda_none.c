@@ -24,6 +24,19 @@ ddx_status ddx_cuda_sync(struct ddx_cuda_ctx *cc) {
     return ddx_errorf(DDX_E_UNSUPPORTED, "CUDA sync: " DDX_NO_CUDA);
 }
 
+bool ddx_cuda_capturing(void) { return false; }
+
+ddx_status ddx_cuda_prof_record(size_t i) {
+    (void)i;
+    return ddx_errorf(DDX_E_UNSUPPORTED, "CUDA events: " DDX_NO_CUDA);
+}
+
+ddx_status ddx_cuda_prof_elapsed(size_t i, size_t j, float *ms) {
+    (void)i, (void)j;
+    if (ms) *ms = 0;
+    return ddx_errorf(DDX_E_UNSUPPORTED, "CUDA events: " DDX_NO_CUDA);
+}
+
 ddx_status ddx_cuda_malloc(size_t bytes, void **out) {
     if (out) *out = NULL;
     return ddx_errorf(DDX_E_UNSUPPORTED, "CUDA allocation of %zu bytes: " DDX_NO_CUDA, bytes);

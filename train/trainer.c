@@ -98,7 +98,7 @@ void ddx_trainer_use_graphs(ddx_trainer *t, bool on) {
     if (!DDX_HAVE_CUDA) return;
     const char *prof = getenv("DDX_PROFILE");
     if (prof && *prof && strcmp(prof, "0") != 0) {
-        graphs_off("DDX_PROFILE waits for the device around every op, which a capture cannot hold");
+        graphs_off("DDX_PROFILE times every op on its own, which a replayed graph cannot");
         return;
     }
     t->sample_graphs = true;

@@ -417,6 +417,34 @@ struct ddx_cuda_graph {
 
 bool ddx_cuda_capturing(void) { return atomic_load(&g_capturing) != 0; }
 
+// ---- profiling events -------------------------------------------------------------------------
+// Only the profiling path (one thread, DDX_PROFILE) uses them; never freed (the process ends).
+static cudaEvent_t *g_prof_ev;
+static size_t g_prof_nev;
+
+ddx_status ddx_cuda_prof_record(size_t i) {
+    if (atomic_load(&g_capturing)) return ddx_errorf(DDX_E_UNSUPPORTED, "profiling events: a capture is running");
+    if (!g_stream) return ddx_errorf(DDX_E_INTERNAL, "profiling events: no CUDA context");
+    if (i >= g_prof_nev) {
+        size_t n = g_prof_nev ? 2 * g_prof_nev : 1024;
+        while (n <= i) n *= 2;
+        cudaEvent_t *ev = realloc(g_prof_ev, n * sizeof *ev);
+        if (!ev) return ddx_errorf(DDX_E_NOMEM, "profiling events: out of host memory");
+        g_prof_ev = ev;
+        for (; g_prof_nev < n; g_prof_nev++) DDX_CUDA_CHECK(cudaEventCreate(&g_prof_ev[g_prof_nev]));
+    }
+    DDX_CUDA_CHECK(cudaEventRecord(g_prof_ev[i], g_stream));
+    return DDX_OK;
+}
+
+ddx_status ddx_cuda_prof_elapsed(size_t i, size_t j, float *ms) {
+    *ms = 0;
+    if (i >= g_prof_nev || j >= g_prof_nev) return ddx_errorf(DDX_E_INTERNAL, "profiling events: %zu/%zu not recorded", i, j);
+    DDX_CUDA_CHECK(cudaEventSynchronize(g_prof_ev[j]));
+    DDX_CUDA_CHECK(cudaEventElapsedTime(ms, g_prof_ev[i], g_prof_ev[j]));
+    return DDX_OK;
+}
+
 ddx_status ddx_cuda_capture_begin(struct ddx_cuda_ctx *cc) {
     if (!cc) return ddx_errorf(DDX_E_INTERNAL, "ddx_cuda_capture_begin: no CUDA context");
     int expected = 0;
