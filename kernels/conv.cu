@@ -248,6 +248,7 @@ template <typename T, int TM_, bool VEC> struct DgradProb {
     T *dx;
     int H, W, Ci, Co, KW, KHKW, Ho, Wo, stride, pt, pl, M, K;
     bool vec_out;
+    bool ow;   // write dx instead of adding into it
 
     struct Thread {
         const T *base[QA];   // dy image of each A row
@@ -335,7 +336,8 @@ template <typename T, int TM_, bool VEC> struct DgradProb {
 #pragma unroll
         for (int i = 0; i < TM; i++) {
             if (mb + i >= M) break;
-            put4<true>(dx + (int64_t)(mb + i) * Ci, nb, Ci, acc[i], vec_out);
+            if (ow) put4<false>(dx + (int64_t)(mb + i) * Ci, nb, Ci, acc[i], vec_out);
+            else put4<true>(dx + (int64_t)(mb + i) * Ci, nb, Ci, acc[i], vec_out);
         }
     }
 };
@@ -840,6 +842,7 @@ template <typename E, int BMT_, int KS> struct Dgrad {
     E *dx;
     int H, W, Ci, Co, KW, KHKW, Ho, Wo, stride, pt, pl, K;
     int64_t M;
+    bool ow;   // write dx instead of adding into it
 
     struct Thread {
         const E *base[QA];   // dy image of A rows tid/4 (+ 64 i)
@@ -917,7 +920,8 @@ template <typename E, int BMT_, int KS> struct Dgrad {
     __device__ void epilogue(const AccT<Lay<BMT>::MI, Lay<BMT>::NI> &acc, int64_t mb, int nb, int lane, int) const {
         for_pairs(acc, mb, nb, lane, [&](int64_t m, int n, float v0, float v1) {
             if (m >= M || n >= Ci) return;   // Ci even: n < Ci implies n + 1 < Ci
-            put2<true>(dx + m * Ci + n, v0, v1);
+            if (ow) put2<false>(dx + m * Ci + n, v0, v1);
+            else put2<true>(dx + m * Ci + n, v0, v1);
         });
     }
 };
@@ -1062,6 +1066,7 @@ int dgrad_run(T *dx, const T *dy, const T *w, const ddx_k_conv_geom *g, bool vec
     p.Ho = (int)g->Ho, p.Wo = (int)g->Wo, p.stride = g->stride, p.pt = g->pad_top, p.pl = g->pad_left;
     p.M = (int)(g->N * g->H * g->W), p.K = (int)(g->KH * g->KW * g->Co);
     p.vec_out = vec_out;
+    p.ow = g->dx_overwrite != 0;
     return launch(p, p.M, p.Ci, 1, s);
 }
 
@@ -1238,6 +1243,7 @@ int tc_dgrad_run(E *dx, const E *dy, const E *w, const ddx_k_conv_geom *g, cudaS
     p.KHKW = (int)(g->KH * g->KW);
     p.Ho = (int)g->Ho, p.Wo = (int)g->Wo, p.stride = g->stride, p.pt = g->pad_top, p.pl = g->pad_left;
     p.M = g->N * g->H * g->W, p.K = (int)(g->KH * g->KW * g->Co);
+    p.ow = g->dx_overwrite != 0;
     return tc_launch(p, p.M, p.Ci, 1, s);
 }
 

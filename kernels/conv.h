@@ -28,6 +28,9 @@ typedef struct ddx_k_conv_geom {
     int64_t Co, KH, KW;
     int64_t Ho, Wo;
     int stride, pad_top, pad_left;
+    // dgrad only: 1 writes dx (every element, so it need not be zeroed first), 0 (the default
+    // of a zero-initialised geometry) adds into it.
+    int dx_overwrite;
 } ddx_k_conv_geom;
 
 // 1 when the kernels handle this geometry (every pixel count and GEMM dimension below 2^30,

@@ -69,7 +69,11 @@ ddx_status ddx_cuda_conv2d_fwd(ddx_ctx *c, ddx_node *n) {
 }
 
 ddx_status ddx_cuda_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
-    const ddx_tensor *x = n->in[0], *w = n->in[1];   // [N,H,W,Ci], [Co,KH,KW,Ci]
+    ddx_tensor *x = n->in[0];
+    const ddx_tensor *w = n->in[1];   // [N,H,W,Ci], [Co,KH,KW,Ci]
+    // An input grad nobody has written yet is written by dgrad, not zeroed and added into.
+    const bool fresh_gx = x->requires_grad && !x->grad;
+    if (fresh_gx && !(x->grad = ddx_new_like(c, x))) return c->status;
     ddx_tensor *gx = ddx_in_grad(c, n, 0);           // [N,H,W,Ci]
     ddx_tensor *gw = ddx_in_grad(c, n, 1);           // [Co,KH,KW,Ci]
     ddx_tensor *gb = ddx_in_grad(c, n, 2);           // [Co]
@@ -84,9 +88,11 @@ ddx_status ddx_cuda_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
     const bool f32 = x->dtype == DDX_F32;
 
     if (gx) {
+        g.dx_overwrite = fresh_gx;
         if (f32 && c->tf32) DDX_CUDA_CHECK(ddx_k_conv2d_dgrad_tf32(gx->data, dy->data, w->data, &g, s));
         else if (f32) DDX_CUDA_CHECK(ddx_k_conv2d_dgrad_f32(gx->data, dy->data, w->data, &g, s));
         else DDX_CUDA_CHECK(ddx_k_conv2d_dgrad_bf16(gx->data, dy->data, w->data, &g, s));
+        g.dx_overwrite = 0;
     }
     ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
     if (gw) {

@@ -151,12 +151,44 @@ static ddx_status binary_fwd(ddx_ctx *c, ddx_node *n, bool mul) {
     return DDX_OK;
 }
 
+// As on the CPU (runtime/ops/elementwise.c): add passes dy through, so an input whose grad
+// nobody has written yet takes dy's buffer as its grad (no zeroed buffer, no pass over it;
+// the tape runs in reverse, so nothing reads n->out->grad after this node). Only one input
+// may take it; the other, if it has dy's shape and no grad yet either, gets a fresh copy
+// (one pass where zeroing and accumulating are two).
+static bool grad_take(ddx_tensor *in, ddx_tensor *dy) {
+    if (!in->requires_grad || in->grad || in->dtype != dy->dtype || !ddx_same_shape(in, dy)) return false;
+    in->grad = dy;
+    return true;
+}
+
+static ddx_status grad_copy(ddx_ctx *c, ddx_tensor *in, const ddx_tensor *dy, bool *done) {
+    *done = false;
+    if (!in->requires_grad || in->grad || in->dtype != dy->dtype || !ddx_same_shape(in, dy)) return DDX_OK;
+    ddx_tensor *g = ddx_new_like(c, in);
+    if (!g) return c->status;
+    DDX_CUDA_CHECK(ddx_k_copy(g->data, dy->data, (int64_t)ddx_nbytes(g), stream_of(c)));
+    in->grad = g;
+    *done = true;
+    return DDX_OK;
+}
+
 static ddx_status binary_bwd(ddx_ctx *c, ddx_node *n, bool mul) {
     const ddx_tensor *a = n->in[0], *b = n->in[1];
-    ddx_tensor *ga = ddx_in_grad(c, n, 0), *gb = ddx_in_grad(c, n, 1);
-    if (c->status != DDX_OK) return c->status;
     const ddx_tensor *dy;
     DDX_TRY(out_grad(n, &dy));
+    bool done_a = false, done_b = false;
+    if (!mul && n->in[0] != n->in[1]) {
+        if (grad_take(n->in[0], n->out->grad)) {
+            done_a = true;
+            DDX_TRY(grad_copy(c, n->in[1], dy, &done_b));
+        } else if (grad_take(n->in[1], n->out->grad)) {
+            done_b = true;
+            DDX_TRY(grad_copy(c, n->in[0], dy, &done_a));
+        }
+    }
+    ddx_tensor *ga = done_a ? NULL : ddx_in_grad(c, n, 0), *gb = done_b ? NULL : ddx_in_grad(c, n, 1);
+    if (c->status != DDX_OK) return c->status;
     const char *op = ddx_op_name(n->op);
     DDX_TRY(need_same_dtype(op, a, dy));
     ddx_k_bcast bc;
