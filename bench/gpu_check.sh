@@ -103,6 +103,8 @@ if [ -x build-gpu/tests/test_cuda ]; then
         # Same run, the previous kernel choices, for the before/after ratio: 128-row conv tiles.
         run_step "ddx-bench kernels conv, 128-row tiles" 45 "DDX_CONV_TC_BM=128 build-gpu/bench/ddx-bench kernels --filter conv --quick"
         run_step "ddx-bench kernels conv, K tile 32" 45 "DDX_CONV_TC_KS=1 build-gpu/bench/ddx-bench kernels --filter conv --quick"
+        run_step "ddx-bench kernels attention, v1 forward" 30 "DDX_ATTN_FWD_V1=1 build-gpu/bench/ddx-bench kernels --filter attention --quick"
+        run_step "ddx-bench kernels attention, MT=1" 30 "DDX_ATTN_FWD_MT=1 build-gpu/bench/ddx-bench kernels --filter attention --quick"
     else
         say "ddx-bench has no 'kernels' subcommand yet: skipped"
         record "ddx-bench kernels" "SKIP(absent)" 0

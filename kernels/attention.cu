@@ -31,6 +31,8 @@
 
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "kernels/common.cuh"
 
@@ -788,7 +790,7 @@ template <int DP> struct TCfg {
     static constexpr size_t kv_smem = (size_t)(2 * BKV + 4 * KV_BQ) * S * 2 + 4 * KV_BQ * sizeof(float);
 };
 
-// ---- forward --------------------------------------------------------------------------------
+// ---- forward, v1 (DDX_ATTN_FWD_V1=1) --------------------------------------------------------
 // One block per (item, head, 64 query rows); warp w owns rows 16w..16w+15 and keeps its O rows
 // (16 x DP fp32) and its running max / partial sums in registers. Per key tile: S = Q K^T
 // (log2 units), online softmax, O += P V with P straight from registers.
@@ -894,6 +896,223 @@ tc_fwd_k(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
 #pragma unroll
     for (int i = lane; i < 16 * CH; i += 32) {
         const int r = i / CH, c = (i % CH) * 8, row = q0 + warp * 16 + r;
+        if (row < L && c < D) *reinterpret_cast<uint4 *>(ob + (int64_t)row * C + c) = *reinterpret_cast<const uint4 *>(Ow + r * S + c);
+    }
+}
+
+// ---- forward, v2 ----------------------------------------------------------------------------
+// The v1 kernel above keeps K and V double-buffered: 169 KB of shared memory at DP = 256, so
+// one 4-warp block per SM and one warp per scheduler, with nothing to hide the mma, ldmatrix
+// and exp latencies. v2 (the default; DDX_ATTN_FWD_V1=1 selects v1) keeps ONE K and ONE V
+// buffer and overlaps each load with the other product instead:
+//   wait K_j | load V_j | S = Q K_j^T, softmax | wait V_j | load K_{j+1} | O += P V_j
+// (101 KB at DP = 256: two blocks per SM, two warps per scheduler, and each block's barriers
+// and prologue hidden by the other's work). Each warp owns MT m16 row tiles (16 * MT query
+// rows): at MT = 2 every K/V fragment from ldmatrix feeds twice the mma, which halves the
+// shared-memory traffic per flop where the registers allow it (DP <= 128; DDX_ATTN_FWD_MT=1
+// selects MT = 1 there, smaller blocks with more of them per SM, for comparison).
+template <int DP> constexpr int fwd2_mt_default() { return DP >= 256 ? 1 : 2; }
+template <int DP, int MT_> struct Fwd2Cfg {
+    static_assert(MT_ == 1 || (MT_ == 2 && DP <= 128), "MT = 2 needs DP <= 128 (registers)");
+    static constexpr int MT = MT_;                     // m16 row tiles per warp
+    static constexpr int BN = 64;                      // keys per tile
+    static constexpr int BMR = 4 * 16 * MT;            // query rows per block
+    // Blocks per SM the registers must allow (ptxas caps the registers at 65536 / (128 MINB)
+    // to match; no spills at these): DP * MT / 8 fp32 accumulators plus MT * 32 scores per lane.
+    static constexpr int MINB = DP * MT >= 256 ? 2 : (DP == 64 && MT == 2) ? 3 : 4;
+    static constexpr int S = DP + PAD;
+    static constexpr size_t smem = (size_t)(BMR + 2 * BN) * S * 2;
+};
+
+// 2^x; 2^-inf = +0. Same accuracy as exp2f (ex2.approx: 2 ulp), without its denormal fix-up.
+__device__ __forceinline__ float fast_exp2(float x) {
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
+    return r;
+}
+
+// acc[MT][16 x 8*NT8] += A[16*MT][K] . B[8*NT8][K]^T: warp_abt with MT row tiles sharing each
+// B fragment. a_base: the warp's first A row.
+template <int MT, int NT8, int K, int S>
+__device__ __forceinline__ void warp_abt_m(float (&acc)[MT][NT8][4], uint32_t a_base, uint32_t b_base, int lane) {
+    static_assert(NT8 % 2 == 0 && K % 16 == 0, "bad warp_abt_m shape");
+    const int mi = lane >> 3, r = lane & 7;
+    const uint32_t a_addr = a_base + (uint32_t)(((r + (mi & 1) * 8) * S + (mi >> 1) * 8) * 2);
+    const uint32_t b_addr = b_base + (uint32_t)(((r + (mi >> 1) * 8) * S + (mi & 1) * 8) * 2);
+#pragma unroll
+    for (int k = 0; k < K; k += 16) {
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) ldsm4(a[mt], a_addr + (uint32_t)((mt * 16 * S + k) * 2));
+#pragma unroll
+        for (int n = 0; n < NT8; n += 2) {
+            uint32_t b[4];
+            ldsm4(b, b_addr + (uint32_t)((n * 8 * S + k) * 2));
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma16816(acc[mt][n], a[mt], b[0], b[1]);
+                mma16816(acc[mt][n + 1], a[mt], b[2], b[3]);
+            }
+        }
+    }
+}
+
+// acc[MT][16 x 8*NN8] += P[16*MT][16*KP16] . B[16*KP16][8*NN8], P already packed as A fragments
+// (pa[mt][kk] = the k16 step kk), B row-major [k][n] with stride S.
+template <int MT, int KP16, int NN8, int S>
+__device__ __forceinline__ void warp_ab_m(float (&acc)[MT][NN8][4], const uint32_t (&pa)[MT][KP16][4], uint32_t b_base,
+                                          int lane) {
+    static_assert(NN8 % 2 == 0, "bad warp_ab_m shape");
+    const int mi = lane >> 3, r = lane & 7;
+    const uint32_t b_addr = b_base + (uint32_t)(((r + (mi & 1) * 8) * S + (mi >> 1) * 8) * 2);
+#pragma unroll
+    for (int kk = 0; kk < KP16; kk++) {
+#pragma unroll
+        for (int n = 0; n < NN8; n += 2) {
+            uint32_t b[4];
+            ldsm4_t(b, b_addr + (uint32_t)((kk * 16 * S + n * 8) * 2));
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma16816(acc[mt][n], pa[mt][kk], b[0], b[1]);
+                mma16816(acc[mt][n + 1], pa[mt][kk], b[2], b[3]);
+            }
+        }
+    }
+}
+
+// One block per (item, head, BMR query rows); warp w owns rows w*16*MT .. +16*MT-1 and keeps
+// their O (fp32), running max (log2 units) and this lane's partial row sums in registers.
+// Same arithmetic as v1: scores scaled into log2 units in fp32, P rounded to bf16 for P V only,
+// l summed from the fp32 P, lse = (m + log2 l) ln 2.
+template <int DP, int MT_>
+__global__ void __launch_bounds__(NT, Fwd2Cfg<DP, MT_>::MINB)
+tc_fwd2_k(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out, float *lse, int L, int H, int D,
+          float scale_log2, int ntiles) {
+    using F = Fwd2Cfg<DP, MT_>;
+    constexpr int S = F::S, MT = F::MT, BN = F::BN, BMR = F::BMR;
+    extern __shared__ uint4 tc_smem[];
+    uint16_t *Qs = reinterpret_cast<uint16_t *>(tc_smem);   // [BMR][S]
+    uint16_t *Ks = Qs + BMR * S;                             // [BN][S]
+    uint16_t *Vs = Ks + BN * S;                              // [BN][S]
+    const BlockPos bp = block_pos(ntiles, L, H, D);
+    const int64_t C = (int64_t)H * D;
+    const int q0 = bp.tile * BMR;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const uint16_t *kb = k + bp.base, *vb = v + bp.base;
+    const int nkv = (L + BN - 1) / BN;
+
+    load_tile<BMR, DP>(Qs, q + bp.base, C, q0, L, D);
+    load_tile<BN, DP>(Ks, kb, C, 0, L, D);
+    cp_commit();
+
+    float o[MT][DP / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) zero(o[mt]);
+    // [mt][h]: rows warp*16*MT + 16*mt + g + 8*h.
+    float m[MT][2], l[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+    const uint32_t q_addr = smem_u32(Qs + warp * 16 * MT * S);
+    const uint32_t k_addr = smem_u32(Ks), v_addr = smem_u32(Vs);
+    for (int j = 0; j < nkv; j++) {
+        const int k0 = j * BN;
+        cp_wait<0>();      // K_j (and, at j = 0, Q) landed
+        __syncthreads();   // ... for every thread's copies; and every warp is done with V_{j-1}
+        load_tile<BN, DP>(Vs, vb, C, k0, L, D);
+        cp_commit();
+
+        float s[MT][BN / 8][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) zero(s[mt]);
+        warp_abt_m<MT, BN / 8, DP, S>(s, q_addr, k_addr, lane);
+
+        const bool edge = k0 + BN > L;   // only the last tile holds keys past L
+        uint32_t pa[MT][BN / 16][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            float mx[2] = {m[mt][0], m[mt][1]};
+#pragma unroll
+            for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    float x = s[mt][n][e] * scale_log2;
+                    if (edge && k0 + n * 8 + 2 * t + (e & 1) >= L) x = -INFINITY;
+                    s[mt][n][e] = x;
+                    mx[e >> 1] = fmaxf(mx[e >> 1], x);
+                }
+            float alpha[2];
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+                mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+                // Key k0 < L is valid, so mx is finite; the first tile's alpha is 2^-inf = 0.
+                alpha[h] = fast_exp2(m[mt][h] - mx[h]);
+                m[mt][h] = mx[h];
+                l[mt][h] *= alpha[h];
+            }
+#pragma unroll
+            for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const float p = fast_exp2(s[mt][n][e] - mx[e >> 1]);
+                    s[mt][n][e] = p;
+                    l[mt][e >> 1] += p;
+                }
+            // C fragments of n8 tiles 2kk, 2kk+1 = the A fragment of k16 step kk.
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++) {
+                pa[mt][kk][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                pa[mt][kk][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                pa[mt][kk][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                pa[mt][kk][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
+#pragma unroll
+            for (int n = 0; n < DP / 8; n++) {
+                o[mt][n][0] *= alpha[0];
+                o[mt][n][1] *= alpha[0];
+                o[mt][n][2] *= alpha[1];
+                o[mt][n][3] *= alpha[1];
+            }
+        }
+        cp_wait<0>();      // V_j landed
+        __syncthreads();   // ... for every thread's copies; and every warp is done with K_j
+        if (j + 1 < nkv) {
+            load_tile<BN, DP>(Ks, kb, C, k0 + BN, L, D);
+            cp_commit();
+        }
+        warp_ab_m<MT, BN / 16, DP / 8, S>(o, pa, v_addr, lane);
+    }
+    // No copies are in flight here: the last tile issued none after its V wait.
+
+    // Stage the warp's output rows in its own Q rows (only this warp ever read them), then write
+    // whole 16-byte chunks.
+    uint16_t *Ow = Qs + warp * 16 * MT * S;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        float inv[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            float lt = l[mt][h];
+            lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+            lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+            inv[h] = 1.0f / lt;
+            const int row = q0 + warp * 16 * MT + mt * 16 + g + 8 * h;
+            if (t == 0 && row < L) lse[bp.bh * L + row] = (m[mt][h] + log2f(lt)) * kLn2;
+        }
+        uint16_t *Om = Ow + mt * 16 * S;
+#pragma unroll
+        for (int n = 0; n < DP / 8; n++) {
+            const int c = n * 8 + 2 * t;
+            *reinterpret_cast<uint32_t *>(Om + g * S + c) = pack_bf16(o[mt][n][0] * inv[0], o[mt][n][1] * inv[0]);
+            *reinterpret_cast<uint32_t *>(Om + (g + 8) * S + c) = pack_bf16(o[mt][n][2] * inv[1], o[mt][n][3] * inv[1]);
+        }
+    }
+    __syncwarp();
+    uint16_t *ob = out + bp.base;
+    constexpr int CH = DP / 8;
+#pragma unroll 4
+    for (int i = lane; i < 16 * MT * CH; i += 32) {
+        const int r = i / CH, c = (i % CH) * 8, row = q0 + warp * 16 * MT + r;
         if (row < L && c < D) *reinterpret_cast<uint4 *>(ob + (int64_t)row * C + c) = *reinterpret_cast<const uint4 *>(Ow + r * S + c);
     }
 }
@@ -1071,12 +1290,36 @@ bool device_ok(size_t smem) {
     return major >= 8 && smem <= (size_t)optin;
 }
 
+// DDX_ATTN_FWD_V1=1 (any value but "0" or empty): the v1 forward kernel, kept as a fallback
+// and for comparison. Read once per process.
+bool fwd_v1() {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("DDX_ATTN_FWD_V1");
+        v = e && *e && strcmp(e, "0") != 0 ? 1 : 0;
+    }
+    return v == 1;
+}
+// DDX_ATTN_FWD_MT=1: v2 with one m16 row tile per warp at every head_dim. Read once.
+bool fwd_mt1() {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("DDX_ATTN_FWD_MT");
+        v = e && strcmp(e, "1") == 0 ? 1 : 0;
+    }
+    return v == 1;
+}
+template <int DP> size_t fwd2_smem() {
+    return fwd_mt1() ? Fwd2Cfg<DP, 1>::smem : Fwd2Cfg<DP, fwd2_mt_default<DP>()>::smem;
+}
+
 size_t fwd_smem(int D) {
+    const bool v1 = fwd_v1();
     switch (bucket(D)) {
-    case 32: return TCfg<32>::fwd_smem;
-    case 64: return TCfg<64>::fwd_smem;
-    case 128: return TCfg<128>::fwd_smem;
-    default: return TCfg<256>::fwd_smem;
+    case 32: return v1 ? TCfg<32>::fwd_smem : fwd2_smem<32>();
+    case 64: return v1 ? TCfg<64>::fwd_smem : fwd2_smem<64>();
+    case 128: return v1 ? TCfg<128>::fwd_smem : fwd2_smem<128>();
+    default: return v1 ? TCfg<256>::fwd_smem : fwd2_smem<256>();
     }
 }
 size_t bwd_smem(int D) {
@@ -1097,17 +1340,44 @@ template <typename K> cudaError_t set_smem(K kernel, size_t bytes) {
     return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
 }
 
+template <int DP, int MT>
+cudaError_t fwd2_launch(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out, float *lse, int64_t N,
+                        int64_t L, int heads, int D, float scale, cudaStream_t st);
+
 template <int DP>
 cudaError_t fwd_launch(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out, float *lse, int64_t N,
                        int64_t L, int heads, int D, float scale, cudaStream_t st) {
-    using F = TCfg<DP>;
     int ntiles;
     unsigned blocks;
-    if (!grid_of<BM>(N, L, heads, &ntiles, &blocks)) return cudaErrorInvalidValue;
-    auto kern = tc_fwd_k<DP, F::FWD_BN>;
-    cudaError_t e = set_smem(kern, F::fwd_smem);
-    if (e != cudaSuccess) return e;
-    kern<<<blocks, NT, F::fwd_smem, st>>>(q, k, v, out, lse, (int)L, heads, D, scale * kLog2e, ntiles);
+    cudaError_t e;
+    if (fwd_v1()) {
+        using F = TCfg<DP>;
+        if (!grid_of<BM>(N, L, heads, &ntiles, &blocks)) return cudaErrorInvalidValue;
+        auto kern = tc_fwd_k<DP, F::FWD_BN>;
+        if ((e = set_smem(kern, F::fwd_smem)) != cudaSuccess) return e;
+        kern<<<blocks, NT, F::fwd_smem, st>>>(q, k, v, out, lse, (int)L, heads, D, scale * kLog2e, ntiles);
+        return cudaGetLastError();
+    }
+    return fwd_mt1() ? fwd2_launch<DP, 1>(q, k, v, out, lse, N, L, heads, D, scale, st)
+                     : fwd2_launch<DP, fwd2_mt_default<DP>()>(q, k, v, out, lse, N, L, heads, D, scale, st);
+}
+
+template <int DP, int MT>
+cudaError_t fwd2_launch(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out, float *lse, int64_t N,
+                        int64_t L, int heads, int D, float scale, cudaStream_t st) {
+    using F = Fwd2Cfg<DP, MT>;
+    int ntiles;
+    unsigned blocks;
+    cudaError_t e;
+    if (!grid_of<F::BMR>(N, L, heads, &ntiles, &blocks)) return cudaErrorInvalidValue;
+    auto kern = tc_fwd2_k<DP, MT>;
+    if ((e = set_smem(kern, F::smem)) != cudaSuccess) return e;
+    // Several blocks per SM need the whole 228 KB as shared memory (the kernel barely uses L1:
+    // cp.async.cg bypasses it). A hint; the launch works whatever the driver does with it.
+    if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared)) !=
+        cudaSuccess)
+        return e;
+    kern<<<blocks, NT, F::smem, st>>>(q, k, v, out, lse, (int)L, heads, D, scale * kLog2e, ntiles);
     return cudaGetLastError();
 }
 

@@ -31,7 +31,8 @@ extern "C" {
 // Dynamic shared memory (bytes) the largest of the fp32 SIMT attention kernels asks for at this
 // head_dim, 0 when head_dim is not supported. The caller compares it with the device's
 // opt-in limit (cudaDevAttrMaxSharedMemoryPerBlockOptin) to refuse cleanly on small GPUs. The
-// bf16 tensor-core kernels (up to ~169 KB at head_dim 256) check the limit themselves and
+// bf16 tensor-core kernels (at head_dim 256: forward 101 KB, backward up to ~136 KB; 169 KB
+// for the v1 forward, DDX_ATTN_FWD_V1=1) check the limit themselves and
 // leave the call to the SIMT kernels where they do not fit.
 size_t ddx_k_attention_smem_bytes(int head_dim);
 
