@@ -668,8 +668,10 @@ static void section_group_norm(void) {
         for (int bf16 = 0; bf16 <= 1; bf16++) {
             gn_run G;
             memset(&G, 0, sizeof G);
+            // dx written, not added into: what the training step does where dx is fresh.
             G.sh = (ddx_k_gn_shape){.N = shapes[i].N, .S = shapes[i].S, .C = shapes[i].C, .G = 32, .eps = 1e-5f, .silu = 1,
-                                    .x_dt = bf16 ? DDX_K_NORM_BF16 : DDX_K_NORM_F32, .g_dt = DDX_K_NORM_F32};
+                                    .x_dt = bf16 ? DDX_K_NORM_BF16 : DDX_K_NORM_F32, .g_dt = DDX_K_NORM_F32,
+                                    .dx_overwrite = 1};
             const int64_t n = G.sh.N * G.sh.S * G.sh.C, C = G.sh.C, st = G.sh.N * G.sh.G;
             const size_t es = bf16 ? 2 : 4;
             const int64_t sf = ddx_k_group_norm_fwd_scratch_floats(&G.sh), sb = ddx_k_group_norm_bwd_scratch_floats(&G.sh);

@@ -125,6 +125,14 @@ if [ -x build-gpu/tests/test_cuda ]; then
     # Where the bf16 step's time goes, op by op (eager, CUDA events around each op: the ops'
     # stretches of the GPU timeline; the first steps are left out as warm-up).
     run_step "op profile cifar10 bf16 (DDX_PROFILE)" 90 "DDX_PROFILE=1 DDX_PROFILE_SKIP=3 build-gpu/bench/ddx-bench step --config configs/cifar10_ddpm.yaml --device cuda --steps 3 --sample-batch 256 --set run.precision=bf16 2>&1 | grep -E 'DDX_PROFILE|ms'"
+    # GPU_CHECK_NCU=1: Nsight Compute on the tensor-core conv kernels at the first (heaviest)
+    # bf16 conv shape of ddx-bench kernels: throughput, occupancy, warp stall reasons.
+    ncu_bin=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
+    if [ "${GPU_CHECK_NCU:-0}" = 1 ] && [ -n "$ncu_bin" ]; then
+        for kind in Fwd Dgrad Wgrad; do
+            run_step "ncu conv $kind" 60 "$ncu_bin --kernel-name regex:'tc_k.*$kind' --launch-skip 2 --launch-count 1 --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis build-gpu/bench/ddx-bench kernels --filter conv --quick 2>&1 | grep -vE '^(conv2d|==|GEMM)'"
+        done
+    fi
     # PyTorch on the same card in the same call, for the ratios (diffusers travels as a wheel
     # in .whl/: see bench/reference/torch_unet.py; skipped when it cannot be imported).
     if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then

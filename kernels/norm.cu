@@ -9,17 +9,23 @@
 // partial statistics (fp32 Welford, or fp32 sums in backward) go to scratch per (n, chunk),
 // and a second tiny kernel folds them per group in a fixed order: deterministic, and one read
 // of x for the statistics. The normalise pass and dx pass are then pure streaming passes.
+// Those tiled kernels are now the fallback: on sm_90, items that fit the shared memory of a
+// thread-block cluster take a single-pass path (one cluster per item, x read once; see
+// "group_norm, single pass" below), unless DDX_GN_CLUSTER=0.
 //
 // Reductions to [1] accumulate in double per thread (the CPU reference sums in double, and
 // the loss must not depend on the summation order), a block tree gives one partial per block,
 // and a single block folds the partials in index order.
 #include "kernels/norm.h"
 
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <atomic>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
+#include <mutex>
 
 #include "kernels/common.cuh"
 
@@ -52,6 +58,7 @@ template <typename F> __device__ __forceinline__ void welford_merge(F &na, F &ma
 struct GnArgs {
     int64_t S, C, G, cg;
     int64_t rows, P, tiles;
+    int ow;   // backward: write dx instead of adding into it
 };
 
 struct BlockPos {
@@ -327,7 +334,12 @@ __global__ void __launch_bounds__(kThreads) gn_bwd_dx_k(T *dx, const T *x, const
         float xv[V], dv[V], gv[V];
         load<V>(x + o, xv);
         load<V>(dy + o, dv);
-        load<V>(dx + o, gv);
+        if (a.ow) {
+#pragma unroll
+            for (int k = 0; k < V; k++) gv[k] = 0.0f;
+        } else {
+            load<V>(dx + o, gv);
+        }
 #pragma unroll
         for (int k = 0; k < V; k++) {
             const float xh = (xv[k] - cc.mean[k]) * cc.rstd[k];
@@ -336,6 +348,375 @@ __global__ void __launch_bounds__(kThreads) gn_bwd_dx_k(T *dx, const T *x, const
         }
         store<V>(dx + o, gv);
     }
+}
+
+// ---- group_norm, single pass: one thread-block cluster per batch item --------------------
+// The tiled kernels above read x twice (statistics, then normalise) and backward reads x and
+// dy twice. Here the cl blocks of a cluster split item n's rows: block `rank` copies rows
+// [rank * R, rank * R + len) of x (and dy) into shared memory once, reduces them to per-group
+// partials in a fixed order, publishes those in its shared memory, and after a cluster barrier
+// every block merges all ranks' partials in rank order through distributed shared memory
+// (the same arithmetic in every block, so every block gets the same bits), then works from
+// its shared copy: HBM sees one read of x (and dy) and one write of y (dx: read and write, as
+// backward accumulates). Copies move 16-byte vectors (C % (16 / sizeof(T)) == 0, so a block's
+// rows are whole vectors); the math works on W = 4 channels per thread whatever T is (8-byte
+// bf16 vectors keep the backward's per-channel constants within the register budget).
+// Threads: ncv = C / W column vectors times nty row lanes; thread t always owns column vector
+// t % ncv, whose W channels may belong to several groups (cg < W, or cg not a multiple of W),
+// so every per-channel value looks up its own group.
+struct GnClArgs {
+    int64_t S, C, G, cg;
+    int64_t R;        // rows per block (the last blocks may get fewer or none)
+    int ncv, nty;     // blockDim.x == ncv * nty
+    float eps;        // forward
+    double count;     // backward: S * cg
+    int ow;           // backward: write dx instead of adding into it
+};
+
+constexpr int kGnW = 4;   // channels per thread-vector in the cluster kernels
+
+__host__ __device__ __forceinline__ size_t gn_al16(size_t b) { return (b + 15) & ~(size_t)15; }
+
+// Dynamic shared memory layout (byte offsets, each region 16-byte aligned). Forward:
+// chunk [R, C] T, red [threads * W] f32, chan [C] f32, pmean/pm2/gmean/grstd [G] f32.
+// Backward: xs, dys [R, C] T each, red [threads * W] float2, pub [C] float2, ncd [C] double2,
+// mm [G] float2.
+struct GnClSmem {
+    size_t a, b, c, d, e, f, g, total;
+};
+
+__host__ __device__ __forceinline__ GnClSmem gn_cl_smem(int64_t R, int64_t C, int64_t G, int threads, int esize,
+                                                        bool bwd) {
+    const size_t chunk = gn_al16((size_t)R * (size_t)C * (size_t)esize), E = (size_t)kGnW;
+    GnClSmem L;
+    if (!bwd) {
+        L.a = chunk;                                        // red
+        L.b = L.a + gn_al16((size_t)threads * E * 4);       // chan
+        L.c = L.b + gn_al16((size_t)C * 4);                 // pmean
+        L.d = L.c + gn_al16((size_t)G * 4);                 // pm2
+        L.e = L.d + gn_al16((size_t)G * 4);                 // gmean
+        L.f = L.e + gn_al16((size_t)G * 4);                 // grstd
+        L.g = L.f + gn_al16((size_t)G * 4);
+        L.total = L.g;
+    } else {
+        L.a = chunk;                                        // dys
+        L.b = L.a + chunk;                                  // red
+        L.c = L.b + gn_al16((size_t)threads * E * 8);       // pub
+        L.d = L.c + gn_al16((size_t)C * 8);                 // ncd
+        L.e = L.d + gn_al16((size_t)C * 16);                // mm
+        L.f = L.e + gn_al16((size_t)G * 8);
+        L.g = L.f;
+        L.total = L.f;
+    }
+    return L;
+}
+
+// Device code of the cluster path exists for sm_90+ only (the compute_80 PTX kernels trap).
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void gn_cp16(void *smem_dst, const void *src) {
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(smem_dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void gn_cp_wait_all() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+// Rows of block `rank`: [rank * R, rank * R + len), len possibly 0.
+__device__ __forceinline__ int64_t gn_cl_len(const GnClArgs &a, int64_t rank) {
+    const int64_t left = a.S - rank * a.R;
+    return left <= 0 ? 0 : (left < a.R ? left : a.R);
+}
+
+// red[t * W + k] = v[k] (= red[ty][c] with c = cv * W + k), then chan[c] = the sum over row
+// lanes ty = 0, 1, ... in that order.
+template <int E>
+__device__ __forceinline__ void gn_cl_fold(float *red, float *chan, const float (&v)[E], const GnClArgs &a) {
+    static_assert(E == kGnW, "red is laid out for W channels per thread");
+    const int t = threadIdx.x;
+#pragma unroll
+    for (int k = 0; k < E; k++) red[t * E + k] = v[k];
+    __syncthreads();
+    for (int64_t c = t; c < a.C; c += blockDim.x) {
+        float acc = 0.0f;
+        for (int j = 0; j < a.nty; j++) acc += red[j * a.C + c];
+        chan[c] = acc;
+    }
+    __syncthreads();
+}
+#endif
+
+// Forward. Per block: two passes over the shared chunk give each group's block mean and the
+// M2 around it (exact two-pass, not streaming Welford), Chan-merged across ranks in double.
+template <typename T, typename TG, bool SILU>
+__global__ void __launch_bounds__(kThreads) gn_cl_fwd_k(T *y, float *mean, float *rstd, const T *x, const TG *gamma,
+                                                        const TG *beta, GnClArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();   // the host takes this path on sm_90+ only
+#else
+    constexpr int E = 16 / (int)sizeof(T), W = kGnW;
+    extern __shared__ __align__(16) unsigned char gn_smem[];
+    namespace cg = cooperative_groups;
+    const cg::cluster_group cl = cg::this_cluster();
+    const int rank = (int)cl.block_rank(), ncl = (int)cl.num_blocks();
+    const int64_t n = blockIdx.x / ncl;
+    const int t = threadIdx.x, nthr = blockDim.x;
+    const int cv = t % a.ncv, ty = t / a.ncv;
+    const int64_t len = gn_cl_len(a, rank), r0 = (int64_t)rank * a.R;
+    const GnClSmem L = gn_cl_smem(a.R, a.C, a.G, nthr, (int)sizeof(T), false);
+    T *chunk = reinterpret_cast<T *>(gn_smem);
+    float *red = reinterpret_cast<float *>(gn_smem + L.a), *chan = reinterpret_cast<float *>(gn_smem + L.b);
+    float *pmean = reinterpret_cast<float *>(gn_smem + L.c), *pm2 = reinterpret_cast<float *>(gn_smem + L.d);
+    float *gmean = reinterpret_cast<float *>(gn_smem + L.e), *grstd = reinterpret_cast<float *>(gn_smem + L.f);
+
+    // The block's rows are one contiguous run of len * C elements.
+    const int64_t base = (n * a.S + r0) * a.C, nvec = len * a.C / E;
+    for (int64_t v = t; v < nvec; v += nthr) gn_cp16(chunk + v * E, x + base + v * E);
+    gn_cp_wait_all();
+    __syncthreads();
+
+    // Pass 1: group sums -> block means.
+    float s[W];
+#pragma unroll
+    for (int k = 0; k < W; k++) s[k] = 0.0f;
+    for (int64_t r = ty; r < len; r += a.nty) {
+        float v[W];
+        load<W>(chunk + (r * a.ncv + cv) * W, v);
+#pragma unroll
+        for (int k = 0; k < W; k++) s[k] += v[k];
+    }
+    gn_cl_fold<W>(red, chan, s, a);
+    const double nb = (double)len * (double)a.cg;
+    for (int64_t g = t; g < a.G; g += nthr) {
+        double acc = 0.0;
+        for (int64_t j = 0; j < a.cg; j++) acc += (double)chan[g * a.cg + j];
+        pmean[g] = nb > 0.0 ? (float)(acc / nb) : 0.0f;
+    }
+    __syncthreads();
+
+    // Pass 2: M2 around the block mean (the float that is published).
+    float m[W];
+#pragma unroll
+    for (int k = 0; k < W; k++) {
+        m[k] = pmean[((int64_t)cv * W + k) / a.cg];
+        s[k] = 0.0f;
+    }
+    for (int64_t r = ty; r < len; r += a.nty) {
+        float v[W];
+        load<W>(chunk + (r * a.ncv + cv) * W, v);
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            const float d = v[k] - m[k];
+            s[k] += d * d;
+        }
+    }
+    gn_cl_fold<W>(red, chan, s, a);
+    for (int64_t g = t; g < a.G; g += nthr) {
+        double acc = 0.0;
+        for (int64_t j = 0; j < a.cg; j++) acc += (double)chan[g * a.cg + j];
+        pm2[g] = (float)acc;
+    }
+
+    // Every rank's (mean, M2) merged in rank order; rank 0 writes the statistics.
+    cl.sync();
+    for (int64_t g = t; g < a.G; g += nthr) {
+        double cnt = 0.0, mu = 0.0, q2 = 0.0;
+        for (int q = 0; q < ncl; q++) {
+            const float *rm = cl.map_shared_rank(pmean, q), *rm2 = cl.map_shared_rank(pm2, q);
+            welford_merge(cnt, mu, q2, (double)gn_cl_len(a, q) * (double)a.cg, (double)rm[g], (double)rm2[g]);
+        }
+        const double var = q2 > 0.0 ? q2 / cnt : 0.0;   // biased, as torch.nn.GroupNorm
+        const float fm = (float)mu, fr = (float)(1.0 / sqrt(var + (double)a.eps));
+        gmean[g] = fm;
+        grstd[g] = fr;
+        if (rank == 0) {
+            mean[n * a.G + g] = fm;
+            rstd[n * a.G + g] = fr;
+        }
+    }
+    __syncthreads();
+    cl.barrier_arrive();   // done with the other blocks' memory; they may exit once all arrive
+
+    // Normalise + affine (+ SiLU) from the shared copy, the CPU reference's operation order.
+    float sc[W], bt[W];
+#pragma unroll
+    for (int k = 0; k < W; k++) {
+        const int64_t c = (int64_t)cv * W + k, g = c / a.cg;
+        m[k] = gmean[g];
+        sc[k] = grstd[g] * to_f(gamma[c]);
+        bt[k] = to_f(beta[c]);
+    }
+    for (int64_t r = ty; r < len; r += a.nty) {
+        const int64_t o = (r * a.ncv + cv) * W;
+        float v[W];
+        load<W>(chunk + o, v);
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            const float av = (v[k] - m[k]) * sc[k] + bt[k];
+            v[k] = SILU ? av * sigmoidf_(av) : av;
+        }
+        store<W>(y + base + o, v);
+    }
+    cl.barrier_wait();   // no block leaves while another may still read its partials
+#endif
+}
+
+// Backward. Per channel: sums of da and da * xhat over the block's rows (fp32, row lanes folded
+// in order), totals over ranks in double and rank order; nc[n, c] (when not null) gets those
+// totals for the dgamma/dbeta fold, and dx (when not null) += rstd (da gamma - m1 - xhat m2).
+template <typename T, typename TG, bool SILU>
+__global__ void __launch_bounds__(kThreads, 3) gn_cl_bwd_k(T *dx, double2 *nc, const T *x, const T *dy, const TG *gamma,
+                                                        const TG *beta, const float *mean, const float *rstd,
+                                                        GnClArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();
+#else
+    constexpr int E = 16 / (int)sizeof(T), W = kGnW;
+    extern __shared__ __align__(16) unsigned char gn_smem[];
+    namespace cg = cooperative_groups;
+    const cg::cluster_group cl = cg::this_cluster();
+    const int rank = (int)cl.block_rank(), ncl = (int)cl.num_blocks();
+    const int64_t n = blockIdx.x / ncl;
+    const int t = threadIdx.x, nthr = blockDim.x;
+    const int cv = t % a.ncv, ty = t / a.ncv;
+    const int64_t len = gn_cl_len(a, rank), r0 = (int64_t)rank * a.R;
+    const GnClSmem L = gn_cl_smem(a.R, a.C, a.G, nthr, (int)sizeof(T), true);
+    T *xs = reinterpret_cast<T *>(gn_smem), *dys = reinterpret_cast<T *>(gn_smem + L.a);
+    float2 *red = reinterpret_cast<float2 *>(gn_smem + L.b), *pub = reinterpret_cast<float2 *>(gn_smem + L.c);
+    double2 *ncd = reinterpret_cast<double2 *>(gn_smem + L.d);
+    float2 *mm = reinterpret_cast<float2 *>(gn_smem + L.e);
+
+    const int64_t base = (n * a.S + r0) * a.C, nvec = len * a.C / E;
+    for (int64_t v = t; v < nvec; v += nthr) {
+        gn_cp16(xs + v * E, x + base + v * E);
+        gn_cp16(dys + v * E, dy + base + v * E);
+    }
+    gn_cp_wait_all();
+
+    float mn[W], rs[W], gm[W], bt[W];
+#pragma unroll
+    for (int k = 0; k < W; k++) {
+        const int64_t c = (int64_t)cv * W + k, gi = n * a.G + c / a.cg;
+        mn[k] = mean[gi];
+        rs[k] = rstd[gi];
+        gm[k] = to_f(gamma[c]);
+        bt[k] = SILU ? to_f(beta[c]) : 0.0f;
+    }
+    __syncthreads();
+
+    float sdb[W], sdg[W];
+#pragma unroll
+    for (int k = 0; k < W; k++) sdb[k] = sdg[k] = 0.0f;
+    for (int64_t r = ty; r < len; r += a.nty) {
+        const int64_t o = (r * a.ncv + cv) * W;
+        float xv[W], dv[W];
+        load<W>(xs + o, xv);
+        load<W>(dys + o, dv);
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            const float xh = (xv[k] - mn[k]) * rs[k];
+            const float da = gn_da<SILU>(dv[k], xh, gm[k], bt[k]);
+            sdb[k] += da;
+            sdg[k] += da * xh;
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < W; k++) red[t * W + k] = make_float2(sdb[k], sdg[k]);
+    __syncthreads();
+    for (int64_t c = t; c < a.C; c += nthr) {
+        float sb = 0.0f, sg = 0.0f;
+        for (int j = 0; j < a.nty; j++) {
+            const float2 v = red[j * a.C + c];
+            sb += v.x;
+            sg += v.y;
+        }
+        pub[c] = make_float2(sb, sg);
+    }
+
+    cl.sync();
+    for (int64_t c = t; c < a.C; c += nthr) {
+        double sb = 0.0, sg = 0.0;
+        for (int q = 0; q < ncl; q++) {
+            const float2 v = cl.map_shared_rank(pub, q)[c];
+            sb += v.x;
+            sg += v.y;
+        }
+        ncd[c] = make_double2(sb, sg);
+        if (nc && rank == 0) nc[n * a.C + c] = make_double2(sb, sg);
+    }
+    __syncthreads();
+    cl.barrier_arrive();
+
+    if (dx) {
+        for (int64_t g = t; g < a.G; g += nthr) {
+            double s1 = 0.0, s2 = 0.0;
+            for (int64_t k = 0; k < a.cg; k++) {
+                const int64_t c = g * a.cg + k;
+                const double gmc = (double)to_f(gamma[c]);
+                const double2 v = ncd[c];
+                s1 += gmc * v.x;
+                s2 += gmc * v.y;
+            }
+            mm[g] = make_float2((float)(s1 / a.count), (float)(s2 / a.count));
+        }
+        __syncthreads();
+        float m1[W], m2[W];
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            const float2 v = mm[((int64_t)cv * W + k) / a.cg];
+            m1[k] = v.x;
+            m2[k] = v.y;
+        }
+        for (int64_t r = ty; r < len; r += a.nty) {
+            const int64_t o = (r * a.ncv + cv) * W;
+            float xv[W], dv[W], gv[W];
+            load<W>(xs + o, xv);
+            load<W>(dys + o, dv);
+            if (a.ow) {
+#pragma unroll
+                for (int k = 0; k < W; k++) gv[k] = 0.0f;
+            } else {
+                load<W>(dx + base + o, gv);
+            }
+#pragma unroll
+            for (int k = 0; k < W; k++) {
+                const float xh = (xv[k] - mn[k]) * rs[k];
+                const float da = gn_da<SILU>(dv[k], xh, gm[k], bt[k]);
+                gv[k] += rs[k] * (da * gm[k] - m1[k] - xh * m2[k]);
+            }
+            store<W>(dx + base + o, gv);
+        }
+    }
+    cl.barrier_wait();
+#endif
+}
+
+// dgamma[c] += sum over n of nc[n, c].y, dbeta[c] += ... .x: 32 channels per block, 8 lanes
+// each summing every 8th item in double, the lanes then added in order (a fixed order, and
+// eight loads in flight per channel rather than one long dependent chain).
+constexpr int kAffX = 32, kAffY = 8;
+template <typename TG>
+__global__ void __launch_bounds__(kAffX *kAffY) gn_cl_affine_k(TG *dgamma, TG *dbeta, const double2 *nc, int64_t N,
+                                                              int64_t C) {
+    __shared__ double2 sh[kAffY][kAffX];
+    const int64_t c = (int64_t)blockIdx.x * kAffX + threadIdx.x;
+    double sb = 0.0, sg = 0.0;
+    if (c < C)
+        for (int64_t n = threadIdx.y; n < N; n += kAffY) {
+            const double2 v = nc[n * C + c];
+            sb += v.x;
+            sg += v.y;
+        }
+    sh[threadIdx.y][threadIdx.x] = make_double2(sb, sg);
+    __syncthreads();
+    if (threadIdx.y != 0 || c >= C) return;
+#pragma unroll
+    for (int k = 1; k < kAffY; k++) {
+        sb += sh[k][threadIdx.x].x;
+        sg += sh[k][threadIdx.x].y;
+    }
+    if (dgamma) dgamma[c] = from_f<TG>(to_f(dgamma[c]) + (float)sg);
+    if (dbeta) dbeta[c] = from_f<TG>(to_f(dbeta[c]) + (float)sb);
 }
 
 // ---- reductions to [1] --------------------------------------------------------------------
@@ -536,6 +917,7 @@ bool gn_launch(const ddx_k_gn_shape *sh, bool vec_ok, GnLaunch *L) {
     a.C = sh->C;
     a.G = sh->G;
     a.cg = sh->C / sh->G;
+    a.ow = sh->dx_overwrite != 0;
     gn_chunks(sh, &a.rows, &a.P);
     L->V = vec_ok && sh->C % 4 == 0 ? 4 : 1;
     const int64_t ncols = sh->C / L->V;
@@ -551,9 +933,187 @@ bool gn_shape_ok(const ddx_k_gn_shape *sh) {
     return sh->N >= 1 && sh->S >= 1 && sh->C >= 1 && sh->G >= 1 && sh->C % sh->G == 0;
 }
 
+// ---- group_norm cluster path: planning and launch ------------------------------------------
+// DDX_GN_CLUSTER: unset = automatic; 0 = always the tiled kernels; 1, 2, 4, 8 or 16 = that
+// cluster size wherever the item fits it (for benchmarking), otherwise automatic.
+int gn_cluster_env() {
+    static const int v = [] {
+        const char *e = getenv("DDX_GN_CLUSTER");
+        if (!e || !*e) return -1;
+        char *end = nullptr;
+        const long k = strtol(e, &end, 10);
+        if (*end != '\0') return -1;
+        return (k == 0 || k == 1 || k == 2 || k == 4 || k == 8 || k == 16) ? (int)k : -1;
+    }();
+    return v;
+}
+
+// Clusters need sm_90; the kernels' compute_80 PTX only traps.
+bool gn_cluster_device() {
+    static std::atomic<int> s_ok{-1};
+    int ok = s_ok.load(std::memory_order_relaxed);
+    if (ok >= 0) return ok == 1;
+    int dev = 0, major = 0, cl = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&cl, cudaDevAttrClusterLaunch, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;   // not cached: a transient failure should not switch the path off for good
+    }
+    ok = major >= 9 && cl != 0;
+    s_ok.store(ok ? 1 : 0, std::memory_order_relaxed);
+    return ok;
+}
+
+// Shared memory per block: aim at <= 64 KB so three or more blocks share an SM; up to
+// kGnClMaxSmem (two per SM) when even 16 blocks per item give bigger chunks.
+constexpr size_t kGnClGoodSmem = 64 * 1024, kGnClMaxSmem = 110 * 1024;
+
+struct GnClPlan {
+    GnClArgs a;
+    int cl, threads;
+    size_t smem;
+};
+
+// The cluster geometry for this shape, or false (-> tiled kernels). esize = sizeof(T).
+bool gn_cl_plan(const ddx_k_gn_shape *sh, int esize, bool bwd, GnClPlan *P) {
+    const int env = gn_cluster_env();
+    if (env == 0) return false;
+    if (sh->C % (16 / esize) != 0) return false;   // whole 16-byte copy vectors (kGnW divides them)
+    const int64_t ncv = sh->C / kGnW;
+    if (ncv > kThreads) return false;
+    const int nty = kThreads / (int)ncv, threads = (int)ncv * nty;
+    GnClArgs &a = P->a;
+    a.S = sh->S;
+    a.C = sh->C;
+    a.G = sh->G;
+    a.cg = sh->C / sh->G;
+    a.ncv = (int)ncv;
+    a.nty = nty;
+    a.eps = sh->eps;
+    a.count = (double)sh->S * (double)a.cg;
+    a.ow = sh->dx_overwrite != 0;
+    auto smem_for = [&](int cl) {
+        return gn_cl_smem(cdiv(sh->S, cl), sh->C, sh->G, threads, esize, bwd).total;
+    };
+    int cl = 0;
+    if (env > 0 && smem_for(env) <= kGnClMaxSmem) {
+        cl = env;
+    } else {
+        for (int c = 1; c <= 16 && !cl; c *= 2)
+            if (smem_for(c) <= kGnClGoodSmem) cl = c;
+        if (!cl && smem_for(16) <= kGnClMaxSmem) cl = 16;
+        if (!cl) return false;
+        // Small items: more, shorter blocks so that at least two per SM load at once.
+        while (cl < 8 && sh->N * cl < 2 * (int64_t)sm_count() && cdiv(sh->S, 2 * cl) >= 4) cl *= 2;
+    }
+    a.R = cdiv(sh->S, cl);
+    P->cl = cl;
+    P->threads = threads;
+    P->smem = smem_for(cl);
+    return sh->N * cl <= INT_MAX;
+}
+
+cudaLaunchConfig_t gn_cl_config(const GnClPlan &P, int64_t N, cudaLaunchAttribute *attr, cudaStream_t s) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)(N * P.cl));
+    cfg.blockDim = dim3((unsigned)P.threads);
+    cfg.dynamicSmemBytes = P.smem;
+    cfg.stream = s;
+    attr->id = cudaLaunchAttributeClusterDimension;
+    attr->val.clusterDim.x = (unsigned)P.cl;
+    attr->val.clusterDim.y = 1;
+    attr->val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    return cfg;
+}
+
+// Whether kernel f can run this plan: its attributes set (once per kernel) and at least one
+// such cluster fits the device. Answers are cached per (kernel, cluster size, shared memory),
+// so after the first eager call of a shape nothing but the launch reaches the driver (the
+// trainer's first step is eager, later ones are captured into a graph).
+bool gn_cl_usable(const void *f, const GnClPlan &P) {
+    struct Entry {
+        const void *f;
+        int cl;
+        size_t smem;
+        bool ok;
+    };
+    static std::mutex mu;
+    static Entry cache[256];
+    static int used = 0;
+    static const void *attr_set[64];
+    static int n_attr = 0;
+    std::lock_guard<std::mutex> lock(mu);
+    for (int i = 0; i < used; i++)
+        if (cache[i].f == f && cache[i].cl == P.cl && cache[i].smem == P.smem) return cache[i].ok;
+    bool have_attr = false;
+    for (int i = 0; i < n_attr && !have_attr; i++) have_attr = attr_set[i] == f;
+    bool ok = true;
+    if (!have_attr) {
+        ok = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kGnClMaxSmem) == cudaSuccess &&
+             cudaFuncSetAttribute(f, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
+        if (ok && n_attr < 64) attr_set[n_attr++] = f;
+    }
+    if (ok) {
+        cudaLaunchAttribute attr;
+        const cudaLaunchConfig_t cfg = gn_cl_config(P, 1, &attr, 0);
+        int clusters = 0;
+        ok = cudaOccupancyMaxActiveClusters(&clusters, f, &cfg) == cudaSuccess && clusters >= 1;
+    }
+    if (!ok) (void)cudaGetLastError();   // a refused query must not surface as a launch error
+    if (used < 256) cache[used++] = Entry{f, P.cl, P.smem, ok};
+    return ok;
+}
+
+// 1 = launched (the return code in *err), 0 = this shape or device takes the tiled kernels.
+template <typename T, typename TG>
+int gn_cl_fwd(T *y, float *mean, float *rstd, const T *x, const TG *gamma, const TG *beta, const ddx_k_gn_shape *sh,
+              cudaStream_t s, int *err) {
+    GnClPlan P;
+    if (!aligned(x, 16) || !aligned(y, 16) || !gn_cl_plan(sh, (int)sizeof(T), false, &P) || !gn_cluster_device())
+        return 0;
+    void (*k)(T *, float *, float *, const T *, const TG *, const TG *, GnClArgs) =
+        sh->silu ? gn_cl_fwd_k<T, TG, true> : gn_cl_fwd_k<T, TG, false>;
+    if (!gn_cl_usable((const void *)k, P)) return 0;
+    cudaLaunchAttribute attr;
+    const cudaLaunchConfig_t cfg = gn_cl_config(P, sh->N, &attr, s);
+    *err = (int)cudaLaunchKernelEx(&cfg, k, y, mean, rstd, x, gamma, beta, P.a);
+    return 1;
+}
+
+// nc (double2 [N, C]) is the head of the tiled path's scratch (so the scratch size serves both
+// paths); gn_cl_affine_k folds it into dgamma/dbeta.
+template <typename T, typename TG>
+int gn_cl_bwd(T *dx, TG *dgamma, TG *dbeta, const T *x, const T *dy, const TG *gamma, const TG *beta,
+              const float *mean, const float *rstd, float *scratch, const ddx_k_gn_shape *sh, cudaStream_t s,
+              int *err) {
+    GnClPlan P;
+    if (!aligned(x, 16) || !aligned(dy, 16) || (dx && !aligned(dx, 16)) || !aligned(scratch, 16) ||
+        !gn_cl_plan(sh, (int)sizeof(T), true, &P) || !gn_cluster_device())
+        return 0;
+    void (*k)(T *, double2 *, const T *, const T *, const TG *, const TG *, const float *, const float *, GnClArgs) =
+        sh->silu ? gn_cl_bwd_k<T, TG, true> : gn_cl_bwd_k<T, TG, false>;
+    if (!gn_cl_usable((const void *)k, P)) return 0;
+    const bool affine = dgamma || dbeta;
+    double2 *nc = affine ? reinterpret_cast<double2 *>(scratch) : nullptr;
+    cudaLaunchAttribute attr;
+    const cudaLaunchConfig_t cfg = gn_cl_config(P, sh->N, &attr, s);
+    cudaError_t e = cudaLaunchKernelEx(&cfg, k, dx, nc, x, dy, gamma, beta, mean, rstd, P.a);
+    if (e == cudaSuccess && affine) {
+        gn_cl_affine_k<TG><<<(unsigned)cdiv(sh->C, kAffX), dim3(kAffX, kAffY), 0, s>>>(dgamma, dbeta, nc, sh->N, sh->C);
+        e = cudaGetLastError();
+    }
+    *err = (int)e;
+    return 1;
+}
+
 template <typename T, typename TG>
 int gn_fwd(T *y, float *mean, float *rstd, const T *x, const TG *gamma, const TG *beta, float *scratch,
            const ddx_k_gn_shape *sh, cudaStream_t s) {
+    int err = 0;
+    if (gn_cl_fwd<T, TG>(y, mean, rstd, x, gamma, beta, sh, s, &err)) return err;
     const int64_t vb = 4 * (int64_t)sizeof(T);
     GnLaunch L;
     if (!gn_launch(sh, aligned(x, vb) && aligned(y, vb), &L)) return (int)cudaErrorInvalidConfiguration;
@@ -600,6 +1160,8 @@ template <typename T, typename TG>
 int gn_bwd(T *dx, TG *dgamma, TG *dbeta, const T *x, const T *dy, const TG *gamma, const TG *beta, const float *mean,
            const float *rstd, float *scratch, const ddx_k_gn_shape *sh, cudaStream_t s) {
     if (!dx && !dgamma && !dbeta) return 0;
+    int err = 0;
+    if (gn_cl_bwd<T, TG>(dx, dgamma, dbeta, x, dy, gamma, beta, mean, rstd, scratch, sh, s, &err)) return err;
     const int64_t vb = 4 * (int64_t)sizeof(T);
     GnLaunch L;
     if (!gn_launch(sh, aligned(x, vb) && aligned(dy, vb) && (!dx || aligned(dx, vb)), &L))

@@ -24,11 +24,17 @@ typedef enum ddx_k_norm_dt { DDX_K_NORM_F32 = 0, DDX_K_NORM_BF16 = 1 } ddx_k_nor
 // x [N, S, C] (S = H*W or L, NHWC), G groups of cg = C / G consecutive channels; statistics
 // per (n, g) over S * cg elements. x, y, dy and dx share x_dt; gamma, beta and their grads
 // share g_dt (f32 with any x, or bf16 with a bf16 x).
+// On sm_90 a shape whose item fits 16 blocks' shared memory (16-byte aligned tensors, C a
+// multiple of 16 / sizeof(x element), C <= 1024) runs single-pass on one thread-block cluster
+// per item; anything else, or the environment DDX_GN_CLUSTER=0 (read once per process), takes
+// the three-pass tiled kernels. DDX_GN_CLUSTER=1/2/4/8/16 forces a cluster size where it fits.
+// Both paths are deterministic; they differ from each other in the last bits (summation order).
 typedef struct ddx_k_gn_shape {
     int64_t N, S, C, G;
     float eps;          // forward only: rstd = 1 / sqrt(biased variance + eps)
     int silu;           // y = silu(a) instead of a = xhat * gamma + beta
     ddx_k_norm_dt x_dt, g_dt;
+    int dx_overwrite;   // backward: 1 writes dx (every element; it need not be zeroed), 0 adds
 } ddx_k_gn_shape;
 
 int64_t ddx_k_group_norm_fwd_scratch_floats(const ddx_k_gn_shape *sh);
@@ -37,7 +43,8 @@ int64_t ddx_k_group_norm_bwd_scratch_floats(const ddx_k_gn_shape *sh);
 // y = act((x - mean) * (rstd * gamma) + beta); mean and rstd [N, G] f32 written for backward.
 int ddx_k_group_norm_fwd(void *y, float *mean, float *rstd, const void *x, const void *gamma, const void *beta,
                          float *scratch, const ddx_k_gn_shape *sh, void *stream);
-// dx += ..., dgamma += ..., dbeta += ... (each may be NULL), from x, dy and the saved
+// dx += ... (or dx = ... with sh->dx_overwrite), dgamma += ..., dbeta += ... (each may be
+// NULL), from x, dy and the saved
 // mean/rstd; with silu the pre-activation is recomputed from x.
 int ddx_k_group_norm_bwd(void *dx, void *dgamma, void *dbeta, const void *x, const void *dy, const void *gamma,
                          const void *beta, const float *mean, const float *rstd, float *scratch,

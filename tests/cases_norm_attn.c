@@ -20,6 +20,14 @@ static ddx_tensor *ddx_case_attention(ddx_ctx *c, ddx_tensor **in, const ddx_op_
             {.ndim = 1, .shape = {C}, .gen = DDX_GEN_NORMAL, .grad = true}},                    \
      .apply = ddx_case_group_norm, .p.group_norm = {G, EPS, SILU}, __VA_ARGS__}
 
+// bf16 x (gamma and beta f32, as the model keeps them), against the fp32 reference.
+#define GN4B(N, H, W, C, G, EPS, SILU, DESC, ...)                                                \
+    {.op = DDX_OP_GROUP_NORM, .desc = DESC, .n_inputs = 3,                                       \
+     .in = {{.ndim = 4, .shape = {N, H, W, C}, .dtype = DDX_BF16, .gen = DDX_GEN_NORMAL, .grad = true}, \
+            {.ndim = 1, .shape = {C}, .gen = DDX_GEN_POSITIVE, .grad = true},                   \
+            {.ndim = 1, .shape = {C}, .gen = DDX_GEN_NORMAL, .grad = true}},                    \
+     .apply = ddx_case_group_norm, .p.group_norm = {G, EPS, SILU}, .bf16_ref_f32 = true, __VA_ARGS__}
+
 #define GN3(N, L, C, G, EPS, SILU, DESC, ...)                                                    \
     {.op = DDX_OP_GROUP_NORM, .desc = DESC, .n_inputs = 3,                                       \
      .in = {{.ndim = 3, .shape = {N, L, C}, .gen = DDX_GEN_NORMAL, .grad = true},               \
@@ -75,6 +83,11 @@ static const ddx_op_case ddx_norm_attn_cases[] = {
     GN4(2, 16, 16, 256, 32, 1e-6f, true, "gn+silu [2,16,16,256] G=32 (U-Net 16x16)", .no_grad = true),
     GN4(2, 8, 8, 256, 32, 1e-5f, true, "gn+silu [2,8,8,256] G=32 (U-Net 8x8)", .no_grad = true),
     GN4(2, 4, 4, 256, 32, 1e-6f, true, "gn+silu [2,4,4,256] G=32 (U-Net 4x4)", .no_grad = true),
+    // ---- bf16 x: what the model computes in under precision bf16 (cg = 12 puts a 16-byte
+    // vector of 8 bf16 across two groups)
+    GN4B(2, 2, 2, 384, 32, 1e-6f, true, "gn+silu bf16 [2,2,2,384] G=32 (cg=12)", .no_grad = false),
+    GN4B(3, 3, 5, 64, 32, 1e-5f, false, "gn bf16 [3,3,5,64] G=32 (cg=2)", .no_grad = false),
+    GN4B(2, 16, 16, 384, 32, 1e-6f, true, "gn+silu bf16 [2,16,16,384] G=32", .no_grad = true),
 
     // ---- attention: one head, d = 8..64, L = 1, 3, 16, 64
     ATT(2, 1, 8, 1, 0.0f, "attn [2,1,8] 1 head L=1 (softmax of one)", .no_grad = false),

@@ -93,13 +93,18 @@ ddx_status ddx_cuda_group_norm_fwd(ddx_ctx *c, ddx_node *n) {
 }
 
 ddx_status ddx_cuda_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
-    const ddx_tensor *x = n->in[0], *gm = n->in[1], *bt = n->in[2], *dy;
+    ddx_tensor *x = n->in[0];
+    const ddx_tensor *gm = n->in[1], *bt = n->in[2], *dy;
     DDX_TRY(norm_out_grad(n, &dy));
+    // An input grad nobody has written yet is written by the kernel, not zeroed and added into.
+    const bool fresh_gx = x->requires_grad && !x->grad;
+    if (fresh_gx && !(x->grad = ddx_new_like(c, x))) return c->status;
     ddx_tensor *gx = ddx_in_grad(c, n, 0), *gg = ddx_in_grad(c, n, 1), *gb = ddx_in_grad(c, n, 2);
     if (c->status != DDX_OK) return c->status;
     if (!gx && !gg && !gb) return DDX_OK;
     ddx_k_gn_shape sh;
     DDX_TRY(gn_shape_of(n, &sh));
+    sh.dx_overwrite = fresh_gx;
     if (ddx_numel(x) == 0) return DDX_OK;
     if (!n->saved[0] || !n->saved[1])
         return ddx_errorf(DDX_E_INTERNAL, "group_norm backward on CUDA: missing saved statistics");
