@@ -31,6 +31,8 @@ typedef struct ddx_k_conv_geom {
     // dgrad only: 1 writes dx (every element, so it need not be zeroed first), 0 (the default
     // of a zero-initialised geometry) adds into it.
     int dx_overwrite;
+    // forward only: y = conv + bias + residual ([N, Ho, Wo, Co], y's dtype), NULL for none.
+    const void *residual;
 } ddx_k_conv_geom;
 
 // 1 when the kernels handle this geometry (every pixel count and GEMM dimension below 2^30,

@@ -24,7 +24,9 @@
 #include <atomic>
 #include <climits>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #include "kernels/common.cuh"
@@ -1067,6 +1069,32 @@ bool gn_cl_usable(const void *f, const GnClPlan &P) {
     return ok;
 }
 
+// DDX_GN_DEBUG=1: one line on stderr per distinct (direction, shape, path), to see which
+// kernels a benchmark or a model ran.
+void gn_debug(bool bwd, const ddx_k_gn_shape *sh, const GnClPlan *P) {
+    static const int on = [] {
+        const char *e = getenv("DDX_GN_DEBUG");
+        return e && *e && strcmp(e, "0") != 0;
+    }();
+    if (!on) return;
+    static std::mutex mu;
+    static int64_t seen[64][5];
+    static int n = 0;
+    std::lock_guard<std::mutex> lock(mu);
+    const int64_t key[5] = {bwd, sh->N, sh->S, sh->C, P ? P->cl : 0};
+    for (int i = 0; i < n; i++)
+        if (!memcmp(seen[i], key, sizeof key)) return;
+    if (n < 64) memcpy(seen[n++], key, sizeof key);
+    if (P)
+        fprintf(stderr, "DDX_GN_DEBUG: %s [%lld,%lld,%lld] G=%lld %s: cluster %d x %lld blocks of %d threads, %zu B shared\n",
+                bwd ? "bwd" : "fwd", (long long)sh->N, (long long)sh->S, (long long)sh->C, (long long)sh->G,
+                sh->x_dt == DDX_K_NORM_BF16 ? "bf16" : "f32", P->cl, (long long)sh->N * P->cl, P->threads, P->smem);
+    else
+        fprintf(stderr, "DDX_GN_DEBUG: %s [%lld,%lld,%lld] G=%lld %s: tiled kernels\n", bwd ? "bwd" : "fwd",
+                (long long)sh->N, (long long)sh->S, (long long)sh->C, (long long)sh->G,
+                sh->x_dt == DDX_K_NORM_BF16 ? "bf16" : "f32");
+}
+
 // 1 = launched (the return code in *err), 0 = this shape or device takes the tiled kernels.
 template <typename T, typename TG>
 int gn_cl_fwd(T *y, float *mean, float *rstd, const T *x, const TG *gamma, const TG *beta, const ddx_k_gn_shape *sh,
@@ -1077,6 +1105,7 @@ int gn_cl_fwd(T *y, float *mean, float *rstd, const T *x, const TG *gamma, const
     void (*k)(T *, float *, float *, const T *, const TG *, const TG *, GnClArgs) =
         sh->silu ? gn_cl_fwd_k<T, TG, true> : gn_cl_fwd_k<T, TG, false>;
     if (!gn_cl_usable((const void *)k, P)) return 0;
+    gn_debug(false, sh, &P);
     cudaLaunchAttribute attr;
     const cudaLaunchConfig_t cfg = gn_cl_config(P, sh->N, &attr, s);
     *err = (int)cudaLaunchKernelEx(&cfg, k, y, mean, rstd, x, gamma, beta, P.a);
@@ -1096,6 +1125,7 @@ int gn_cl_bwd(T *dx, TG *dgamma, TG *dbeta, const T *x, const T *dy, const TG *g
     void (*k)(T *, double2 *, const T *, const T *, const TG *, const TG *, const float *, const float *, GnClArgs) =
         sh->silu ? gn_cl_bwd_k<T, TG, true> : gn_cl_bwd_k<T, TG, false>;
     if (!gn_cl_usable((const void *)k, P)) return 0;
+    gn_debug(true, sh, &P);
     const bool affine = dgamma || dbeta;
     double2 *nc = affine ? reinterpret_cast<double2 *>(scratch) : nullptr;
     cudaLaunchAttribute attr;
@@ -1114,6 +1144,7 @@ int gn_fwd(T *y, float *mean, float *rstd, const T *x, const TG *gamma, const TG
            const ddx_k_gn_shape *sh, cudaStream_t s) {
     int err = 0;
     if (gn_cl_fwd<T, TG>(y, mean, rstd, x, gamma, beta, sh, s, &err)) return err;
+    gn_debug(false, sh, nullptr);
     const int64_t vb = 4 * (int64_t)sizeof(T);
     GnLaunch L;
     if (!gn_launch(sh, aligned(x, vb) && aligned(y, vb), &L)) return (int)cudaErrorInvalidConfiguration;
@@ -1162,6 +1193,7 @@ int gn_bwd(T *dx, TG *dgamma, TG *dbeta, const T *x, const T *dy, const TG *gamm
     if (!dx && !dgamma && !dbeta) return 0;
     int err = 0;
     if (gn_cl_bwd<T, TG>(dx, dgamma, dbeta, x, dy, gamma, beta, mean, rstd, scratch, sh, s, &err)) return err;
+    gn_debug(true, sh, nullptr);
     const int64_t vb = 4 * (int64_t)sizeof(T);
     GnLaunch L;
     if (!gn_launch(sh, aligned(x, vb) && aligned(dy, vb) && (!dx || aligned(dx, vb)), &L))

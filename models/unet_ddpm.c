@@ -314,9 +314,9 @@ static ddx_tensor *resnet_fwd(ddx_ctx *c, const ddx_model *m, const ud_resnet *r
     h = ddx_add(c, h, tp);                                                                   // [N, H, W, cout]
     h = ddx_group_norm(c, h, r->norm2_w, r->norm2_b, u->groups, u->eps, true);
     h = ddx_dropout(c, h, u->dropout);
-    h = ddx_conv2d(c, h, W(r->conv2.w), W(r->conv2.b), CONV_SAME);                          // [N, H, W, cout]
     ddx_tensor *s = r->shortcut.w ? ddx_conv2d(c, x, W(r->shortcut.w), W(r->shortcut.b), CONV_1X1) : x;
-    return ddx_add(c, s, h);
+    // conv2(h) + s with the residual added as conv2's output is stored.
+    return ddx_conv2d_add(c, h, W(r->conv2.w), W(r->conv2.b), CONV_SAME, s);               // [N, H, W, cout]
 }
 
 // diffusers Attention with a GroupNorm, one head (attention_head_dim None -> head_dim = channels),

@@ -24,7 +24,7 @@ extern "C" {
     X(SILU, silu, 1, 1)                    \
     X(RELU, relu, 1, 1)                    \
     X(CONCAT, concat, 2, 1)                \
-    X(CONV2D, conv2d, 3, 1)                \
+    X(CONV2D, conv2d, 4, 1)                \
     X(LINEAR, linear, 3, 1)                \
     X(GROUP_NORM, group_norm, 3, 1)        \
     X(UPSAMPLE2X, upsample2x, 1, 1)        \
@@ -113,7 +113,7 @@ typedef union ddx_op_params {
 } ddx_op_params;
 
 // ---- the tape ----------------------------------------------------------------------------
-#define DDX_MAX_INPUTS 3
+#define DDX_MAX_INPUTS 4
 #define DDX_MAX_SAVED 3
 
 typedef struct ddx_node {
@@ -188,6 +188,11 @@ ddx_tensor *ddx_relu(ddx_ctx *c, ddx_tensor *x);
 ddx_tensor *ddx_concat(ddx_ctx *c, ddx_tensor *a, ddx_tensor *b);      // along the last dim
 // x [N,H,W,Ci], w [Co,KH,KW,Ci] (OHWI), bias [Co] or NULL -> [N,Ho,Wo,Co]
 ddx_tensor *ddx_conv2d(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias, ddx_conv2d_params p);
+// conv2d(x, w, bias) + res in one op: res (the output's shape and dtype) is added as the output
+// is stored, so a ResNet block's residual add costs one read of res instead of a pass of its
+// own; res's gradient is the output's.
+ddx_tensor *ddx_conv2d_add(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias, ddx_conv2d_params p,
+                           ddx_tensor *res);
 // x [..., In], w [Out, In] (PyTorch layout), bias [Out] or NULL -> [..., Out]
 ddx_tensor *ddx_linear(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias);
 // x [N,H,W,C] (or [N,L,C]), gamma/beta [C]; optional SiLU after the affine.

@@ -6,6 +6,11 @@ static ddx_tensor *apply_conv2d(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *
     return ddx_conv2d(c, in[0], in[1], in[2], tc->p.conv2d);
 }
 
+// conv2d + residual (in[3], the output's shape): ddx_conv2d_add.
+static ddx_tensor *apply_conv2d_add(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
+    return ddx_conv2d_add(c, in[0], in[1], in[2], tc->p.conv2d, in[3]);
+}
+
 static ddx_tensor *apply_linear(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
     (void)tc;
     return ddx_linear(c, in[0], in[1], in[2]);
@@ -44,6 +49,18 @@ static ddx_tensor *apply_linear(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *
      .p = {.conv2d = {.stride = s, .pad_top = pt, .pad_bottom = pb, .pad_left = pl, .pad_right = pr}}, \
      .no_grad = !(g), .bf16_ref_f32 = true}
 
+// conv2d with the residual add fused (s1, 'same' 3x3 or 1x1 so the output has x's pixels),
+// in f32 (SIMT), bf16 (tensor cores when channels % 8, else SIMT) and TF32; gradients of all
+// four inputs.
+#define CONV_RES(desc_, N, H, W, Ci, Co, K, P, dt, extra...)                                          \
+    {.op = DDX_OP_CONV2D, .desc = desc_, .n_inputs = 4,                                              \
+     .in = {{.ndim = 4, .shape = {N, H, W, Ci}, .dtype = dt, .gen = DDX_GEN_UNIFORM, .grad = true},    \
+            {.ndim = 4, .shape = {Co, K, K, Ci}, .dtype = dt, .gen = DDX_GEN_UNIFORM, .grad = true},   \
+            {.ndim = 1, .shape = {Co, 1, 1, 1}, .dtype = dt, .gen = DDX_GEN_UNIFORM, .grad = true},    \
+            {.ndim = 4, .shape = {N, H, W, Co}, .dtype = dt, .gen = DDX_GEN_UNIFORM, .grad = true}},   \
+     .apply = apply_conv2d_add,                                                                      \
+     .p = {.conv2d = {.stride = 1, .pad_top = P, .pad_bottom = P, .pad_left = P, .pad_right = P}}, extra}
+
 // f32 tensors with TF32 allowed (ctx->tf32): channel counts that are multiples of 4 take the
 // TF32 tensor-core kernels (operands rounded to 10 mantissa bits, fp32 sums), so the CUDA
 // tolerance is 2e-3 relative to the largest |ref| instead of fp32's 1e-5.
@@ -56,6 +73,13 @@ static ddx_tensor *apply_linear(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *
      .no_grad = !(g), .tf32 = true, .fwd_rtol = 2e-3, .fwd_atol = 2e-3}
 
 static const ddx_op_case conv_cases[] = {
+    CONV_RES("conv2d+residual 3x3 [2,5,6,3] -> 5 (SIMT)", 2, 5, 6, 3, 5, 3, 1, DDX_F32, .no_grad = false),
+    CONV_RES("conv2d+residual 1x1 [2,4,3,5] -> 3 (SIMT)", 2, 4, 3, 5, 3, 1, 0, DDX_F32, .no_grad = false),
+    CONV_RES("conv2d+residual bf16 3x3 [2,9,7,16] -> 24 (tensor cores, ragged tiles)", 2, 9, 7, 16, 24, 3, 1, DDX_BF16,
+             .bf16_ref_f32 = true),
+    CONV_RES("conv2d+residual bf16 3x3 [2,6,6,3] -> 5 (SIMT)", 2, 6, 6, 3, 5, 3, 1, DDX_BF16, .bf16_ref_f32 = true),
+    CONV_RES("conv2d+residual tf32 3x3 [2,9,7,8] -> 12 (tensor cores)", 2, 9, 7, 8, 12, 3, 1, DDX_F32, .tf32 = true,
+             .fwd_rtol = 2e-3, .fwd_atol = 2e-3),
     CONV_TF32("conv2d tf32 3x3 s1 p1 [2,9,7,8] -> 12, bias (ragged tiles)", 2, 9, 7, 8, 12, 3, 3, 1, 1, 1, 1, 1, true, true),
     CONV_TF32("conv2d tf32 3x3 s2 pad (0,1,0,1) [2,8,8,16] -> 8, no bias", 2, 8, 8, 16, 8, 3, 3, 2, 0, 1, 0, 1, false, true),
     CONV_TF32("conv2d tf32 1x1 [3,5,5,12] -> 20, bias", 3, 5, 5, 12, 20, 1, 1, 1, 0, 0, 0, 0, true, true),

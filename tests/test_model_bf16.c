@@ -108,11 +108,15 @@ static bool step(run *r, float *g) {
     return ddx_memcpy(g, DDX_CPU, r->ps.buf[DDX_PBUF_GRAD], dev, gbytes) == DDX_OK;
 }
 
-// Largest per-parameter error relative to that parameter's largest reference gradient; fails
-// each parameter beyond rtol.
+// Largest per-parameter error relative to that parameter's largest reference gradient, or to
+// 1e-3 of the largest gradient of the model where that is bigger: the attention key bias has
+// a gradient of exactly zero in exact arithmetic (softmax ignores a shift shared by a row's
+// scores), so its computed gradient is rounding noise and only an absolute bound means
+// anything there. Fails each parameter beyond rtol.
 static double compare(const char *what, const ddx_param_store *ps, const float *got, const float *ref, double rtol) {
-    double worst = 0;
+    double worst = 0, gmax = 0;
     int bad = 0;
+    for (size_t k = 0; k < ps->numel; k++) gmax = fmax(gmax, fabs(ref[k]));
     for (size_t i = 0; i < ps->n_params; i++) {
         const ddx_param *p = ps->params[i];
         const int64_t n = ddx_numel(&p->value);
@@ -121,7 +125,8 @@ static double compare(const char *what, const ddx_param_store *ps, const float *
             mx = fmax(mx, fabs(ref[p->offset + k]));
             err = fmax(err, fabs((double)got[p->offset + k] - ref[p->offset + k]));
         }
-        const double rel = mx > 0 ? err / mx : err;
+        const double den = fmax(mx, 1e-3 * gmax);
+        const double rel = den > 0 ? err / den : err;
         worst = fmax(worst, rel);
         if (!(rel <= rtol) && bad++ < 5) CHECK(false, "%s: gradient of %s off by %.3g of its largest", what, p->name, rel);
     }

@@ -7,6 +7,7 @@
 #include "cuda/check.h"
 #include "cuda/cuda_families.h"
 #include "kernels/conv.h"
+#include "kernels/elementwise.h"
 #include "op_impl.h"
 
 static void *conv_stream(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
@@ -55,9 +56,11 @@ static ddx_status conv_scratch(ddx_ctx *c, int64_t n, const char *what, void **o
 ddx_status ddx_cuda_conv2d_fwd(ddx_ctx *c, ddx_node *n) {
     const ddx_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];   // [N,H,W,Ci], [Co,KH,KW,Ci], [Co] or NULL
     ddx_tensor *y = n->out;                                          // [N,Ho,Wo,Co]
-    DDX_TRY(conv_dtypes("forward", x->dtype, 3, (const ddx_tensor *[]){w, b, y}));
+    const ddx_tensor *r = n->n_inputs > 3 ? n->in[3] : NULL;         // [N,Ho,Wo,Co] or NULL
+    DDX_TRY(conv_dtypes("forward", x->dtype, 4, (const ddx_tensor *[]){w, b, y, r}));
     ddx_k_conv_geom g;
     DDX_TRY(conv_geom_of_node(n, &g));
+    g.residual = r ? r->data : NULL;
     void *s = conv_stream(c);
     if (x->dtype == DDX_F32 && c->tf32)
         DDX_CUDA_CHECK(ddx_k_conv2d_fwd_tf32(y->data, x->data, w->data, b ? b->data : NULL, &g, s));
@@ -72,15 +75,31 @@ ddx_status ddx_cuda_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *x = n->in[0];
     const ddx_tensor *w = n->in[1];   // [N,H,W,Ci], [Co,KH,KW,Ci]
     // An input grad nobody has written yet is written by dgrad, not zeroed and added into.
-    const bool fresh_gx = x->requires_grad && !x->grad;
+    const bool fresh_gx = x->requires_grad && !x->grad && (n->n_inputs < 4 || n->in[3] != x);
     if (fresh_gx && !(x->grad = ddx_new_like(c, x))) return c->status;
     ddx_tensor *gx = ddx_in_grad(c, n, 0);           // [N,H,W,Ci]
     ddx_tensor *gw = ddx_in_grad(c, n, 1);           // [Co,KH,KW,Ci]
     ddx_tensor *gb = ddx_in_grad(c, n, 2);           // [Co]
     if (c->status != DDX_OK) return c->status;
-    if (!gx && !gw && !gb) return DDX_OK;
-    const ddx_tensor *dy = n->out->grad;             // [N,Ho,Wo,Co]
+    ddx_tensor *dy = n->out->grad;                   // [N,Ho,Wo,Co]
     if (!dy) return ddx_errorf(DDX_E_INTERNAL, "conv2d backward on CUDA: the output has no grad");
+    // The residual's gradient is dy: its buffer where the residual has no grad yet (nothing
+    // reads dy after this node, and the kernels below are ordered before later writers),
+    // else added into what is there.
+    ddx_tensor *r = n->n_inputs > 3 ? n->in[3] : NULL;
+    if (r && r->requires_grad) {
+        if (!r->grad && r->dtype == dy->dtype) {
+            r->grad = dy;
+        } else {
+            ddx_tensor *gr = ddx_in_grad(c, n, 3);
+            if (!gr) return c->status;
+            DDX_TRY(conv_dtypes("backward", gr->dtype, 1, (const ddx_tensor *[]){dy}));
+            const int64_t cnt = ddx_numel(gr);
+            if (gr->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_accumulate_f32(gr->data, dy->data, cnt, conv_stream(c)));
+            else DDX_CUDA_CHECK(ddx_k_accumulate_bf16(gr->data, dy->data, cnt, conv_stream(c)));
+        }
+    }
+    if (!gx && !gw && !gb) return DDX_OK;
     DDX_TRY(conv_dtypes("backward", x->dtype, 5, (const ddx_tensor *[]){w, dy, gx, gw, gb}));
     ddx_k_conv_geom g;
     DDX_TRY(conv_geom_of_node(n, &g));

@@ -186,7 +186,8 @@ static bool bias_ok(ddx_ctx *c, const char *op, const char *dim, const ddx_tenso
     return false;
 }
 
-ddx_tensor *ddx_conv2d(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias, ddx_conv2d_params p) {
+static ddx_tensor *conv2d_op(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias, ddx_conv2d_params p,
+                             ddx_tensor *res) {
     if (!ddx_op_ok(c, "conv2d", 2, (ddx_tensor *[]){x, w})) return NULL;
     char xs[64], ws[64];
     ddx_shape_str(x, xs, sizeof xs);
@@ -218,9 +219,29 @@ ddx_tensor *ddx_conv2d(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bia
     if (g.Ho < 1 || g.Wo < 1)
         return ddx_op_fail(c, DDX_E_INPUT, "conv2d: kernel %lldx%lld does not fit input %s with padding (%d,%d,%d,%d)",
                            (long long)g.KH, (long long)g.KW, xs, p.pad_top, p.pad_bottom, p.pad_left, p.pad_right);
+    if (res) {
+        if (!ddx_op_ok(c, "conv2d", 1, &res)) return NULL;
+        char rs[64];
+        ddx_shape_str(res, rs, sizeof rs);
+        if (res->ndim != 4 || res->shape[0] != g.N || res->shape[1] != g.Ho || res->shape[2] != g.Wo ||
+            res->shape[3] != g.Co || res->dtype != x->dtype)
+            return ddx_op_fail(c, DDX_E_INPUT, "conv2d: residual %s %s must be the output's [%lld, %lld, %lld, %lld] %s",
+                               ddx_dtype_name(res->dtype), rs, (long long)g.N, (long long)g.Ho, (long long)g.Wo,
+                               (long long)g.Co, ddx_dtype_name(x->dtype));
+    }
     ddx_op_params op = {.conv2d = p};
-    return ddx_op_run(c, DDX_OP_CONV2D, 3, (ddx_tensor *[]){x, w, bias}, &op, x->dtype, 4,
+    return ddx_op_run(c, DDX_OP_CONV2D, 4, (ddx_tensor *[]){x, w, bias, res}, &op, x->dtype, 4,
                       (int64_t[]){g.N, g.Ho, g.Wo, g.Co});
+}
+
+ddx_tensor *ddx_conv2d(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias, ddx_conv2d_params p) {
+    return conv2d_op(c, x, w, bias, p, NULL);
+}
+
+ddx_tensor *ddx_conv2d_add(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias, ddx_conv2d_params p,
+                           ddx_tensor *res) {
+    if (!res) return ddx_op_fail(c, DDX_E_INTERNAL, "conv2d_add: the residual is NULL");
+    return conv2d_op(c, x, w, bias, p, res);
 }
 
 static int64_t conv_chunk_rows(const conv_geom *g) {
@@ -239,7 +260,7 @@ static ddx_status cpu_scratch(ddx_ctx *c, int64_t n, const char *what, float **o
 }
 
 static ddx_status conv_check_f32(const ddx_node *n, const char *what) {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < n->n_inputs; i++)
         if (n->in[i] && n->in[i]->dtype != DDX_F32)
             return ddx_errorf(DDX_E_UNSUPPORTED, "%s: the CPU backend computes in f32 only (input %d is %s)", what, i,
                               ddx_dtype_name(n->in[i]->dtype));
@@ -382,6 +403,11 @@ ddx_status ddx_cpu_conv2d_fwd(ddx_ctx *c, ddx_node *n) {
     ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
     if (!j.g.direct) DDX_TRY(cpu_scratch(c, (int64_t)T * j.chunk * j.g.K, "conv2d im2col", &j.cols));
     ddx_parallel_for(j.g.rows, conv_fwd_range, &j);
+    if (n->n_inputs > 3 && n->in[3]) {
+        // The residual after the bias, as a separate add would: same bits.
+        const float *r = ddx_f32c(n->in[3]);
+        for (int64_t i = 0, m = ddx_numel(n->out); i < m; i++) j.y[i] += r[i];
+    }
     return ddx_arena_rewind(&c->act, mark);
 }
 
@@ -397,6 +423,12 @@ ddx_status ddx_cpu_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *gx = ddx_in_grad(c, n, 0);     // [N, H, W, Ci]
     ddx_tensor *gw = ddx_in_grad(c, n, 1);     // [Co, KH, KW, Ci]
     ddx_tensor *gb = ddx_in_grad(c, n, 2);     // [Co]
+    ddx_tensor *gr = n->n_inputs > 3 ? ddx_in_grad(c, n, 3) : NULL;   // [N, Ho, Wo, Co]
+    if (c->status != DDX_OK) return c->status;
+    if (gr) {
+        float *d = ddx_f32(gr);
+        for (int64_t i = 0, m = ddx_numel(gr); i < m; i++) d[i] += j.dy[i];
+    }
     if (!gx && !gw && !gb) return DDX_OK;
     j.gx = gx ? ddx_f32(gx) : NULL;
     j.gw = gw ? ddx_f32(gw) : NULL;
