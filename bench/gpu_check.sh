@@ -130,7 +130,7 @@ if [ -x build-gpu/tests/test_cuda ]; then
     ncu_bin=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
     if [ "${GPU_CHECK_NCU:-0}" = 1 ] && [ -n "$ncu_bin" ]; then
         for kind in Fwd Dgrad Wgrad; do
-            run_step "ncu conv $kind" 60 "$ncu_bin --kernel-name regex:'tc_k.*$kind' --launch-skip 2 --launch-count 1 --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis build-gpu/bench/ddx-bench kernels --filter conv --quick 2>&1 | grep -vE '^(conv2d|==|GEMM)'"
+            run_step "ncu conv $kind" 60 "$ncu_bin --kernel-name-base demangled --kernel-name regex:'tc::$kind<unsigned short' --launch-skip 2 --launch-count 1 --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis build-gpu/bench/ddx-bench kernels --filter conv --quick 2>&1 | grep -vE '^(conv2d|==|GEMM)'"
         done
     fi
     # PyTorch on the same card in the same call, for the ratios (diffusers travels as a wheel
