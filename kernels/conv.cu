@@ -1273,14 +1273,25 @@ template <typename E> int tc_dgrad(E *dx, const E *dy, const E *w, const ddx_k_c
 }
 
 // wgrad split of the pixel range for the tensor-core kernel, from the shapes alone: about 512
-// blocks, each split at least 8 K tiles, at most 64 splits.
+// blocks (DDX_CONV_WGRAD_BLOCKS=N asks for about N, to compare: fewer splits write and reduce
+// fewer fp32 partials), each split at least 8 K tiles, at most 64 splits.
+int64_t wgrad_blocks() {
+    static int64_t v = -1;
+    if (v < 0) {
+        const char *e = getenv("DDX_CONV_WGRAD_BLOCKS");
+        const long n = e ? atol(e) : 0;
+        v = n >= 1 && n <= 65536 ? n : 512;
+    }
+    return v;
+}
+
 template <typename E, int KS> WgradPlan tc_wgrad_plan(const ddx_k_conv_geom *g) {
     WgradPlan pl;
     const int64_t P = g->N * g->Ho * g->Wo, KK = g->KH * g->KW * g->Ci;
     pl.tm = 0;
     pl.ktiles = (int)cdiv(P, tc::Cfg<E, KS>::BK);
     const int64_t tiles = cdiv(g->Co, tc::BM) * cdiv(KK, tc::BN);
-    int64_t sp = cdiv(512, tiles);
+    int64_t sp = cdiv(wgrad_blocks(), tiles);
     if (sp > 64) sp = 64;
     if (sp > pl.ktiles / 8) sp = pl.ktiles / 8;
     if (sp < 1) sp = 1;
