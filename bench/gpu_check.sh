@@ -107,6 +107,7 @@ if [ -x build-gpu/tests/test_cuda ]; then
         ab conv DDX_CONV_TC_BM=256
         ab conv DDX_CONV_WGRAD_BLOCKS=264
         ab attention DDX_ATTN_FWD_V1=1
+        ab attention DDX_ATTN_BWD_V1=1
         ab group_norm DDX_GN_CLUSTER=0
         ab group_norm DDX_GN_CL_V2=1
     else
@@ -155,6 +156,8 @@ if [ -x build-gpu/tests/test_cuda ]; then
         san="$sanitizer --tool memcheck --report-api-errors no --error-exitcode 99"
         run_step "memcheck test_cuda" 120 "DDX_TEST_QUICK=1 $san build-gpu/tests/test_cuda"
         run_step "memcheck test_ops --backend cuda" 150 "$san build-gpu/tests/test_ops --backend cuda --grad"
+        # Shared-memory races in the kernels that reuse buffers within a tile (attention).
+        run_step "racecheck test_ops attention" 90 "$sanitizer --tool racecheck --error-exitcode 99 build-gpu/tests/test_ops --backend cuda --grad -o attention"
     else
         say "compute-sanitizer not found (PATH, /usr/local/cuda/bin): memcheck skipped"
         record "memcheck" "SKIP(absent)" 0

@@ -1276,6 +1276,206 @@ tc_dkv_k(const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t
     if (DV) store_frag_acc<DP / 8>(gv + bp.base, C, k0 + warp * 16, L, D, 1.0f, dv_acc, lane);
 }
 
+// ---- backward, v2 ---------------------------------------------------------------------------
+// What limits v1 (the two kernels above): at DP = 256 a warp's 16 x DP fp32 accumulator is 128
+// registers, so dK and dV are two launches (S^T = K Q^T computed three times over the dK, dV
+// and dQ launches: 16 L^2 d flops per head for the 10 the math needs), and the dK/dV block's
+// 136 KB of shared memory with its 4 warps leaves one warp per scheduler to hide every
+// ldmatrix -> mma and exp latency. v2 (the default; DDX_ATTN_BWD_V1=1 selects v1) splits each
+// warp's OUTPUT columns instead: a block is 4 row groups x CG column groups of warps. Per
+// streamed tile every warp computes the scores of its 16 rows against BC / CG of the tile's
+// columns (all of the head dim), writes P and dS (bf16, exactly the values v1 feeds its mma)
+// to shared memory, and after one barrier multiplies its 16 rows of them by its DP / CG output
+// columns of the tile. Each score is computed once per launch, dK and dV come from one launch
+// at every DP (14 L^2 d flops per head with the dQ launch), and a block holds 4 x CG warps (16
+// at DP = 256, two 8-warp blocks per SM at DP = 128). One kernel, two roles:
+//   KV (one block per 64 keys, streaming queries): F1 = K, F2 = V, X1 = Q, X2 = dO,
+//       S^T = K Q^T, P^T = exp2(scale_log2 S^T - lse2[col]), dP^T = V dO^T,
+//       dS^T = P^T (dP^T - delta[col]), dK += scale dS^T Q, dV += P^T dO
+//   dQ (one block per 64 queries, streaming keys): F1 = Q, F2 = dO, X1 = K, X2 = V,
+//       P = exp2(scale_log2 Q K^T - lse2[row]), dS = P (dO V^T - delta[row]), dQ += scale dS K
+// Same rounding and summation order as v1 (P and dS to bf16 before their products, fp32
+// everywhere else; bit-identical in a host emulation), except exp2 = ex2.approx as in the v2
+// forward (2 ulp); every grad element is still owned by one lane that sums it in a fixed order.
+template <int DP> struct Bwd2Cfg {
+    static constexpr int CG = DP >= 256 ? 4 : 2;      // column groups
+    static constexpr int NTH = 128 * CG;              // threads per block
+    static constexpr int BR = 64;                     // fixed rows per block: 4 row groups x 16
+    static constexpr int BC = DP >= 256 ? 64 : 32;    // streamed rows per tile
+    static constexpr int QW = BC / CG;                // score columns per warp
+    static constexpr int CW = DP / CG;                // output columns per warp
+    // Registers: 2 x CW / 2 accumulators (KV) + 16 score regs per lane; ptxas caps them at
+    // 65536 / (NTH * MINB): 128 at DP >= 128, 85 below (no spills at these; 64 spills at 32).
+    static constexpr int MINB = DP >= 256 ? 1 : DP == 128 ? 2 : 3;
+    static constexpr int S = DP + PAD, SP = BC + PAD;   // SP * 2 bytes: an odd multiple of 16
+    static constexpr size_t tiles = (size_t)(2 * BR + 4 * BC) * S * 2;   // F1, F2, 2 x X1, 2 x X2
+    static constexpr size_t smem_kv = tiles + (size_t)2 * BR * SP * 2 + 4 * BC * sizeof(float);
+    static constexpr size_t smem_dq = tiles + (size_t)BR * SP * 2;
+    static_assert(QW == 16 && CW % 16 == 0 && BC % 16 == 0, "bad Bwd2Cfg");
+};
+
+// dst[r][c] = src[(row0 + r) * C + c] for r < ROWS, c < DP (zero past L and past D), by NTH
+// threads. Same rules as load_tile.
+template <int ROWS, int DP, int NTH>
+__device__ __forceinline__ void load_rows(uint16_t *dst, const uint16_t *src, int64_t C, int row0, int L, int D) {
+    constexpr int CH = DP / 8, S = DP + PAD;
+#pragma unroll 1
+    for (int i = (int)threadIdx.x; i < ROWS * CH; i += NTH) {
+        const int r = i / CH, c = (i % CH) * 8;
+        const bool ok = row0 + r < L && c < D;
+        cp_async16(smem_u32(dst + r * S + c), ok ? src + (int64_t)(row0 + r) * C + c : src, ok);
+    }
+}
+
+// acc[16 x 8*NN8] += A[16][16*K16] . B[16*K16][8*NN8], both from shared memory, row-major with
+// strides SA and SB (A: the warp's 16 rows; B: k-major, turned by ldmatrix.trans).
+template <int K16, int NN8, int SA, int SB>
+__device__ __forceinline__ void warp_ab_s(float (&acc)[NN8][4], uint32_t a_base, uint32_t b_base, int lane) {
+    static_assert(NN8 % 2 == 0, "bad warp_ab_s shape");
+    const int mi = lane >> 3, r = lane & 7;
+    const uint32_t a_addr = a_base + (uint32_t)(((r + (mi & 1) * 8) * SA + (mi >> 1) * 8) * 2);
+    const uint32_t b_addr = b_base + (uint32_t)(((r + (mi & 1) * 8) * SB + (mi >> 1) * 8) * 2);
+#pragma unroll
+    for (int kk = 0; kk < K16; kk++) {
+        uint32_t a[4];
+        ldsm4(a, a_addr + (uint32_t)(kk * 16 * 2));
+#pragma unroll
+        for (int n = 0; n < NN8; n += 2) {
+            uint32_t b[4];
+            ldsm4_t(b, b_addr + (uint32_t)((kk * 16 * SB + n * 8) * 2));
+            mma16816(acc[n], a, b[0], b[1]);
+            mma16816(acc[n + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// warp_abt for two independent products in one loop: acc1 += A1 B1^T, acc2 += A2 B2^T. Four
+// accumulator chains per k step instead of two, in the written order (ldmatrix and mma are
+// volatile asm: no relying on the compiler to interleave two back-to-back warp_abt calls).
+template <int NT8, int K, int S>
+__device__ __forceinline__ void warp_abt2(float (&acc1)[NT8][4], float (&acc2)[NT8][4], uint32_t a1_base, uint32_t b1_base,
+                                          uint32_t a2_base, uint32_t b2_base, int lane) {
+    static_assert(NT8 % 2 == 0 && K % 16 == 0, "bad warp_abt2 shape");
+    const int mi = lane >> 3, r = lane & 7;
+    const uint32_t a_off = (uint32_t)(((r + (mi & 1) * 8) * S + (mi >> 1) * 8) * 2);
+    const uint32_t b_off = (uint32_t)(((r + (mi >> 1) * 8) * S + (mi & 1) * 8) * 2);
+#pragma unroll
+    for (int k = 0; k < K; k += 16) {
+        uint32_t a1[4], a2[4];
+        ldsm4(a1, a1_base + a_off + k * 2);
+        ldsm4(a2, a2_base + a_off + k * 2);
+#pragma unroll
+        for (int n = 0; n < NT8; n += 2) {
+            uint32_t b1[4], b2[4];
+            ldsm4(b1, b1_base + b_off + (uint32_t)((n * 8 * S + k) * 2));
+            ldsm4(b2, b2_base + b_off + (uint32_t)((n * 8 * S + k) * 2));
+            mma16816(acc1[n], a1, b1[0], b1[1]);
+            mma16816(acc1[n + 1], a1, b1[2], b1[3]);
+            mma16816(acc2[n], a2, b2[0], b2[1]);
+            mma16816(acc2[n + 1], a2, b2[2], b2[3]);
+        }
+    }
+}
+
+template <int DP, bool KV>
+__global__ void __launch_bounds__(Bwd2Cfg<DP>::NTH, Bwd2Cfg<DP>::MINB)
+tc_bwd2_k(const uint16_t *f1, const uint16_t *f2, const uint16_t *x1, const uint16_t *x2, const float *lse,
+          const float *delta, uint16_t *g1, uint16_t *g2, int L, int H, int D, float scale, float scale_log2, int ntiles) {
+    using F = Bwd2Cfg<DP>;
+    constexpr int S = F::S, SP = F::SP, BR = F::BR, BC = F::BC, QW = F::QW, CW = F::CW, NTH = F::NTH;
+    extern __shared__ uint4 tc_smem[];
+    uint16_t *F1s = reinterpret_cast<uint16_t *>(tc_smem);   // [BR][S]
+    uint16_t *F2s = F1s + BR * S;                             // [BR][S]
+    uint16_t *X1s = F2s + BR * S;                             // [2][BC][S]
+    uint16_t *X2s = X1s + 2 * BC * S;                         // [2][BC][S]
+    uint16_t *dSs = X2s + 2 * BC * S;                         // [BR][SP]
+    uint16_t *Ps = dSs + BR * SP;                             // [BR][SP] (KV)
+    float *lse_s = reinterpret_cast<float *>(Ps + BR * SP);   // [2][BC] (KV) log2 units
+    float *del_s = lse_s + 2 * BC;                            // [2][BC] (KV)
+    const BlockPos bp = block_pos(ntiles, L, H, D);
+    const int64_t C = (int64_t)H * D;
+    const int r0 = bp.tile * BR;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int rg = warp & 3, cg = warp >> 2;
+    const uint16_t *x1b = x1 + bp.base, *x2b = x2 + bp.base;
+    const float *lse_bh = lse + bp.bh * L, *del_bh = delta + bp.bh * L;
+    const int nt = (L + BC - 1) / BC;
+
+    load_rows<BR, DP, NTH>(F1s, f1 + bp.base, C, r0, L, D);
+    load_rows<BR, DP, NTH>(F2s, f2 + bp.base, C, r0, L, D);
+    load_rows<BC, DP, NTH>(X1s, x1b, C, 0, L, D);
+    load_rows<BC, DP, NTH>(X2s, x2b, C, 0, L, D);
+    cp_commit();
+    float rl[2] = {0.0f, 0.0f}, rd[2] = {0.0f, 0.0f};   // dQ: this lane's two rows
+    if (KV) {
+        for (int i = threadIdx.x; i < BC; i += NTH) {
+            lse_s[i] = i < L ? lse_bh[i] * kLog2e : 0.0f;
+            del_s[i] = i < L ? del_bh[i] : 0.0f;
+        }
+    } else {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int row = r0 + rg * 16 + g + 8 * h;
+            rl[h] = row < L ? lse_bh[row] * kLog2e : 0.0f;
+            rd[h] = row < L ? del_bh[row] : 0.0f;
+        }
+    }
+
+    float acc1[CW / 8][4], acc2[CW / 8][4];   // acc2 (dV) is dead code in the dQ role
+    zero(acc1);
+    zero(acc2);
+    const uint32_t f1_addr = smem_u32(F1s + rg * 16 * S), f2_addr = smem_u32(F2s + rg * 16 * S);
+    const uint32_t ds_addr = smem_u32(dSs + rg * 16 * SP), p_addr = smem_u32(Ps + rg * 16 * SP);
+    // Two barriers per tile. The prefetch of tile j+1 goes out AFTER the first one: every warp
+    // has then finished tile j-1, the last reader of the buffers (and of P / dS) it overwrites.
+    for (int j = 0; j < nt; j++) {
+        const int cur = j & 1, nxt = cur ^ 1, c1 = (j + 1) * BC;
+        cp_wait<0>();   // tile j (and F1, F2) landed: the only group in flight
+        __syncthreads();
+        if (j + 1 < nt) {
+            load_rows<BC, DP, NTH>(X1s + nxt * BC * S, x1b, C, c1, L, D);
+            load_rows<BC, DP, NTH>(X2s + nxt * BC * S, x2b, C, c1, L, D);
+            cp_commit();
+            if (KV)
+                for (int i = threadIdx.x; i < BC; i += NTH) {
+                    lse_s[nxt * BC + i] = c1 + i < L ? lse_bh[c1 + i] * kLog2e : 0.0f;
+                    del_s[nxt * BC + i] = c1 + i < L ? del_bh[c1 + i] : 0.0f;
+                }
+        }
+        const uint16_t *X1c = X1s + cur * BC * S, *X2c = X2s + cur * BC * S;
+        float s[QW / 8][4], dp[QW / 8][4];
+        zero(s);
+        zero(dp);
+        warp_abt2<QW / 8, DP, S>(s, dp, f1_addr, smem_u32(X1c + cg * QW * S), f2_addr, smem_u32(X2c + cg * QW * S), lane);
+#pragma unroll
+        for (int n = 0; n < QW / 8; n++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int col = cg * QW + n * 8 + 2 * t;   // within the tile
+#pragma unroll
+                for (int e2 = 0; e2 < 2; e2++) {
+                    const int e = 2 * h + e2;
+                    const float l2 = KV ? lse_s[cur * BC + col + e2] : rl[h];
+                    const float dl = KV ? del_s[cur * BC + col + e2] : rd[h];
+                    // Streamed rows past L must add nothing.
+                    const float p = j * BC + col + e2 < L ? fast_exp2(s[n][e] * scale_log2 - l2) : 0.0f;
+                    s[n][e] = p;
+                    dp[n][e] = p * (dp[n][e] - dl);
+                }
+                const int off = (rg * 16 + g + 8 * h) * SP + col;
+                *reinterpret_cast<uint32_t *>(dSs + off) = pack_bf16(dp[n][2 * h], dp[n][2 * h + 1]);
+                if (KV) *reinterpret_cast<uint32_t *>(Ps + off) = pack_bf16(s[n][2 * h], s[n][2 * h + 1]);
+            }
+        __syncthreads();   // the block's P / dS rows of tile j complete
+        warp_ab_s<BC / 16, CW / 8, SP, S>(acc1, ds_addr, smem_u32(X1c + cg * CW), lane);
+        if (KV) warp_ab_s<BC / 16, CW / 8, SP, S>(acc2, p_addr, smem_u32(X2c + cg * CW), lane);
+    }
+    // dK then dV by the same lanes at the same positions: exact when they are one buffer.
+    const int c0 = cg * CW;
+    if (g1) store_frag_acc<CW / 8>(g1 + bp.base + c0, C, r0 + rg * 16, L, D - c0, scale, acc1, lane);
+    if (KV && g2) store_frag_acc<CW / 8>(g2 + bp.base + c0, C, r0 + rg * 16, L, D - c0, 1.0f, acc2, lane);
+}
+
 // ---- host side ------------------------------------------------------------------------------
 int bucket(int D) { return D <= 32 ? 32 : D <= 64 ? 64 : D <= 128 ? 128 : 256; }
 
@@ -1322,7 +1522,7 @@ size_t fwd_smem(int D) {
     default: return v1 ? TCfg<256>::fwd_smem : fwd2_smem<256>();
     }
 }
-size_t bwd_smem(int D) {
+size_t bwd1_smem(int D) {
     auto mx = [](size_t a, size_t b) { return a > b ? a : b; };
     switch (bucket(D)) {
     case 32: return mx(TCfg<32>::dq_smem, TCfg<32>::kv_smem);
@@ -1330,6 +1530,31 @@ size_t bwd_smem(int D) {
     case 128: return mx(TCfg<128>::dq_smem, TCfg<128>::kv_smem);
     default: return mx(TCfg<256>::dq_smem, TCfg<256>::kv_smem);
     }
+}
+size_t bwd2_smem(int D) {
+    auto mx = [](size_t a, size_t b) { return a > b ? a : b; };
+    switch (bucket(D)) {
+    case 32: return mx(Bwd2Cfg<32>::smem_kv, Bwd2Cfg<32>::smem_dq);
+    case 64: return mx(Bwd2Cfg<64>::smem_kv, Bwd2Cfg<64>::smem_dq);
+    case 128: return mx(Bwd2Cfg<128>::smem_kv, Bwd2Cfg<128>::smem_dq);
+    default: return mx(Bwd2Cfg<256>::smem_kv, Bwd2Cfg<256>::smem_dq);
+    }
+}
+// DDX_ATTN_BWD_V1=1 (any value but "0" or empty): the v1 backward kernels. Read once.
+bool bwd_v1_env() {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("DDX_ATTN_BWD_V1");
+        v = e && *e && strcmp(e, "0") != 0 ? 1 : 0;
+    }
+    return v == 1;
+}
+// Which tensor-core backward runs at this head_dim on this device: 2, 1, or 0 (neither fits:
+// the SIMT kernels). v2 wants 217 KB at DP = 256; a device with less opt-in shared memory
+// (A100: 163 KB) runs v1 there.
+int bwd_variant(int D) {
+    if (!bwd_v1_env() && device_ok(bwd2_smem(D))) return 2;
+    return device_ok(bwd1_smem(D)) ? 1 : 0;
 }
 
 // The shapes the tensor-core kernels take (the rest go to the SIMT kernels).
@@ -1390,6 +1615,33 @@ cudaError_t bwd_launch(const uint16_t *q, const uint16_t *k, const uint16_t *v, 
     cudaError_t e;
     int ntiles;
     unsigned blocks;
+    if (bwd_variant(D) == 2) {
+        using F2 = Bwd2Cfg<DP>;
+        // dK and dV (one launch), then dQ: stream order keeps aliased grads exact.
+        if (dk || dv) {
+            if (!grid_of<F2::BR>(N, L, heads, &ntiles, &blocks)) return cudaErrorInvalidValue;
+            auto kern = tc_bwd2_k<DP, true>;
+            if ((e = set_smem(kern, F2::smem_kv)) != cudaSuccess) return e;
+            if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                          cudaSharedmemCarveoutMaxShared)) != cudaSuccess)
+                return e;
+            kern<<<blocks, F2::NTH, F2::smem_kv, st>>>(k, v, q, dout, lse, delta, dk, dv, (int)L, heads, D, scale,
+                                                        scale_log2, ntiles);
+            if ((e = cudaGetLastError()) != cudaSuccess) return e;
+        }
+        if (dq) {
+            if (!grid_of<F2::BR>(N, L, heads, &ntiles, &blocks)) return cudaErrorInvalidValue;
+            auto kern = tc_bwd2_k<DP, false>;
+            if ((e = set_smem(kern, F2::smem_dq)) != cudaSuccess) return e;
+            if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                          cudaSharedmemCarveoutMaxShared)) != cudaSuccess)
+                return e;
+            kern<<<blocks, F2::NTH, F2::smem_dq, st>>>(q, dout, k, v, lse, delta, dq, nullptr, (int)L, heads, D, scale,
+                                                        scale_log2, ntiles);
+            if ((e = cudaGetLastError()) != cudaSuccess) return e;
+        }
+        return cudaSuccess;
+    }
     // dK, then dV, then dQ: stream order keeps aliased grads (k and v, or q and k, one tensor) exact.
     if (dk || dv) {
         if (!grid_of<BKV>(N, L, heads, &ntiles, &blocks)) return cudaErrorInvalidValue;
@@ -1438,7 +1690,7 @@ bool tc_fwd_ok(const uint16_t *q, const uint16_t *k, const uint16_t *v, const ui
 bool tc_bwd_ok(const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *dout, const uint16_t *dq,
                const uint16_t *dk, const uint16_t *dv, int64_t L, int D) {
     return tc::shape_ok(L, D) && tc::aligned16(q) && tc::aligned16(k) && tc::aligned16(v) && tc::aligned16(dout) &&
-           tc::aligned16(dq) && tc::aligned16(dk) && tc::aligned16(dv) && tc::device_ok(tc::bwd_smem(D));
+           tc::aligned16(dq) && tc::aligned16(dk) && tc::aligned16(dv) && tc::bwd_variant(D) != 0;
 }
 
 }  // namespace

@@ -34,6 +34,8 @@ extern "C" {
 // bf16 tensor-core kernels (at head_dim 256: forward 101 KB, backward up to ~136 KB; 169 KB
 // for the v1 forward, DDX_ATTN_FWD_V1=1) check the limit themselves and
 // leave the call to the SIMT kernels where they do not fit.
+// (The v2 backward, the default, takes 217 KB at head_dim 256 and falls back to the v1 one,
+// DDX_ATTN_BWD_V1=1, where the device allows less.)
 size_t ddx_k_attention_smem_bytes(int head_dim);
 
 // out, lse (lse: [N, heads, L] f32).
