@@ -157,7 +157,7 @@ if [ -x build-gpu/tests/test_cuda ]; then
         run_step "memcheck test_cuda" 120 "DDX_TEST_QUICK=1 $san build-gpu/tests/test_cuda"
         run_step "memcheck test_ops --backend cuda" 150 "$san build-gpu/tests/test_ops --backend cuda --grad"
         # Shared-memory races in the kernels that reuse buffers within a tile (attention).
-        run_step "racecheck test_ops attention" 90 "$sanitizer --tool racecheck --error-exitcode 99 build-gpu/tests/test_ops --backend cuda --grad -o attention"
+        run_step "racecheck test_ops attention" 60 "$sanitizer --tool racecheck --error-exitcode 99 build-gpu/tests/test_ops --backend cuda --grad -o attention"
     else
         say "compute-sanitizer not found (PATH, /usr/local/cuda/bin): memcheck skipped"
         record "memcheck" "SKIP(absent)" 0
