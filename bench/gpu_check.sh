@@ -101,15 +101,15 @@ if [ -x build-gpu/tests/test_cuda ]; then
     if [ -x build-gpu/bench/ddx-bench ] && build-gpu/bench/ddx-bench --help 2>&1 | grep -qw kernels; then
         run_step "ddx-bench kernels" 90 "build-gpu/bench/ddx-bench kernels"
         # Same run, the alternatives the defaults were chosen against (A/B on the same card):
-        # 256-row conv tiles, fewer wgrad split-K blocks, the v1 attention forward, GroupNorm's
-        # tiled kernels and the second version of its cluster kernels.
+        # 256-row conv tiles, fewer wgrad split-K blocks, the v1 attention forward and backward,
+        # GroupNorm's tiled kernels and the first version of its cluster kernels.
         ab() { run_step "ddx-bench kernels $1 ($2)" 45 "$2 build-gpu/bench/ddx-bench kernels --filter $1 --quick"; }
         ab conv DDX_CONV_TC_BM=256
         ab conv DDX_CONV_WGRAD_BLOCKS=264
         ab attention DDX_ATTN_FWD_V1=1
         ab attention DDX_ATTN_BWD_V1=1
         ab group_norm DDX_GN_CLUSTER=0
-        ab group_norm DDX_GN_CL_V2=1
+        ab group_norm DDX_GN_CL_V2=0
     else
         say "ddx-bench has no 'kernels' subcommand yet: skipped"
         record "ddx-bench kernels" "SKIP(absent)" 0

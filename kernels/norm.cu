@@ -721,6 +721,405 @@ __global__ void __launch_bounds__(kAffX *kAffY) gn_cl_affine_k(TG *dgamma, TG *d
     if (dbeta) dbeta[c] = from_f<TG>(to_f(dbeta[c]) + (float)sb);
 }
 
+// ---- group_norm cluster kernels, version 2 (DDX_GN_CL_V2=1) --------------------------------
+// Same cluster split, shared-memory copy and rank-ordered merge as above, rearranged because
+// the first version is bound by instructions and block barriers rather than by HBM:
+// - forward statistics in one pass over the chunk: fp32 sums of d = x - K_g and d * d per
+//   channel, K_g one shift per (item, group) that every block of the cluster derives from the
+//   same elements of x (the mean of the first min(cg, 4) channels of the group in the item's
+//   row 0), so partials around it just add, in double across channels and ranks, with
+//   mean = K_g + S1 / n and var = S2 / n - (S1 / n)^2. The shift keeps the cancellation in
+//   the last step at (1 + (K_g - mean)^2 / var) times the fp32 rounding of the sums, a few
+//   units for data where row 0 is typical of its group (not exact two-pass like version 1);
+// - the copy lands in two cp.async groups (first and second half of the block's rows) and the
+//   statistics start on the first half while the second is in flight;
+// - 32-bit offsets inside the block, 64-bit only for the item's base pointer; forward works
+//   on whole 16-byte vectors (E = 16 / sizeof(T) channels per thread);
+// - SiLU and its derivative from ex2.approx and rcp.approx (relative error ~1e-6, far inside
+//   the f32 tolerance) instead of expf and an IEEE division; bf16 stores by cvt.rn.bf16x2
+//   (round-to-nearest-even like f32_to_bf16; only a NaN's payload may differ);
+// - backward with f32 storage keeps da (SiLU) in place of dy in shared memory, so the dx pass
+//   does not recompute the sigmoid; bf16 has no room for it and recomputes.
+// Every block still derives the statistics with the same arithmetic in the same order, so
+// all blocks agree bit for bit and runs repeat bit for bit.
+__host__ __device__ __forceinline__ GnClSmem gn_cl2_smem_fwd(int64_t R, int64_t C, int64_t G, int threads,
+                                                            int esize) {
+    // chunk [R, C] T | red [threads * E] f32 | kg [G] f32 | chan1, chan2 [C] f32 |
+    // pub [G] double2 | gst [G] float2 | gb [C] float2 (gamma, beta)
+    const size_t E = (size_t)(16 / esize);
+    GnClSmem L;
+    L.a = gn_al16((size_t)R * (size_t)C * (size_t)esize);   // red
+    L.b = L.a + gn_al16((size_t)threads * E * 4);              // kg
+    L.c = L.b + gn_al16((size_t)G * 4);                        // chan1
+    L.d = L.c + gn_al16((size_t)C * 4);                        // chan2
+    L.e = L.d + gn_al16((size_t)C * 4);                        // pub
+    L.f = L.e + gn_al16((size_t)G * 16);                       // gst
+    L.g = L.f + gn_al16((size_t)G * 8);                        // gb
+    L.total = L.g + gn_al16((size_t)C * 8);
+    return L;
+}
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void gn_cp_commit() {
+#ifdef __CUDA_ARCH__
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void gn_cp_wait() {
+#ifdef __CUDA_ARCH__
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+__device__ __forceinline__ float gn_rcp_approx(float v) {
+#ifdef __CUDA_ARCH__
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
+    return r;
+#else
+    return 1.0f / v;
+#endif
+}
+
+// 1 / (1 + e^-a): a -> -inf gives rcp(inf) = 0, a -> +inf gives 1.
+__device__ __forceinline__ float gn_sigmoid_fast(float a) {
+#ifdef __CUDA_ARCH__
+    return gn_rcp_approx(1.0f + __expf(-a));
+#else
+    return gn_rcp_approx(1.0f + expf(-a));
+#endif
+}
+
+template <bool SILU> __device__ __forceinline__ float gn_da_fast(float dy, float xh, float gamma, float beta) {
+    if (!SILU) return dy;
+    const float av = xh * gamma + beta, s = gn_sigmoid_fast(av);
+    return dy * (s * (1.0f + av * (1.0f - s)));
+}
+
+// store<V> with bf16 rounding by cvt.rn.bf16x2.f32 (one instruction per two values).
+template <int V, typename T> __device__ __forceinline__ void gn_st(T *p, const float (&v)[V]) {
+#ifdef __CUDA_ARCH__
+    if constexpr (sizeof(T) == 2) {
+        static_assert(V % 2 == 0, "pairs");
+        uint32_t w[V / 2];
+#pragma unroll
+        for (int i = 0; i < V / 2; i++)
+            asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(w[i]) : "f"(v[2 * i + 1]), "f"(v[2 * i]));
+        if constexpr (V == 8) *reinterpret_cast<uint4 *>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+        else if constexpr (V == 4) *reinterpret_cast<uint2 *>(p) = make_uint2(w[0], w[1]);
+        else *reinterpret_cast<uint32_t *>(p) = w[0];
+        return;
+    }
+#endif
+    store<V>(p, v);
+}
+
+// s1 += sum over ranks q = 0, 1, ... of p[q].x (s2: .y), p in block q's shared memory: four
+// remote loads in flight at a time, the additions still in rank order.
+template <typename CL, typename P>
+__device__ __forceinline__ void gn_cl2_rank_sum(const CL &cl, P *p, int ncl, double &s1, double &s2) {
+    int q = 0;
+    for (; q + 4 <= ncl; q += 4) {
+        const P v0 = *cl.map_shared_rank(p, q), v1 = *cl.map_shared_rank(p, q + 1);
+        const P v2 = *cl.map_shared_rank(p, q + 2), v3 = *cl.map_shared_rank(p, q + 3);
+        s1 += v0.x;
+        s2 += v0.y;
+        s1 += v1.x;
+        s2 += v1.y;
+        s1 += v2.x;
+        s2 += v2.y;
+        s1 += v3.x;
+        s2 += v3.y;
+    }
+    for (; q < ncl; q++) {
+        const P v = *cl.map_shared_rank(p, q);
+        s1 += v.x;
+        s2 += v.y;
+    }
+}
+
+// red[t * V + k] = v[k] (= red[ty][c], c = cv * V + k), then chan[c] = the sum over row
+// lanes in order. Starts and ends with a block barrier, so red can be refilled right after.
+template <int V>
+__device__ __forceinline__ void gn_cl2_fold(float *red, float *chan, const float (&v)[V], int C, int nty) {
+    const int t = threadIdx.x;
+#pragma unroll
+    for (int k = 0; k < V; k++) red[t * V + k] = v[k];
+    __syncthreads();
+    for (int c = t; c < C; c += (int)blockDim.x) {
+        float acc = 0.0f;
+#pragma unroll 8
+        for (int j = 0; j < nty; j++) acc += red[j * C + c];
+        chan[c] = acc;
+    }
+    __syncthreads();
+}
+#endif
+
+template <typename T, typename TG, bool SILU>
+__global__ void __launch_bounds__(kThreads, 4) gn_cl2_fwd_k(T *y, float *mean, float *rstd, const T *x,
+                                                            const TG *gamma, const TG *beta, GnClArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();
+#else
+    constexpr int E = 16 / (int)sizeof(T);
+    extern __shared__ __align__(16) unsigned char gn_smem[];
+    namespace cg = cooperative_groups;
+    const cg::cluster_group cl = cg::this_cluster();
+    const int rank = (int)cl.block_rank(), ncl = (int)cl.num_blocks();
+    const int64_t n = blockIdx.x / ncl;
+    const int t = threadIdx.x, nthr = blockDim.x;
+    const int C = (int)a.C, G = (int)a.G, cgs = (int)a.cg, ncv = a.ncv, nty = a.nty;
+    const int cv = t % ncv, ty = t / ncv;
+    const int len = (int)gn_cl_len(a, rank);
+    const GnClSmem L = gn_cl2_smem_fwd(a.R, a.C, a.G, nthr, (int)sizeof(T));
+    T *chunk = reinterpret_cast<T *>(gn_smem);
+    float *red = reinterpret_cast<float *>(gn_smem + L.a), *kg = reinterpret_cast<float *>(gn_smem + L.b);
+    float *chan1 = reinterpret_cast<float *>(gn_smem + L.c), *chan2 = reinterpret_cast<float *>(gn_smem + L.d);
+    double2 *pub = reinterpret_cast<double2 *>(gn_smem + L.e);
+    float2 *gst = reinterpret_cast<float2 *>(gn_smem + L.f), *gb = reinterpret_cast<float2 *>(gn_smem + L.g);
+
+    const T *x0 = x + n * a.S * a.C;                   // the item's row 0
+    const int64_t boff = (n * a.S + (int64_t)rank * a.R) * a.C;
+    const T *xb = x + boff;
+    T *yb = y + boff;
+    const int h = (len + 1) / 2, nv0 = h * C / E, nv1 = len * C / E;
+    for (int v = t; v < nv0; v += nthr) gn_cp16(chunk + v * E, xb + v * E);
+    gn_cp_commit();
+    for (int v = nv0 + t; v < nv1; v += nthr) gn_cp16(chunk + v * E, xb + v * E);
+    gn_cp_commit();
+
+    const int kn = cgs < 4 ? cgs : 4;
+    for (int g = t; g < G; g += nthr) {
+        float acc = 0.0f;
+        for (int k = 0; k < kn; k++) acc += to_f(x0[g * cgs + k]);
+        kg[g] = acc / (float)kn;
+    }
+    // gamma and beta staged while the copy is in flight (in registers they would cost spills)
+    for (int c = t; c < C; c += nthr) gb[c] = make_float2(to_f(gamma[c]), to_f(beta[c]));
+    gn_cp_wait<1>();
+    __syncthreads();
+    float kk[E], s1[E], s2[E];
+#pragma unroll
+    for (int k = 0; k < E; k++) {
+        kk[k] = kg[(cv * E + k) / cgs];
+        s1[k] = s2[k] = 0.0f;
+    }
+    auto accum = [&](int r) {
+        float v[E];
+        load<E>(chunk + (r * ncv + cv) * E, v);
+#pragma unroll
+        for (int k = 0; k < E; k++) {
+            const float d = v[k] - kk[k];
+            s1[k] += d;
+            s2[k] = fmaf(d, d, s2[k]);
+        }
+    };
+    int r = ty;
+#pragma unroll 2
+    for (; r < h; r += nty) accum(r);
+    gn_cp_wait<0>();
+    __syncthreads();
+#pragma unroll 2
+    for (; r < len; r += nty) accum(r);
+    gn_cl2_fold<E>(red, chan1, s1, C, nty);
+    gn_cl2_fold<E>(red, chan2, s2, C, nty);
+    for (int g = t; g < G; g += nthr) {
+        double a1 = 0.0, a2 = 0.0;
+        for (int k = 0; k < cgs; k++) {
+            a1 += (double)chan1[g * cgs + k];
+            a2 += (double)chan2[g * cgs + k];
+        }
+        pub[g] = make_double2(a1, a2);
+    }
+
+    cl.sync();
+    const double cnt = (double)a.S * (double)cgs;
+    for (int g = t; g < G; g += nthr) {
+        double a1 = 0.0, a2 = 0.0;
+        gn_cl2_rank_sum(cl, pub + g, ncl, a1, a2);
+        const double d = a1 / cnt, var0 = a2 / cnt - d * d;
+        const double var = var0 > 0.0 ? var0 : 0.0;   // biased, as torch.nn.GroupNorm
+        const float fm = (float)((double)kg[g] + d), fr = (float)(1.0 / sqrt(var + (double)a.eps));
+        gst[g] = make_float2(fm, fr);
+        if (rank == 0) {
+            mean[n * G + g] = fm;
+            rstd[n * G + g] = fr;
+        }
+    }
+    __syncthreads();
+    cl.barrier_arrive();
+
+    float m[E], sc[E], bt[E];
+#pragma unroll
+    for (int k = 0; k < E; k++) {
+        const float2 st = gst[(cv * E + k) / cgs], gbk = gb[cv * E + k];
+        m[k] = st.x;
+        sc[k] = st.y * gbk.x;
+        bt[k] = gbk.y;
+    }
+    for (int rr = ty; rr < len; rr += nty) {
+        const int o = (rr * ncv + cv) * E;
+        float v[E];
+        load<E>(chunk + o, v);
+#pragma unroll
+        for (int k = 0; k < E; k++) {
+            const float av = (v[k] - m[k]) * sc[k] + bt[k];
+            v[k] = SILU ? av * gn_sigmoid_fast(av) : av;
+        }
+        gn_st<E>(yb + o, v);
+    }
+    cl.barrier_wait();
+#endif
+}
+
+template <typename T, typename TG, bool SILU>
+__global__ void __launch_bounds__(kThreads, 3) gn_cl2_bwd_k(T *dx, double2 *nc, const T *x, const T *dy,
+                                                            const TG *gamma, const TG *beta, const float *mean,
+                                                            const float *rstd, GnClArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();
+#else
+    constexpr int E = 16 / (int)sizeof(T), W = kGnW;
+    constexpr bool KEEP = SILU && sizeof(T) == 4;   // da replaces dy in shared memory
+    extern __shared__ __align__(16) unsigned char gn_smem[];
+    namespace cg = cooperative_groups;
+    const cg::cluster_group cl = cg::this_cluster();
+    const int rank = (int)cl.block_rank(), ncl = (int)cl.num_blocks();
+    const int64_t n = blockIdx.x / ncl;
+    const int t = threadIdx.x, nthr = blockDim.x;
+    const int C = (int)a.C, G = (int)a.G, cgs = (int)a.cg, ncv = a.ncv, nty = a.nty;
+    const int cv = t % ncv, ty = t / ncv;
+    const int len = (int)gn_cl_len(a, rank);
+    const GnClSmem L = gn_cl_smem(a.R, a.C, a.G, nthr, (int)sizeof(T), true);
+    T *xs = reinterpret_cast<T *>(gn_smem), *dys = reinterpret_cast<T *>(gn_smem + L.a);
+    float2 *red = reinterpret_cast<float2 *>(gn_smem + L.b), *pub = reinterpret_cast<float2 *>(gn_smem + L.c);
+    double2 *ncd = reinterpret_cast<double2 *>(gn_smem + L.d);
+    float2 *mm = reinterpret_cast<float2 *>(gn_smem + L.e);
+
+    const int64_t boff = (n * a.S + (int64_t)rank * a.R) * a.C;
+    const T *xb = x + boff, *dyb = dy + boff;
+    const int h = (len + 1) / 2, nv0 = h * C / E, nv1 = len * C / E;
+    for (int v = t; v < nv0; v += nthr) {
+        gn_cp16(xs + v * E, xb + v * E);
+        gn_cp16(dys + v * E, dyb + v * E);
+    }
+    gn_cp_commit();
+    for (int v = nv0 + t; v < nv1; v += nthr) {
+        gn_cp16(xs + v * E, xb + v * E);
+        gn_cp16(dys + v * E, dyb + v * E);
+    }
+    gn_cp_commit();
+
+    float mn[W], rs[W], gm[W], bt[W];
+#pragma unroll
+    for (int k = 0; k < W; k++) {
+        const int c = cv * W + k;
+        const int64_t gi = n * G + c / cgs;
+        mn[k] = mean[gi];
+        rs[k] = rstd[gi];
+        gm[k] = to_f(gamma[c]);
+        bt[k] = SILU ? to_f(beta[c]) : 0.0f;
+    }
+
+    float sdb[W], sdg[W];
+#pragma unroll
+    for (int k = 0; k < W; k++) sdb[k] = sdg[k] = 0.0f;
+    auto accum = [&](int r) {
+        const int o = (r * ncv + cv) * W;
+        float xv[W], dv[W];
+        load<W>(xs + o, xv);
+        load<W>(dys + o, dv);
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            const float xh = (xv[k] - mn[k]) * rs[k];
+            const float da = gn_da_fast<SILU>(dv[k], xh, gm[k], bt[k]);
+            sdb[k] += da;
+            sdg[k] = fmaf(da, xh, sdg[k]);
+            dv[k] = da;
+        }
+        if constexpr (KEEP) store<W>(dys + o, dv);
+    };
+    gn_cp_wait<1>();
+    __syncthreads();
+    int r = ty;
+#pragma unroll 2
+    for (; r < h; r += nty) accum(r);
+    gn_cp_wait<0>();
+    __syncthreads();
+#pragma unroll 2
+    for (; r < len; r += nty) accum(r);
+#pragma unroll
+    for (int k = 0; k < W; k++) red[t * W + k] = make_float2(sdb[k], sdg[k]);
+    __syncthreads();
+    for (int c = t; c < C; c += nthr) {
+        float sb = 0.0f, sg = 0.0f;
+#pragma unroll 8
+        for (int j = 0; j < nty; j++) {
+            const float2 v = red[j * C + c];
+            sb += v.x;
+            sg += v.y;
+        }
+        pub[c] = make_float2(sb, sg);
+    }
+
+    cl.sync();
+    for (int c = t; c < C; c += nthr) {
+        double sb = 0.0, sg = 0.0;
+        gn_cl2_rank_sum(cl, pub + c, ncl, sb, sg);
+        if (nc && rank == 0) nc[n * C + c] = make_double2(sb, sg);
+        const double gmc = (double)to_f(gamma[c]);
+        ncd[c] = make_double2(gmc * sb, gmc * sg);
+    }
+    __syncthreads();
+    cl.barrier_arrive();
+
+    if (dx) {
+        for (int g = t; g < G; g += nthr) {
+            double s1 = 0.0, s2 = 0.0;
+            for (int k = 0; k < cgs; k++) {
+                const double2 v = ncd[g * cgs + k];
+                s1 += v.x;
+                s2 += v.y;
+            }
+            mm[g] = make_float2((float)(s1 / a.count), (float)(s2 / a.count));
+        }
+        __syncthreads();
+        // dx = rs (da gm - m1 - xh m2) = da * A + (xh * B + D)
+        float A[W], B[W], D[W];
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            const float2 v = mm[(cv * W + k) / cgs];
+            A[k] = rs[k] * gm[k];
+            B[k] = -rs[k] * v.y;
+            D[k] = -rs[k] * v.x;
+        }
+        T *dxb = dx + boff;
+#pragma unroll 2
+        for (int rr = ty; rr < len; rr += nty) {
+            const int o = (rr * ncv + cv) * W;
+            float xv[W], dv[W], gv[W];
+            load<W>(xs + o, xv);
+            load<W>(dys + o, dv);
+            if (a.ow) {
+#pragma unroll
+                for (int k = 0; k < W; k++) gv[k] = 0.0f;
+            } else {
+                load<W>(dxb + o, gv);
+            }
+#pragma unroll
+            for (int k = 0; k < W; k++) {
+                const float xh = (xv[k] - mn[k]) * rs[k];
+                const float da = KEEP ? dv[k] : gn_da_fast<SILU>(dv[k], xh, gm[k], bt[k]);
+                gv[k] += fmaf(da, A[k], fmaf(xh, B[k], D[k]));
+            }
+            gn_st<W>(dxb + o, gv);
+        }
+    }
+    cl.barrier_wait();
+#endif
+}
+
 // ---- reductions to [1] --------------------------------------------------------------------
 constexpr int kRedMaxBlocks = 1024;
 
@@ -970,6 +1369,10 @@ bool gn_cluster_device() {
 // Shared memory per block: aim at <= 64 KB so three or more blocks share an SM; up to
 // kGnClMaxSmem (two per SM) when even 16 blocks per item give bigger chunks.
 constexpr size_t kGnClGoodSmem = 64 * 1024, kGnClMaxSmem = 110 * 1024;
+// Version 2 aims at bigger blocks (the first version measured fastest with ~64 KB chunks in
+// most forward shapes, and with two ~32 KB chunks per block in backward): forward a 64 KB
+// chunk plus its reduction buffers (three blocks per SM), backward up to 80 KB.
+constexpr size_t kGnCl2GoodSmem = 74 * 1024, kGnCl2GoodSmemBwd = 80 * 1024;
 
 struct GnClPlan {
     GnClArgs a;
@@ -977,13 +1380,25 @@ struct GnClPlan {
     size_t smem;
 };
 
-// The cluster geometry for this shape, or false (-> tiled kernels). esize = sizeof(T).
-bool gn_cl_plan(const ddx_k_gn_shape *sh, int esize, bool bwd, GnClPlan *P) {
+// DDX_GN_CL_V2=1 (read once per process): the cluster path runs the version-2 kernels.
+// Version 2 of the cluster kernels is the default; DDX_GN_CL_V2=0 selects the first version.
+bool gn_cl_v2() {
+    static const bool v = [] {
+        const char *e = getenv("DDX_GN_CL_V2");
+        return !(e && strcmp(e, "0") == 0);
+    }();
+    return v;
+}
+
+// The cluster geometry for this shape, or false (-> tiled kernels). esize = sizeof(T); v2:
+// for the version-2 kernels (forward: E = 16 / esize channels per thread, its own layout).
+bool gn_cl_plan(const ddx_k_gn_shape *sh, int esize, bool bwd, GnClPlan *P, bool v2 = false) {
     const int env = gn_cluster_env();
     if (env == 0) return false;
     if (sh->C % (16 / esize) != 0) return false;   // whole 16-byte copy vectors (kGnW divides them)
-    const int64_t ncv = sh->C / kGnW;
-    if (ncv > kThreads) return false;
+    if (sh->C / kGnW > kThreads) return false;      // the same shapes for both versions
+    const bool v2f = v2 && !bwd;
+    const int64_t ncv = sh->C / (v2f ? 16 / esize : kGnW);
     const int nty = kThreads / (int)ncv, threads = (int)ncv * nty;
     GnClArgs &a = P->a;
     a.S = sh->S;
@@ -996,14 +1411,16 @@ bool gn_cl_plan(const ddx_k_gn_shape *sh, int esize, bool bwd, GnClPlan *P) {
     a.count = (double)sh->S * (double)a.cg;
     a.ow = sh->dx_overwrite != 0;
     auto smem_for = [&](int cl) {
-        return gn_cl_smem(cdiv(sh->S, cl), sh->C, sh->G, threads, esize, bwd).total;
+        return v2f ? gn_cl2_smem_fwd(cdiv(sh->S, cl), sh->C, sh->G, threads, esize).total
+                   : gn_cl_smem(cdiv(sh->S, cl), sh->C, sh->G, threads, esize, bwd).total;
     };
     int cl = 0;
     if (env > 0 && smem_for(env) <= kGnClMaxSmem) {
         cl = env;
     } else {
+        const size_t good = !v2 ? kGnClGoodSmem : bwd ? kGnCl2GoodSmemBwd : kGnCl2GoodSmem;
         for (int c = 1; c <= 16 && !cl; c *= 2)
-            if (smem_for(c) <= kGnClGoodSmem) cl = c;
+            if (smem_for(c) <= good) cl = c;
         if (!cl && smem_for(16) <= kGnClMaxSmem) cl = 16;
         if (!cl) return false;
         // Small items: more, shorter blocks so that at least two per SM load at once.
@@ -1086,9 +1503,9 @@ void gn_debug(bool bwd, const ddx_k_gn_shape *sh, const GnClPlan *P) {
         if (!memcmp(seen[i], key, sizeof key)) return;
     if (n < 64) memcpy(seen[n++], key, sizeof key);
     if (P)
-        fprintf(stderr, "DDX_GN_DEBUG: %s [%lld,%lld,%lld] G=%lld %s: cluster %d x %lld blocks of %d threads, %zu B shared\n",
+        fprintf(stderr, "DDX_GN_DEBUG: %s [%lld,%lld,%lld] G=%lld %s: cluster%s %d x %lld blocks of %d threads, %zu B shared\n",
                 bwd ? "bwd" : "fwd", (long long)sh->N, (long long)sh->S, (long long)sh->C, (long long)sh->G,
-                sh->x_dt == DDX_K_NORM_BF16 ? "bf16" : "f32", P->cl, (long long)sh->N * P->cl, P->threads, P->smem);
+                sh->x_dt == DDX_K_NORM_BF16 ? "bf16" : "f32", gn_cl_v2() ? " v2" : "", P->cl, (long long)sh->N * P->cl, P->threads, P->smem);
     else
         fprintf(stderr, "DDX_GN_DEBUG: %s [%lld,%lld,%lld] G=%lld %s: tiled kernels\n", bwd ? "bwd" : "fwd",
                 (long long)sh->N, (long long)sh->S, (long long)sh->C, (long long)sh->G,
@@ -1100,10 +1517,13 @@ template <typename T, typename TG>
 int gn_cl_fwd(T *y, float *mean, float *rstd, const T *x, const TG *gamma, const TG *beta, const ddx_k_gn_shape *sh,
               cudaStream_t s, int *err) {
     GnClPlan P;
-    if (!aligned(x, 16) || !aligned(y, 16) || !gn_cl_plan(sh, (int)sizeof(T), false, &P) || !gn_cluster_device())
+    const bool v2 = gn_cl_v2();
+    if (!aligned(x, 16) || !aligned(y, 16) || !gn_cl_plan(sh, (int)sizeof(T), false, &P, v2) ||
+        !gn_cluster_device())
         return 0;
     void (*k)(T *, float *, float *, const T *, const TG *, const TG *, GnClArgs) =
-        sh->silu ? gn_cl_fwd_k<T, TG, true> : gn_cl_fwd_k<T, TG, false>;
+        v2 ? (sh->silu ? gn_cl2_fwd_k<T, TG, true> : gn_cl2_fwd_k<T, TG, false>)
+           : (sh->silu ? gn_cl_fwd_k<T, TG, true> : gn_cl_fwd_k<T, TG, false>);
     if (!gn_cl_usable((const void *)k, P)) return 0;
     gn_debug(false, sh, &P);
     cudaLaunchAttribute attr;
@@ -1120,10 +1540,11 @@ int gn_cl_bwd(T *dx, TG *dgamma, TG *dbeta, const T *x, const T *dy, const TG *g
               int *err) {
     GnClPlan P;
     if (!aligned(x, 16) || !aligned(dy, 16) || (dx && !aligned(dx, 16)) || !aligned(scratch, 16) ||
-        !gn_cl_plan(sh, (int)sizeof(T), true, &P) || !gn_cluster_device())
+        !gn_cl_plan(sh, (int)sizeof(T), true, &P, gn_cl_v2()) || !gn_cluster_device())
         return 0;
     void (*k)(T *, double2 *, const T *, const T *, const TG *, const TG *, const float *, const float *, GnClArgs) =
-        sh->silu ? gn_cl_bwd_k<T, TG, true> : gn_cl_bwd_k<T, TG, false>;
+        gn_cl_v2() ? (sh->silu ? gn_cl2_bwd_k<T, TG, true> : gn_cl2_bwd_k<T, TG, false>)
+                   : (sh->silu ? gn_cl_bwd_k<T, TG, true> : gn_cl_bwd_k<T, TG, false>);
     if (!gn_cl_usable((const void *)k, P)) return 0;
     gn_debug(true, sh, &P);
     const bool affine = dgamma || dbeta;
