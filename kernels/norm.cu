@@ -721,7 +721,7 @@ __global__ void __launch_bounds__(kAffX *kAffY) gn_cl_affine_k(TG *dgamma, TG *d
     if (dbeta) dbeta[c] = from_f<TG>(to_f(dbeta[c]) + (float)sb);
 }
 
-// ---- group_norm cluster kernels, version 2 (DDX_GN_CL_V2=1) --------------------------------
+// ---- group_norm cluster kernels, version 2 (the default; DDX_GN_CL_V2=0 for version 1) ------
 // Same cluster split, shared-memory copy and rank-ordered merge as above, rearranged because
 // the first version is bound by instructions and block barriers rather than by HBM:
 // - forward statistics in one pass over the chunk: fp32 sums of d = x - K_g and d * d per
@@ -1380,8 +1380,8 @@ struct GnClPlan {
     size_t smem;
 };
 
-// DDX_GN_CL_V2=1 (read once per process): the cluster path runs the version-2 kernels.
-// Version 2 of the cluster kernels is the default; DDX_GN_CL_V2=0 selects the first version.
+// Version 2 of the cluster kernels is the default; DDX_GN_CL_V2=0 (read once per process)
+// selects the first version.
 bool gn_cl_v2() {
     static const bool v = [] {
         const char *e = getenv("DDX_GN_CL_V2");
