@@ -686,7 +686,7 @@ template <class P> __global__ void __launch_bounds__(THREADS, Lay<P::BMT>::MINB)
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
-        if (s < nk) p.load(th, (kt0 + s) * BK, tid, smem_u32(As + s * TA), smem_u32(Bs + s * TB));
+        if (s < nk) p.load(th, tid, smem_u32(As + s * TA), smem_u32(Bs + s * TB));
         cp_commit();
     }
     for (int i = 0; i < nk; i++) {
@@ -697,7 +697,7 @@ template <class P> __global__ void __launch_bounds__(THREADS, Lay<P::BMT>::MINB)
         const int nxt = i + STAGES - 1;
         if (nxt < nk) {
             const int s = nxt % STAGES;
-            p.load(th, (kt0 + nxt) * BK, tid, smem_u32(As + s * TA), smem_u32(Bs + s * TB));
+            p.load(th, tid, smem_u32(As + s * TA), smem_u32(Bs + s * TB));
         }
         cp_commit();
         const int s = i % STAGES;
@@ -784,7 +784,7 @@ template <typename E, int BMT_, int KS> struct Fwd {
     __device__ void k_tiles(int, int &k0, int &k1) const { k0 = 0, k1 = (K + Cf::BK - 1) / Cf::BK; }
 
     // Called for K tiles 0, 1, 2, ... in order (the thread state advances one tile per call).
-    __device__ void load(Thread &th, int, int tid, uint32_t as, uint32_t bs) const {
+    __device__ void load(Thread &th, int tid, uint32_t as, uint32_t bs) const {
 #pragma unroll
         for (int h = 0; h < KS; h++) {
             const int kc = M_::kmaj_col(tid) + h * Cf::BASE, k = th.k[h];
@@ -887,7 +887,7 @@ template <typename E, int BMT_, int KS> struct Dgrad {
     __device__ void k_tiles(int, int &k0, int &k1) const { k0 = 0, k1 = (K + Cf::BK - 1) / Cf::BK; }
 
     // Called for K tiles 0, 1, 2, ... in order (the thread state advances one tile per call).
-    __device__ void load(Thread &th, int, int tid, uint32_t as, uint32_t bs) const {
+    __device__ void load(Thread &th, int tid, uint32_t as, uint32_t bs) const {
 #pragma unroll
         for (int h = 0; h < KS; h++) {
             const int kc = M_::kmaj_col(tid) + h * Cf::BASE, k = th.k[h];
@@ -976,7 +976,7 @@ template <typename E, int KS> struct Wgrad {
         k1 = min(k0 + ktps, ktiles);
     }
 
-    __device__ void load(Thread &th, int, int tid, uint32_t as, uint32_t bs) const {
+    __device__ void load(Thread &th, int tid, uint32_t as, uint32_t bs) const {
         const int c = M_::mn_col(tid), co = blockIdx.x * BM + c;
 #pragma unroll
         for (int i = 0; i < 2 * KS; i++) {

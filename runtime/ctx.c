@@ -227,6 +227,18 @@ ddx_tensor *ddx_grad_of(ddx_ctx *c, ddx_tensor *t) {
     return g;
 }
 
+bool ddx_grad_take(ddx_tensor *in, ddx_tensor *dy) {
+    if (!in->requires_grad || in->grad || in->dtype != dy->dtype || !ddx_same_shape(in, dy)) return false;
+    in->grad = dy;
+    return true;
+}
+
+bool ddx_grad_fresh(ddx_ctx *c, ddx_tensor *t) {
+    if (!t->requires_grad || t->grad) return false;
+    t->grad = ddx_new_like(c, t);
+    return t->grad != NULL;
+}
+
 // ---- op front-end machinery -------------------------------------------------------------
 ddx_tensor *ddx_op_fail(ddx_ctx *c, ddx_status st, const char *fmt, ...) {
     va_list ap;

@@ -24,6 +24,16 @@ bool ddx_op_record(ddx_ctx *c, ddx_op op, int n_in, ddx_tensor *const *in, const
 // The gradient buffer a backward should accumulate into for input i, or NULL when that input
 // is absent or does not require grad.
 ddx_tensor *ddx_in_grad(ddx_ctx *c, ddx_node *n, int i);
+// For an output gradient dy that passes to input `in` unchanged (add, a fused residual):
+// when nobody has written in's grad yet and it matches dy's dtype and shape, dy's buffer
+// becomes that grad (no zeroed buffer, no pass over it) and true is returned. Safe because the
+// tape runs in reverse: nothing reads n->out->grad after its node, and later writers only
+// add into the input's grad. At most one input may take a given dy.
+bool ddx_grad_take(ddx_tensor *in, ddx_tensor *dy);
+// When t requires grad and has none yet: gives it an uninitialised grad that the caller's
+// kernel must write in full (not add into) and returns true; otherwise false (add into
+// t->grad as usual). An allocation failure returns false with c's status set.
+bool ddx_grad_fresh(ddx_ctx *c, ddx_tensor *t);
 
 static inline const float *ddx_f32c(const ddx_tensor *t) { return (const float *)t->data; }
 static inline float *ddx_f32(ddx_tensor *t) { return (float *)t->data; }

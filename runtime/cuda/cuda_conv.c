@@ -7,7 +7,6 @@
 #include "cuda/check.h"
 #include "cuda/cuda_families.h"
 #include "kernels/conv.h"
-#include "kernels/elementwise.h"
 #include "op_impl.h"
 
 static void *conv_stream(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
@@ -74,30 +73,24 @@ ddx_status ddx_cuda_conv2d_fwd(ddx_ctx *c, ddx_node *n) {
 ddx_status ddx_cuda_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *x = n->in[0];
     const ddx_tensor *w = n->in[1];   // [N,H,W,Ci], [Co,KH,KW,Ci]
-    // An input grad nobody has written yet is written by dgrad, not zeroed and added into.
-    const bool fresh_gx = x->requires_grad && !x->grad && (n->n_inputs < 4 || n->in[3] != x);
-    if (fresh_gx && !(x->grad = ddx_new_like(c, x))) return c->status;
+    // An input grad nobody has written yet is written by dgrad, not zeroed and added into
+    // (unless x is also the residual, whose gradient is added into it below first).
+    const bool fresh_gx = (n->n_inputs < 4 || n->in[3] != x) && ddx_grad_fresh(c, x);
+    if (c->status != DDX_OK) return c->status;
     ddx_tensor *gx = ddx_in_grad(c, n, 0);           // [N,H,W,Ci]
     ddx_tensor *gw = ddx_in_grad(c, n, 1);           // [Co,KH,KW,Ci]
     ddx_tensor *gb = ddx_in_grad(c, n, 2);           // [Co]
     if (c->status != DDX_OK) return c->status;
     ddx_tensor *dy = n->out->grad;                   // [N,Ho,Wo,Co]
     if (!dy) return ddx_errorf(DDX_E_INTERNAL, "conv2d backward on CUDA: the output has no grad");
-    // The residual's gradient is dy: its buffer where the residual has no grad yet (nothing
-    // reads dy after this node, and the kernels below are ordered before later writers),
-    // else added into what is there.
+    // The residual's gradient is dy: its buffer where the residual has no grad yet (the
+    // kernels below that read dy are ordered before later writers), else added into it.
     ddx_tensor *r = n->n_inputs > 3 ? n->in[3] : NULL;
-    if (r && r->requires_grad) {
-        if (!r->grad && r->dtype == dy->dtype) {
-            r->grad = dy;
-        } else {
-            ddx_tensor *gr = ddx_in_grad(c, n, 3);
-            if (!gr) return c->status;
-            DDX_TRY(conv_dtypes("backward", gr->dtype, 1, (const ddx_tensor *[]){dy}));
-            const int64_t cnt = ddx_numel(gr);
-            if (gr->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_accumulate_f32(gr->data, dy->data, cnt, conv_stream(c)));
-            else DDX_CUDA_CHECK(ddx_k_accumulate_bf16(gr->data, dy->data, cnt, conv_stream(c)));
-        }
+    if (r && r->requires_grad && !ddx_grad_take(r, dy)) {
+        ddx_tensor *gr = ddx_in_grad(c, n, 3);
+        if (!gr) return c->status;
+        DDX_TRY(conv_dtypes("backward", gr->dtype, 1, (const ddx_tensor *[]){dy}));
+        DDX_TRY(ddx_cuda_accumulate(c, gr, dy));
     }
     if (!gx && !gw && !gb) return DDX_OK;
     DDX_TRY(conv_dtypes("backward", x->dtype, 5, (const ddx_tensor *[]){w, dy, gx, gw, gb}));

@@ -6,6 +6,9 @@
 
 #include "op_impl.h"
 
+// dst += src on the context's stream, any f32/bf16 pair of equal element count (cuda_ops.c).
+ddx_status ddx_cuda_accumulate(ddx_ctx *c, ddx_tensor *dst, const ddx_tensor *src);
+
 // conv: conv2d
 ddx_status ddx_cuda_conv2d_fwd(ddx_ctx *c, ddx_node *n);
 ddx_status ddx_cuda_conv2d_bwd(ddx_ctx *c, ddx_node *n);

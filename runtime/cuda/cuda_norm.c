@@ -97,8 +97,8 @@ ddx_status ddx_cuda_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
     const ddx_tensor *gm = n->in[1], *bt = n->in[2], *dy;
     DDX_TRY(norm_out_grad(n, &dy));
     // An input grad nobody has written yet is written by the kernel, not zeroed and added into.
-    const bool fresh_gx = x->requires_grad && !x->grad;
-    if (fresh_gx && !(x->grad = ddx_new_like(c, x))) return c->status;
+    const bool fresh_gx = ddx_grad_fresh(c, x);
+    if (c->status != DDX_OK) return c->status;
     ddx_tensor *gx = ddx_in_grad(c, n, 0), *gg = ddx_in_grad(c, n, 1), *gb = ddx_in_grad(c, n, 2);
     if (c->status != DDX_OK) return c->status;
     if (!gx && !gg && !gb) return DDX_OK;

@@ -32,7 +32,7 @@ static ddx_status out_grad(const ddx_node *n, const ddx_tensor **dy) {
 }
 
 // dst += src, any f32/bf16 pair of equal element count.
-static ddx_status accumulate(ddx_ctx *c, ddx_tensor *dst, const ddx_tensor *src) {
+ddx_status ddx_cuda_accumulate(ddx_ctx *c, ddx_tensor *dst, const ddx_tensor *src) {
     void *s = stream_of(c);
     const int64_t n = ddx_numel(dst);
     if (ddx_numel(src) != n)
@@ -70,7 +70,7 @@ static ddx_status cuda_copy_bwd(ddx_ctx *c, ddx_node *n) {
     if (!g) return c->status;
     const ddx_tensor *dy;
     DDX_TRY(out_grad(n, &dy));
-    return accumulate(c, g, dy);
+    return ddx_cuda_accumulate(c, g, dy);
 }
 
 static ddx_status cuda_cast_fwd(ddx_ctx *c, ddx_node *n) {
@@ -90,7 +90,7 @@ static ddx_status cuda_cast_bwd(ddx_ctx *c, ddx_node *n) {
     if (!g) return c->status;
     const ddx_tensor *dy;
     DDX_TRY(out_grad(n, &dy));
-    return accumulate(c, g, dy);
+    return ddx_cuda_accumulate(c, g, dy);
 }
 
 static ddx_status cuda_reshape_fwd(ddx_ctx *c, ddx_node *n) {
@@ -113,7 +113,7 @@ static ddx_status cuda_reshape_bwd(ddx_ctx *c, ddx_node *n) {
         x->grad = g;
         return DDX_OK;
     }
-    return accumulate(c, x->grad, dy);
+    return ddx_cuda_accumulate(c, x->grad, dy);
 }
 
 // ---- add / mul ----------------------------------------------------------------------------
@@ -151,24 +151,13 @@ static ddx_status binary_fwd(ddx_ctx *c, ddx_node *n, bool mul) {
     return DDX_OK;
 }
 
-// As on the CPU (runtime/ops/elementwise.c): add passes dy through, so an input whose grad
-// nobody has written yet takes dy's buffer as its grad (no zeroed buffer, no pass over it;
-// the tape runs in reverse, so nothing reads n->out->grad after this node). Only one input
-// may take it; the other, if it has dy's shape and no grad yet either, gets a fresh copy
-// (one pass where zeroing and accumulating are two).
-static bool grad_take(ddx_tensor *in, ddx_tensor *dy) {
-    if (!in->requires_grad || in->grad || in->dtype != dy->dtype || !ddx_same_shape(in, dy)) return false;
-    in->grad = dy;
-    return true;
-}
-
+// As on the CPU (runtime/ops/elementwise.c): add passes dy through, so one input whose grad
+// nobody has written yet takes dy's buffer (ddx_grad_take); the other, if it has dy's shape
+// and no grad yet either, gets a fresh copy (one pass where zeroing and accumulating are two).
 static ddx_status grad_copy(ddx_ctx *c, ddx_tensor *in, const ddx_tensor *dy, bool *done) {
     *done = false;
-    if (!in->requires_grad || in->grad || in->dtype != dy->dtype || !ddx_same_shape(in, dy)) return DDX_OK;
-    ddx_tensor *g = ddx_new_like(c, in);
-    if (!g) return c->status;
-    DDX_CUDA_CHECK(ddx_k_copy(g->data, dy->data, (int64_t)ddx_nbytes(g), stream_of(c)));
-    in->grad = g;
+    if (in->dtype != dy->dtype || !ddx_same_shape(in, dy) || !ddx_grad_fresh(c, in)) return c->status;
+    DDX_CUDA_CHECK(ddx_k_copy(in->grad->data, dy->data, (int64_t)ddx_nbytes(in->grad), stream_of(c)));
     *done = true;
     return DDX_OK;
 }
@@ -179,10 +168,10 @@ static ddx_status binary_bwd(ddx_ctx *c, ddx_node *n, bool mul) {
     DDX_TRY(out_grad(n, &dy));
     bool done_a = false, done_b = false;
     if (!mul && n->in[0] != n->in[1]) {
-        if (grad_take(n->in[0], n->out->grad)) {
+        if (ddx_grad_take(n->in[0], n->out->grad)) {
             done_a = true;
             DDX_TRY(grad_copy(c, n->in[1], dy, &done_b));
-        } else if (grad_take(n->in[1], n->out->grad)) {
+        } else if (ddx_grad_take(n->in[1], n->out->grad)) {
             done_b = true;
             DDX_TRY(grad_copy(c, n->in[0], dy, &done_a));
         }
@@ -197,7 +186,7 @@ static ddx_status binary_bwd(ddx_ctx *c, ddx_node *n, bool mul) {
     const bool f32 = a->dtype == DDX_F32;
     if (ga) {
         DDX_TRY(need_same_dtype(op, ga, dy));
-        if (!mul) DDX_TRY(accumulate(c, ga, dy));
+        if (!mul) DDX_TRY(ddx_cuda_accumulate(c, ga, dy));
         else if (f32) DDX_CUDA_CHECK(ddx_k_mul_bwd_a_f32(ga->data, dy->data, b->data, &bc, s));
         else DDX_CUDA_CHECK(ddx_k_mul_bwd_a_bf16(ga->data, dy->data, b->data, &bc, s));
     }

@@ -341,23 +341,15 @@ static ddx_status binary_fwd(ddx_node *n, bin_kind k) {
 
 // Gradients of a and b are accumulated in separate passes: a and b may be the same tensor
 // (x + x, x * x), and then ga and gb are the same buffer.
-// add passes dy through unchanged: an input whose grad nobody has written yet can take dy's
-// buffer as its grad (like reshape's view), saving a zeroed buffer and a pass over it. Safe
-// because the tape runs in reverse: everything that reads n->out->grad has already run, and
-// later writers only accumulate into the input's grad. Only one input may take it, or two
-// grads would share one buffer.
-static bool grad_take(ddx_tensor *in, ddx_tensor *dy) {
-    if (!in->requires_grad || in->grad || in->dtype != dy->dtype || !ddx_same_shape(in, dy)) return false;
-    in->grad = dy;
-    return true;
-}
+// add passes dy through unchanged: an input whose grad nobody has written yet takes dy's
+// buffer (ddx_grad_take); only one input may, or two grads would share one buffer.
 
 static ddx_status binary_bwd(ddx_ctx *c, ddx_node *n, bin_kind k) {
     const ddx_tensor *a = n->in[0], *b = n->in[1];
     bool took_a = false, took_b = false;
     if (k == BIN_ADD && n->in[0] != n->in[1]) {
-        took_a = grad_take(n->in[0], n->out->grad);
-        if (!took_a) took_b = grad_take(n->in[1], n->out->grad);
+        took_a = ddx_grad_take(n->in[0], n->out->grad);
+        if (!took_a) took_b = ddx_grad_take(n->in[1], n->out->grad);
     }
     ddx_tensor *ga = took_a ? NULL : ddx_in_grad(c, n, 0), *gb = took_b ? NULL : ddx_in_grad(c, n, 1);
     if (c->status != DDX_OK) return c->status;

@@ -152,14 +152,11 @@ static void gn_fwd_range(void *arg, int64_t b0, int64_t b1, int tid) {
     }
 }
 
-ddx_status ddx_cpu_group_norm_fwd(ddx_ctx *c, ddx_node *n) {
-    ddx_tensor *xt = n->in[0], *gt = n->in[1], *bt = n->in[2];
-    if (xt->dtype != DDX_F32 || gt->dtype != DDX_F32 || bt->dtype != DDX_F32)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "group_norm: the CPU backend runs f32 only (input is %s)",
-                          ddx_dtype_name(xt->dtype));
+// The shape and parameters of a group_norm node, zero elsewhere.
+static gn_job gn_job_of(const ddx_node *n) {
+    const ddx_tensor *xt = n->in[0];
     gn_job j;
     memset(&j, 0, sizeof j);
-    const int64_t N = xt->shape[0];
     j.S = ddx_gn_spatial(xt);
     j.C = xt->shape[xt->ndim - 1];
     j.G = n->p.group_norm.groups;
@@ -167,6 +164,16 @@ ddx_status ddx_cpu_group_norm_fwd(ddx_ctx *c, ddx_node *n) {
     j.count = (double)(j.S * j.cg);
     j.eps = n->p.group_norm.eps;
     j.silu = n->p.group_norm.fuse_silu;
+    return j;
+}
+
+ddx_status ddx_cpu_group_norm_fwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *xt = n->in[0], *gt = n->in[1], *bt = n->in[2];
+    if (xt->dtype != DDX_F32 || gt->dtype != DDX_F32 || bt->dtype != DDX_F32)
+        return ddx_errorf(DDX_E_UNSUPPORTED, "group_norm: the CPU backend runs f32 only (input is %s)",
+                          ddx_dtype_name(xt->dtype));
+    gn_job j = gn_job_of(n);
+    const int64_t N = xt->shape[0];
     if (ddx_numel(xt) == 0) return DDX_OK;
     const int T = ddx_threads_count();
 
@@ -267,15 +274,8 @@ ddx_status ddx_cpu_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *gx = ddx_in_grad(c, n, 0), *gg = ddx_in_grad(c, n, 1), *gb = ddx_in_grad(c, n, 2);
     if (!gx && !gg && !gb) return DDX_OK;
 
-    gn_job j;
-    memset(&j, 0, sizeof j);
+    gn_job j = gn_job_of(n);
     const int64_t N = xt->shape[0];
-    j.S = ddx_gn_spatial(xt);
-    j.C = xt->shape[xt->ndim - 1];
-    j.G = n->p.group_norm.groups;
-    j.cg = j.C / j.G;
-    j.count = (double)(j.S * j.cg);
-    j.silu = n->p.group_norm.fuse_silu;
     if (ddx_numel(xt) == 0) return DDX_OK;
     const int T = ddx_threads_count();
     const int64_t C = j.C;
