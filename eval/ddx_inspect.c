@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "runtime/config.h"
+#include "config/config.h"
 #include "runtime/json.h"
 #include "runtime/safetensors.h"
 

@@ -15,7 +15,7 @@ extern "C" {
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "runtime/config.h"
+#include "config/config.h"
 #include "runtime/tensor.h"
 
 #define DDX_CKPT_FORMAT "ddx-checkpoint-1"

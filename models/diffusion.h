@@ -8,7 +8,7 @@
 extern "C" {
 #endif
 
-#include "runtime/config.h"
+#include "config/config.h"
 #include "runtime/ops.h"
 #include "models/model.h"
 

@@ -11,7 +11,7 @@
 extern "C" {
 #endif
 
-#include "runtime/config.h"
+#include "config/config.h"
 #include "runtime/ops.h"
 
 typedef struct ddx_model ddx_model;

@@ -5,7 +5,7 @@
 
 #include "runtime/ops.h"
 // Every public header in one translation unit: names must not clash.
-#include "runtime/config.h"
+#include "config/config.h"
 #include "runtime/cuda.h"
 #include "runtime/json.h"
 #include "runtime/op_impl.h"

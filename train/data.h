@@ -17,7 +17,7 @@ extern "C" {
 
 #include <stdint.h>
 
-#include "runtime/config.h"
+#include "config/config.h"
 
 typedef struct ddx_dataset {
     int64_t n;          // images

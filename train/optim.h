@@ -10,7 +10,7 @@ extern "C" {
 #include <stdint.h>
 
 #include "kernels/optim.h"
-#include "runtime/config.h"
+#include "config/config.h"
 #include "runtime/tensor.h"
 
 typedef struct ddx_optim_cfg {

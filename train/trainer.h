@@ -8,7 +8,7 @@ extern "C" {
 
 #include "models/diffusion.h"
 #include "models/model.h"
-#include "runtime/config.h"
+#include "config/config.h"
 #include "train/optim.h"
 
 struct ddx_trainer_graph;   // CUDA graph state (train/trainer.c)

@@ -34,7 +34,7 @@ extern "C" {
 #include <stdint.h>
 #include <stdio.h>
 
-#include "status.h"
+#include "runtime/status.h"
 
 #define DDX_CONFIG_STR_MAX 1024  // bytes per string key, including the terminating NUL
 #define DDX_CONFIG_LIST_MAX 8    // entries per integer-list key

@@ -4,7 +4,7 @@
 // byte offset, non-UTF-8 bytes and tab indentation can all be named by line. Values are
 // converted into a scratch copy of the struct and copied out only on success, so a failed load
 // or --set never leaves a half-applied config behind.
-#include "config.h"
+#include "config/config.h"
 
 #include <errno.h>
 #include <fcntl.h>
