@@ -34,7 +34,7 @@
 #include "kernels/conv.h"
 #include "kernels/diffusion.h"
 #include "kernels/elementwise.h"
-#include "kernels/misc.h"
+#include "kernels/resample.h"
 #include "kernels/norm.h"
 #include "kernels/optim.h"
 #include "kernels/rng.h"

@@ -10,8 +10,8 @@
 // same order as on the CPU, so outputs are meant to be bit-identical to the reference
 // (timestep_emb: up to a ~2^-29 chance per value that a double exp/sin lands on the other
 // side of a float rounding boundary than glibc's).
-#ifndef DDX_KERNELS_MISC_H
-#define DDX_KERNELS_MISC_H
+#ifndef DDX_KERNELS_RESAMPLE_H
+#define DDX_KERNELS_RESAMPLE_H
 
 #include <stdint.h>
 

@@ -5,7 +5,7 @@
 // never copied to the host. Scratch comes from the activation arena and is rewound when the
 // call returns: later work on the same stream may reuse it, which stream order makes safe.
 #include "cuda/check.h"
-#include "cuda/cuda_families.h"
+#include "cuda/ops/backend.h"
 #include "kernels/norm.h"
 #include "op_impl.h"
 

@@ -10,7 +10,7 @@
 #include <limits.h>
 
 #include "cuda/check.h"
-#include "cuda/cuda_families.h"
+#include "cuda/ops/backend.h"
 #include "kernels/attention.h"
 #include "op_impl.h"
 

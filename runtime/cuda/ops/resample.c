@@ -8,8 +8,8 @@
 #include <stdint.h>
 
 #include "cuda/check.h"
-#include "cuda/cuda_families.h"
-#include "kernels/misc.h"
+#include "cuda/ops/backend.h"
+#include "kernels/resample.h"
 #include "op_impl.h"
 
 static void *stream_of(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }

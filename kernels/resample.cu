@@ -11,7 +11,7 @@
 // more, and each output vector needs three), 64-bit otherwise. Float operations are spelled
 // with _rn intrinsics in the CPU reference's order so that nvcc cannot contract them into
 // FMAs: the results are then bit-identical to runtime/ops/misc.c.
-#include "kernels/misc.h"
+#include "kernels/resample.h"
 
 #include <cuda_runtime.h>
 

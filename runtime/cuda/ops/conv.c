@@ -5,7 +5,7 @@
 // activation arena and is rewound when the call returns: later work on the same stream may
 // reuse it, which stream order makes safe.
 #include "cuda/check.h"
-#include "cuda/cuda_families.h"
+#include "cuda/ops/backend.h"
 #include "kernels/conv.h"
 #include "op_impl.h"
 

@@ -6,7 +6,7 @@
 #include "kernels/diffusion.h"
 #include "kernels/elementwise.h"
 #include "op_impl.h"
-#include "cuda/cuda_families.h"
+#include "cuda/ops/backend.h"
 
 static void *stream_of(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
 
