@@ -35,7 +35,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/norm.h"
 #include "kernels/optim.h"
-#include "kernels/rng.h"
+#include "kernels/philox.h"
 
 #define MAX_ALLOCS 64
 #define MAX_SAMPLES 1000

@@ -19,7 +19,7 @@
 
 #include <cstdint>
 
-#include "philox.h"
+#include "kernels/philox.h"
 
 #include "kernels/common.cuh"
 

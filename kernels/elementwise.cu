@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "kernels/common.cuh"
+#include "kernels/philox.h"
 
 namespace {
 
@@ -493,6 +494,170 @@ int ddx_k_bcast_reduce_f32(float *db, const float *dy, const float *a, const ddx
 }
 int ddx_k_bcast_reduce_bf16(uint16_t *db, const uint16_t *dy, const uint16_t *a, const ddx_k_bcast *bc, void *stream) {
     return launch_bcast_reduce(db, dy, a, bc, st(stream));
+}
+
+}  // extern "C"
+
+// ---- concat's strided rows and dropout ------------------------------------------------------
+// Memory-bound like the rest: one thread moves one 16-byte vector where the pointers allow it
+// (one element otherwise), with 32-bit index math when every index fits. Dropout's keep
+// decision is the CPU's integer test on the same Philox bits (kernels/philox.h).
+namespace {
+
+// ---- strided rows (concat) ----------------------------------------------------------------
+// One thread per vector of the rows x width block; consecutive threads walk a row, so both
+// sides are coalesced.
+template <int V, typename T, typename I, bool kAcc>
+__global__ void __launch_bounds__(kThreads)
+    rows_k(T *__restrict__ dst, I dst_ld, const T *__restrict__ src, I src_ld, I width_v, int64_t nvec) {
+    for (int64_t i = global_tid(); i < nvec; i += grid_stride()) {
+        const I e = (I)i;
+        const I r = e / width_v, j = (e - r * width_v) * V;
+        float v[V];
+        load<V>(src + r * src_ld + j, v);
+        if (kAcc) {
+            float d[V];
+            load<V>(dst + r * dst_ld + j, d);
+#pragma unroll
+            for (int k = 0; k < V; k++) v[k] = __fadd_rn(d[k], v[k]);
+        }
+        store<V>(dst + r * dst_ld + j, v);
+    }
+}
+
+// ---- dropout ------------------------------------------------------------------------------
+// One thread per Philox group (elements 4g .. 4g+3), so each group is drawn once; the keep
+// decision is the CPU's integer test (runtime/ops/elementwise.c, dropout_mask_block), so the mask is
+// bit-identical. kBwd: out = dx, in = dy; else out = y, in = x.
+template <bool kBwd> __device__ __forceinline__ float dropout_one(bool keep, float in, float out, float scale) {
+    if (kBwd) return keep ? __fadd_rn(out, __fmul_rn(in, scale)) : out;
+    return keep ? __fmul_rn(in, scale) : 0.0f;
+}
+
+template <typename T, bool kBwd>
+__global__ void __launch_bounds__(kThreads)
+    dropout_k(T *__restrict__ out, const T *__restrict__ in, int64_t n, ddx_k_dropout_key key, bool vec) {
+    const int64_t groups = (n + 3) / 4;
+    const uint32_t step = key.step_dev ? __ldg(key.step_dev) : key.step;
+    for (int64_t g = global_tid(); g < groups; g += grid_stride()) {
+        uint32_t w[4];
+        ddx_philox_group(key.seed, key.stream, step, (uint64_t)g, w);
+        bool keep[4];
+#pragma unroll
+        for (int l = 0; l < 4; l++) keep[l] = (int32_t)(((w[l] >> 9) << 1) | 1u) >= key.threshold;
+        const int64_t e0 = 4 * g;
+        if (vec && e0 + 4 <= n) {
+            float a[4], o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            load<4>(in + e0, a);
+            if (kBwd) load<4>(out + e0, o);
+#pragma unroll
+            for (int l = 0; l < 4; l++) o[l] = dropout_one<kBwd>(keep[l], a[l], o[l], key.scale);
+            store<4>(out + e0, o);
+        } else {
+#pragma unroll
+            for (int l = 0; l < 4; l++) {
+                const int64_t e = e0 + l;
+                if (e >= n || (kBwd && !keep[l])) continue;
+                const float o = kBwd ? to_f(out[e]) : 0.0f;
+                out[e] = from_f<T>(dropout_one<kBwd>(keep[l], to_f(in[e]), o, key.scale));
+            }
+        }
+    }
+}
+
+// ---- host side (rows, dropout) ----------------------------------------------------------
+cudaStream_t as_stream(void *s) { return (cudaStream_t)s; }
+
+// 32-bit indices when every index of every buffer the kernel touches is below 2^31.
+bool fits32(int64_t elements) { return elements < ((int64_t)1 << 31); }
+
+// Enough blocks for every SM to hold two full waves; grid-stride loops take the rest.
+int blocks_for(int64_t work, int threads) {
+    static std::atomic<int> s_sms{0};
+    int sms = s_sms.load(std::memory_order_relaxed);
+    if (sms <= 0) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) {
+            (void)cudaGetLastError();   // a dead device is reported by the launch itself
+            sms = 132;
+        } else {
+            s_sms.store(sms, std::memory_order_relaxed);
+        }
+    }
+    const int64_t blocks = (work + threads - 1) / threads, cap = (int64_t)sms * (4096 / threads);
+    if (blocks < 1) return 1;
+    return (int)(blocks < cap ? blocks : cap);
+}
+
+constexpr int kBad = (int)cudaErrorInvalidValue;
+
+// ---- rows ----
+template <int V, typename T, typename I, bool kAcc>
+int rows_go(T *dst, int64_t dld, const T *src, int64_t sld, int64_t rows, int64_t width, cudaStream_t s) {
+    const int64_t nvec = rows * (width / V);
+    rows_k<V, T, I, kAcc><<<blocks_for(nvec, kThreads), kThreads, 0, s>>>(dst, (I)dld, src, (I)sld, (I)(width / V), nvec);
+    return (int)cudaGetLastError();
+}
+
+template <typename T, bool kAcc>
+int rows_launch(T *dst, int64_t dld, const T *src, int64_t sld, int64_t rows, int64_t width, void *stream) {
+    if (rows < 0 || width < 0 || dld < width || sld < width) return kBad;
+    if (rows == 0 || width == 0) return 0;
+    constexpr int V = 16 / sizeof(T);
+    const bool vec = width % V == 0 && dld % V == 0 && sld % V == 0 && aligned(dst, 16) && aligned(src, 16);
+    const int64_t big = rows * (dld > sld ? dld : sld);
+    cudaStream_t s = as_stream(stream);
+    if (fits32(big))
+        return vec ? rows_go<V, T, uint32_t, kAcc>(dst, dld, src, sld, rows, width, s)
+                   : rows_go<1, T, uint32_t, kAcc>(dst, dld, src, sld, rows, width, s);
+    return vec ? rows_go<V, T, int64_t, kAcc>(dst, dld, src, sld, rows, width, s)
+               : rows_go<1, T, int64_t, kAcc>(dst, dld, src, sld, rows, width, s);
+}
+
+// ---- dropout ----
+template <typename T, bool kBwd>
+int dropout_launch(T *out, const T *in, int64_t n, ddx_k_dropout_key key, void *stream) {
+    if (n < 0 || key.threshold < 0 || key.threshold > (1 << 24)) return kBad;
+    if (n == 0) return 0;
+    const bool vec = aligned(out, 4 * sizeof(T)) && aligned(in, 4 * sizeof(T));
+    const int64_t groups = (n + 3) / 4;
+    dropout_k<T, kBwd><<<blocks_for(groups, kThreads), kThreads, 0, as_stream(stream)>>>(out, in, n, key, vec);
+    return (int)cudaGetLastError();
+}
+
+}  // namespace
+
+extern "C" {
+
+int ddx_k_rows_copy_f32(float *dst, int64_t dst_ld, const float *src, int64_t src_ld, int64_t rows, int64_t width,
+                        void *stream) {
+    return rows_launch<float, false>(dst, dst_ld, src, src_ld, rows, width, stream);
+}
+int ddx_k_rows_copy_bf16(uint16_t *dst, int64_t dst_ld, const uint16_t *src, int64_t src_ld, int64_t rows,
+                         int64_t width, void *stream) {
+    return rows_launch<uint16_t, false>(dst, dst_ld, src, src_ld, rows, width, stream);
+}
+int ddx_k_rows_acc_f32(float *dst, int64_t dst_ld, const float *src, int64_t src_ld, int64_t rows, int64_t width,
+                       void *stream) {
+    return rows_launch<float, true>(dst, dst_ld, src, src_ld, rows, width, stream);
+}
+int ddx_k_rows_acc_bf16(uint16_t *dst, int64_t dst_ld, const uint16_t *src, int64_t src_ld, int64_t rows,
+                        int64_t width, void *stream) {
+    return rows_launch<uint16_t, true>(dst, dst_ld, src, src_ld, rows, width, stream);
+}
+
+int ddx_k_dropout_f32(float *y, const float *x, int64_t n, ddx_k_dropout_key key, void *stream) {
+    return dropout_launch<float, false>(y, x, n, key, stream);
+}
+int ddx_k_dropout_bf16(uint16_t *y, const uint16_t *x, int64_t n, ddx_k_dropout_key key, void *stream) {
+    return dropout_launch<uint16_t, false>(y, x, n, key, stream);
+}
+int ddx_k_dropout_bwd_f32(float *dx, const float *dy, int64_t n, ddx_k_dropout_key key, void *stream) {
+    return dropout_launch<float, true>(dx, dy, n, key, stream);
+}
+int ddx_k_dropout_bwd_bf16(uint16_t *dx, const uint16_t *dy, int64_t n, ddx_k_dropout_key key, void *stream) {
+    return dropout_launch<uint16_t, true>(dx, dy, n, key, stream);
 }
 
 }  // extern "C"

@@ -1,5 +1,5 @@
 // Elementwise CUDA kernels: fill, copy, cast, add/mul with broadcasting, scale, SiLU, ReLU,
-// their backward passes and gradient accumulation.
+// dropout, concat (as strided row copies), their backward passes and gradient accumulation.
 //
 // Host launchers take raw device pointers, element counts and a cudaStream_t passed as void*
 // (so that C files need no CUDA header), enqueue the work and return the cudaError_t of the
@@ -80,6 +80,40 @@ int ddx_k_mul_bwd_a_bf16(uint16_t *da, const uint16_t *dy, const uint16_t *b, co
 // the summation order depends only on the shapes.
 int ddx_k_bcast_reduce_f32(float *db, const float *dy, const float *a, const ddx_k_bcast *bc, void *stream);
 int ddx_k_bcast_reduce_bf16(uint16_t *db, const uint16_t *dy, const uint16_t *a, const ddx_k_bcast *bc, void *stream);
+
+// ---- strided rows (concat and its backward) -------------------------------------------------
+// For r in [0, rows), j in [0, width): dst[r * dst_ld + j] = src[r * src_ld + j] (copy) or
+// += (acc). Column offsets are folded into the pointers by the caller.
+int ddx_k_rows_copy_f32(float *dst, int64_t dst_ld, const float *src, int64_t src_ld, int64_t rows, int64_t width,
+                        void *stream);
+int ddx_k_rows_copy_bf16(uint16_t *dst, int64_t dst_ld, const uint16_t *src, int64_t src_ld, int64_t rows,
+                         int64_t width, void *stream);
+int ddx_k_rows_acc_f32(float *dst, int64_t dst_ld, const float *src, int64_t src_ld, int64_t rows, int64_t width,
+                       void *stream);
+int ddx_k_rows_acc_bf16(uint16_t *dst, int64_t dst_ld, const uint16_t *src, int64_t src_ld, int64_t rows,
+                        int64_t width, void *stream);
+
+// ---- dropout ---------------------------------------------------------------------------------
+// Element e is kept when its Philox uniform (ddx_philox_uniform_at(seed, stream, step, e)) is
+// >= p, decided exactly on the integer grid: keep <=> 2 * (bits >> 9) + 1 >= threshold with
+// threshold = ceil(p * 2^24). Kept elements are scaled by `scale` (1 / (1 - p), 0 for p = 1).
+typedef struct ddx_k_dropout_key {
+    uint64_t seed;
+    uint32_t stream;
+    uint32_t step;
+    int32_t threshold;   // in [0, 2^24]
+    float scale;
+    // Non-NULL under CUDA graphs: the step word is read from this device address when the
+    // kernel runs (`step` is then ignored), so a replayed step draws that step's masks.
+    const uint32_t *step_dev;
+} ddx_k_dropout_key;
+
+// y = keep ? x * scale : +0
+int ddx_k_dropout_f32(float *y, const float *x, int64_t n, ddx_k_dropout_key key, void *stream);
+int ddx_k_dropout_bf16(uint16_t *y, const uint16_t *x, int64_t n, ddx_k_dropout_key key, void *stream);
+// dx = keep ? dx + dy * scale : dx (dropped elements are left untouched, not even + 0)
+int ddx_k_dropout_bwd_f32(float *dx, const float *dy, int64_t n, ddx_k_dropout_key key, void *stream);
+int ddx_k_dropout_bwd_bf16(uint16_t *dx, const uint16_t *dy, int64_t n, ddx_k_dropout_key key, void *stream);
 
 #ifdef __cplusplus
 }

@@ -1,10 +1,10 @@
 // CUDA kernels of the norm family: GroupNorm (optionally fused with SiLU) forward and
-// backward, the helpers of linear around cuBLAS (bias broadcast, bias gradient), and the
-// reductions to one value (sum, mean, mse_loss) with their backward passes.
+// backward.
 //
 // Launcher contract as in elementwise.h: raw device pointers, 64-bit element counts, the
 // cudaStream_t passed as void*, the launch's cudaError_t returned as an int (0 = success).
-// Backward launchers ACCUMULATE into their gradient outputs. Every reduction is a fixed-order
+// The backward ACCUMULATES into dgamma and dbeta, and into dx unless told to write it
+// (dx_overwrite). Every reduction is a fixed-order
 // two-pass sum (per-block partials, then a fixed-order fold), so the results are bit-identical
 // from run to run on one device. Scratch memory comes from the caller (the activation arena),
 // sized by the *_scratch_floats functions, whose answer depends only on the shape and device.
@@ -13,12 +13,11 @@
 
 #include <stdint.h>
 
+#include "kernels/dtype.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-// Storage types of the tensors a launcher touches (math is always fp32 or wider).
-typedef enum ddx_k_norm_dt { DDX_K_NORM_F32 = 0, DDX_K_NORM_BF16 = 1 } ddx_k_norm_dt;
 
 // ---- group_norm ---------------------------------------------------------------------------
 // x [N, S, C] (S = H*W or L, NHWC), G groups of cg = C / G consecutive channels; statistics
@@ -52,25 +51,6 @@ int ddx_k_group_norm_fwd(void *y, float *mean, float *rstd, const void *x, const
 int ddx_k_group_norm_bwd(void *dx, void *dgamma, void *dbeta, const void *x, const void *dy, const void *gamma,
                          const void *beta, const float *mean, const float *rstd, float *scratch,
                          const ddx_k_gn_shape *sh, void *stream);
-
-// ---- linear helpers -----------------------------------------------------------------------
-// y[r, c] = bias[c] for a row-major [rows, cols] y (the GEMM then adds with beta = 1).
-int ddx_k_rows_fill_bias(void *y, const void *bias, int64_t rows, int64_t cols, ddx_k_norm_dt dt, void *stream);
-// db[c] += sum over r of dy[r, c].
-int64_t ddx_k_colsum_scratch_floats(int64_t rows, int64_t cols);
-int ddx_k_colsum_acc(void *db, const void *dy, int64_t rows, int64_t cols, ddx_k_norm_dt dt, float *scratch,
-                     void *stream);
-
-// ---- reductions to [1] --------------------------------------------------------------------
-int64_t ddx_k_reduce_scratch_floats(void);
-// out[0] = (float)(sum of x / div), summed in double.
-int ddx_k_sum_div(float *out, const void *x, ddx_k_norm_dt dt, int64_t n, double div, float *scratch, void *stream);
-// out[0] = (float)(sum of (a - b)^2 / n), in double.
-int ddx_k_mse_fwd(float *out, const float *a, const float *b, int64_t n, float *scratch, void *stream);
-// dx += (float)(g[0] / div), g read on the device.
-int ddx_k_scalar_grad_acc(void *dx, ddx_k_norm_dt dt, const float *g, int64_t n, double div, void *stream);
-// k = (float)(2 g[0] / n); dpred += k (a - b), dtarget -= k (a - b); either may be NULL.
-int ddx_k_mse_bwd(float *dpred, float *dtarget, const float *a, const float *b, const float *g, int64_t n, void *stream);
 
 #ifdef __cplusplus
 }

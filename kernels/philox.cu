@@ -4,8 +4,7 @@
 
 #include <stdint.h>
 
-#include "philox.h"
-#include "rng.h"
+#include "kernels/philox.h"
 
 namespace {
 

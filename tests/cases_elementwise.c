@@ -1,9 +1,14 @@
-// Cases for fill, copy, cast, reshape, add, mul, scale, silu, relu.
+// Cases for fill, copy, cast, reshape, add, mul, scale, silu, relu, dropout and concat.
 #include "op_cases.h"
 
 #define SH(...) {__VA_ARGS__}
 #define IN(nd, shp, g, gr) {.ndim = nd, .shape = shp, .gen = g, .grad = gr}
 #define INT(nd, shp, dt, g, gr) {.ndim = nd, .shape = shp, .dtype = dt, .gen = g, .grad = gr}
+// Input specs: F32 (default dtype) by shape, optionally with a gradient check.
+#define IN4(a, b, c_, d, g, gr) {.ndim = 4, .shape = {a, b, c_, d}, .gen = (g), .grad = (gr)}
+#define IN3(a, b, c_, g, gr) {.ndim = 3, .shape = {a, b, c_}, .gen = (g), .grad = (gr)}
+#define IN2(a, b, g, gr) {.ndim = 2, .shape = {a, b}, .gen = (g), .grad = (gr)}
+
 
 static ddx_tensor *ap_fill(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
     (void)in;
@@ -35,6 +40,15 @@ static ddx_tensor *ap_scale(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) 
 }
 static ddx_tensor *ap_silu(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) { (void)tc; return ddx_silu(c, in[0]); }
 static ddx_tensor *ap_relu(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) { (void)tc; return ddx_relu(c, in[0]); }
+static ddx_tensor *apply_concat(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
+    (void)tc;
+    return ddx_concat(c, in[0], in[1]);
+}
+static ddx_tensor *apply_dropout(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
+    return ddx_dropout(c, in[0], tc->p.dropout.p);
+}
+
+#define DROP(prob) {.dropout = {.p = (prob)}}
 
 static const ddx_op_case g_cases[] = {
     // fill: in[0] is absent (ndim 0 is what the driver reads); its shape/dtype/gen_arg(=ndim) describe the output.
@@ -68,6 +82,32 @@ static const ddx_op_case g_cases[] = {
     {.op = DDX_OP_SILU, .desc = "bf16 [2,9,9,32]", .n_inputs = 1, .in = {INT(4, SH(2, 9, 9, 32), DDX_BF16, DDX_GEN_NORMAL, true)}, .apply = ap_silu, .bf16_ref_f32 = true},
     {.op = DDX_OP_RELU, .desc = "[2,5,5,7]", .n_inputs = 1, .in = {IN(4, SH(2, 5, 5, 7), DDX_GEN_AWAY_FROM_ZERO, true)}, .apply = ap_relu},
     {.op = DDX_OP_RELU, .desc = "[1,1,1,1]", .n_inputs = 1, .in = {IN(4, SH(1, 1, 1, 1), DDX_GEN_AWAY_FROM_ZERO, true)}, .apply = ap_relu},
+
+    // ---- concat --------------------------------------------------------------------------
+    {DDX_OP_CONCAT, "concat [2,3,3,1]+[2,3,3,5]", 2, {IN4(2, 3, 3, 1, DDX_GEN_NORMAL, true), IN4(2, 3, 3, 5, DDX_GEN_NORMAL, true)},
+     apply_concat, .p = {{0}}},
+    {DDX_OP_CONCAT, "concat [1,1,1,3]+[1,1,1,1], grad b only", 2,
+     {IN4(1, 1, 1, 3, DDX_GEN_UNIFORM, false), IN4(1, 1, 1, 1, DDX_GEN_UNIFORM, true)}, apply_concat, .p = {{0}}},
+    {DDX_OP_CONCAT, "concat 2-D [3,5]+[3,3]", 2, {IN2(3, 5, DDX_GEN_NORMAL, true), IN2(3, 3, DDX_GEN_NORMAL, true)},
+     apply_concat, .p = {{0}}},
+    {DDX_OP_CONCAT, "concat 3-D [2,7,3]+[2,7,5]", 2, {IN3(2, 7, 3, DDX_GEN_NORMAL, true), IN3(2, 7, 5, DDX_GEN_NORMAL, true)},
+     apply_concat, .p = {{0}}},
+    {DDX_OP_CONCAT, "concat U-Net skip [2,32,32,128]+[2,32,32,128]", 2,
+     {IN4(2, 32, 32, 128, DDX_GEN_NORMAL, false), IN4(2, 32, 32, 128, DDX_GEN_NORMAL, false)}, apply_concat,
+     .p = {{0}}, .no_grad = true},
+    {DDX_OP_CONCAT, "concat U-Net skip [2,8,8,256]+[2,8,8,128]", 2,
+     {IN4(2, 8, 8, 256, DDX_GEN_NORMAL, false), IN4(2, 8, 8, 128, DDX_GEN_NORMAL, false)}, apply_concat,
+     .p = {{0}}, .no_grad = true},
+
+    // ---- dropout (training: the mask is a pure function of the key, so grads check) --------
+    {DDX_OP_DROPOUT, "dropout p=0.1 [2,4,4,3] training", 1, {IN4(2, 4, 4, 3, DDX_GEN_NORMAL, true)}, apply_dropout,
+     .p = DROP(0.1f), .training = true},
+    {DDX_OP_DROPOUT, "dropout p=0.5 [3,5] training", 1, {IN2(3, 5, DDX_GEN_NORMAL, true)}, apply_dropout,
+     .p = DROP(0.5f), .training = true},
+    {DDX_OP_DROPOUT, "dropout p=0.5 [1,1,1,5] training", 1, {IN4(1, 1, 1, 5, DDX_GEN_NORMAL, true)}, apply_dropout,
+     .p = DROP(0.5f), .training = true},
+    {DDX_OP_DROPOUT, "dropout p=0.1 U-Net [2,16,16,256] training", 1, {IN4(2, 16, 16, 256, DDX_GEN_NORMAL, false)},
+     apply_dropout, .p = DROP(0.1f), .training = true, .no_grad = true},
 };
 
 ddx_case_list ddx_cases_elementwise(void) { return (ddx_case_list){g_cases, sizeof g_cases / sizeof g_cases[0]}; }

@@ -61,8 +61,12 @@ typedef struct ddx_case_list {
 // One per family file.
 ddx_case_list ddx_cases_elementwise(void);
 ddx_case_list ddx_cases_conv(void);
-ddx_case_list ddx_cases_norm_attn(void);
-ddx_case_list ddx_cases_misc(void);
+ddx_case_list ddx_cases_linear(void);
+ddx_case_list ddx_cases_norm(void);
+ddx_case_list ddx_cases_attention(void);
+ddx_case_list ddx_cases_losses(void);
+ddx_case_list ddx_cases_resample(void);
+ddx_case_list ddx_cases_embed(void);
 ddx_case_list ddx_cases_diffusion(void);
 
 #endif

@@ -22,8 +22,8 @@
 #include "kernels/elementwise.h"
 #include "runtime/cuda/check.h"
 #if defined(__has_include)
-#if __has_include("kernels/rng.h") && __has_include("runtime/philox.h")
-#include "kernels/rng.h"
+#if __has_include("kernels/philox.h") && __has_include("runtime/philox.h")
+#include "kernels/philox.h"
 #include "runtime/philox.h"
 #define HAVE_RNG 1
 #endif
@@ -722,7 +722,7 @@ static void test_philox(void) {
     free(gpu);
     device_ok("philox");
 #else
-    printf("SKIP: kernels/rng.h not present, no Philox GPU/CPU comparison\n");
+    printf("SKIP: kernels/philox.h not present, no Philox GPU/CPU comparison\n");
     n_skip++;
 #endif
 }

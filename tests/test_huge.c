@@ -34,10 +34,13 @@
 #include "kernels/conv.h"
 #include "kernels/diffusion.h"
 #include "kernels/elementwise.h"
-#include "kernels/resample.h"
+#include "kernels/embed.h"
+#include "kernels/linear.h"
+#include "kernels/losses.h"
 #include "kernels/norm.h"
 #include "kernels/optim.h"
-#include "kernels/rng.h"
+#include "kernels/philox.h"
+#include "kernels/resample.h"
 #include "runtime/philox.h"
 #endif
 

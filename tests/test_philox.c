@@ -13,7 +13,7 @@
 #if DDX_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
-#include "kernels/rng.h"
+#include "kernels/philox.h"
 #endif
 
 #include "check.h"

@@ -1,6 +1,7 @@
-// conv2d and linear: front-ends and the CPU reference, forward and backward side by side.
+// conv2d: the front-end and the CPU reference, forward and backward side by side, and the
+// row-chunked GEMM job (runtime/ops/gemm.h) that linear shares.
 //
-// Both ops are GEMMs. conv2d lowers the input to an im2col matrix whose rows are output
+// Both conv2d and linear are GEMMs. conv2d lowers the input to an im2col matrix whose rows are output
 // pixels (N*Ho*Wo) and whose columns follow the OHWI weight layout (kh, kw, ci), so that
 // Y = cols · W^T with W viewed as [Co, KH*KW*Ci] needs no weight transpose. A 1x1 stride-1
 // unpadded conv skips im2col: an NHWC tensor already is that matrix.
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "op_impl.h"
+#include "ops/gemm.h"
 #include "threads.h"
 
 // im2col scratch per thread and chunk of output rows, from the activation arena and rewound
@@ -29,18 +31,6 @@ static int64_t conv_scratch_bytes(void) {
     return v;
 }
 
-// cblas takes int sizes; chunk the row dimension so no count is ever truncated.
-#define DDX_GEMM_MAX_ROWS ((int64_t)1 << 30)
-
-typedef struct conv_geom {
-    int64_t N, H, W, Ci;      // input
-    int64_t Co, KH, KW;       // weight
-    int64_t Ho, Wo;           // output
-    int64_t K;                // KH*KW*Ci: im2col row length
-    int64_t rows;             // N*Ho*Wo: output pixels
-    int stride, pt, pl;
-    bool direct;              // 1x1, stride 1, no padding: x is the im2col matrix
-} conv_geom;
 
 static int64_t conv_out_size(int64_t in, int pad_a, int pad_b, int64_t k, int stride) {
     int64_t span = in + pad_a + pad_b - k;
@@ -167,7 +157,7 @@ static void gemm_at_b_add(int64_t rows, int64_t n, int64_t k, const float *A, co
 // ---- conv2d ------------------------------------------------------------------------------
 
 // The optional bias of conv2d and linear: [rows of w] on the context's device, x's dtype.
-static bool bias_ok(ddx_ctx *c, const char *op, const char *dim, const ddx_tensor *bias, const ddx_tensor *w,
+bool ddx_gemm_bias_ok(ddx_ctx *c, const char *op, const char *dim, const ddx_tensor *bias, const ddx_tensor *w,
                     const ddx_tensor *x) {
     if (!bias) return true;
     char bs[64], ws[64];
@@ -207,7 +197,7 @@ static ddx_tensor *conv2d_op(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tenso
                            ddx_dtype_name(w->dtype), ddx_dtype_name(x->dtype));
     if (x->dtype != DDX_F32 && x->dtype != DDX_BF16)
         return ddx_op_fail(c, DDX_E_INPUT, "conv2d: dtype %s is not a float type", ddx_dtype_name(x->dtype));
-    if (!bias_ok(c, "conv2d", "Co", bias, w, x)) return NULL;
+    if (!ddx_gemm_bias_ok(c, "conv2d", "Co", bias, w, x)) return NULL;
     if (p.stride != 1 && p.stride != 2)
         return ddx_op_fail(c, DDX_E_INPUT, "conv2d: stride %d is not supported (use 1 or 2)", p.stride);
     if (p.pad_top < 0 || p.pad_bottom < 0 || p.pad_left < 0 || p.pad_right < 0)
@@ -259,7 +249,7 @@ static ddx_status cpu_scratch(ddx_ctx *c, int64_t n, const char *what, float **o
     return DDX_OK;
 }
 
-static ddx_status conv_check_f32(const ddx_node *n, const char *what) {
+ddx_status ddx_gemm_check_f32(const ddx_node *n, const char *what) {
     for (int i = 0; i < n->n_inputs; i++)
         if (n->in[i] && n->in[i]->dtype != DDX_F32)
             return ddx_errorf(DDX_E_UNSUPPORTED, "%s: the CPU backend computes in f32 only (input %d is %s)", what, i,
@@ -267,21 +257,8 @@ static ddx_status conv_check_f32(const ddx_node *n, const char *what) {
     return DDX_OK;
 }
 
-// One conv2d or linear call split over the thread pool. Every thread owns its im2col chunk,
-// its partial weight gradient (thread 0 accumulates straight into the real one) and its
-// partial bias sums; the partials are folded in thread order afterwards (threads.h).
-typedef struct gemm_job {
-    conv_geom g;              // linear: rows, Co = out, K = in, direct
-    int64_t unit;             // output rows per unit of the parallel range
-    int64_t chunk;            // im2col rows per GEMM
-    const float *x, *w, *b, *dy;
-    float *y, *gx, *gw;
-    float *cols;              // [T, chunk, K]
-    float *gw_part;           // [T - 1, Co, K]
-    double *gb_part;          // [T, Co]
-} gemm_job;
 
-static void conv_fwd_range(void *arg, int64_t u0, int64_t u1, int tid) {
+void ddx_gemm_fwd_range(void *arg, int64_t u0, int64_t u1, int tid) {
     const gemm_job *j = arg;
     const conv_geom *g = &j->g;
     const int64_t end = u1 * j->unit;
@@ -359,7 +336,7 @@ static void gw_reduce_range(void *arg, int64_t e0, int64_t e1, int tid) {
 }
 
 // Runs a prepared job's backward (scratch already carved out) and folds the partials.
-static void gemm_bwd_run(gemm_job *j, float *gb_out) {
+void ddx_gemm_bwd_run(gemm_job *j, float *gb_out) {
     const int T = ddx_threads_count();
     ddx_parallel_for(j->g.rows / j->unit, gemm_bwd_range, j);
     if (j->gw && T > 1) ddx_parallel_for(j->g.Co * j->g.K, gw_reduce_range, j);
@@ -373,7 +350,7 @@ static void gemm_bwd_run(gemm_job *j, float *gb_out) {
 }
 
 // Partial gradient buffers of a backward job: [T - 1, Co, K] floats and [T, Co] doubles.
-static ddx_status gemm_bwd_scratch(ddx_ctx *c, gemm_job *j, bool want_gw, bool want_gb, const char *what) {
+ddx_status ddx_gemm_bwd_scratch(ddx_ctx *c, gemm_job *j, bool want_gw, bool want_gb, const char *what) {
     const int T = ddx_threads_count();
     if (want_gw && T > 1) DDX_TRY(cpu_scratch(c, (int64_t)(T - 1) * j->g.Co * j->g.K, what, &j->gw_part));
     if (want_gb) {
@@ -386,7 +363,7 @@ static ddx_status gemm_bwd_scratch(ddx_ctx *c, gemm_job *j, bool want_gw, bool w
 }
 
 ddx_status ddx_cpu_conv2d_fwd(ddx_ctx *c, ddx_node *n) {
-    DDX_TRY(conv_check_f32(n, "conv2d"));
+    DDX_TRY(ddx_gemm_check_f32(n, "conv2d"));
     gemm_job j;
     memset(&j, 0, sizeof j);
     j.g = conv_geom_of(n->in[0], n->in[1], &n->p.conv2d);
@@ -402,7 +379,7 @@ ddx_status ddx_cpu_conv2d_fwd(ddx_ctx *c, ddx_node *n) {
     if (j.chunk > share) j.chunk = share;
     ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
     if (!j.g.direct) DDX_TRY(cpu_scratch(c, (int64_t)T * j.chunk * j.g.K, "conv2d im2col", &j.cols));
-    ddx_parallel_for(j.g.rows, conv_fwd_range, &j);
+    ddx_parallel_for(j.g.rows, ddx_gemm_fwd_range, &j);
     if (n->n_inputs > 3 && n->in[3]) {
         // The residual after the bias, as a separate add would: same bits.
         const float *r = ddx_f32c(n->in[3]);
@@ -412,7 +389,7 @@ ddx_status ddx_cpu_conv2d_fwd(ddx_ctx *c, ddx_node *n) {
 }
 
 ddx_status ddx_cpu_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
-    DDX_TRY(conv_check_f32(n, "conv2d"));
+    DDX_TRY(ddx_gemm_check_f32(n, "conv2d"));
     if (!n->out->grad) return ddx_errorf(DDX_E_INTERNAL, "conv2d backward: output has no gradient");
     gemm_job j;
     memset(&j, 0, sizeof j);
@@ -442,81 +419,7 @@ ddx_status ddx_cpu_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
     if (j.chunk > share) j.chunk = share;
     ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
     if (!j.g.direct && (gx || gw)) DDX_TRY(cpu_scratch(c, (int64_t)T * j.chunk * j.g.K, "conv2d backward im2col", &j.cols));
-    DDX_TRY(gemm_bwd_scratch(c, &j, gw != NULL, gb != NULL, "conv2d backward"));
-    gemm_bwd_run(&j, gb ? ddx_f32(gb) : NULL);
-    return ddx_arena_rewind(&c->act, mark);
-}
-
-// ---- linear ------------------------------------------------------------------------------
-
-ddx_tensor *ddx_linear(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias) {
-    if (!ddx_op_ok(c, "linear", 2, (ddx_tensor *[]){x, w})) return NULL;
-    char xs[64], ws[64];
-    ddx_shape_str(x, xs, sizeof xs);
-    ddx_shape_str(w, ws, sizeof ws);
-    if (w->ndim != 2 || w->shape[0] < 1 || w->shape[1] < 1)
-        return ddx_op_fail(c, DDX_E_INPUT, "linear: weight %s must be 2-D [Out, In] (PyTorch layout)", ws);
-    if (x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
-        return ddx_op_fail(c, DDX_E_INPUT, "linear: input %s must end in In = %lld to match weight %s [Out, In]", xs,
-                           (long long)w->shape[1], ws);
-    if (w->shape[0] > INT_MAX || w->shape[1] > INT_MAX)
-        return ddx_op_fail(c, DDX_E_UNSUPPORTED, "linear: weight %s is too large for a BLAS GEMM", ws);
-    if (w->dtype != x->dtype)
-        return ddx_op_fail(c, DDX_E_INPUT, "linear: weight dtype %s differs from input dtype %s",
-                           ddx_dtype_name(w->dtype), ddx_dtype_name(x->dtype));
-    if (x->dtype != DDX_F32 && x->dtype != DDX_BF16)
-        return ddx_op_fail(c, DDX_E_INPUT, "linear: dtype %s is not a float type", ddx_dtype_name(x->dtype));
-    if (!bias_ok(c, "linear", "Out", bias, w, x)) return NULL;
-    int64_t shape[DDX_MAX_DIMS];
-    for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
-    shape[x->ndim - 1] = w->shape[0];
-    ddx_op_params op;
-    memset(&op, 0, sizeof op);
-    return ddx_op_run(c, DDX_OP_LINEAR, 3, (ddx_tensor *[]){x, w, bias}, &op, x->dtype, x->ndim, shape);
-}
-
-// linear is conv2d's direct case: rows of x against the [Out, In] weight.
-static gemm_job linear_job(const ddx_node *n) {
-    gemm_job j;
-    memset(&j, 0, sizeof j);
-    const ddx_tensor *xt = n->in[0], *wt = n->in[1];
-    j.g.K = wt->shape[1];
-    j.g.Co = wt->shape[0];
-    j.g.rows = ddx_numel(xt) / j.g.K;
-    j.g.direct = true;
-    j.unit = 1;
-    const int64_t T = ddx_threads_count();
-    j.chunk = (j.g.rows + T - 1) / T;
-    if (j.chunk > DDX_GEMM_MAX_ROWS) j.chunk = DDX_GEMM_MAX_ROWS;
-    if (j.chunk < 1) j.chunk = 1;
-    j.x = ddx_f32c(xt);   // [rows, In]
-    j.w = ddx_f32c(wt);   // [Out, In]
-    return j;
-}
-
-ddx_status ddx_cpu_linear_fwd(ddx_ctx *c, ddx_node *n) {
-    (void)c;
-    DDX_TRY(conv_check_f32(n, "linear"));
-    gemm_job j = linear_job(n);
-    j.b = n->in[2] ? ddx_f32c(n->in[2]) : NULL;   // [Out]
-    j.y = ddx_f32(n->out);                         // [rows, Out]
-    ddx_parallel_for(j.g.rows, conv_fwd_range, &j);
-    return DDX_OK;
-}
-
-ddx_status ddx_cpu_linear_bwd(ddx_ctx *c, ddx_node *n) {
-    DDX_TRY(conv_check_f32(n, "linear"));
-    if (!n->out->grad) return ddx_errorf(DDX_E_INTERNAL, "linear backward: output has no gradient");
-    gemm_job j = linear_job(n);
-    j.dy = ddx_f32c(n->out->grad);              // [rows, Out]
-    ddx_tensor *gx = ddx_in_grad(c, n, 0);      // [..., In]
-    ddx_tensor *gw = ddx_in_grad(c, n, 1);      // [Out, In]
-    ddx_tensor *gb = ddx_in_grad(c, n, 2);      // [Out]
-    if (j.g.rows == 0 || (!gx && !gw && !gb)) return DDX_OK;
-    j.gx = gx ? ddx_f32(gx) : NULL;
-    j.gw = gw ? ddx_f32(gw) : NULL;
-    ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
-    DDX_TRY(gemm_bwd_scratch(c, &j, gw != NULL, gb != NULL, "linear backward"));
-    gemm_bwd_run(&j, gb ? ddx_f32(gb) : NULL);
+    DDX_TRY(ddx_gemm_bwd_scratch(c, &j, gw != NULL, gb != NULL, "conv2d backward"));
+    ddx_gemm_bwd_run(&j, gb ? ddx_f32(gb) : NULL);
     return ddx_arena_rewind(&c->act, mark);
 }

@@ -1,12 +1,16 @@
-// The CUDA dispatch table: adapts tape nodes to the kernel launchers. Semantics mirror the
-// CPU reference in runtime/ops/elementwise.c (backward accumulates, reshape aliases);
-// unlike the CPU, f32 and bf16 are both computed natively (bf16 storage, fp32 math).
-// Ops without an entry here are reported by dispatch as having no CUDA kernel yet.
+// Host glue of the elementwise CUDA family: fill, copy, cast, reshape, add, mul, scale, silu,
+// relu, concat and dropout, plus ddx_cuda_accumulate (dst += src) for the other families.
+// Semantics mirror the CPU reference in runtime/ops/elementwise.c (reshape aliases; add hands
+// dy's buffer to one input's grad; the other backwards accumulate; dropout regenerates its
+// mask from the Philox key, nothing is saved); unlike the CPU, f32 and bf16 are both computed
+// natively (bf16 storage, fp32 math).
+#include <math.h>
+#include <stdint.h>
+
 #include "cuda/check.h"
-#include "kernels/diffusion.h"
+#include "cuda/ops/backend.h"
 #include "kernels/elementwise.h"
 #include "op_impl.h"
-#include "cuda/ops/backend.h"
 
 static void *stream_of(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
 
@@ -47,7 +51,7 @@ ddx_status ddx_cuda_accumulate(ddx_ctx *c, ddx_tensor *dst, const ddx_tensor *sr
 }
 
 // ---- fill / copy / cast / reshape ---------------------------------------------------------
-static ddx_status cuda_fill_fwd(ddx_ctx *c, ddx_node *n) {
+ddx_status ddx_cuda_fill_fwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *y = n->out;
     const int64_t cnt = ddx_numel(y);
     const float v = n->p.fill.value;
@@ -60,12 +64,12 @@ static ddx_status cuda_fill_fwd(ddx_ctx *c, ddx_node *n) {
     return DDX_OK;
 }
 
-static ddx_status cuda_copy_fwd(ddx_ctx *c, ddx_node *n) {
+ddx_status ddx_cuda_copy_fwd(ddx_ctx *c, ddx_node *n) {
     DDX_CUDA_CHECK(ddx_k_copy(n->out->data, n->in[0]->data, (int64_t)ddx_nbytes(n->out), stream_of(c)));
     return DDX_OK;
 }
 
-static ddx_status cuda_copy_bwd(ddx_ctx *c, ddx_node *n) {
+ddx_status ddx_cuda_copy_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *g = ddx_in_grad(c, n, 0);
     if (!g) return c->status;
     const ddx_tensor *dy;
@@ -73,7 +77,7 @@ static ddx_status cuda_copy_bwd(ddx_ctx *c, ddx_node *n) {
     return ddx_cuda_accumulate(c, g, dy);
 }
 
-static ddx_status cuda_cast_fwd(ddx_ctx *c, ddx_node *n) {
+ddx_status ddx_cuda_cast_fwd(ddx_ctx *c, ddx_node *n) {
     const ddx_tensor *x = n->in[0];
     ddx_tensor *y = n->out;
     DDX_TRY(need_float("cast", x));
@@ -85,7 +89,7 @@ static ddx_status cuda_cast_fwd(ddx_ctx *c, ddx_node *n) {
     return DDX_OK;
 }
 
-static ddx_status cuda_cast_bwd(ddx_ctx *c, ddx_node *n) {
+ddx_status ddx_cuda_cast_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *g = ddx_in_grad(c, n, 0);
     if (!g) return c->status;
     const ddx_tensor *dy;
@@ -93,14 +97,14 @@ static ddx_status cuda_cast_bwd(ddx_ctx *c, ddx_node *n) {
     return ddx_cuda_accumulate(c, g, dy);
 }
 
-static ddx_status cuda_reshape_fwd(ddx_ctx *c, ddx_node *n) {
+ddx_status ddx_cuda_reshape_fwd(ddx_ctx *c, ddx_node *n) {
     // Only reached through the dispatch table (ddx_reshape aliases without dispatch).
     if (n->out->data != n->in[0]->data)
         DDX_CUDA_CHECK(ddx_k_copy(n->out->data, n->in[0]->data, (int64_t)ddx_nbytes(n->out), stream_of(c)));
     return DDX_OK;
 }
 
-static ddx_status cuda_reshape_bwd(ddx_ctx *c, ddx_node *n) {
+ddx_status ddx_cuda_reshape_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *x = n->in[0];
     if (!x->requires_grad) return DDX_OK;
     const ddx_tensor *dy;
@@ -199,10 +203,10 @@ static ddx_status binary_bwd(ddx_ctx *c, ddx_node *n, bool mul) {
     return DDX_OK;
 }
 
-static ddx_status cuda_add_fwd(ddx_ctx *c, ddx_node *n) { return binary_fwd(c, n, false); }
-static ddx_status cuda_add_bwd(ddx_ctx *c, ddx_node *n) { return binary_bwd(c, n, false); }
-static ddx_status cuda_mul_fwd(ddx_ctx *c, ddx_node *n) { return binary_fwd(c, n, true); }
-static ddx_status cuda_mul_bwd(ddx_ctx *c, ddx_node *n) { return binary_bwd(c, n, true); }
+ddx_status ddx_cuda_add_fwd(ddx_ctx *c, ddx_node *n) { return binary_fwd(c, n, false); }
+ddx_status ddx_cuda_add_bwd(ddx_ctx *c, ddx_node *n) { return binary_bwd(c, n, false); }
+ddx_status ddx_cuda_mul_fwd(ddx_ctx *c, ddx_node *n) { return binary_fwd(c, n, true); }
+ddx_status ddx_cuda_mul_bwd(ddx_ctx *c, ddx_node *n) { return binary_bwd(c, n, true); }
 
 // ---- scale / silu / relu ------------------------------------------------------------------
 typedef enum { UN_SCALE, UN_SILU, UN_RELU } unary_kind;
@@ -259,81 +263,138 @@ static ddx_status unary_bwd(ddx_ctx *c, ddx_node *n, unary_kind k) {
     return DDX_OK;
 }
 
-static ddx_status cuda_scale_fwd(ddx_ctx *c, ddx_node *n) { return unary_fwd(c, n, UN_SCALE); }
-static ddx_status cuda_scale_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, UN_SCALE); }
-static ddx_status cuda_silu_fwd(ddx_ctx *c, ddx_node *n) { return unary_fwd(c, n, UN_SILU); }
-static ddx_status cuda_silu_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, UN_SILU); }
-static ddx_status cuda_relu_fwd(ddx_ctx *c, ddx_node *n) { return unary_fwd(c, n, UN_RELU); }
-static ddx_status cuda_relu_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, UN_RELU); }
+ddx_status ddx_cuda_scale_fwd(ddx_ctx *c, ddx_node *n) { return unary_fwd(c, n, UN_SCALE); }
+ddx_status ddx_cuda_scale_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, UN_SCALE); }
+ddx_status ddx_cuda_silu_fwd(ddx_ctx *c, ddx_node *n) { return unary_fwd(c, n, UN_SILU); }
+ddx_status ddx_cuda_silu_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, UN_SILU); }
+ddx_status ddx_cuda_relu_fwd(ddx_ctx *c, ddx_node *n) { return unary_fwd(c, n, UN_RELU); }
+ddx_status ddx_cuda_relu_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, UN_RELU); }
 
-// ---- randn / q_sample / sampler_step (no backward: not differentiable) --------------------
-// c->step_dev (CUDA graphs) goes with every key: the kernels then read the step word there.
-static ddx_k_rng_key k_key(const ddx_ctx *c, const ddx_rng_key *k) {
-    return (ddx_k_rng_key){
-        .seed = k->seed, .stream = k->stream, .step = k->step, .offset = k->offset, .step_dev = c->step_dev};
+static ddx_status need_float_of(const char *op, const ddx_tensor *t, const char *what) {
+    if (t->dtype != DDX_F32 && t->dtype != DDX_BF16)
+        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: %s dtype %s is not supported (f32, bf16)", op, what,
+                          ddx_dtype_name(t->dtype));
+    return DDX_OK;
 }
 
-static ddx_status cuda_randn_fwd(ddx_ctx *c, ddx_node *n) {
+// t must have dtype dt (the kernels take one element type for all their float operands).
+static ddx_status need_dtype(const char *op, const ddx_tensor *t, ddx_dtype dt, const char *what) {
+    if (t->dtype != dt)
+        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: %s is %s but the kernel computes in %s (mixed dtypes)", op,
+                          what, ddx_dtype_name(t->dtype), ddx_dtype_name(dt));
+    return DDX_OK;
+}
+
+// The output's grad every backward starts from; its absence is a tape bug.
+static ddx_status out_grad_shaped(const ddx_node *n, const ddx_tensor **dy) {
+    *dy = n->out->grad;
+    if (!*dy) return ddx_errorf(DDX_E_INTERNAL, "%s backward on CUDA: the output has no grad", ddx_op_name(n->op));
+    if (!ddx_same_shape(*dy, n->out))
+        return ddx_errorf(DDX_E_INTERNAL, "%s backward on CUDA: the output grad has the wrong shape", ddx_op_name(n->op));
+    return DDX_OK;
+}
+
+// =========================================================================================
+// concat (last dim): two strided row copies forward, two strided row accumulations backward.
+// =========================================================================================
+// Rows = product of all dims but the last (not numel / C: C may be 0).
+static int64_t leading_rows(const ddx_tensor *t) {
+    int64_t r = 1;
+    for (int d = 0; d < t->ndim - 1; d++) r *= t->shape[d];
+    return r;
+}
+
+static size_t elem_size(ddx_dtype dt) { return dt == DDX_F32 ? 4 : 2; }
+
+ddx_status ddx_cuda_concat_fwd(ddx_ctx *c, ddx_node *n) {
+    const ddx_tensor *a = n->in[0], *b = n->in[1];   // [.., Ca], [.., Cb]
+    ddx_tensor *y = n->out;                          // [.., Ca + Cb]
+    DDX_TRY(need_float_of("concat", a, "input a"));
+    DDX_TRY(need_dtype("concat", b, a->dtype, "input b"));
+    DDX_TRY(need_dtype("concat", y, a->dtype, "the output"));
+    const int64_t rows = leading_rows(a), ca = a->shape[a->ndim - 1], cb = b->shape[b->ndim - 1], co = ca + cb;
+    char *yb = (char *)y->data;
+    const size_t es = elem_size(a->dtype);
+    void *s = stream_of(c);
+    if (a->dtype == DDX_F32) {
+        DDX_CUDA_CHECK(ddx_k_rows_copy_f32((float *)yb, co, a->data, ca, rows, ca, s));
+        DDX_CUDA_CHECK(ddx_k_rows_copy_f32((float *)(yb + (size_t)ca * es), co, b->data, cb, rows, cb, s));
+    } else {
+        DDX_CUDA_CHECK(ddx_k_rows_copy_bf16((uint16_t *)yb, co, a->data, ca, rows, ca, s));
+        DDX_CUDA_CHECK(ddx_k_rows_copy_bf16((uint16_t *)(yb + (size_t)ca * es), co, b->data, cb, rows, cb, s));
+    }
+    return DDX_OK;
+}
+
+ddx_status ddx_cuda_concat_bwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *ga = ddx_in_grad(c, n, 0), *gb = ddx_in_grad(c, n, 1);
+    if (c->status != DDX_OK) return c->status;
+    if (!ga && !gb) return DDX_OK;
+    const ddx_tensor *a = n->in[0], *b = n->in[1], *dy;
+    DDX_TRY(out_grad_shaped(n, &dy));   // [.., Ca + Cb]
+    DDX_TRY(need_float_of("concat", dy, "the output grad"));
+    if (ga) DDX_TRY(need_dtype("concat", ga, dy->dtype, "the grad of a"));
+    if (gb) DDX_TRY(need_dtype("concat", gb, dy->dtype, "the grad of b"));
+    const int64_t rows = leading_rows(a), ca = a->shape[a->ndim - 1], cb = b->shape[b->ndim - 1], co = ca + cb;
+    const char *db = (const char *)dy->data;
+    const size_t es = elem_size(dy->dtype);
+    void *s = stream_of(c);
+    if (dy->dtype == DDX_F32) {
+        if (ga) DDX_CUDA_CHECK(ddx_k_rows_acc_f32(ga->data, ca, (const float *)db, co, rows, ca, s));
+        if (gb) DDX_CUDA_CHECK(ddx_k_rows_acc_f32(gb->data, cb, (const float *)(db + (size_t)ca * es), co, rows, cb, s));
+    } else {
+        if (ga) DDX_CUDA_CHECK(ddx_k_rows_acc_bf16(ga->data, ca, (const uint16_t *)db, co, rows, ca, s));
+        if (gb)
+            DDX_CUDA_CHECK(ddx_k_rows_acc_bf16(gb->data, cb, (const uint16_t *)(db + (size_t)ca * es), co, rows, cb, s));
+    }
+    return DDX_OK;
+}
+
+// =========================================================================================
+// dropout (the front-end returns x itself when !training or p == 0, so no node reaches here)
+// =========================================================================================
+// The CPU's dropout_key_of and dropout_scale: keep <=> 2 * (bits >> 9) + 1 >= ceil(p * 2^24).
+static ddx_status dropout_key_of(const ddx_ctx *c, const ddx_node *n, ddx_k_dropout_key *k) {
+    const float p = n->p.dropout.p;
+    if (!(p >= 0.0f && p <= 1.0f))
+        return ddx_errorf(DDX_E_INTERNAL, "dropout on CUDA: p = %g outside [0, 1] (the front-end should have refused it)",
+                          (double)p);
+    if (n->p.dropout.counter > UINT32_MAX)
+        return ddx_errorf(DDX_E_INTERNAL, "dropout on CUDA: step %llu does not fit the 32-bit Philox step word",
+                          (unsigned long long)n->p.dropout.counter);
+    *k = (ddx_k_dropout_key){.seed = n->p.dropout.seed,
+                             .stream = n->p.dropout.stream,
+                             .step = (uint32_t)n->p.dropout.counter,
+                             .threshold = (int32_t)ceil((double)p * 16777216.0),
+                             .scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f,
+                             .step_dev = c->step_dev};   // CUDA graphs: the step word at run time
+    return DDX_OK;
+}
+
+ddx_status ddx_cuda_dropout_fwd(ddx_ctx *c, ddx_node *n) {
+    const ddx_tensor *x = n->in[0];
     ddx_tensor *y = n->out;
-    const ddx_k_rng_key k = k_key(c, &n->p.randn);
-    if (y->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_randn_f32(y->data, ddx_numel(y), k, stream_of(c)));
-    else if (y->dtype == DDX_BF16) DDX_CUDA_CHECK(ddx_k_randn_bf16(y->data, ddx_numel(y), k, stream_of(c)));
-    else return ddx_errorf(DDX_E_UNSUPPORTED, "randn on CUDA: dtype %s is not supported (f32, bf16)", ddx_dtype_name(y->dtype));
+    DDX_TRY(need_float_of("dropout", x, "input"));
+    DDX_TRY(need_dtype("dropout", y, x->dtype, "the output"));
+    ddx_k_dropout_key k = {0};
+    DDX_TRY(dropout_key_of(c, n, &k));
+    const int64_t cnt = ddx_numel(x);
+    if (x->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_dropout_f32(y->data, x->data, cnt, k, stream_of(c)));
+    else DDX_CUDA_CHECK(ddx_k_dropout_bf16(y->data, x->data, cnt, k, stream_of(c)));
     return DDX_OK;
 }
 
-static ddx_status cuda_q_sample_fwd(ddx_ctx *c, ddx_node *n) {
-    const ddx_tensor *x0 = n->in[0], *coef = n->in[1];
-    if (x0->dtype != DDX_F32 || coef->dtype != DDX_F32 || n->out->dtype != DDX_F32)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "q_sample on CUDA: f32 only, got x0 %s, coef %s", ddx_dtype_name(x0->dtype),
-                          ddx_dtype_name(coef->dtype));
-    const int64_t cnt = ddx_numel(x0);
-    if (cnt == 0) return DDX_OK;
-    DDX_CUDA_CHECK(ddx_k_q_sample_f32(n->out->data, x0->data, coef->data, cnt, cnt / x0->shape[0], k_key(c, &n->p.q_sample),
-                                      stream_of(c)));
+ddx_status ddx_cuda_dropout_bwd(ddx_ctx *c, ddx_node *n) {
+    ddx_tensor *gx = ddx_in_grad(c, n, 0);
+    if (!gx) return c->status;
+    const ddx_tensor *dy;
+    DDX_TRY(out_grad_shaped(n, &dy));
+    DDX_TRY(need_float_of("dropout", dy, "the output grad"));
+    DDX_TRY(need_dtype("dropout", gx, dy->dtype, "the input grad"));
+    ddx_k_dropout_key k = {0};
+    DDX_TRY(dropout_key_of(c, n, &k));
+    const int64_t cnt = ddx_numel(gx);
+    if (dy->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_dropout_bwd_f32(gx->data, dy->data, cnt, k, stream_of(c)));
+    else DDX_CUDA_CHECK(ddx_k_dropout_bwd_bf16(gx->data, dy->data, cnt, k, stream_of(c)));
     return DDX_OK;
 }
-
-static ddx_status cuda_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
-    const ddx_tensor *xt = n->in[0], *o = n->in[1];
-    if (xt->dtype != DDX_F32 || o->dtype != DDX_F32 || n->out->dtype != DDX_F32)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "sampler_step on CUDA: f32 only, got x_t %s, output %s",
-                          ddx_dtype_name(xt->dtype), ddx_dtype_name(o->dtype));
-    const ddx_sampler_step_params *p = &n->p.sampler_step;
-    const ddx_k_sampler_coefs co = {.a = p->a, .b = p->b, .f = p->f, .g = p->g, .c = p->c, .d = p->d, .e = p->e,
-                                    .sigma = p->sigma, .clip = p->clip ? 1 : 0, .dev = p->coefs_dev};
-    DDX_CUDA_CHECK(ddx_k_sampler_step_f32(n->out->data, xt->data, o->data, ddx_numel(xt), co, k_key(c, &p->key), stream_of(c)));
-    return DDX_OK;
-}
-
-const ddx_backend_op ddx_cuda_ops[DDX_OP_COUNT] = {
-    [DDX_OP_FILL] = {cuda_fill_fwd, NULL},
-    [DDX_OP_COPY] = {cuda_copy_fwd, cuda_copy_bwd},
-    [DDX_OP_CAST] = {cuda_cast_fwd, cuda_cast_bwd},
-    [DDX_OP_RESHAPE] = {cuda_reshape_fwd, cuda_reshape_bwd},
-    [DDX_OP_ADD] = {cuda_add_fwd, cuda_add_bwd},
-    [DDX_OP_MUL] = {cuda_mul_fwd, cuda_mul_bwd},
-    [DDX_OP_SCALE] = {cuda_scale_fwd, cuda_scale_bwd},
-    [DDX_OP_SILU] = {cuda_silu_fwd, cuda_silu_bwd},
-    [DDX_OP_RELU] = {cuda_relu_fwd, cuda_relu_bwd},
-    [DDX_OP_RANDN] = {cuda_randn_fwd, NULL},
-    [DDX_OP_Q_SAMPLE] = {cuda_q_sample_fwd, NULL},
-    [DDX_OP_SAMPLER_STEP] = {cuda_sampler_step_fwd, NULL},
-    // conv entries (runtime/cuda/cuda_conv.c)
-    [DDX_OP_CONV2D] = {ddx_cuda_conv2d_fwd, ddx_cuda_conv2d_bwd},
-    // norm/linear entries (runtime/cuda/cuda_norm.c)
-    [DDX_OP_GROUP_NORM] = {ddx_cuda_group_norm_fwd, ddx_cuda_group_norm_bwd},
-    [DDX_OP_LINEAR] = {ddx_cuda_linear_fwd, ddx_cuda_linear_bwd},
-    [DDX_OP_MSE_LOSS] = {ddx_cuda_mse_loss_fwd, ddx_cuda_mse_loss_bwd},
-    [DDX_OP_SUM] = {ddx_cuda_sum_fwd, ddx_cuda_sum_bwd},
-    [DDX_OP_MEAN] = {ddx_cuda_mean_fwd, ddx_cuda_mean_bwd},
-    // attention entries (runtime/cuda/cuda_attention.c)
-    [DDX_OP_ATTENTION] = {ddx_cuda_attention_fwd, ddx_cuda_attention_bwd},
-    // misc entries (runtime/cuda/cuda_misc.c)
-    [DDX_OP_UPSAMPLE2X] = {ddx_cuda_upsample2x_fwd, ddx_cuda_upsample2x_bwd},
-    [DDX_OP_POOL2X] = {ddx_cuda_pool2x_fwd, ddx_cuda_pool2x_bwd},
-    [DDX_OP_CONCAT] = {ddx_cuda_concat_fwd, ddx_cuda_concat_bwd},
-    [DDX_OP_EMBEDDING] = {ddx_cuda_embedding_fwd, ddx_cuda_embedding_bwd},
-    [DDX_OP_TIMESTEP_EMB] = {ddx_cuda_timestep_emb_fwd, NULL},
-    [DDX_OP_DROPOUT] = {ddx_cuda_dropout_fwd, ddx_cuda_dropout_bwd},
-};
