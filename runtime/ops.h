@@ -236,10 +236,21 @@ typedef struct ddx_backend_op {
 extern const ddx_backend_op ddx_cpu_ops[DDX_OP_COUNT];
 extern const ddx_backend_op ddx_cuda_ops[DDX_OP_COUNT];
 
-// CPU op implementations, one per registry entry (runtime/cpu/*.c).
+// Tables generated from DDX_OPS name each op's functions by convention: <backend>_<op>_fwd
+// and, when the op is differentiable (d = 1), <backend>_<op>_bwd; a non-differentiable op's
+// backward entry is NULL and its function need not exist.
+#define DDX_BWD_PICK_0(fn) NULL
+#define DDX_BWD_PICK_1(fn) fn
+#define DDX_BWD_PICK(d, fn) DDX_BWD_PICK_##d(fn)
+#define DDX_BWD_DECL_0(decl)
+#define DDX_BWD_DECL_1(decl) decl
+#define DDX_BWD_DECL(d, decl) DDX_BWD_DECL_##d(decl)
+
+// CPU op implementations, one per registry entry, in runtime/ops/<family>.c. The CUDA ones
+// (ddx_cuda_<op>_fwd/_bwd) are declared in runtime/cuda/ops/backend.h.
 #define DDX_X_DECL(E, n, ni, d)                                  \
     ddx_status ddx_cpu_##n##_fwd(ddx_ctx *c, ddx_node *nd);      \
-    ddx_status ddx_cpu_##n##_bwd(ddx_ctx *c, ddx_node *nd);
+    DDX_BWD_DECL(d, ddx_status ddx_cpu_##n##_bwd(ddx_ctx *c, ddx_node *nd);)
 DDX_OPS(DDX_X_DECL)
 #undef DDX_X_DECL
 

@@ -1,4 +1,5 @@
-// The op registry: names and the CPU dispatch table, generated from DDX_OPS.
+// The op registry: names and the CPU dispatch table, generated from DDX_OPS (the CUDA one is
+// runtime/cuda/ops/table.c).
 #include <string.h>
 
 #include "ops.h"
@@ -26,7 +27,7 @@ ddx_op ddx_op_from_name(const char *name) {
 bool ddx_op_differentiable(ddx_op op) { return (unsigned)op < DDX_OP_COUNT && g_diff[op]; }
 
 const ddx_backend_op ddx_cpu_ops[DDX_OP_COUNT] = {
-#define DDX_X_CPU(E, n, ni, d) [DDX_OP_##E] = {ddx_cpu_##n##_fwd, ddx_cpu_##n##_bwd},
+#define DDX_X_CPU(E, n, ni, d) [DDX_OP_##E] = {ddx_cpu_##n##_fwd, DDX_BWD_PICK(d, ddx_cpu_##n##_bwd)},
     DDX_OPS(DDX_X_CPU)
 #undef DDX_X_CPU
 };

@@ -58,15 +58,23 @@ typedef struct ddx_case_list {
     size_t n;
 } ddx_case_list;
 
-// One per family file.
-ddx_case_list ddx_cases_elementwise(void);
-ddx_case_list ddx_cases_conv(void);
-ddx_case_list ddx_cases_linear(void);
-ddx_case_list ddx_cases_norm(void);
-ddx_case_list ddx_cases_attention(void);
-ddx_case_list ddx_cases_losses(void);
-ddx_case_list ddx_cases_resample(void);
-ddx_case_list ddx_cases_embed(void);
-ddx_case_list ddx_cases_diffusion(void);
+// The op families, one case table each: tests/cases_<family>.c defines ddx_cases_<family>()
+// (the same stems as runtime/ops/, runtime/cuda/ops/ and kernels/). The driver runs every
+// family listed here, so a new op needs only its rows in its family's table; a new family
+// adds one entry here and its file to tests/meson.build.
+#define DDX_CASE_FAMILIES(X) \
+    X(elementwise)           \
+    X(conv)                  \
+    X(linear)                \
+    X(norm)                  \
+    X(attention)             \
+    X(losses)                \
+    X(resample)              \
+    X(embed)                 \
+    X(diffusion)
+
+#define DDX_X_CASES_DECL(fam) ddx_case_list ddx_cases_##fam(void);
+DDX_CASE_FAMILIES(DDX_X_CASES_DECL)
+#undef DDX_X_CASES_DECL
 
 #endif

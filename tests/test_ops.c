@@ -555,8 +555,9 @@ int main(int argc, char **argv) {
     const char *suite = o.backend == DDX_CUDA ? (o.grad ? "cuda,grad" : "cuda") : (o.grad ? "cpu,grad" : "cpu");
     printf("test_ops[%s]: --seed %" PRIu64 "\n", suite, o.seed);
 
-    ddx_case_list lists[] = {ddx_cases_elementwise(), ddx_cases_conv(), ddx_cases_linear(), ddx_cases_norm(), ddx_cases_attention(),
-                             ddx_cases_losses(), ddx_cases_resample(), ddx_cases_embed(), ddx_cases_diffusion()};
+#define DDX_X_CASES(fam) ddx_cases_##fam(),
+    ddx_case_list lists[] = {DDX_CASE_FAMILIES(DDX_X_CASES)};
+#undef DDX_X_CASES
     size_t n_lists = sizeof lists / sizeof lists[0];
 
     if (o.list) {

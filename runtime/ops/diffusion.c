@@ -85,12 +85,6 @@ ddx_status ddx_cpu_randn_fwd(ddx_ctx *c, ddx_node *n) {
     return ddx_philox_normal(ddx_f32(n->out), ddx_numel(n->out), k->seed, k->stream, k->step, k->offset);
 }
 
-ddx_status ddx_cpu_randn_bwd(ddx_ctx *c, ddx_node *n) {
-    (void)c;
-    (void)n;
-    return ddx_errorf(DDX_E_INTERNAL, "randn has no differentiable input");
-}
-
 // =========================================================================================
 // q_sample: x_t = coef0 * x0 + coef1 * eps, eps = randn(x0's shape, key), coef per sample.
 // =========================================================================================
@@ -134,12 +128,6 @@ ddx_status ddx_cpu_q_sample_fwd(ddx_ctx *c, ddx_node *n) {
         for (int64_t j = 0; j < per; j++) ys[j] = ddx_rng_add(ddx_rng_mul(c0, xs[j]), ddx_rng_mul(c1, ys[j]));
     }
     return DDX_OK;
-}
-
-ddx_status ddx_cpu_q_sample_bwd(ddx_ctx *c, ddx_node *n) {
-    (void)c;
-    (void)n;
-    return ddx_errorf(DDX_E_INTERNAL, "q_sample is not differentiable (the front-end refuses inputs that need grad)");
 }
 
 // =========================================================================================
@@ -195,10 +183,4 @@ ddx_status ddx_cpu_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
         y[i] = v;
     }
     return DDX_OK;
-}
-
-ddx_status ddx_cpu_sampler_step_bwd(ddx_ctx *c, ddx_node *n) {
-    (void)c;
-    (void)n;
-    return ddx_errorf(DDX_E_INTERNAL, "sampler_step is not differentiable (the front-end refuses inputs that need grad)");
 }

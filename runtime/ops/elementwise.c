@@ -63,12 +63,6 @@ ddx_status ddx_cpu_fill_fwd(ddx_ctx *c, ddx_node *n) {
     return DDX_OK;
 }
 
-ddx_status ddx_cpu_fill_bwd(ddx_ctx *c, ddx_node *n) {
-    (void)c;
-    (void)n;
-    return ddx_errorf(DDX_E_INTERNAL, "fill has no differentiable input");
-}
-
 // ---- copy ------------------------------------------------------------------------------
 ddx_tensor *ddx_copy(ddx_ctx *c, ddx_tensor *x) {
     if (!ddx_op_ok(c, "copy", 1, &x)) return NULL;

@@ -121,9 +121,3 @@ ddx_status ddx_cpu_timestep_emb_fwd(ddx_ctx *c, ddx_node *n) {
     }
     return DDX_OK;
 }
-
-ddx_status ddx_cpu_timestep_emb_bwd(ddx_ctx *c, ddx_node *n) {
-    (void)c;
-    (void)n;
-    return ddx_errorf(DDX_E_INTERNAL, "timestep_emb: no differentiable input (the front-end rejects t with grad)");
-}
