@@ -18,17 +18,11 @@ if [ -z "$nvcc" ]; then
     echo "ptxas_report: nvcc not found (PATH or /usr/local/cuda/bin)" >&2
     exit 2
 fi
-# The build's generated config header, if a CUDA build dir exists; else a stand-in.
-incs=(-I. -Iruntime)
+# As in kernels/meson.build, the project root is the only include path: kernels include
+# nothing but kernels/ headers.
+incs=(-I.)
 cfgdir=$(mktemp -d)
 trap 'rm -rf "$cfgdir"' EXIT
-cfg=$(ls -1t build*/ddx_config.h 2>/dev/null | head -n 1 || true)
-if [ -n "$cfg" ]; then
-    cp "$cfg" "$cfgdir/ddx_config.h"
-else
-    printf '#define DDX_HAVE_CUDA 1\n#define DDX_HAVE_NCCL 0\n#define DDX_HAVE_MPI 0\n' >"$cfgdir/ddx_config.h"
-fi
-incs+=(-I"$cfgdir")
 
 # Keep in step with kernels/meson.build (cuda_arch default from meson_options.txt).
 arch=${DDX_CUDA_ARCH:-"-gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=compute_80"}

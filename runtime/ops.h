@@ -1,8 +1,11 @@
 // The op registry, the autograd tape and the op API that model code calls.
 //
 // Every op is listed once in DDX_OPS; that list drives the enum, the names, the dispatch
-// tables of both backends and the test driver's coverage check (an op without a test case
-// fails the `cpu` suite).
+// tables of both backends (runtime/registry.c, runtime/cuda/ops/table.c: functions found by
+// name, see DDX_BWD_PICK) and the test driver's coverage check (an op without a test case
+// fails the `cpu` suite). Each op belongs to one family, whose stem names its files:
+// runtime/ops/<family>.c (front-end + CPU reference), runtime/cuda/ops/<family>.c (CUDA
+// glue), kernels/<family>.{cu,h} and tests/cases_<family>.c (docs/ARCHITECTURE.md lists them).
 #ifndef DDX_OPS_H
 #define DDX_OPS_H
 
@@ -68,7 +71,7 @@ typedef struct ddx_timestep_emb_params {
 } ddx_timestep_emb_params;
 
 // Which Philox numbers a draw uses: element e of the tensor is element (offset + e) of the
-// fill keyed by (seed, stream, step); see runtime/philox.h. `offset` lets a batch of samples
+// fill keyed by (seed, stream, step); see kernels/philox.h. `offset` lets a batch of samples
 // draw the same noise per sample whatever the batch size (offset = first sample * H*W*C).
 // While the context's step_dev is set (CUDA graphs), the front-ends replace step with
 // DDX_RNG_STEP_ON_DEVICE and the kernels read the step word from step_dev when they run; a
@@ -139,7 +142,7 @@ typedef struct ddx_ctx {
     size_t n_nodes, cap_nodes;
     bool grad_enabled;                 // record the tape
     bool training;                     // dropout active
-    bool tf32;                         // CUDA: f32 convs and linears may use TF32 tensor cores
+    bool tf32;                         // CUDA: f32 convs may use TF32 tensor cores (linear: fp32 SGEMM)
     ddx_status status;                 // sticky first error
     uint64_t seed;                     // run seed, keys dropout noise
     uint64_t step;                     // training step, keys dropout noise
@@ -220,9 +223,16 @@ ddx_tensor *ddx_q_sample(ddx_ctx *c, ddx_tensor *x0, ddx_tensor *coef, ddx_rng_k
 ddx_tensor *ddx_sampler_step(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, const ddx_sampler_step_params *p);
 
 // ---- backends ----------------------------------------------------------------------------
-// A forward writes n->out (already allocated with its final shape) and may allocate
-// n->saved[] from the arena. A backward reads n->out->grad and ACCUMULATES into
-// ddx_grad_of(c, n->in[i]) for each input with requires_grad.
+// A forward writes every element of n->out (already allocated with its final shape; poisoned
+// with NaN under test) and may allocate n->saved[] from the arena. A backward reads
+// n->out->grad and, for each input with requires_grad, adds that input's gradient into
+// ddx_in_grad(c, n, i) (zeroed on first use; a parameter's grad is its slot in the store's
+// gradient buffer). Where zeroing and adding would cost a pass, a backward may write instead,
+// but only a grad that does not exist yet (op_impl.h): ddx_grad_take makes dy's buffer the
+// input's grad (add on both backends; conv2d_add's residual on CUDA), ddx_grad_fresh hands out
+// an uninitialised grad that the kernel writes in full (CUDA: add's other input as a copy,
+// conv2d's dgrad, group_norm's dx), and reshape aliases dy as its input's first grad. An input
+// whose grad already exists (used twice, or a parameter) is always added into.
 typedef ddx_status (*ddx_fwd_fn)(ddx_ctx *c, ddx_node *n);
 typedef ddx_status (*ddx_bwd_fn)(ddx_ctx *c, ddx_node *n);
 
@@ -231,8 +241,10 @@ typedef struct ddx_backend_op {
     ddx_bwd_fn bwd;
 } ddx_backend_op;
 
-// Dispatch tables, indexed by op. The CPU table is complete; CUDA entries are NULL where a
-// kernel does not exist yet (dispatch then fails with DDX_E_UNSUPPORTED naming the op).
+// Dispatch tables, indexed by op, generated from DDX_OPS: every op has a forward on each
+// backend (a missing function fails the link) and a backward when it is differentiable
+// (NULL otherwise). A build without CUDA has an all-NULL CUDA table (runtime/cuda_none.c), and
+// dispatch fails with DDX_E_UNSUPPORTED naming the op.
 extern const ddx_backend_op ddx_cpu_ops[DDX_OP_COUNT];
 extern const ddx_backend_op ddx_cuda_ops[DDX_OP_COUNT];
 

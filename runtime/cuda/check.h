@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 // What ops need to enqueue work: every context of a process shares one stream (see
-// cuda_rt.c for why), each has its own cuBLAS handle bound to it.
+// device.c for why), each has its own cuBLAS handle bound to it.
 struct ddx_cuda_ctx {
     int device;
     cudaStream_t stream;     // non-blocking: never serialises with the legacy default stream

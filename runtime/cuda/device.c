@@ -1,5 +1,7 @@
-// CUDA runtime glue: device probe, contexts (stream + cuBLAS handle), the caching device
-// memory pool and synchronous copies.
+// The CUDA device layer: device probe, contexts (stream + cuBLAS handle), the caching device
+// memory pool, copies, CUDA-graph capture and launch, pinned staging buffers and profiling
+// events. The op backend (runtime/cuda/ops/) builds on it; every call is checked through
+// check.h.
 //
 // One stream per process. Every context shares it (each with its own cuBLAS handle), and
 // ddx_cuda_memcpy/memset enqueue on it too. That is what makes the pool safe without

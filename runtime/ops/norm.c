@@ -95,8 +95,9 @@ typedef struct gn_job {
     int64_t da_rows, da_step;
 } gn_job;
 
-// Statistics: two passes in double rather than fp32 Welford. This is the reference the GPU's
-// fp32 Welford is checked against, so it should carry no error of its own worth measuring;
+// Statistics: two passes in double. This is the reference the GPU's fp32 statistics (shifted
+// one-pass sums by default on sm_90, Welford in the tiled kernels) are checked against, so it
+// should carry no error of its own worth measuring;
 // the extra pass costs one more read of x, which the CPU can afford.
 //
 // Every loop runs over channels innermost (contiguous in NHWC) with per-channel accumulators

@@ -1,5 +1,5 @@
 // Host glue of the attention CUDA family: adapts attention tape nodes to kernels/attention.h.
-// Semantics mirror the CPU reference (runtime/ops/norm_attn.c): the forward saves the row
+// Semantics mirror the CPU reference (runtime/ops/attention.c): the forward saves the row
 // logsumexp [N, heads, L] f32 in n->saved[0] (the same tensor the CPU saves, computed by the
 // fused kernel), the backward recomputes the probabilities from it and ACCUMULATES into
 // whichever of dq, dk, dv ddx_in_grad hands out. Unlike the CPU, f32 and bf16 storage are both
