@@ -1,5 +1,5 @@
 // Op-driver cases for group_norm. Independent checks of the CPU reference against direct
-// double-precision formulas live in tests/test_norm_attn_ref.c.
+// double-precision formulas live in tests/test_norm_ref.c.
 #include "op_cases.h"
 
 static ddx_tensor *ddx_case_group_norm(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
