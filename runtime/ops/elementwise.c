@@ -587,7 +587,7 @@ ddx_tensor *ddx_dropout(ddx_ctx *c, ddx_tensor *x, float p) {
 // call: that is what made dropout run at ~1.5 GB/s. keep_i = (u_i >= p) is decided on the
 // integer v_i = 2 * (bits >> 9) + 1: u_i = v_i * 2^-24 exactly (ddx_philox_unit), p * 2^24
 // is exact too, so u_i >= p <=> v_i >= ceil(p * 2^24). The mask is bit-identical to
-// ddx_philox_uniform(...) >= p (tests/test_misc_ref.c checks it).
+// ddx_philox_uniform(...) >= p (tests/test_elementwise_ref.c checks it).
 #define DROPOUT_GROUPS 64
 #define DROPOUT_BLOCK (4 * DROPOUT_GROUPS)
 

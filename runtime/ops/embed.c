@@ -97,7 +97,7 @@ ddx_tensor *ddx_timestep_emb(ddx_ctx *c, ddx_tensor *t, ddx_timestep_emb_params 
 // then exp in fp32, then t * freq in fp32; we round at the same points. exp is evaluated in
 // double and rounded once (correctly rounded expf, which PyTorch's vectorised expf matches on
 // the tables we tested), and sin/cos of the fp32 argument in double, rounded once (within
-// 1 ulp of PyTorch). tests/test_misc_ref.c checks this against a PyTorch-made table.
+// 1 ulp of PyTorch). tests/test_embed_ref.c checks this against a PyTorch-made table.
 ddx_status ddx_cpu_timestep_emb_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
     const ddx_tensor *tt = n->in[0];

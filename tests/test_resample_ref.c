@@ -1,0 +1,284 @@
+// Independent checks of the CPU upsample2x and pool2x: direct formulas in double,
+// PyTorch-made tables (tests/data/resample_fixtures.h, from tests/reference/make_op_fixtures.py),
+// backward by probing the double reference with unit vectors (so it shares no code with the
+// backward under test), and bad inputs.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/op_impl.h"
+#include "runtime/ops.h"
+
+#include "data/resample_fixtures.h"
+
+#include "check.h"
+
+// ---- helpers ------------------------------------------------------------------------------
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static double rnd(void) {   // uniform in [-1, 1), independent of the library's Philox
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(rng_state >> 11) * 0x1p-52 - 1.0;
+}
+
+static ddx_tensor *mk(ddx_ctx *c, int ndim, const int64_t *shape, const float *vals, bool grad) {
+    ddx_tensor *t = ddx_new(c, DDX_F32, ndim, shape);
+    if (!t) return NULL;
+    float *p = ddx_f32(t);
+    for (int64_t i = 0; i < ddx_numel(t); i++) p[i] = vals ? vals[i] : (float)rnd();
+    t->requires_grad = grad;
+    return t;
+}
+
+static double *to_double(const ddx_tensor *t) {
+    double *d = malloc(sizeof(double) * (size_t)ddx_numel(t));
+    for (int64_t i = 0; i < ddx_numel(t); i++) d[i] = ddx_f32c(t)[i];
+    return d;
+}
+
+// |got - ref| <= atol + rtol |ref| everywhere; prints the first mismatch.
+static bool close_arr(const char *what, const float *got, const double *ref, int64_t n, double atol, double rtol) {
+    for (int64_t i = 0; i < n; i++) {
+        const double e = fabs((double)got[i] - ref[i]);
+        if (!(e <= atol + rtol * fabs(ref[i]))) {
+            printf("  %s: element %lld: got %.9g, want %.9g (err %.3g)\n", what, (long long)i, (double)got[i], ref[i], e);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool close_arrf(const char *what, const float *got, const float *ref, int64_t n, double atol) {
+    for (int64_t i = 0; i < n; i++) {
+        const double e = fabs((double)got[i] - (double)ref[i]);
+        if (!(e <= atol)) {
+            printf("  %s: element %lld: got %.9g, want %.9g (err %.3g)\n", what, (long long)i, (double)got[i],
+                   (double)ref[i], e);
+            return false;
+        }
+    }
+    return true;
+}
+
+// A linear map in double, described by a closure, and its transpose by probing unit vectors:
+// dx_i = sum_j g_j (f(e_i))_j. Slow, but shares nothing with the backward under test.
+typedef void (*lin_fn)(const void *arg, const double *x, double *y);
+static void lin_transpose(lin_fn f, const void *arg, int64_t nin, int64_t nout, const double *g, double *dx) {
+    double *e = calloc((size_t)nin, sizeof(double)), *y = malloc(sizeof(double) * (size_t)nout);
+    for (int64_t i = 0; i < nin; i++) {
+        e[i] = 1.0;
+        f(arg, e, y);
+        double s = 0.0;
+        for (int64_t j = 0; j < nout; j++) s += g[j] * y[j];
+        dx[i] = s;
+        e[i] = 0.0;
+    }
+    free(e);
+    free(y);
+}
+
+// Runs backward from `out` with a random upstream grad (returned in *g_out, caller frees) after
+// setting every listed input's grad to `pre` (checks that backward accumulates).
+static ddx_tensor *rand_grad_like(ddx_ctx *c, const ddx_tensor *t) { return mk(c, t->ndim, t->shape, NULL, false); }
+
+static void preset_grad(ddx_ctx *c, ddx_tensor *t, float v) {
+    ddx_tensor *g = ddx_grad_of(c, t);
+    for (int64_t i = 0; i < ddx_numel(g); i++) ddx_f32(g)[i] = v;
+}
+
+static void add_const(double *d, int64_t n, double v) {
+    for (int64_t i = 0; i < n; i++) d[i] += v;
+}
+
+static bool expect_error(ddx_ctx *c, ddx_tensor *out, ddx_status want, const char *needle) {
+    bool ok = out == NULL && ddx_ctx_status(c) == want && strstr(ddx_last_error(), needle) != NULL;
+    if (!ok)
+        printf("  expected %s mentioning \"%s\", got status %s, message \"%s\"\n", ddx_status_name(want), needle,
+               ddx_status_name(ddx_ctx_status(c)), ddx_last_error());
+    ddx_ctx_reset(c);
+    ddx_clear_error();
+    return ok;
+}
+
+// ---- upsample2x -------------------------------------------------------------------------------
+typedef struct { int64_t N, H, W, C; bool bilinear; } up_arg;
+
+// PyTorch's upsample_bilinear2d, align_corners=False, written out in double:
+// src = max(0, (dst + 0.5) * in/out - 0.5), i0 = floor(src), i1 = min(i0 + 1, in - 1), l = src - i0.
+static void ref_up(const void *arg, const double *x, double *y) {
+    const up_arg *a = arg;
+    const int64_t Ho = 2 * a->H, Wo = 2 * a->W;
+    for (int64_t n = 0; n < a->N; n++)
+        for (int64_t oy = 0; oy < Ho; oy++)
+            for (int64_t ox = 0; ox < Wo; ox++)
+                for (int64_t ch = 0; ch < a->C; ch++) {
+                    double v;
+                    if (!a->bilinear) {
+                        v = x[((n * a->H + oy / 2) * a->W + ox / 2) * a->C + ch];
+                    } else {
+                        double sy = fmax(0.0, (oy + 0.5) * ((double)a->H / Ho) - 0.5);
+                        double sx = fmax(0.0, (ox + 0.5) * ((double)a->W / Wo) - 0.5);
+                        int64_t y0 = (int64_t)floor(sy), x0 = (int64_t)floor(sx);
+                        int64_t y1 = y0 + 1 < a->H ? y0 + 1 : a->H - 1, x1 = x0 + 1 < a->W ? x0 + 1 : a->W - 1;
+                        double ly = sy - y0, lx = sx - x0;
+#define X(yy, xx) x[((n * a->H + (yy)) * a->W + (xx)) * a->C + ch]
+                        v = (1 - ly) * ((1 - lx) * X(y0, x0) + lx * X(y0, x1)) + ly * ((1 - lx) * X(y1, x0) + lx * X(y1, x1));
+#undef X
+                    }
+                    y[((n * Ho + oy) * Wo + ox) * a->C + ch] = v;
+                }
+}
+
+static void test_upsample(ddx_ctx *c, int64_t N, int64_t H, int64_t W, int64_t C, bool bilinear) {
+    ddx_ctx_reset(c);
+    ddx_tensor *x = mk(c, 4, (int64_t[]){N, H, W, C}, NULL, true);
+    ddx_tensor *y = ddx_upsample2x(c, x, bilinear ? DDX_UPSAMPLE_BILINEAR : DDX_UPSAMPLE_NEAREST);
+    CHECK(y != NULL, "upsample: %s", ddx_last_error());
+    if (!y) return;
+    up_arg arg = {N, H, W, C, bilinear};
+    const int64_t nx = ddx_numel(x), ny = ddx_numel(y);
+    CHECK(y->shape[1] == 2 * H && y->shape[2] == 2 * W, "upsample: output shape");
+    double *xd = to_double(x), *ref = malloc(sizeof(double) * (size_t)ny);
+    ref_up(&arg, xd, ref);
+    CHECK(close_arr("upsample fwd", ddx_f32c(y), ref, ny, 1e-6, 1e-6), "upsample %s forward [%lld,%lld,%lld,%lld]",
+          bilinear ? "bilinear" : "nearest", (long long)N, (long long)H, (long long)W, (long long)C);
+    ddx_tensor *g = rand_grad_like(c, y);
+    preset_grad(c, x, -1.0f);
+    CHECK(ddx_backward_from(c, y, g) == DDX_OK, "upsample backward: %s", ddx_last_error());
+    double *gd = to_double(g), *dx = malloc(sizeof(double) * (size_t)nx);
+    lin_transpose(ref_up, &arg, nx, ny, gd, dx);
+    add_const(dx, nx, -1.0);
+    CHECK(close_arr("upsample dx", ddx_f32c(x->grad), dx, nx, 1e-5, 1e-5), "upsample %s backward [%lld,%lld,%lld,%lld]",
+          bilinear ? "bilinear" : "nearest", (long long)N, (long long)H, (long long)W, (long long)C);
+    free(xd), free(ref), free(gd), free(dx);
+}
+
+static void test_upsample_torch(ddx_ctx *c) {
+    ddx_ctx_reset(c);
+    ddx_tensor *x = mk(c, 4, (int64_t[]){UP_N, UP_H, UP_W, UP_C}, up_x, false);
+    ddx_tensor *y = ddx_upsample2x(c, x, DDX_UPSAMPLE_BILINEAR);
+    CHECK(y && close_arrf("bilinear vs torch", ddx_f32c(y), up_bilinear, ddx_numel(y), 1e-6),
+          "upsample bilinear matches F.interpolate(align_corners=False)");
+}
+
+// ---- pool2x -----------------------------------------------------------------------------------
+typedef struct { int64_t N, H, W, C; } pool_arg;
+static void ref_avgpool(const void *arg, const double *x, double *y) {
+    const pool_arg *a = arg;
+    for (int64_t n = 0; n < a->N; n++)
+        for (int64_t oy = 0; oy < a->H / 2; oy++)
+            for (int64_t ox = 0; ox < a->W / 2; ox++)
+                for (int64_t ch = 0; ch < a->C; ch++) {
+                    double s = 0.0;
+                    for (int dy = 0; dy < 2; dy++)
+                        for (int dx = 0; dx < 2; dx++) s += x[((n * a->H + 2 * oy + dy) * a->W + 2 * ox + dx) * a->C + ch];
+                    y[((n * (a->H / 2) + oy) * (a->W / 2) + ox) * a->C + ch] = s / 4.0;
+                }
+}
+
+// Max pool: value and the flat input index of the first maximum (PyTorch's tie rule).
+static void ref_maxpool(const pool_arg *a, const float *x, double *y, int64_t *arg_idx) {
+    for (int64_t n = 0; n < a->N; n++)
+        for (int64_t oy = 0; oy < a->H / 2; oy++)
+            for (int64_t ox = 0; ox < a->W / 2; ox++)
+                for (int64_t ch = 0; ch < a->C; ch++) {
+                    int64_t best = -1;
+                    for (int dy = 0; dy < 2; dy++)
+                        for (int dx = 0; dx < 2; dx++) {
+                            int64_t i = ((n * a->H + 2 * oy + dy) * a->W + 2 * ox + dx) * a->C + ch;
+                            if (best < 0 || x[i] > x[best]) best = i;
+                        }
+                    int64_t o = ((n * (a->H / 2) + oy) * (a->W / 2) + ox) * a->C + ch;
+                    y[o] = x[best];
+                    arg_idx[o] = best;
+                }
+}
+
+static void test_pool(ddx_ctx *c, int64_t N, int64_t H, int64_t W, int64_t C, bool is_max, const float *vals) {
+    ddx_ctx_reset(c);
+    ddx_tensor *x = mk(c, 4, (int64_t[]){N, H, W, C}, vals, true);
+    ddx_tensor *y = ddx_pool2x(c, x, is_max ? DDX_POOL_MAX : DDX_POOL_AVG);
+    CHECK(y != NULL, "pool: %s", ddx_last_error());
+    if (!y) return;
+    pool_arg arg = {N, H, W, C};
+    const int64_t nx = ddx_numel(x), ny = ddx_numel(y);
+    double *ref = malloc(sizeof(double) * (size_t)ny), *dx = calloc((size_t)nx, sizeof(double));
+    int64_t *am = malloc(sizeof(int64_t) * (size_t)ny);
+    double *xd = to_double(x);
+    ddx_tensor *g = rand_grad_like(c, y);
+    double *gd = to_double(g);
+    if (is_max) {
+        ref_maxpool(&arg, ddx_f32c(x), ref, am);
+        for (int64_t o = 0; o < ny; o++) dx[am[o]] += gd[o];
+    } else {
+        ref_avgpool(&arg, xd, ref);
+        lin_transpose(ref_avgpool, &arg, nx, ny, gd, dx);
+    }
+    CHECK(close_arr("pool fwd", ddx_f32c(y), ref, ny, 1e-6, 1e-6), "pool %s forward [%lld,%lld,%lld,%lld]",
+          is_max ? "max" : "avg", (long long)N, (long long)H, (long long)W, (long long)C);
+    CHECK(ddx_backward_from(c, y, g) == DDX_OK, "pool backward: %s", ddx_last_error());
+    CHECK(close_arr("pool dx", ddx_f32c(x->grad), dx, nx, 1e-6, 1e-6), "pool %s backward [%lld,%lld,%lld,%lld]%s",
+          is_max ? "max" : "avg", (long long)N, (long long)H, (long long)W, (long long)C, vals ? " (ties)" : "");
+    free(ref), free(dx), free(am), free(xd), free(gd);
+}
+
+static void test_pool_torch(ddx_ctx *c) {
+    ddx_ctx_reset(c);
+    ddx_tensor *x = mk(c, 4, (int64_t[]){1, 2, 4, 2}, pool_x, false);
+    ddx_tensor *ym = ddx_pool2x(c, x, DDX_POOL_MAX), *ya = ddx_pool2x(c, x, DDX_POOL_AVG);
+    CHECK(ym && close_arrf("max pool vs torch", ddx_f32c(ym), pool_max, 4, 0), "max pool matches F.max_pool2d");
+    CHECK(ya && close_arrf("avg pool vs torch", ddx_f32c(ya), pool_avg, 4, 1e-7), "avg pool matches F.avg_pool2d");
+}
+
+// ---- bad inputs -----------------------------------------------------------------------------
+static void test_bad_inputs(ddx_ctx *c) {
+    ddx_ctx_reset(c);
+    CHECK(expect_error(c, ddx_pool2x(c, mk(c, 4, (int64_t[]){1, 3, 4, 2}, NULL, false), DDX_POOL_MAX), DDX_E_INPUT, "even"),
+          "pool2x: odd H rejected");
+    CHECK(expect_error(c, ddx_pool2x(c, mk(c, 4, (int64_t[]){1, 4, 5, 2}, NULL, false), DDX_POOL_AVG), DDX_E_INPUT, "even"),
+          "pool2x: odd W rejected");
+    CHECK(expect_error(c, ddx_upsample2x(c, mk(c, 2, (int64_t[]){4, 2}, NULL, false), DDX_UPSAMPLE_NEAREST), DDX_E_INPUT, "upsample2x"),
+          "upsample2x: 2-D input rejected");
+    // A sticky error makes later ops return NULL without running.
+    ddx_tensor *ok = mk(c, 1, (int64_t[]){3}, NULL, false);
+    ddx_pool2x(c, mk(c, 4, (int64_t[]){1, 3, 3, 1}, NULL, false), DDX_POOL_MAX);
+    CHECK(ddx_sum(c, ok) == NULL && ddx_ctx_status(c) == DDX_E_INPUT, "sticky error propagates");
+    ddx_ctx_reset(c);
+    ddx_clear_error();
+}
+
+int main(void) {
+    ddx_ctx c;
+    if (ddx_ctx_init(&c, DDX_CPU, (size_t)64 << 20) != DDX_OK) {
+        printf("resample-ref: cannot create a CPU context: %s\n", ddx_last_error());
+        return 1;
+    }
+    c.act.debug = true;   // poison allocations with NaN: an unwritten output element shows up
+
+    test_upsample(&c, 1, 1, 1, 1, false);
+    test_upsample(&c, 3, 3, 5, 3, false);
+    test_upsample(&c, 1, 1, 1, 3, true);
+    test_upsample(&c, 2, 3, 4, 5, true);
+    test_upsample(&c, 1, 5, 2, 1, true);
+    test_upsample(&c, 1, 8, 8, 2, true);
+    test_upsample_torch(&c);
+
+
+    test_pool(&c, 1, 2, 2, 1, true, NULL);
+    test_pool(&c, 3, 4, 6, 5, true, NULL);
+    test_pool(&c, 3, 4, 6, 5, false, NULL);
+    test_pool(&c, 1, 2, 2, 3, false, NULL);
+    // Ties: all equal -> first; two equal maxima at (0,1) and (1,0) -> (0,1).
+    test_pool(&c, 1, 2, 2, 1, true, (const float[]){3, 3, 3, 3});
+    test_pool(&c, 1, 2, 2, 1, true, (const float[]){1, 5, 5, 2});
+    test_pool(&c, 1, 2, 4, 1, true, (const float[]){-1, -1, 0, 7, -1, -1, 7, 7});
+    test_pool_torch(&c);
+
+
+    test_bad_inputs(&c);
+
+    ddx_status gst = ddx_arena_check_guards(&c.act);
+    CHECK(gst == DDX_OK, "arena guards intact: %s", ddx_last_error());
+    ddx_ctx_free(&c);
+    return ddx_test_finish("resample-ref");
+}
