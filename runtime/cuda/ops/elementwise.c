@@ -270,6 +270,7 @@ ddx_status ddx_cuda_silu_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, U
 ddx_status ddx_cuda_relu_fwd(ddx_ctx *c, ddx_node *n) { return unary_fwd(c, n, UN_RELU); }
 ddx_status ddx_cuda_relu_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, UN_RELU); }
 
+// ---- concat and dropout: their checks name the operand that is wrong ------------------------
 static ddx_status need_float_of(const char *op, const ddx_tensor *t, const char *what) {
     if (t->dtype != DDX_F32 && t->dtype != DDX_BF16)
         return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: %s dtype %s is not supported (f32, bf16)", op, what,
