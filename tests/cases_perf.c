@@ -156,6 +156,17 @@ static ddx_tensor *ap_sampler_step(ddx_ctx *c, ddx_tensor **in, const ddx_op_cas
     {.sampler_step = {.a = 1.02f, .b = -0.2f, .f = 0.1f, .g = 0.98f, .c = 0.9f, .d = 0.0f, .e = 0.43f,            \
                       .sigma = 0.0f, .clip = true, .key = {.seed = 9, .stream = DDX_RNG_STREAM_SAMPLER, .step = 6}}}
 
+#define DIFFUSION(shape_, N, H, W, C)                                                                            \
+    {.op = DDX_OP_Q_SAMPLE, .desc = "q_sample " shape_, .n_inputs = 2,                                           \
+     .in = {F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C), F(2, DDX_F32, DDX_GEN_POSITIVE, false, N, 2)},     \
+     .apply = ap_q_sample, .p = QKEY, .no_grad = true, .perf_only = GPU},                                        \
+    {.op = DDX_OP_SAMPLER_STEP, .desc = "sampler_step DDPM " shape_, .n_inputs = 2,                               \
+     .in = {F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C), F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C)}, \
+     .apply = ap_sampler_step, .p = STEP_DDPM, .no_grad = true, .perf_only = GPU},                               \
+    {.op = DDX_OP_SAMPLER_STEP, .desc = "sampler_step DDIM " shape_, .n_inputs = 2,                               \
+     .in = {F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C), F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C)}, \
+     .apply = ap_sampler_step, .p = STEP_DDIM, .no_grad = true, .perf_only = GPU}
+
 static const ddx_op_case perf_cases[] = {
     // ---- CPU, batch 4 -----------------------------------------------------------------------
     CONV(CPU, DDX_F32, false, "U-Net 3x3 128->128 [4,32,32,128] s1 p1", 4, 32, 32, 128, 128, 3, 1, 1, 1, 1, 1, true),
@@ -235,21 +246,11 @@ static const ddx_op_case perf_cases[] = {
     BINARY(GPU, DDX_OP_MSE_LOSS, ap_mse, DDX_F32, "mse_loss [128,32,32,3]", X4(DDX_F32, true, 128, 32, 32, 3),
            X4(DDX_F32, false, 128, 32, 32, 3)),
     UNARY(GPU, DDX_OP_MEAN, ap_mean, DDX_F32, "mean [128,32,32,128]", 128, 32, 32, 128),
-    {.op = DDX_OP_Q_SAMPLE, .desc = "q_sample [128,32,32,3]", .n_inputs = 2,
-     .in = {F(4, DDX_F32, DDX_GEN_UNIFORM, false, 128, 32, 32, 3), F(2, DDX_F32, DDX_GEN_POSITIVE, false, 128, 2)},
-     .apply = ap_q_sample, .p = QKEY, .no_grad = true, .perf_only = GPU},
-    {.op = DDX_OP_Q_SAMPLE, .desc = "q_sample [4096,64,64,4] (64Mi)", .n_inputs = 2,
-     .in = {F(4, DDX_F32, DDX_GEN_UNIFORM, false, 4096, 64, 64, 4), F(2, DDX_F32, DDX_GEN_POSITIVE, false, 4096, 2)},
-     .apply = ap_q_sample, .p = QKEY, .no_grad = true, .perf_only = GPU},
-    {.op = DDX_OP_SAMPLER_STEP, .desc = "sampler_step DDPM [128,32,32,3]", .n_inputs = 2,
-     .in = {X4(DDX_F32, false, 128, 32, 32, 3), X4(DDX_F32, false, 128, 32, 32, 3)}, .apply = ap_sampler_step,
-     .p = STEP_DDPM, .no_grad = true, .perf_only = GPU},
-    {.op = DDX_OP_SAMPLER_STEP, .desc = "sampler_step DDPM [4096,64,64,4] (64Mi)", .n_inputs = 2,
-     .in = {X4(DDX_F32, false, 4096, 64, 64, 4), X4(DDX_F32, false, 4096, 64, 64, 4)}, .apply = ap_sampler_step,
-     .p = STEP_DDPM, .no_grad = true, .perf_only = GPU},
-    {.op = DDX_OP_SAMPLER_STEP, .desc = "sampler_step DDIM [4096,64,64,4] (64Mi)", .n_inputs = 2,
-     .in = {X4(DDX_F32, false, 4096, 64, 64, 4), X4(DDX_F32, false, 4096, 64, 64, 4)}, .apply = ap_sampler_step,
-     .p = STEP_DDIM, .no_grad = true, .perf_only = GPU},
+    // q_sample and the DDPM and DDIM sampler steps at a CIFAR-10 batch, a 64x64 batch and 64Mi
+    // elements (far past L2; uniform inputs: quicker to draw on the host at this size).
+    DIFFUSION("[128,32,32,3]", 128, 32, 32, 3),
+    DIFFUSION("[256,64,64,3]", 256, 64, 64, 3),
+    DIFFUSION("[4096,64,64,4] (64Mi)", 4096, 64, 64, 4),
 };
 
 ddx_case_list ddx_cases_perf(void) { return (ddx_case_list){perf_cases, sizeof perf_cases / sizeof perf_cases[0]}; }
