@@ -3,7 +3,7 @@
 //   test_ops [--backend cpu|cuda] [--grad] [-o OP] [--seed N] [--list] [-v]
 //   test_ops --perf [--backend cpu|cuda] [--grad] [-o OP] [--reps N] [--seed N]
 //
-// For every case in tests/cases_*.c:
+// For every case in tests/cases_*.c (the perf-only ones of tests/cases_perf.c only with --perf):
 //   cpu  : the reference runs twice on poisoned (NaN) memory with guard bytes after every
 //          buffer; the output must be fully written (no NaN), bit-identical across the two
 //          runs, the inputs untouched and every guard intact.
