@@ -1,9 +1,13 @@
-// ddx-bench kernels: every CUDA kernel family timed against a baseline measured in the same run.
+// ddx-bench kernels: the CUDA kernels that have a baseline in an outside library, timed against
+// it in the same run, and the fused optimizer step (a trainer kernel, not an op case):
 //
-//   elementwise, group_norm, diffusion, optim: GB/s counting the bytes that must move, as a
-//       share of the device-to-device copy bandwidth (cudaMemcpyAsync, read + write) of this run;
 //   conv, attention: TFLOP/s, as a share of a large square cuBLAS GEMM of the same dtype timed in
-//       this run, next to cuDNN (conv) or the cuBLAS GEMMs of naive attention at the same shapes.
+//       this run, next to cuDNN (conv) or the cuBLAS GEMMs of naive attention at the same shapes;
+//   optim: GB/s counting the bytes that must move, as a share of the device-to-device copy
+//       bandwidth (cudaMemcpyAsync, read + write) of this run.
+//
+// Every op on its own (elementwise, group_norm, diffusion and the rest, at the U-Net's batch-128
+// shapes, as a share of the copy) is timed by the op driver: tests/test_ops --perf --backend cuda.
 //
 // Timing: CUDA events after warm-up; each sample brackets enough back-to-back runs to last about
 // 0.25 ms (so launch latency does not count for microsecond kernels); the median of the samples.
@@ -32,8 +36,6 @@
 #include "kernels/attention.h"
 #include "kernels/conv.h"
 #include "kernels/diffusion.h"
-#include "kernels/elementwise.h"
-#include "kernels/norm.h"
 #include "kernels/optim.h"
 #include "kernels/philox.h"
 
@@ -53,8 +55,6 @@ typedef struct kb_state {
     double gemm_bf16, gemm_f32, gemm_tf32;     // TFLOP/s of the square GEMMs of this run
     int fails, dead;                           // dead: a sticky device error, stop timing
     // For the closing check against issue 4's targets (-1: not measured).
-    double gn_share_min, gn_share_max;         // group_norm+SiLU fwd, share of the copy
-    double step_share[2];                      // sampler_step DDPM, DDIM at the largest size
     double attn_bf16_tf;                       // attention fwd bf16 at the U-Net's [128,256,256]
     double conv_ratio_min, conv_log_sum;       // bf16 conv rate / cuDNN's over every row
     int conv_ratio_n, conv_ratio_low;          // rows, and rows under 0.60
@@ -240,81 +240,27 @@ static void header(const char *section, const char *what) {
 static double gbs(double bytes, double ms) { return ms > 0 ? bytes / (ms * 1e-3) / 1e9 : -1; }
 static double tflops(double flops, double ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : -1; }
 
-// ---- copy bandwidth and elementwise -------------------------------------------------------
+// ---- copy bandwidth -----------------------------------------------------------------------
 
-enum { K_MEMCPY, K_FILL, K_SCALE, K_SILU, K_SILU_BF16, K_SILU_BWD, K_ADD, K_ADD_BCAST, K_CAST, K_ACC };
-
-typedef struct ew_run {
-    float *x, *y, *z, *b;
-    uint16_t *h, *hy;
+typedef struct copy_run {
+    float *x, *y;
     int64_t n;
-    ddx_k_bcast same, bcast;
-    int which;
-} ew_run;
+} copy_run;
 
-static int run_ew(void *arg) {
-    const ew_run *B = arg;
-    void *s = K.s;
-    switch (B->which) {
-    case K_MEMCPY: CU(cudaMemcpyAsync(B->y, B->x, (size_t)B->n * 4, cudaMemcpyDeviceToDevice, K.s)); break;
-    case K_FILL: CU(ddx_k_fill_f32(B->y, B->n, 0.5f, s)); break;
-    case K_SCALE: CU(ddx_k_scale_f32(B->y, B->x, 0.7f, 0.1f, B->n, s)); break;
-    case K_SILU: CU(ddx_k_silu_f32(B->y, B->x, B->n, s)); break;
-    case K_SILU_BF16: CU(ddx_k_silu_bf16(B->hy, B->h, B->n, s)); break;
-    case K_SILU_BWD: CU(ddx_k_silu_bwd_f32(B->z, B->x, B->y, B->n, s)); break;
-    case K_ADD: CU(ddx_k_add_f32(B->z, B->x, B->y, &B->same, s)); break;
-    case K_ADD_BCAST: CU(ddx_k_add_f32(B->z, B->x, B->b, &B->bcast, s)); break;
-    case K_CAST: CU(ddx_k_cast_f32_to_bf16(B->h, B->x, B->n, s)); break;
-    case K_ACC: CU(ddx_k_accumulate_f32(B->z, B->x, B->n, s)); break;
-    default: return fail_at("run_ew", "unknown kernel", __FILE__, __LINE__);
-    }
+static int run_copy(void *arg) {
+    const copy_run *B = arg;
+    CU(cudaMemcpyAsync(B->y, B->x, (size_t)B->n * 4, cudaMemcpyDeviceToDevice, K.s));
     return 0;
 }
 
-// Measures the copy bandwidth (always: the other sections are read against it), then, when
-// asked, the elementwise kernels at 64 Mi elements (256 MiB per f32 buffer, far past L2).
-static void section_elementwise(int show) {
-    ew_run B = {.n = (int64_t)1 << 26};
-    const int64_t n = B.n;
-    // [N, H, W, C] = [256, 32, 32, 256] for the broadcast add: b is [N, 1, 1, C] (a time embedding).
-    int64_t ash[4] = {256, 32, 32, 256}, bsh[4] = {256, 1, 1, 256};
-    ddx_k_bcast_make(&B.same, ash, ash);
-    ddx_k_bcast_make(&B.bcast, ash, bsh);
-    B.x = dalloc((size_t)n * 4);
-    B.y = dalloc((size_t)n * 4);
-    B.z = show ? dalloc((size_t)n * 4) : NULL;
-    B.b = show ? dalloc(256 * 256 * 4) : NULL;
-    B.h = show ? dalloc((size_t)n * 2) : NULL;
-    B.hy = show ? dalloc((size_t)n * 2) : NULL;
-    if (!B.x || !B.y || (show && (!B.z || !B.b || !B.h || !B.hy))) goto out;
-    if (fill_normal(B.x, n, 0) || fill_normal(B.y, n, 0)) goto out;
-    if (show && (fill_normal(B.z, n, 0) || fill_normal(B.b, 256 * 256, 0) || fill_normal(B.h, n, 1))) goto out;
-    B.which = K_MEMCPY;
-    double ms = time_runs(run_ew, &B);
-    K.copy_gbs = gbs(8.0 * (double)n, ms);
-    if (!show) {
-        printf("copy bandwidth (cudaMemcpyAsync D2D, 256 MiB, read + write): %.0f GB/s\n", K.copy_gbs);
-        goto out;
-    }
-    header("elementwise", "64 Mi elements; GB/s = bytes read + written; %ref = share of the D2D copy");
-    static const struct {
-        const char *name;
-        double bytes_per_elem;
-        int which;
-    } ks[] = {
-        {"copy (memcpy D2D)", 8, K_MEMCPY},   {"fill", 4, K_FILL},
-        {"scale (a x + b)", 8, K_SCALE},      {"silu", 8, K_SILU},
-        {"silu", 4, K_SILU_BF16},             {"silu bwd (dx += ..)", 16, K_SILU_BWD},
-        {"add same shape", 12, K_ADD},        {"add [N,H,W,C]+[N,1,1,C]", 8, K_ADD_BCAST},
-        {"cast f32->bf16", 6, K_CAST},        {"accumulate (+=)", 12, K_ACC},
-    };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
-        B.which = ks[i].which;
-        ms = ks[i].which == K_MEMCPY ? ms : time_runs(run_ew, &B);
-        row(ks[i].name, "64Mi", ks[i].which == K_SILU_BF16 ? "bf16" : "f32", ms, gbs(ks[i].bytes_per_elem * (double)n, ms),
-            "GB/s", K.copy_gbs, NULL, 0, 0);
-    }
-out:
+// The copy bandwidth the optimizer rows are read against: 64 Mi floats (256 MiB, far past L2).
+static void section_copy(void) {
+    copy_run B = {.n = (int64_t)1 << 26};
+    B.x = dalloc((size_t)B.n * 4);
+    B.y = dalloc((size_t)B.n * 4);
+    if (B.x && B.y && !fill_normal(B.x, B.n, 0) && !fill_normal(B.y, B.n, 0))
+        K.copy_gbs = gbs(8.0 * (double)B.n, time_runs(run_copy, &B));
+    printf("copy bandwidth (cudaMemcpyAsync D2D, 256 MiB, read + write): %.0f GB/s\n", K.copy_gbs);
     dfree_all();
 }
 
@@ -638,134 +584,6 @@ static void section_conv(void) {
         for (int mode = 2; mode >= 0; mode--) conv_shape_dtype(&CONV_SHAPES[i], mode == 2, mode == 1);
 }
 
-// ---- group_norm (+ SiLU) -----------------------------------------------------------------
-
-typedef struct gn_run {
-    ddx_k_gn_shape sh;
-    int bwd;
-    void *x, *y, *dy, *dx;
-    float *gamma, *beta, *dgamma, *dbeta, *mean, *rstd, *scr_f, *scr_b;
-} gn_run;
-
-static int run_gn(void *arg) {
-    gn_run *G = arg;
-    if (!G->bwd)
-        CU(ddx_k_group_norm_fwd(G->y, G->mean, G->rstd, G->x, G->gamma, G->beta, G->scr_f, &G->sh, K.s));
-    else
-        CU(ddx_k_group_norm_bwd(G->dx, G->dgamma, G->dbeta, G->x, G->dy, G->gamma, G->beta, G->mean, G->rstd, G->scr_b,
-                                &G->sh, K.s));
-    return 0;
-}
-
-static void section_group_norm(void) {
-    header("group_norm", "fused with SiLU, G=32, gamma/beta f32; GB/s counts what must move (fwd: x, y; bwd: x, dy, "
-                         "dx; plus params and stats); %ref = share of the copy");
-    static const struct {
-        const char *label;
-        int64_t N, S, C;
-    } shapes[] = {{"[128,32,32,128] G32", 128, 32 * 32, 128}, {"[128,16,16,256] G32", 128, 16 * 16, 256}};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0] && !K.dead; i++)
-        for (int bf16 = 0; bf16 <= 1; bf16++) {
-            gn_run G;
-            memset(&G, 0, sizeof G);
-            // dx written, not added into: what the training step does where dx is fresh.
-            G.sh = (ddx_k_gn_shape){.N = shapes[i].N, .S = shapes[i].S, .C = shapes[i].C, .G = 32, .eps = 1e-5f, .silu = 1,
-                                    .x_dt = bf16 ? DDX_K_NORM_BF16 : DDX_K_NORM_F32, .g_dt = DDX_K_NORM_F32,
-                                    .dx_overwrite = 1};
-            const int64_t n = G.sh.N * G.sh.S * G.sh.C, C = G.sh.C, st = G.sh.N * G.sh.G;
-            const size_t es = bf16 ? 2 : 4;
-            const int64_t sf = ddx_k_group_norm_fwd_scratch_floats(&G.sh), sb = ddx_k_group_norm_bwd_scratch_floats(&G.sh);
-            G.x = dalloc((size_t)n * es);
-            G.y = dalloc((size_t)n * es);
-            G.dy = dalloc((size_t)n * es);
-            G.dx = dalloc((size_t)n * es);
-            G.gamma = dalloc((size_t)C * 4);
-            G.beta = dalloc((size_t)C * 4);
-            G.dgamma = dalloc((size_t)C * 4);
-            G.dbeta = dalloc((size_t)C * 4);
-            G.mean = dalloc((size_t)st * 4);
-            G.rstd = dalloc((size_t)st * 4);
-            G.scr_f = dalloc((size_t)(sf > 0 ? sf : 1) * 4);
-            G.scr_b = dalloc((size_t)(sb > 0 ? sb : 1) * 4);
-            double ms_f = -1, ms_b = -1;
-            if (G.x && G.y && G.dy && G.dx && G.gamma && G.beta && G.dgamma && G.dbeta && G.mean && G.rstd && G.scr_f &&
-                G.scr_b && !fill_normal(G.x, n, bf16) && !fill_normal(G.dy, n, bf16) && !fill_normal(G.dx, n, bf16) &&
-                !fill_normal(G.gamma, C, 0) && !fill_normal(G.beta, C, 0) && !fill_normal(G.dgamma, C, 0) &&
-                !fill_normal(G.dbeta, C, 0)) {
-                G.bwd = 0;
-                ms_f = time_runs(run_gn, &G);   // also leaves mean/rstd for the backward
-                G.bwd = 1;
-                if (ms_f > 0) ms_b = time_runs(run_gn, &G);
-            }
-            const double bf = 2.0 * n * es + 2.0 * C * 4 + 2.0 * st * 4;
-            const double bb = 3.0 * n * es + 4.0 * C * 4 + 2.0 * st * 4;
-            const char *dtn = bf16 ? "bf16" : "f32";
-            row("group_norm+silu fwd", shapes[i].label, dtn, ms_f, gbs(bf, ms_f), "GB/s", K.copy_gbs, NULL, 0, 0);
-            if (ms_f > 0 && K.copy_gbs > 0) {
-                const double sh = gbs(bf, ms_f) / K.copy_gbs;
-                K.gn_share_min = K.gn_share_min < 0 ? sh : fmin(K.gn_share_min, sh);
-                K.gn_share_max = fmax(K.gn_share_max, sh);
-            }
-            row("group_norm+silu bwd", shapes[i].label, dtn, ms_b, gbs(bb, ms_b), "GB/s", K.copy_gbs, NULL, 0, 0);
-            dfree_all();
-        }
-}
-
-// ---- diffusion: q_sample, sampler_step ----------------------------------------------------
-
-typedef struct diff_run {
-    int which;   // 0 q_sample, 1 DDPM step, 2 DDIM step
-    float *x, *o, *y, *coef;
-    int64_t n, per_sample;
-    ddx_k_sampler_coefs ddpm, ddim;
-} diff_run;
-
-static int run_diff(void *arg) {
-    const diff_run *D = arg;
-    const ddx_k_rng_key key = {.seed = 42, .stream = 1, .step = 17, .offset = 0};
-    if (D->which == 0)
-        CU(ddx_k_q_sample_f32(D->y, D->x, D->coef, D->n, D->per_sample, key, K.s));
-    else
-        CU(ddx_k_sampler_step_f32(D->y, D->x, D->o, D->n, D->which == 1 ? D->ddpm : D->ddim, key, K.s));
-    return 0;
-}
-
-static void section_diffusion(void) {
-    header("diffusion", "f32; GB/s: q_sample reads x0, writes y (noise drawn in-kernel); sampler_step reads x_t, "
-                        "out, writes y; %ref = share of the copy");
-    static const struct {
-        const char *label;
-        int64_t n, per_sample;
-    } sizes[] = {{"128x3x32x32", 128 * 3 * 32 * 32, 3 * 32 * 32},
-                 {"256x3x64x64", 256 * 3 * 64 * 64, 3 * 64 * 64},
-                 {"64Mi (4096x4x64x64)", (int64_t)1 << 26, 4 * 64 * 64}};
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !K.dead; i++) {
-        diff_run D = {.n = sizes[i].n, .per_sample = sizes[i].per_sample};
-        // Mid-schedule coefficients of DDPM (clipped x0, posterior noise) and of DDIM (eta 0).
-        D.ddpm = (ddx_k_sampler_coefs){.a = 1.02f, .b = -0.2f, .f = 0.1f, .g = 0.98f, .c = 0.05f, .d = 0.94f, .e = 0.0f,
-                                       .sigma = 0.03f, .clip = 1};
-        D.ddim = (ddx_k_sampler_coefs){.a = 1.02f, .b = -0.2f, .f = 0.1f, .g = 0.98f, .c = 0.9f, .d = 0.0f, .e = 0.43f,
-                                       .sigma = 0.0f, .clip = 1};
-        const int64_t ns = D.n / D.per_sample;
-        D.x = dalloc((size_t)D.n * 4);
-        D.o = dalloc((size_t)D.n * 4);
-        D.y = dalloc((size_t)D.n * 4);
-        D.coef = dalloc((size_t)ns * 2 * 4);
-        int ok = D.x && D.o && D.y && D.coef && !fill_normal(D.x, D.n, 0) && !fill_normal(D.o, D.n, 0) &&
-                 !fill_normal(D.coef, ns * 2, 0);
-        static const char *const names[] = {"q_sample", "sampler_step DDPM", "sampler_step DDIM"};
-        for (int w = 0; w < 3; w++) {
-            D.which = w;
-            const double ms = ok ? time_runs(run_diff, &D) : -1;
-            const double bytes = (w == 0 ? 8.0 : 12.0) * (double)D.n + (w == 0 ? 8.0 * ns : 0);
-            row(names[w], sizes[i].label, "f32", ms, gbs(bytes, ms), "GB/s", K.copy_gbs, NULL, 0, 0);
-            if (w > 0 && i + 1 == sizeof sizes / sizeof sizes[0] && ms > 0 && K.copy_gbs > 0)
-                K.step_share[w - 1] = gbs(bytes, ms) / K.copy_gbs;
-        }
-        dfree_all();
-    }
-}
-
 // ---- attention vs the cuBLAS GEMMs of naive attention -------------------------------------
 
 typedef struct attn_run {
@@ -955,16 +773,10 @@ static void teardown(void) {
     if (K.s) cudaStreamDestroy(K.s);
 }
 
-// Issue 4's targets, read off the rows above (SDPA's rate comes from torch_kernels.py).
+// Issue 4's targets, read off the rows above (SDPA's rate comes from torch_kernels.py; the
+// group_norm and sampler_step targets are shares of the copy in test_ops --perf --backend cuda).
 static void print_targets(void) {
     printf("\n== targets (issue 4)\n");
-    if (K.gn_share_min >= 0)
-        printf("group_norm+SiLU fwd: %.0f%% .. %.0f%% of the copy bandwidth (target >= 70%%): %s\n", 100 * K.gn_share_min,
-               100 * K.gn_share_max, K.gn_share_min >= 0.70 ? "met" : "NOT met");
-    for (int w = 0; w < 2; w++)
-        if (K.step_share[w] >= 0)
-            printf("sampler_step %s at 64Mi: %.0f%% of the copy bandwidth (target >= 80%%): %s\n", w ? "DDIM" : "DDPM",
-                   100 * K.step_share[w], K.step_share[w] >= 0.80 ? "met" : "NOT met");
     if (K.attn_bf16_tf >= 0)
         printf("attention fwd bf16 [128,256,256] d256: %.2f TFLOP/s (target >= SDPA's: the 'sdpa fwd' bf16 row of "
                "bench/reference/torch_kernels.py)\n", K.attn_bf16_tf);
@@ -974,12 +786,12 @@ static void print_targets(void) {
                K.conv_ratio_low ? "NOT met" : "met");
 }
 
-static const char *const SECTIONS = "elementwise,gemm,conv,group_norm,diffusion,attention,optim";
+static const char *const SECTIONS = "gemm,conv,attention,optim";
 
 int ddx_bench_kernels(int argc, char **argv) {
     memset(&K, 0, sizeof K);
     K.reps = 25, K.min_reps = 5, K.warmup = 3, K.budget_ms = 1000;
-    K.gn_share_min = K.step_share[0] = K.step_share[1] = K.attn_bf16_tf = -1;
+    K.attn_bf16_tf = -1;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             K.reps = atoi(argv[++i]);
@@ -992,7 +804,8 @@ int ddx_bench_kernels(int argc, char **argv) {
                    "sections: %s\n"
                    "Each row: kernel | shape | dtype | ms | rate | unit | %%ref (share of the copy bandwidth or of the\n"
                    "same-dtype cuBLAS GEMM rate, both measured in this run) | baseline | its ms | its rate | ratio\n"
-                   "(ddx rate / baseline rate). PyTorch at the same shapes: bench/reference/torch_kernels.py.\n",
+                   "(ddx rate / baseline rate). PyTorch at the same shapes: bench/reference/torch_kernels.py.\n"
+                   "Each op (elementwise, group_norm, diffusion, ...): tests/test_ops --perf --backend cuda [--grad].\n",
                    SECTIONS);
             return 0;
         } else {
@@ -1010,7 +823,8 @@ int ddx_bench_kernels(int argc, char **argv) {
             const char *hit = strstr(SECTIONS, t);
             const size_t len = strlen(t);
             if (!hit || (hit != SECTIONS && hit[-1] != ',') || (hit[len] != ',' && hit[len] != '\0')) {
-                fprintf(stderr, "ddx-bench kernels: unknown section '%s' (sections: %s)\n", t, SECTIONS);
+                fprintf(stderr, "ddx-bench kernels: unknown section '%s' (sections: %s; each op on its own: "
+                                "tests/test_ops --perf --backend cuda -o OP)\n", t, SECTIONS);
                 return 2;
             }
         }
@@ -1042,13 +856,10 @@ int ddx_bench_kernels(int argc, char **argv) {
 #endif
     printf("timing: CUDA events, median of up to %d samples (>= %d) after %d warm-up runs, ~%.0f ms per row at most\n",
            K.reps, K.min_reps, K.warmup, K.budget_ms);
-    const int need_copy = want("elementwise") || want("group_norm") || want("diffusion") || want("optim");
     const int need_gemm = want("gemm") || want("conv") || want("attention");
-    if (need_copy && !K.dead) section_elementwise(want("elementwise"));
+    if (want("optim") && !K.dead) section_copy();
     if (need_gemm && !K.dead) section_gemm(want("gemm"));
     if (want("conv") && !K.dead) section_conv();
-    if (want("group_norm") && !K.dead) section_group_norm();
-    if (want("diffusion") && !K.dead) section_diffusion();
     if (want("attention") && !K.dead) section_attention();
     if (want("optim") && !K.dead) section_optim();
     teardown();

@@ -1,6 +1,7 @@
 #ifndef DDX_BENCH_KERNELS_H
 #define DDX_BENCH_KERNELS_H
-// `ddx-bench kernels`: CUDA kernel bandwidth against the device copy in the same run.
+// `ddx-bench kernels`: CUDA conv and attention against cuBLAS and cuDNN, the fused optimizer
+// against the device copy, all in the same run.
 int ddx_bench_kernels(int argc, char **argv);
 // `ddx-bench step`: a config's training step and sampling forward (bench/bench_step.c).
 int ddx_bench_step(int argc, char **argv);

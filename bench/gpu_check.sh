@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The one command for a lent GPU machine: build with CUDA, run the gpu (and cpu) suites, the
-# kernel benchmarks, the whole-step benchmarks in every precision, an op profile, PyTorch eager
+# The one command for a lent GPU machine: build with CUDA, run the gpu (and cpu) suites, every
+# op timed by test_ops --perf, the kernel baselines (cuBLAS, cuDNN), the whole-step benchmarks in every precision, an op profile, PyTorch eager
 # on the same model, compute-sanitizer memcheck, PyTorch per-op and, last, torch.compile; then
 # print a table  step | result | seconds.
 #
@@ -98,22 +98,28 @@ if [ -x build-gpu/tests/test_cuda ]; then
         [ -z "$sanitizer" ] && [ -x "$c" ] && sanitizer=$c
     done
 
+    # Every op case timed on the GPU (forward and backward; GB/s as a share of the D2D copy of
+    # the same run, GFLOP/s for conv, linear and attention), then the kernels that have an
+    # outside baseline against it (cuBLAS GEMM, cuDNN) and the fused optimizer.
+    run_step "test_ops --perf --backend cuda" 120 "build-gpu/tests/test_ops --perf --backend cuda --grad"
     if [ -x build-gpu/bench/ddx-bench ] && build-gpu/bench/ddx-bench --help 2>&1 | grep -qw kernels; then
         run_step "ddx-bench kernels" 90 "build-gpu/bench/ddx-bench kernels"
         # Same run, the alternatives the defaults were chosen against (A/B on the same card):
-        # 256-row conv tiles, fewer wgrad split-K blocks, the v1 attention forward and backward,
-        # GroupNorm's tiled kernels and the first version of its cluster kernels.
+        # 256-row conv tiles, fewer wgrad split-K blocks, the v1 attention forward and backward
+        # (against cuDNN / cuBLAS), GroupNorm's tiled kernels and the first version of its
+        # cluster kernels (op cases only: no outside baseline).
         ab() { run_step "ddx-bench kernels $1 ($2)" 45 "$2 build-gpu/bench/ddx-bench kernels --filter $1 --quick"; }
         ab conv DDX_CONV_TC_BM=256
         ab conv DDX_CONV_WGRAD_BLOCKS=264
         ab attention DDX_ATTN_FWD_V1=1
         ab attention DDX_ATTN_BWD_V1=1
-        ab group_norm DDX_GN_CLUSTER=0
-        ab group_norm DDX_GN_CL_V2=0
     else
-        say "ddx-bench has no 'kernels' subcommand yet: skipped"
+        say "ddx-bench has no 'kernels' subcommand: skipped"
         record "ddx-bench kernels" "SKIP(absent)" 0
     fi
+    ab_ops() { run_step "test_ops --perf $1 ($2)" 45 "$2 build-gpu/tests/test_ops --perf --backend cuda --grad --reps 7 -o $1"; }
+    ab_ops group_norm DDX_GN_CLUSTER=0
+    ab_ops group_norm DDX_GN_CL_V2=0
     # The whole training step and a sampling forward on the GPU (skipped by ddx-bench itself,
     # exit 2, while some op has no CUDA kernel).
     step_bench() {   # name cap config extra-args...

@@ -72,6 +72,18 @@ void *ddx_cuda_staging_dev(struct ddx_cuda_staging *st);
 // Copies the first `bytes` of the host buffer to the device buffer on cc's stream.
 ddx_status ddx_cuda_staging_upload(struct ddx_cuda_ctx *cc, struct ddx_cuda_staging *st, size_t bytes);
 
+// ---- timing for benchmarks (test_ops --perf) -------------------------------------------------
+// Two events on cc's stream: start() records the first; stop() records the second, waits for
+// it and gives the milliseconds between them (the GPU timeline, not host time).
+struct ddx_cuda_timer;
+ddx_status ddx_cuda_timer_create(struct ddx_cuda_timer **out);
+void ddx_cuda_timer_destroy(struct ddx_cuda_timer *t);
+ddx_status ddx_cuda_timer_start(struct ddx_cuda_timer *t, struct ddx_cuda_ctx *cc);
+ddx_status ddx_cuda_timer_stop(struct ddx_cuda_timer *t, struct ddx_cuda_ctx *cc, float *ms);
+// A device-to-device copy enqueued on cc's stream without waiting for it (ddx_cuda_memcpy
+// waits after every copy, which a bandwidth reference must not include).
+ddx_status ddx_cuda_copy_async(struct ddx_cuda_ctx *cc, void *dst, const void *src, size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif

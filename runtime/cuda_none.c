@@ -60,3 +60,26 @@ ddx_status ddx_cuda_memset(void *dst, int byte, size_t bytes) {
     (void)byte;
     return ddx_errorf(DDX_E_UNSUPPORTED, "CUDA memset of %zu bytes: " DDX_NO_CUDA, bytes);
 }
+
+ddx_status ddx_cuda_timer_create(struct ddx_cuda_timer **out) {
+    if (out) *out = NULL;
+    return ddx_errorf(DDX_E_UNSUPPORTED, "CUDA timer: " DDX_NO_CUDA);
+}
+
+void ddx_cuda_timer_destroy(struct ddx_cuda_timer *t) { (void)t; }
+
+ddx_status ddx_cuda_timer_start(struct ddx_cuda_timer *t, struct ddx_cuda_ctx *cc) {
+    (void)t, (void)cc;
+    return ddx_errorf(DDX_E_UNSUPPORTED, "CUDA timer: " DDX_NO_CUDA);
+}
+
+ddx_status ddx_cuda_timer_stop(struct ddx_cuda_timer *t, struct ddx_cuda_ctx *cc, float *ms) {
+    (void)t, (void)cc;
+    if (ms) *ms = 0;
+    return ddx_errorf(DDX_E_UNSUPPORTED, "CUDA timer: " DDX_NO_CUDA);
+}
+
+ddx_status ddx_cuda_copy_async(struct ddx_cuda_ctx *cc, void *dst, const void *src, size_t bytes) {
+    (void)cc, (void)dst, (void)src;
+    return ddx_errorf(DDX_E_UNSUPPORTED, "CUDA copy of %zu bytes: " DDX_NO_CUDA, bytes);
+}

@@ -1,6 +1,7 @@
 // Test cases for the op driver (tests/test_ops.c). Each op family lists its cases in
 // tests/cases_<family>.c; the driver runs every case on every backend against the CPU
 // reference and, with --grad, checks every backward against central finite differences.
+// With --perf it times the same cases (and the perf-only ones of tests/cases_perf.c).
 #ifndef DDX_OP_CASES_H
 #define DDX_OP_CASES_H
 
@@ -51,7 +52,22 @@ typedef struct ddx_op_case {
     // bf16 inputs reach the CPU reference as f32 holding the same (bf16-rounded) values, for
     // ops whose CPU reference is f32-only; cast/copy/fill leave this false and see real bf16.
     bool bf16_ref_f32;
+    // Perf-only case (test_ops --perf): the correctness runs skip it (too big for the CPU
+    // reference or finite differences); the bits name the backends that time it.
+    unsigned perf_only;
+    // FLOPs of one forward (backward = false) or one backward (all input grads), for GFLOP/s
+    // in --perf; NULL for memory-bound ops, which report GB/s only.
+    double (*flops)(const struct ddx_op_case *tc, bool backward);
 } ddx_op_case;
+
+#define DDX_CASE_PERF_CPU 1u
+#define DDX_CASE_PERF_CUDA 2u
+
+// FLOP counts for the flops field (tests/cases_perf.c): the GEMM work of conv2d (in[0] x,
+// in[1] w, p.conv2d), linear (in[0] x, in[1] w) and attention (in[0] q [N, L, C], p.attention).
+double ddx_case_flops_conv2d(const ddx_op_case *tc, bool backward);
+double ddx_case_flops_linear(const ddx_op_case *tc, bool backward);
+double ddx_case_flops_attention(const ddx_op_case *tc, bool backward);
 
 typedef struct ddx_case_list {
     const ddx_op_case *cases;
@@ -76,5 +92,7 @@ typedef struct ddx_case_list {
 #define DDX_X_CASES_DECL(fam) ddx_case_list ddx_cases_##fam(void);
 DDX_CASE_FAMILIES(DDX_X_CASES_DECL)
 #undef DDX_X_CASES_DECL
+// DDPM U-Net shapes for test_ops --perf only: batch 4 on the CPU, batch 128 on CUDA.
+ddx_case_list ddx_cases_perf(void);
 
 #endif

@@ -1,8 +1,9 @@
 // The op test driver (in the spirit of ggml's test-backend-ops and dav1d's checkasm).
 //
 //   test_ops [--backend cpu|cuda] [--grad] [-o OP] [--seed N] [--list] [-v]
+//   test_ops --perf [--backend cpu|cuda] [--grad] [-o OP] [--reps N] [--seed N]
 //
-// For every case in tests/cases_*.c:
+// For every case in tests/cases_*.c (the perf-only ones of tests/cases_perf.c only with --perf):
 //   cpu  : the reference runs twice on poisoned (NaN) memory with guard bytes after every
 //          buffer; the output must be fully written (no NaN), bit-identical across the two
 //          runs, the inputs untouched and every guard intact.
@@ -13,6 +14,8 @@
 //          element by h = grad_h * max(1, |x|) and dividing by the step actually
 //          representable in f32.
 //   --grad (cuda): CUDA backward against CPU backward.
+//   --perf: times every case instead (see "perf mode" below); asserts nothing about speed,
+//          only that every timed output and gradient is finite.
 //
 // Default tolerances, |got - ref| <= atol + rtol * |ref| (a case may override):
 //   | check                     | rtol | atol                    |
@@ -21,20 +24,23 @@
 //   | cuda fwd, tf32 case       | set by the case (about 1e-3)  |
 //   | cuda bwd vs cpu bwd       | 2x the forward tolerances      |
 //   | cpu bwd vs finite diff.   | 1e-2 | 1e-3 * max(1, max|grad|)|
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "op_cases.h"
 #include "runtime/cuda.h"
 
 typedef struct opts {
     ddx_device backend;
-    bool grad, verbose, list;
+    bool grad, verbose, list, perf;
     const char *only;
     uint64_t seed;
+    int reps;   // --perf: timed samples per measurement
 } opts;
 
 static int n_pass, n_fail, n_skip;
@@ -514,13 +520,366 @@ static bool has_grad_inputs(const ddx_op_case *tc) {
     return false;
 }
 
+// ---- perf mode -----------------------------------------------------------------------------
+// --perf times each case on one backend, in the spirit of ggml's test-backend-ops perf mode:
+// random inputs (the case's generators, never zeros), warm-up runs, then the median of the
+// samples. Each sample brackets enough back-to-back runs to last about PERF_SAMPLE_MS, so that
+// microsecond ops are not all timer overhead; a sample on CUDA is the time between two CUDA
+// events on the stream (launch gaps count where the host falls behind), on the CPU the
+// clock_gettime wall time.
+//   fwd: the op with the tape off (an inference forward); activations are released between
+//        the runs of a sample, so a sample reuses the same memory.
+//   bwd (--grad, cases with gradients): ddx_backward_from after an untimed taped forward, one
+//        run per sample; on CUDA it includes seeding the output's gradient (one device copy
+//        of the output and a stream synchronisation).
+// GB/s counts the bytes that must move: fwd, the inputs read and the output written; bwd, the
+// output gradient and the inputs read and the input gradients written. GFLOP/s where the case
+// has a flops function. On CUDA, %copy is GB/s as a share of a 256 MiB device-to-device
+// cudaMemcpyAsync (read + write) timed the same way in the same run.
+// Before timing, one checked run: every output element and gradient must be finite, so a
+// broken kernel is reported as a failure instead of being timed.
+#define PERF_SAMPLE_MS 0.25
+#define PERF_MAX_INNER 1000
+#define PERF_WARMUP 3
+#define PERF_BUDGET_MS 1000.0   // a measurement's timed total, beyond which fewer samples are taken
+#define PERF_MIN_REPS 3
+#define PERF_COPY_BYTES ((size_t)256 << 20)
+
+typedef struct perf_clock {
+    ddx_ctx *c;
+    struct ddx_cuda_timer *ev;   // CUDA events; NULL: wall time (CPU)
+    double t0;
+} perf_clock;
+
+static double wall_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static ddx_status clock_start(perf_clock *k) {
+    if (k->ev) return ddx_cuda_timer_start(k->ev, k->c->cuda);
+    k->t0 = wall_s();
+    return DDX_OK;
+}
+
+static ddx_status clock_stop(perf_clock *k, double *ms) {
+    if (k->ev) {
+        float f = 0;
+        ddx_status st = ddx_cuda_timer_stop(k->ev, k->c->cuda, &f);
+        *ms = f;
+        return st;
+    }
+    *ms = 1e3 * (wall_s() - k->t0);
+    return DDX_OK;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median_of(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// The inputs live outside the activation arena, so they survive the reset before each sample.
+typedef struct perf_inputs {
+    ddx_tensor t[DDX_MAX_INPUTS];
+    ddx_tensor *ptr[DDX_MAX_INPUTS];
+    double bytes, grad_bytes;   // all inputs; those with a gradient
+} perf_inputs;
+
+static void perf_inputs_free(ddx_device dev, perf_inputs *pi) {
+    for (int i = 0; i < DDX_MAX_INPUTS; i++) ddx_dev_free(dev, pi->t[i].data);
+    memset(pi, 0, sizeof *pi);
+}
+
+static ddx_status perf_inputs_make(ddx_ctx *c, const ddx_op_case *tc, const host_input *hin, perf_inputs *pi) {
+    memset(pi, 0, sizeof *pi);
+    for (int i = 0; i < tc->n_inputs; i++) {
+        if (!hin[i].present) continue;
+        ddx_dtype dt = dev_dtype(tc, &hin[i], c->device);
+        pi->t[i] = ddx_tensor_wrap(NULL, dt, c->device, hin[i].ndim, hin[i].shape);
+        size_t nb = 0;
+        void *hb = host_bytes(&hin[i], dt, &nb);
+        ddx_status st = ddx_dev_alloc(c->device, nb, &pi->t[i].data);
+        if (st == DDX_OK) st = ddx_memcpy(pi->t[i].data, c->device, hb, DDX_CPU, nb);
+        free(hb);
+        if (st != DDX_OK) return st;
+        pi->ptr[i] = &pi->t[i];
+        pi->bytes += (double)nb;
+        if (tc->in[i].grad) pi->grad_bytes += (double)nb;
+    }
+    return DDX_OK;
+}
+
+// Resets the context for one run: the case's flags, no stale gradients (they lived in the arena).
+static ddx_status perf_begin(ddx_ctx *c, const ddx_op_case *tc, perf_inputs *pi, bool taped) {
+    ddx_status st = ddx_ctx_reset(c);
+    c->grad_enabled = taped;
+    c->training = tc->training;
+    c->tf32 = tc->tf32;
+    c->seed = 1234;
+    c->step = 7;
+    for (int i = 0; i < DDX_MAX_INPUTS; i++) {
+        pi->t[i].grad = NULL;
+        pi->t[i].requires_grad = taped && tc->in[i].grad;
+    }
+    return st;
+}
+
+static ddx_status run_status(ddx_ctx *c, const ddx_tensor *y) {
+    if (c->status != DDX_OK) return c->status;
+    return y ? DDX_OK : ddx_errorf(DDX_E_INTERNAL, "the op returned no tensor");
+}
+
+// The checked run. Returns DDX_OK with *why empty, DDX_OK with *why set (a non-finite value:
+// a failure), or the status of an error. Sets the output's bytes.
+static ddx_status perf_check(ddx_ctx *c, const ddx_op_case *tc, perf_inputs *pi, const ddx_tensor *seed, bool backward,
+                             double *out_bytes, char *why, size_t nwhy) {
+    why[0] = 0;
+    DDX_TRY(perf_begin(c, tc, pi, backward));
+    ddx_tensor *y = tc->apply(c, pi->ptr, tc);
+    DDX_TRY(run_status(c, y));
+    *out_bytes = (double)ddx_nbytes(y);
+    int64_t bad = 0;
+    double *out = to_host(y);
+    if (!all_finite(out, ddx_numel(y), &bad)) snprintf(why, nwhy, "output element %" PRId64 " is %g", bad, out[bad]);
+    free(out);
+    if (why[0] || !backward) return DDX_OK;
+    if (!ddx_same_shape(y, seed) || y->dtype != seed->dtype)
+        return ddx_errorf(DDX_E_INTERNAL, "the output's shape or dtype differs between runs");
+    DDX_TRY(ddx_backward_from(c, y, seed));
+    for (int i = 0; i < tc->n_inputs && !why[0]; i++) {
+        if (!pi->ptr[i] || !tc->in[i].grad) continue;
+        if (!pi->t[i].grad) return ddx_errorf(DDX_E_INTERNAL, "backward produced no grad for input %d", i);
+        double *g = to_host(pi->t[i].grad);
+        if (!all_finite(g, ddx_numel(pi->t[i].grad), &bad))
+            snprintf(why, nwhy, "gradient of input %d element %" PRId64 " is %g", i, bad, g[bad]);
+        free(g);
+    }
+    return DDX_OK;
+}
+
+// A random output gradient of y's shape and dtype, outside the arena (host values N(0,1)).
+static ddx_status perf_seed_make(ddx_ctx *c, const ddx_op_case *tc, perf_inputs *pi, rng *r, ddx_tensor *seed) {
+    DDX_TRY(perf_begin(c, tc, pi, false));
+    ddx_tensor *y = tc->apply(c, pi->ptr, tc);
+    DDX_TRY(run_status(c, y));
+    *seed = ddx_tensor_wrap(NULL, y->dtype, c->device, y->ndim, y->shape);
+    int64_t n = ddx_numel(seed);
+    size_t nb = ddx_nbytes(seed);
+    void *hb = malloc(nb ? nb : 1);
+    if (!hb) return ddx_errorf(DDX_E_NOMEM, "out of host memory for an output gradient");
+    for (int64_t k = 0; k < n; k++) {
+        float v = (float)rng_normal(r);
+        if (seed->dtype == DDX_BF16)
+            ((uint16_t *)hb)[k] = ddx_f32_to_bf16(v);
+        else
+            ((float *)hb)[k] = v;
+    }
+    ddx_status st = ddx_dev_alloc(c->device, nb, &seed->data);
+    if (st == DDX_OK) st = ddx_memcpy(seed->data, c->device, hb, DDX_CPU, nb);
+    free(hb);
+    return st;
+}
+
+// Median ms of one forward.
+static ddx_status perf_time_fwd(perf_clock *k, ddx_ctx *c, const ddx_op_case *tc, perf_inputs *pi, int reps, double *ms) {
+    double one = 0, *v = calloc((size_t)reps, sizeof *v);
+    if (!v) return ddx_errorf(DDX_E_NOMEM, "out of host memory");
+    ddx_status st = DDX_OK;
+    int inner = 1, n = reps;
+    // Sample -1 sizes `inner`; the warm-up runs untimed; then the samples.
+    for (int s = -2; s < n && st == DDX_OK; s++) {
+        if ((st = perf_begin(c, tc, pi, false)) != DDX_OK) break;
+        ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
+        int runs = s == -2 ? PERF_WARMUP : inner;
+        if (s != -2 && (st = clock_start(k)) != DDX_OK) break;
+        for (int i = 0; i < runs && st == DDX_OK; i++) {
+            ddx_tensor *y = tc->apply(c, pi->ptr, tc);
+            if ((st = run_status(c, y)) == DDX_OK) st = ddx_arena_rewind(&c->act, mark);
+        }
+        if (st != DDX_OK || s == -2) continue;
+        double t = 0;
+        if ((st = clock_stop(k, &t)) != DDX_OK) break;
+        if (s == -1) {
+            one = t > 1e-4 ? t : 1e-4;
+            inner = (int)ceil(PERF_SAMPLE_MS / one);
+            inner = inner < 1 ? 1 : inner > PERF_MAX_INNER ? PERF_MAX_INNER : inner;
+            double per_sample = one * inner;
+            if (n * per_sample > PERF_BUDGET_MS) {
+                n = (int)(PERF_BUDGET_MS / per_sample);
+                if (n < PERF_MIN_REPS) n = PERF_MIN_REPS;
+                if (n > reps) n = reps;
+            }
+        } else {
+            v[s] = t / inner;
+        }
+    }
+    if (st == DDX_OK) *ms = median_of(v, n);
+    free(v);
+    return st;
+}
+
+// Median ms of one backward (one per sample).
+static ddx_status perf_time_bwd(perf_clock *k, ddx_ctx *c, const ddx_op_case *tc, perf_inputs *pi, const ddx_tensor *seed,
+                                int reps, double *ms) {
+    double *v = calloc((size_t)reps, sizeof *v), spent = 0;
+    if (!v) return ddx_errorf(DDX_E_NOMEM, "out of host memory");
+    ddx_status st = DDX_OK;
+    int n = 0;
+    for (int s = -PERF_WARMUP; s < reps && st == DDX_OK; s++) {
+        if (s >= PERF_MIN_REPS && spent > PERF_BUDGET_MS) break;
+        if ((st = perf_begin(c, tc, pi, true)) != DDX_OK) break;
+        ddx_tensor *y = tc->apply(c, pi->ptr, tc);
+        if ((st = run_status(c, y)) != DDX_OK) break;
+        double t = 0;
+        if ((st = clock_start(k)) == DDX_OK) st = ddx_backward_from(c, y, seed);
+        if (st == DDX_OK) st = clock_stop(k, &t);
+        if (st == DDX_OK && s >= 0) {
+            v[n++] = t;
+            spent += t;
+        }
+    }
+    if (st == DDX_OK) *ms = median_of(v, n);
+    free(v);
+    return st;
+}
+
+// The copy bandwidth reference (GB/s, read + write), timed like a forward sample.
+static ddx_status perf_copy_gbs(perf_clock *k, ddx_ctx *c, int reps, double *gbs) {
+    void *src = NULL, *dst = NULL;
+    const size_t n = PERF_COPY_BYTES / sizeof(uint32_t);
+    uint32_t *h = malloc(PERF_COPY_BYTES);
+    double *v = calloc((size_t)reps, sizeof *v);
+    ddx_status st = !h || !v ? ddx_errorf(DDX_E_NOMEM, "out of host memory") : DDX_OK;
+    if (st == DDX_OK) {
+        rng r = {0xC0FFEE};
+        for (size_t i = 0; i < n; i++) h[i] = (uint32_t)rng_u64(&r);   // random bits, never a zero page
+        st = ddx_dev_alloc(c->device, PERF_COPY_BYTES, &src);
+    }
+    if (st == DDX_OK) st = ddx_dev_alloc(c->device, PERF_COPY_BYTES, &dst);
+    if (st == DDX_OK) st = ddx_memcpy(src, c->device, h, DDX_CPU, PERF_COPY_BYTES);
+    for (int s = -PERF_WARMUP; s < reps && st == DDX_OK; s++) {
+        double t = 0;
+        if ((st = clock_start(k)) == DDX_OK) st = ddx_cuda_copy_async(c->cuda, dst, src, PERF_COPY_BYTES);
+        if (st == DDX_OK) st = clock_stop(k, &t);
+        if (s >= 0) v[s] = t;
+    }
+    if (st == DDX_OK) *gbs = 2.0 * (double)PERF_COPY_BYTES / (median_of(v, reps) * 1e-3) * 1e-9;
+    ddx_dev_free(c->device, src);
+    ddx_dev_free(c->device, dst);
+    free(h);
+    free(v);
+    return st;
+}
+
+static void perf_row(const ddx_op_case *tc, const char *dir, double ms, double bytes, double flops, double copy_gbs) {
+    double gbs = bytes / (ms * 1e-3) * 1e-9;
+    char fl[32] = "-", share[32] = "";
+    if (flops > 0) snprintf(fl, sizeof fl, "%.1f", flops / (ms * 1e-3) * 1e-9);
+    if (copy_gbs > 0) snprintf(share, sizeof share, " %6.0f%%", 100 * gbs / copy_gbs);
+    printf("PERF %-13s %-60s %-3s %10.4f %9.2f %9s%s\n", ddx_op_name(tc->op), tc->desc, dir, ms, gbs, fl, copy_gbs > 0 ? share : "");
+    fflush(stdout);
+}
+
+static void perf_case(const opts *o, perf_clock *k, ddx_ctx *c, const ddx_op_case *tc, host_input *hin, rng *r, double copy_gbs) {
+    perf_inputs pi;
+    ddx_tensor seed = {0};
+    char why[256];
+    double out_bytes = 0, ms = 0;
+    const bool backward = o->grad && !tc->no_grad && has_grad_inputs(tc);
+    ddx_status st = perf_inputs_make(c, tc, hin, &pi);
+    if (st == DDX_OK && backward) st = perf_seed_make(c, tc, &pi, r, &seed);
+    if (st == DDX_OK) st = perf_check(c, tc, &pi, &seed, backward, &out_bytes, why, sizeof why);
+    if (st == DDX_OK && why[0]) {
+        report(o, tc, "perf", 1, why);
+    } else if (st == DDX_OK) {
+        st = perf_time_fwd(k, c, tc, &pi, o->reps, &ms);
+        if (st == DDX_OK) perf_row(tc, "fwd", ms, pi.bytes + out_bytes, tc->flops ? tc->flops(tc, false) : 0, copy_gbs);
+        if (st == DDX_OK && backward) {
+            st = perf_time_bwd(k, c, tc, &pi, &seed, o->reps, &ms);
+            if (st == DDX_OK)
+                perf_row(tc, "bwd", ms, out_bytes + pi.bytes + pi.grad_bytes, tc->flops ? tc->flops(tc, true) : 0, copy_gbs);
+        }
+        if (st == DDX_OK) n_pass++;
+    }
+    if (st != DDX_OK) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s: %s", ddx_status_name(st), ddx_last_error());
+        report(o, tc, "perf", st == DDX_E_UNSUPPORTED ? 2 : 1, msg);
+    }
+    (void)ddx_ctx_reset(c);
+    c->status = DDX_OK;
+    ddx_dev_free(c->device, seed.data);
+    perf_inputs_free(c->device, &pi);
+}
+
+// Returns the exit code.
+static int run_perf(const opts *o, const ddx_case_list *lists, size_t n_lists, const char *suite) {
+    ddx_ctx c;
+    perf_clock k = {.c = &c};
+    double copy_gbs = 0;
+    rng r = {o->seed};
+    if (o->backend == DDX_CUDA && !ddx_cuda_available()) {
+        printf("SKIP: no CUDA device (%s)\n", ddx_cuda_describe());
+        printf("test_ops[%s]: 0 timed, 0 failed, 1 skipped\n", suite);
+        return 77;
+    }
+    if (ddx_ctx_init(&c, o->backend, 1 << 20) != DDX_OK) {
+        fprintf(stderr, "test_ops: %s\n", ddx_last_error());
+        return 1;
+    }
+    if (o->backend == DDX_CUDA) {
+        if (ddx_cuda_timer_create(&k.ev) != DDX_OK || perf_copy_gbs(&k, &c, o->reps, &copy_gbs) != DDX_OK) {
+            fprintf(stderr, "test_ops: the copy bandwidth reference failed: %s\n", ddx_last_error());
+            ddx_cuda_timer_destroy(k.ev);
+            ddx_ctx_free(&c);
+            return 1;
+        }
+        printf("test_ops: device %s\n", ddx_cuda_describe());
+        printf("copy reference: cudaMemcpyAsync device-to-device, %zu MiB, read + write: %.0f GB/s\n", PERF_COPY_BYTES >> 20,
+               copy_gbs);
+    }
+    printf("timing: %s, median of up to %d samples of >= %.2f ms after %d warm-up runs; bwd: one backward per sample\n",
+           o->backend == DDX_CUDA ? "CUDA events" : "clock_gettime (wall)", o->reps, PERF_SAMPLE_MS, PERF_WARMUP);
+    printf("%-4s %-13s %-60s %-3s %10s %9s %9s%s\n", "", "op", "case", "dir", "ms", "GB/s", "GFLOP/s",
+           o->backend == DDX_CUDA ? "   %copy" : "");
+    const unsigned mask = o->backend == DDX_CUDA ? DDX_CASE_PERF_CUDA : DDX_CASE_PERF_CPU;
+    for (size_t l = 0; l < n_lists; l++) {
+        for (size_t j = 0; j < lists[l].n; j++) {
+            const ddx_op_case *tc = &lists[l].cases[j];
+            if (o->only && strcmp(ddx_op_name(tc->op), o->only) != 0) continue;
+            if (tc->perf_only && !(tc->perf_only & mask)) continue;
+            host_input hin[DDX_MAX_INPUTS];
+            memset(hin, 0, sizeof hin);
+            for (int i = 0; i < tc->n_inputs; i++) gen_input(&hin[i], &tc->in[i], &r);
+            perf_case(o, &k, &c, tc, hin, &r, copy_gbs);
+            for (int i = 0; i < tc->n_inputs; i++) free_input(&hin[i]);
+        }
+    }
+    ddx_cuda_timer_destroy(k.ev);
+    ddx_ctx_free(&c);
+    printf("test_ops[%s]: %d timed, %d failed", suite, n_pass, n_fail);
+    if (n_skip) printf(", %d skipped", n_skip);
+    printf("\n");
+    if (n_fail) return 1;
+    return n_pass == 0 && n_skip ? 77 : 0;
+}
+
 // ---- main ----------------------------------------------------------------------------------
 static void usage(FILE *f) {
-    fprintf(f, "usage: test_ops [--backend cpu|cuda] [--grad] [-o OP] [--seed N] [--list] [-v]\n");
+    fprintf(f, "usage: test_ops [--backend cpu|cuda] [--grad] [-o OP] [--seed N] [--list] [-v]\n"
+               "       test_ops --perf [--backend cpu|cuda] [--grad] [-o OP] [--reps N] [--seed N]\n"
+               "  --perf    time every case (forward; with --grad the backward too) instead of checking it\n"
+               "  --reps N  --perf: timed samples per measurement, the median is printed (default 20)\n");
 }
 
 int main(int argc, char **argv) {
-    opts o = {.backend = DDX_CPU, .seed = 0x5eed};
+    opts o = {.backend = DDX_CPU, .seed = 0x5eed, .reps = 20};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--backend") && i + 1 < argc) {
@@ -543,6 +902,18 @@ int main(int argc, char **argv) {
             }
         } else if (!strcmp(a, "--seed") && i + 1 < argc) {
             o.seed = strtoull(argv[++i], NULL, 0);
+        } else if (!strcmp(a, "--perf")) {
+            o.perf = true;
+        } else if (!strcmp(a, "--reps") && i + 1 < argc) {
+            const char *v = argv[++i];
+            char *end;
+            errno = 0;
+            long n = strtol(v, &end, 10);
+            if (errno || end == v || *end || n < 1 || n > 100000) {
+                fprintf(stderr, "test_ops: --reps '%s' must be an integer in [1, 100000]\n", v);
+                return 2;
+            }
+            o.reps = (int)n;
         } else if (!strcmp(a, "--list")) {
             o.list = true;
         } else if (!strcmp(a, "-v")) {
@@ -552,26 +923,35 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    const char *suite = o.backend == DDX_CUDA ? (o.grad ? "cuda,grad" : "cuda") : (o.grad ? "cpu,grad" : "cpu");
+    char suite[32];
+    snprintf(suite, sizeof suite, "%s%s%s", o.backend == DDX_CUDA ? "cuda" : "cpu", o.grad ? ",grad" : "", o.perf ? ",perf" : "");
     printf("test_ops[%s]: --seed %" PRIu64 "\n", suite, o.seed);
 
 #define DDX_X_CASES(fam) ddx_cases_##fam(),
-    ddx_case_list lists[] = {DDX_CASE_FAMILIES(DDX_X_CASES)};
+    ddx_case_list lists[] = {DDX_CASE_FAMILIES(DDX_X_CASES) ddx_cases_perf()};
 #undef DDX_X_CASES
     size_t n_lists = sizeof lists / sizeof lists[0];
 
     if (o.list) {
         for (size_t l = 0; l < n_lists; l++)
-            for (size_t k = 0; k < lists[l].n; k++) printf("%-13s %s\n", ddx_op_name(lists[l].cases[k].op), lists[l].cases[k].desc);
+            for (size_t k = 0; k < lists[l].n; k++) {
+                const ddx_op_case *tc = &lists[l].cases[k];
+                const char *tag = !tc->perf_only                          ? ""
+                                  : tc->perf_only == DDX_CASE_PERF_CPU  ? " (--perf, cpu)"
+                                  : tc->perf_only == DDX_CASE_PERF_CUDA ? " (--perf, cuda)"
+                                                                        : " (--perf)";
+                printf("%-13s %s%s\n", ddx_op_name(tc->op), tc->desc, tag);
+            }
         return 0;
     }
+    if (o.perf) return run_perf(&o, lists, n_lists, suite);
     // Coverage: an op in the registry without a case is a failure, not a silent gap.
     if (!o.only) {
         for (int op = 0; op < DDX_OP_COUNT; op++) {
             size_t cnt = 0, cnt_grad = 0;
             for (size_t l = 0; l < n_lists; l++)
                 for (size_t k = 0; k < lists[l].n; k++)
-                    if (lists[l].cases[k].op == (ddx_op)op) {
+                    if (lists[l].cases[k].op == (ddx_op)op && !lists[l].cases[k].perf_only) {
                         cnt++;
                         cnt_grad += !lists[l].cases[k].no_grad;
                     }
@@ -607,6 +987,7 @@ int main(int argc, char **argv) {
         for (size_t k = 0; k < lists[l].n; k++) {
             const ddx_op_case *tc = &lists[l].cases[k];
             if (o.only && strcmp(ddx_op_name(tc->op), o.only) != 0) continue;
+            if (tc->perf_only) continue;   // timed by --perf, too big to check here
             host_input hin[DDX_MAX_INPUTS];
             memset(hin, 0, sizeof hin);
             for (int i = 0; i < tc->n_inputs; i++) gen_input(&hin[i], &tc->in[i], &r);

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""PyTorch eager on the GPU at the shapes of `ddx-bench kernels` (bench/bench_kernels.c).
+"""PyTorch eager on the GPU at the shapes of `ddx-bench kernels` (bench/bench_kernels.c: gemm, conv,
+attention, optim) and of the batch-128 perf cases of `test_ops --perf --backend cuda`
+(tests/cases_perf.c: group_norm, diffusion).
 
     python3 bench/reference/torch_kernels.py [--quick] [--reps N] [--filter SECTION[,SECTION...]]
 
-Sections (as in ddx-bench kernels): elementwise (only the copy, the bandwidth the GB/s rows are read
-against), gemm, conv, group_norm, diffusion, attention, optim. Every row is timed with torch.cuda.Event
+Sections: elementwise (only the copy, the bandwidth the GB/s rows are read against), gemm, conv,
+group_norm, diffusion, attention, optim. Every row is timed with torch.cuda.Event
 after warm-up: each sample brackets enough back-to-back calls to last about 0.25 ms, the median of the
 samples is reported. Eager means the Python dispatch of each op is part of the cost where the kernels
 are short; that is what a PyTorch training loop pays.

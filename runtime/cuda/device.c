@@ -580,3 +580,54 @@ ddx_status ddx_cuda_staging_upload(struct ddx_cuda_ctx *cc, struct ddx_cuda_stag
     st->pending = true;
     return DDX_OK;
 }
+
+// ---- timing for benchmarks ----------------------------------------------------------------
+struct ddx_cuda_timer {
+    cudaEvent_t start, stop;
+};
+
+ddx_status ddx_cuda_timer_create(struct ddx_cuda_timer **out) {
+    *out = NULL;
+    DDX_TRY(require_device("CUDA timer"));
+    struct ddx_cuda_timer *t = calloc(1, sizeof *t);
+    if (!t) return ddx_errorf(DDX_E_NOMEM, "CUDA timer: out of host memory");
+    cudaError_t e = cudaEventCreate(&t->start);
+    if (e == cudaSuccess && (e = cudaEventCreate(&t->stop)) != cudaSuccess) {
+        if (cudaEventDestroy(t->start) != cudaSuccess) (void)cudaGetLastError();
+    }
+    if (e != cudaSuccess) {
+        free(t);
+        return ddx_cuda_fail_(e, "cudaEventCreate", __FILE__, __LINE__);
+    }
+    *out = t;
+    return DDX_OK;
+}
+
+void ddx_cuda_timer_destroy(struct ddx_cuda_timer *t) {
+    if (!t) return;
+    if (cudaEventDestroy(t->start) != cudaSuccess) (void)cudaGetLastError();
+    if (cudaEventDestroy(t->stop) != cudaSuccess) (void)cudaGetLastError();
+    free(t);
+}
+
+ddx_status ddx_cuda_timer_start(struct ddx_cuda_timer *t, struct ddx_cuda_ctx *cc) {
+    if (!t || !cc) return ddx_errorf(DDX_E_INTERNAL, "ddx_cuda_timer_start: no timer or context");
+    DDX_CUDA_CHECK(cudaEventRecord(t->start, cc->stream));
+    return DDX_OK;
+}
+
+ddx_status ddx_cuda_timer_stop(struct ddx_cuda_timer *t, struct ddx_cuda_ctx *cc, float *ms) {
+    *ms = 0;
+    if (!t || !cc) return ddx_errorf(DDX_E_INTERNAL, "ddx_cuda_timer_stop: no timer or context");
+    DDX_CUDA_CHECK(cudaEventRecord(t->stop, cc->stream));
+    DDX_CUDA_CHECK(cudaEventSynchronize(t->stop));
+    DDX_CUDA_CHECK(cudaEventElapsedTime(ms, t->start, t->stop));
+    return DDX_OK;
+}
+
+ddx_status ddx_cuda_copy_async(struct ddx_cuda_ctx *cc, void *dst, const void *src, size_t bytes) {
+    if (!cc) return ddx_errorf(DDX_E_INTERNAL, "ddx_cuda_copy_async: no CUDA context");
+    if (bytes == 0) return DDX_OK;
+    DDX_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cc->stream));
+    return DDX_OK;
+}
