@@ -2,9 +2,13 @@
 //  - names and shapes: the default (CIFAR-10, Ho et al.) config registers exactly the 328
 //    state-dict keys, in order, with the shapes of google/ddpm-cifar10-32's UNet2DModel
 //    (data/unet_ddpm/cifar10_names.txt) and 35,746,307 parameters;
-//  - parity: two tiny UNet2DModels (data/unet_ddpm/<variant>.safetensors, made by
+//  - parity: tiny UNet2DModels (data/unet_ddpm/<variant>.safetensors, made by
 //    tests/reference/make_unet_ddpm_fixtures.py) loaded by name, forward + MSE loss + backward on
-//    the CPU; output, loss and the gradient of every parameter compared with PyTorch's;
+//    the CPU; output, loss and the gradient of every parameter compared with PyTorch's. Two use
+//    google/ddpm-cifar10-32's settings, four diffusers' others (several attention heads; [cos, sin],
+//    freq_shift 0 and Downsample2D padding 1; widths that are not multiples of the first; all
+//    together), whose ddx config as tools/convert_torch_checkpoint.py maps it must equal the one
+//    set here and validate;
 //  - ddx_model_rename_legacy, ddx_model_init determinism, odd feature-map sizes at batch 1 and 3
 //    (each batch item independent of the others), and bad settings / inputs rejected.
 //
@@ -243,6 +247,35 @@ static double max_abs_of(const ddx_st_file *f, const char *name) {
     return mx;
 }
 
+// The diffusers settings beyond google/ddpm-cifar10-32's (the 0 / false / empty values are its own).
+static void diffusers_cfg(ddx_config *cfg, int head_dim, bool flip, int freq_shift, int down_pad, int n_widths,
+                          const int *widths) {
+    cfg->model.attention_head_dim = head_dim;
+    cfg->model.flip_sin_to_cos = flip;
+    cfg->model.freq_shift = freq_shift;
+    cfg->model.downsample_padding = down_pad;
+    cfg->model.block_out_channels.n = n_widths;
+    for (int i = 0; i < n_widths; i++) cfg->model.block_out_channels.v[i] = widths[i];
+}
+
+// The fixture's "ddx_config" (the converter's mapping of its diffusers config) against cfg.
+static void check_stored_config(const ddx_st_file *f, const char *variant, const ddx_config *cfg) {
+    const char *yaml = ddx_st_meta_get(f, "ddx_config");
+    if (!yaml) return;   // the google/ddpm-cifar10-32-style variants have none
+    ddx_config stored;
+    ddx_status st = ddx_config_load_string(yaml, strlen(yaml), variant, &stored);
+    CHECK(st == DDX_OK, "%s: the converter's config does not load: %s", variant, ddx_last_error());
+    if (st != DDX_OK) return;
+    st = ddx_config_validate(&stored);
+    CHECK(st == DDX_OK, "%s: the converter's config does not validate: %s", variant, ddx_last_error());
+    ddx_config want = *cfg;
+    want.data = stored.data;   // the converter also sets data.image_size / data.dataset to validate
+    const char *d = ddx_config_diff(&want, &stored);
+    CHECK(d == NULL, "%s: the converter's config differs from the test's at %s", variant, d ? d : "-");
+    CHECK(stored.data.image_size == cfg->model.image_size, "%s: converter's data.image_size %d", variant,
+          stored.data.image_size);
+}
+
 static void test_parity(const char *variant, const ddx_config *cfg, int64_t n_params_expect) {
     char path[256];
     snprintf(path, sizeof path, DATA "%s.safetensors", variant);
@@ -250,6 +283,7 @@ static void test_parity(const char *variant, const ddx_config *cfg, int64_t n_pa
     ddx_status st = ddx_st_read(path, &f);
     CHECK(st == DDX_OK, "%s: %s (run from tests/)", path, ddx_last_error());
     if (st != DDX_OK) return;
+    check_stored_config(&f, variant, cfg);
     ddx_param_store ps;
     ddx_model *m = build(cfg, &ps, true);
     if (!m) {
@@ -586,6 +620,25 @@ int main(void) {
     test_parity("tiny", &cfg, 177427);
     tiny_cfg(&cfg, 16, 1, 2, 8, 1, 2, 2, 16, 4, 5);
     test_parity("tiny_cond", &cfg, 60346);
+    // Must match DIFFUSERS in tests/reference/make_unet_ddpm_fixtures.py (the converter writes
+    // widths that are multiples of the first as ch * ch_mult).
+    tiny_cfg(&cfg, 16, 3, 3, 16, 1, 1, 1, 16, 4, 0);
+    diffusers_cfg(&cfg, 8, false, 1, 0, 0, NULL);
+    test_parity("heads", &cfg, 72691);
+    tiny_cfg(&cfg, 16, 3, 3, 8, 1, 2, 2, 8, 4, 0);
+    cfg.model.norm_eps = 1e-5;
+    diffusers_cfg(&cfg, 0, true, 0, 1, 0, NULL);
+    test_parity("defaults", &cfg, 64483);
+    tiny_cfg(&cfg, 16, 1, 1, 12, 1, 1, 1, 8, 4, 0);
+    cfg.data.dataset = DDX_DATASET_FASHION_MNIST;
+    diffusers_cfg(&cfg, 0, false, 1, 0, 2, (const int[]){12, 20});
+    test_parity("widths", &cfg, 76617);
+    tiny_cfg(&cfg, 16, 3, 3, 8, 1, 1, 1, 8, 4, 3);
+    cfg.model.ch_mult.n = 3;
+    cfg.model.ch_mult.v[2] = 1;
+    cfg.model.norm_eps = 1e-5;
+    diffusers_cfg(&cfg, 4, true, 0, 1, 3, (const int[]){8, 12, 16});
+    test_parity("combined", &cfg, 59611);
     test_init();
     test_odd_sizes();
     test_bad_config();
