@@ -592,6 +592,47 @@ static void test_bad_config(void) {
           ddx_last_error());
     ddx_param_store_free(&ps);
 
+    // diffusers settings ddx cannot build: each names its key.
+    tiny_cfg(&cfg, 16, 3, 3, 8, 1, 2, 1, 8, 4, 0);
+    cfg.model.attention_head_dim = 3;   // 16 channels at the 8x8 level
+    cfg.data.image_size = 16;
+    ddx_param_store_init(&ps, DDX_CPU);
+    CHECK(ddx_model_create(&cfg, &ps, &m) == DDX_E_INPUT && strstr(ddx_last_error(), "model.attention_head_dim"),
+          "head_dim 3 of 16 channels: %s", ddx_last_error());
+    CHECK(ddx_config_validate(&cfg) == DDX_E_INPUT && strstr(ddx_last_error(), "model.attention_head_dim"),
+          "validate, head_dim 3 of 16 channels: %s", ddx_last_error());
+    ddx_param_store_free(&ps);
+
+    tiny_cfg(&cfg, 16, 3, 3, 8, 1, 2, 1, 8, 4, 0);
+    diffusers_cfg(&cfg, 0, false, 1, 0, 2, (const int[]){12, 20});
+    cfg.model.groups = 8;
+    ddx_param_store_init(&ps, DDX_CPU);
+    CHECK(ddx_model_create(&cfg, &ps, &m) == DDX_E_INPUT && strstr(ddx_last_error(), "model.groups") &&
+              strstr(ddx_last_error(), "block_out_channels"),
+          "widths 12, 20 in 8 groups: %s", ddx_last_error());
+    ddx_param_store_free(&ps);
+
+    tiny_cfg(&cfg, 16, 3, 3, 8, 1, 2, 1, 8, 4, 0);
+    cfg.model.freq_shift = 4;   // ch/2 - freq_shift = 0 divides the frequencies by zero
+    ddx_param_store_init(&ps, DDX_CPU);
+    CHECK(ddx_model_create(&cfg, &ps, &m) == DDX_E_INPUT && strstr(ddx_last_error(), "model.ch") &&
+              strstr(ddx_last_error(), "freq_shift"),
+          "freq_shift ch/2: %s", ddx_last_error());
+    ddx_param_store_free(&ps);
+
+    // unet_plain reads none of these, so a set one is refused rather than ignored.
+    ddx_config_defaults(&cfg);
+    cfg.model.type = DDX_MODEL_TYPE_UNET_PLAIN;
+    cfg.model.ch_mult = (ddx_int_list){3, {1, 2, 4}};
+    CHECK(ddx_config_validate(&cfg) == DDX_OK, "unet_plain defaults: %s", ddx_last_error());
+    cfg.model.flip_sin_to_cos = true;
+    CHECK(ddx_config_validate(&cfg) == DDX_E_INPUT && strstr(ddx_last_error(), "model.flip_sin_to_cos"),
+          "unet_plain with flip_sin_to_cos: %s", ddx_last_error());
+    cfg.model.flip_sin_to_cos = false;
+    cfg.model.block_out_channels = (ddx_int_list){3, {8, 16, 32}};
+    CHECK(ddx_config_validate(&cfg) == DDX_E_INPUT && strstr(ddx_last_error(), "model.block_out_channels"),
+          "unet_plain with block_out_channels: %s", ddx_last_error());
+
     // A class-conditional model needs labels; an unconditional one refuses them.
     tiny_cfg(&cfg, 8, 1, 1, 8, 1, 1, 1, 8, 4, 3);
     m = build(&cfg, &ps, true);
@@ -611,8 +652,35 @@ static void test_bad_config(void) {
     destroy(m, &ps);
 }
 
+// A config stored before the diffusers settings existed (no such keys) builds the model it built
+// then: google/ddpm-cifar10-32's settings, widths ch * ch_mult, time embedding ch wide.
+static void test_old_config(void) {
+    static const char yaml[] = "model:\n  type: unet_ddpm\n  ch: 8\n  ch_mult: [2, 4]\n  image_size: 16\n"
+                               "  attn_resolutions: [8]\n  groups: 4\n  num_res_blocks: 1\n"
+                               "data:\n  image_size: 16\n";
+    ddx_config cfg;
+    ddx_status st = ddx_config_load_string(yaml, strlen(yaml), "old config", &cfg);
+    CHECK(st == DDX_OK, "old config: %s", ddx_last_error());
+    if (st != DDX_OK) return;
+    CHECK(cfg.model.attention_head_dim == 0 && !cfg.model.flip_sin_to_cos && cfg.model.freq_shift == 1 &&
+              cfg.model.downsample_padding == 0 && cfg.model.block_out_channels.n == 0,
+          "the diffusers settings of an old config are not google/ddpm-cifar10-32's");
+    CHECK(ddx_config_levels(&cfg) == 2 && ddx_config_level_width(&cfg, 0) == 16 && ddx_config_level_width(&cfg, 1) == 32 &&
+              ddx_config_time_width(&cfg) == 8,
+          "old config: levels %d, widths %lld %lld, time width %d", ddx_config_levels(&cfg),
+          (long long)ddx_config_level_width(&cfg, 0), (long long)ddx_config_level_width(&cfg, 1), ddx_config_time_width(&cfg));
+    ddx_param_store ps;
+    ddx_model *m = build(&cfg, &ps, false);
+    if (!m) return;
+    // ch_mult[0] 2: the time MLP stays 8 -> 32 wide (ch), not 16 -> 64 (the first level's width).
+    const ddx_param *l1 = ddx_param_find(&ps, "time_embedding.linear_1.weight");
+    CHECK(l1 && l1->value.shape[0] == 32 && l1->value.shape[1] == 8, "old config: time_embedding.linear_1 is not [32, 8]");
+    destroy(m, &ps);
+}
+
 int main(void) {
     test_cifar10_names();
+    test_old_config();
     test_rename_legacy();
     ddx_config cfg;
     // Must match VARIANTS in tests/reference/make_unet_ddpm_fixtures.py.
