@@ -30,10 +30,10 @@ fi
 # A diffusers folder from a fixture, using the converter's own safetensors reader and writer.
 make_folder() {   # variant folder [json edits as python dict literal]
     python3 - "$1" "$2" "${3:-{\}}" <<'PY'
-import json, os, sys
+import ast, json, os, sys
 sys.path.insert(0, "../tools")
 import convert_torch_checkpoint as c
-variant, folder, edits = sys.argv[1], sys.argv[2], eval(sys.argv[3])
+variant, folder, edits = sys.argv[1], sys.argv[2], ast.literal_eval(sys.argv[3])
 path = f"data/unet_ddpm/{variant}.safetensors"
 with open(path, "rb") as f:
     n = int.from_bytes(f.read(8), "little")
@@ -123,6 +123,30 @@ refuse '{"sample_size": [16, 32]}' 'sample_size=[16, 32]'
 refuse '{"out_channels": 2}' 'out_channels=2'
 refuse '{"cross_attention_dim": 768}' 'cross_attention_dim=768'
 refuse '{"_class_name": "UNet2DConditionModel"}' '_class_name="UNet2DConditionModel"'
+
+# google/ddpm-cifar10-32's settings (the UNet2DModel that tests/reference/make_unet_ddpm_fixtures.py
+# builds for cifar10_names.txt) map to ddx's default network: every model key at its default but
+# dropout (diffusers' 0.0).
+if python3 - <<'PY'; then ok; else bad "google/ddpm-cifar10-32's config.json does not map to ddx's default network"; fi
+import sys
+sys.path.insert(0, "../tools")
+import convert_torch_checkpoint as c
+cfg = {"_class_name": "UNet2DModel", "act_fn": "silu", "attention_head_dim": None,
+       "block_out_channels": [128, 256, 256, 256], "center_input_sample": False,
+       "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+       "downsample_padding": 0, "flip_sin_to_cos": False, "freq_shift": 1, "in_channels": 3,
+       "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-06, "norm_num_groups": 32,
+       "out_channels": 3, "sample_size": 32, "time_embedding_type": "positional",
+       "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"]}
+got = dict(c.ddx_config_from_diffusers(cfg))
+want = {"model.type": "unet_ddpm", "model.in_channels": 3, "model.out_channels": 3, "model.image_size": 32,
+        "model.ch": 128, "model.ch_mult": [1, 2, 2, 2], "model.num_res_blocks": 2, "model.attn_resolutions": [16],
+        "model.dropout": 0.0, "model.num_classes": 0, "model.groups": 32, "model.norm_eps": 1e-6,
+        "model.attention_head_dim": 0, "model.flip_sin_to_cos": False, "model.freq_shift": 1,
+        "model.downsample_padding": 0, "data.image_size": 32}
+if got != want:
+    sys.exit(f"got {got}")
+PY
 
 # --config-json names the config for a bare weights file; a bad one is refused the same way.
 make_folder widths "$tmp/cj" '{}' >/dev/null
