@@ -223,7 +223,8 @@ def _yaml_value(v):
 
 def ddx_yaml(settings, source):
     """The (key, value) list as the YAML ddx_config_load reads (keys not listed keep ddx's defaults)."""
-    lines = [f"# model of {source}, converted by tools/convert_torch_checkpoint.py"]
+    shown = "".join(ch if ch.isprintable() else "?" for ch in source)
+    lines = [f"# model of {shown}, converted by tools/convert_torch_checkpoint.py"]
     section = None
     for key, value in settings:
         sec, leaf = key.split(".", 1)
@@ -302,11 +303,18 @@ def read_safetensors(path, keep=lambda name: True):
     for name, info in header.items():
         if name == "__metadata__" or not keep(name):
             continue
-        lo, hi = info["data_offsets"]
-        raw = _f32_bytes(info["dtype"], data[base + lo:base + hi])
+        try:
+            lo, hi = info["data_offsets"]
+            dtype, shape = info["dtype"], list(info["shape"])
+            ok = 0 <= lo <= hi <= len(data) - base
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise SystemExit2(f"{path}: tensor {name} has a bad entry in the safetensors header")
+        raw = _f32_bytes(dtype, data[base + lo:base + hi])
         if raw is None:
             raise SystemExit2(f"{path}: tensor {name} has dtype {info['dtype']}; ddx reads F32, F16 and BF16 weights")
-        out[name] = (list(info["shape"]), raw)
+        out[name] = (shape, raw)
     return out
 
 
@@ -318,13 +326,22 @@ def write_safetensors(path, tensors, metadata):
         off += len(raw)
     h = json.dumps(header, separators=(",", ":")).encode()
     h += b" " * (-len(h) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for _, raw in tensors.values():
-            f.write(raw)
-    os.replace(tmp, path)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<Q", len(h)))
+            f.write(h)
+            for _, raw in tensors.values():
+                f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise SystemExit2(f"{path}: cannot write: {e.strerror or e}")
 
 
 def load_weights(src):
@@ -391,6 +408,9 @@ def main(argv):
         write_safetensors(dst, tensors, metadata)
     except SystemExit2 as e:
         sys.stderr.write(f"{e}\n")
+        return 2
+    except OSError as e:
+        sys.stderr.write(f"{e.filename or src}: {e.strerror or e}\n")
         return 2
     n = sum(len(raw) // 4 for _, raw in tensors.values())
     note = f"config from {cfg_path}" if cfg_path else "no config.json: ddx-sample needs --config CONFIG.yaml"
