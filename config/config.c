@@ -90,6 +90,12 @@ static const cfg_key KEYS[] = {
     K_INT("model.num_classes", model.num_classes, "0", 0, 1000000, "class count; 0 = unconditional"),
     K_INT("model.groups", model.groups, "32", 1, 1024, "GroupNorm groups"),
     K_F64("model.norm_eps", model.norm_eps, "1e-6", 0, 1, OPEN_LO | OPEN_HI, "GroupNorm epsilon"),
+    K_LIST("model.block_out_channels", model.block_out_channels, "[]", 1, 65536, 0,
+           "unet_ddpm widths per level; [] = ch * ch_mult (set: replaces ch and ch_mult, time embedding block_out_channels[0] wide)"),
+    K_INT("model.attention_head_dim", model.attention_head_dim, "0", 0, 65536, "unet_ddpm channels per attention head; 0 = one head"),
+    K_BOOL("model.flip_sin_to_cos", model.flip_sin_to_cos, "false", "unet_ddpm timestep embedding order: false [sin, cos], true [cos, sin]"),
+    K_INT("model.freq_shift", model.freq_shift, "1", 0, 65536, "unet_ddpm timestep embedding frequency shift (diffusers freq_shift)"),
+    K_INT("model.downsample_padding", model.downsample_padding, "0", 0, 1, "unet_ddpm downsampling: 0 pads right/bottom, 1 pads every side"),
 
     K_INT("diffusion.timesteps", diffusion.timesteps, "1000", 1, 100000, "diffusion steps T"),
     K_ENUM("diffusion.beta_schedule", diffusion.beta_schedule, ddx_beta_schedule, N_SCHEDULE, "linear", "noise schedule"),
@@ -583,6 +589,19 @@ static ddx_status set_scalar(const cfg_key *k, const char *s, size_t len, bool p
 // ---------------------------------------------------------------------------------------------
 // Defaults and --set
 
+int ddx_config_levels(const ddx_config *cfg) {
+    return cfg->model.block_out_channels.n > 0 ? cfg->model.block_out_channels.n : cfg->model.ch_mult.n;
+}
+
+int64_t ddx_config_level_width(const ddx_config *cfg, int i) {
+    if (cfg->model.block_out_channels.n > 0) return cfg->model.block_out_channels.v[i];
+    return (int64_t)cfg->model.ch * cfg->model.ch_mult.v[i];
+}
+
+int ddx_config_time_width(const ddx_config *cfg) {
+    return cfg->model.block_out_channels.n > 0 ? cfg->model.block_out_channels.v[0] : cfg->model.ch;
+}
+
 void ddx_config_defaults(ddx_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     for (int i = 0; i < N_KEYS; i++)  // a default that fails to parse stays 0; tests catch that
@@ -957,7 +976,8 @@ ddx_status ddx_config_validate(const ddx_config *c) {
     if (!name[0] || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
         return invalid(c, "run.name", "'%s' is not a folder name (non-empty, no '/', not . or ..)", name);
     if (!c->run.out_dir[0]) return invalid(c, "run.out_dir", "must not be empty (use \".\" for the current folder)");
-    const int levels = c->model.ch_mult.n;
+    const bool own_widths = c->model.block_out_channels.n > 0;
+    const int levels = ddx_config_levels(c);
     const int size = c->model.image_size;
     if (c->data.image_size != size)
         return invalid(c, "data.image_size", "%d differs from model.image_size %d; the model is built for the data's size, set both",
@@ -976,15 +996,34 @@ ddx_status ddx_config_validate(const ddx_config *c) {
     const bool plain = c->model.type == DDX_MODEL_TYPE_UNET_PLAIN;
     if (plain && levels != 3)
         return invalid(c, "model.ch_mult", "unet_plain has exactly 3 levels (e.g. [1, 2, 4]), got %d entries", levels);
+    if (plain) {
+        // unet_plain does not read the diffusers settings; one set away from its default would be
+        // silently ignored, so it is refused instead.
+        ddx_config d;
+        ddx_config_defaults(&d);
+        const char *ddpm_only[] = {"model.block_out_channels", "model.attention_head_dim", "model.flip_sin_to_cos",
+                                   "model.freq_shift", "model.downsample_padding"};
+        for (size_t i = 0; i < sizeof ddpm_only / sizeof ddpm_only[0]; i++) {
+            const cfg_key *k = &KEYS[find_key(ddpm_only[i])];
+            const bool same = k->type == T_LIST ? ((const ddx_int_list *)(const void *)((const char *)c + k->off))->n == 0
+                                                : memcmp((const char *)c + k->off, (const char *)&d + k->off, k->size) == 0;
+            if (!same) return invalid(c, k->path, "is a unet_ddpm setting; unet_plain does not read it (leave it at its default)");
+        }
+    }
+    const char *width_key = own_widths ? "model.block_out_channels" : "model.ch_mult";
     // Each level but the last halves the feature map, so the side must divide evenly.
     if (levels - 1 >= 31 || size % (1 << (levels - 1)) != 0)
-        return invalid(c, "model.image_size", "%d cannot be halved %d times (model.ch_mult has %d levels)", size, levels - 1, levels);
+        return invalid(c, "model.image_size", "%d cannot be halved %d times (%s has %d levels)", size, levels - 1, width_key, levels);
     for (int i = 0; i < levels; i++) {
-        int64_t ch = (int64_t)c->model.ch * c->model.ch_mult.v[i];
-        if (ch > 65536) return invalid(c, "model.ch_mult", "level %d has %lld channels; at most 65536", i, (long long)ch);
-        if (!plain && ch % c->model.groups != 0)
+        int64_t ch = ddx_config_level_width(c, i);
+        if (ch > 65536) return invalid(c, width_key, "level %d has %lld channels; at most 65536", i, (long long)ch);
+        if (!plain && ch % c->model.groups != 0) {
+            if (own_widths)
+                return invalid(c, "model.groups", "%d does not divide the %lld channels of level %d (model.block_out_channels)",
+                               c->model.groups, (long long)ch, i);
             return invalid(c, "model.groups", "%d does not divide the %lld channels of level %d (model.ch %d x ch_mult %d)",
                            c->model.groups, (long long)ch, i, c->model.ch, c->model.ch_mult.v[i]);
+        }
     }
     for (int j = 0; !plain && j < c->model.attn_resolutions.n; j++) {
         int r = c->model.attn_resolutions.v[j];
@@ -999,6 +1038,21 @@ ddx_status ddx_config_validate(const ddx_config *c) {
         if (!reached)
             return invalid(c, "model.attn_resolutions", "%d is not a feature-map size of this U-Net (it has %s)", r, sizes);
     }
+    // Attention heads: the mid block (last level) always has attention, other levels where listed.
+    const int hd = c->model.attention_head_dim;
+    for (int i = 0; !plain && hd > 0 && i < levels; i++) {
+        bool attn = i == levels - 1;
+        for (int j = 0; j < c->model.attn_resolutions.n; j++) attn |= (size >> i) == c->model.attn_resolutions.v[j];
+        const int64_t ch = ddx_config_level_width(c, i);
+        if (attn && ch % hd != 0)
+            return invalid(c, "model.attention_head_dim", "%d does not divide the %lld channels of level %d, which has attention",
+                           hd, (long long)ch, i);
+    }
+    const int tw = ddx_config_time_width(c);
+    if (!plain && (tw % 2 != 0 || tw / 2 == c->model.freq_shift))
+        return invalid(c, own_widths ? "model.block_out_channels" : "model.ch",
+                       "the timestep embedding is %d wide; it must be even and half of it must differ from model.freq_shift %d", tw,
+                       c->model.freq_shift);
     if (c->diffusion.beta_schedule == DDX_BETA_SCHEDULE_LINEAR && !(c->diffusion.beta_start < c->diffusion.beta_end))
         return invalid(c, "diffusion.beta_start", "%g must be below diffusion.beta_end %g", c->diffusion.beta_start,
                        c->diffusion.beta_end);

@@ -77,6 +77,12 @@ typedef struct ddx_config {
         int num_classes;                   // 0 = unconditional
         int groups;                        // GroupNorm groups
         double norm_eps;
+        // unet_ddpm only (diffusers UNet2DModel settings; the defaults are google/ddpm-cifar10-32's):
+        ddx_int_list block_out_channels;   // per-level widths; empty = ch * ch_mult
+        int attention_head_dim;            // channels per attention head; 0 = one head
+        bool flip_sin_to_cos;              // timestep embedding [cos, sin] instead of [sin, cos]
+        int freq_shift;                    // timestep embedding frequencies exp(-ln(1e4) i / (ch/2 - freq_shift))
+        int downsample_padding;            // 0: pad right/bottom by 1; 1: pad 1 on every side
     } model;
     struct {
         int timesteps;
@@ -117,6 +123,14 @@ typedef struct ddx_config {
         int32_t line[DDX_CONFIG_MAX_KEYS];
     } origin;
 } ddx_config;
+
+// The U-Net's levels and the channel width of level i (0 <= i < levels): block_out_channels
+// when it is set, else ch * ch_mult[i].
+int ddx_config_levels(const ddx_config *cfg);
+int64_t ddx_config_level_width(const ddx_config *cfg, int i);
+// The width of the sinusoidal timestep embedding (the time MLP is 4x as wide):
+// block_out_channels[0] when block_out_channels is set, else ch.
+int ddx_config_time_width(const ddx_config *cfg);
 
 // Every key at its default (Ho et al. 2020 CIFAR-10 settings). Never fails.
 void ddx_config_defaults(ddx_config *cfg);

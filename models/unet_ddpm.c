@@ -1,12 +1,15 @@
 // The DDPM U-Net of Ho et al. 2020 with the numerics and state-dict keys of diffusers'
-// UNet2DModel as google/ddpm-cifar10-32 configures it (freq_shift 1, [sin, cos] timestep
-// embedding, Downsample2D padding 0 with the input padded right/bottom, one attention head over
-// all channels, GroupNorm eps norm_eps everywhere).
+// UNet2DModel. The defaults are google/ddpm-cifar10-32's configuration (freq_shift 1, [sin, cos]
+// timestep embedding, Downsample2D padding 0 with the input padded right/bottom, one attention
+// head over all channels); GroupNorm eps is norm_eps everywhere.
 //
-// Config -> diffusers: block_out_channels[i] = ch * ch_mult[i], layers_per_block = num_res_blocks,
-// level i works at image_size >> i and has attention (AttnDownBlock2D / AttnUpBlock2D) iff that
-// size is in attn_resolutions; every level but the last downsamples, every up block but the last
-// upsamples; up blocks have num_res_blocks + 1 resnets, each eating one skip.
+// Config -> diffusers: block_out_channels = model.block_out_channels, or ch * ch_mult[i] when that
+// is empty; layers_per_block = num_res_blocks; level i works at image_size >> i and has attention
+// (AttnDownBlock2D / AttnUpBlock2D) iff that size is in attn_resolutions; every level but the last
+// downsamples, every up block but the last upsamples; up blocks have num_res_blocks + 1 resnets,
+// each eating one skip. attention_head_dim (0 = None), flip_sin_to_cos, freq_shift and
+// downsample_padding are diffusers' settings of the same names. The sinusoidal timestep
+// embedding is ddx_config_time_width() wide and the time MLP 4x that.
 //
 // Parameters are registered in the state-dict order of UNet2DModel (conv_in, time_embedding,
 // class_embedding, down blocks with attentions before resnets, up blocks, mid block, conv_norm_out,
@@ -28,7 +31,7 @@ typedef struct ud_resnet {
     int cin, cout;
     ddx_tensor *norm1_w, *norm1_b, *norm2_w, *norm2_b;   // [cin], [cout]
     ud_conv conv1, conv2, shortcut;                       // shortcut.w NULL when cin == cout
-    ddx_tensor *temb_w, *temb_b;                          // [cout, 4ch], [cout]
+    ddx_tensor *temb_w, *temb_b;                          // [cout, temb_dim], [cout]
 } ud_resnet;
 
 typedef struct ud_attn {
@@ -46,10 +49,13 @@ typedef struct ud_block {
 
 typedef struct ud_net {
     int levels, groups, temb_dim;
+    int head_dim;                                     // 0 = one head over all channels
     float eps, dropout;
+    ddx_timestep_emb_params time;
+    ddx_conv2d_params down_conv;                      // Downsample2D's conv
     ud_conv conv_in, conv_out;
     ddx_tensor *lin1_w, *lin1_b, *lin2_w, *lin2_b;   // time_embedding.linear_1 / linear_2
-    ddx_tensor *class_emb;                            // [num_classes, 4ch] or NULL
+    ddx_tensor *class_emb;                            // [num_classes, temb_dim] or NULL
     ud_block down[UD_MAX_LEVELS], up[UD_MAX_LEVELS];
     ud_resnet mid_res[2];
     ud_attn mid_attn;
@@ -142,17 +148,22 @@ static ddx_status block_alloc(ud_block *b, int n_res, bool attn) {
 
 // Settings UNet2DModel cannot be built from; each names the key to fix.
 static ddx_status check_cfg(const ddx_config *cfg) {
-    const int L = cfg->model.ch_mult.n;
+    const bool own = cfg->model.block_out_channels.n > 0;
+    const char *wkey = own ? "model.block_out_channels" : "model.ch_mult";
+    const int L = ddx_config_levels(cfg);
     if (L < 1 || L > UD_MAX_LEVELS)
-        return ddx_errorf(DDX_E_INPUT, "model.ch_mult: unet_ddpm needs 1 to %d levels, got %d", UD_MAX_LEVELS, L);
+        return ddx_errorf(DDX_E_INPUT, "%s: unet_ddpm needs 1 to %d levels, got %d", wkey, UD_MAX_LEVELS, L);
     if (cfg->model.in_channels < 1 || cfg->model.out_channels < 1)
         return ddx_errorf(DDX_E_INPUT, "model.%s: must be at least 1, got %d",
                           cfg->model.in_channels < 1 ? "in_channels" : "out_channels",
                           cfg->model.in_channels < 1 ? cfg->model.in_channels : cfg->model.out_channels);
-    // The sinusoidal embedding has ch/2 sin and ch/2 cos columns and divides by ch/2 - 1.
-    if (cfg->model.ch < 4 || cfg->model.ch % 2 != 0)
-        return ddx_errorf(DDX_E_INPUT, "model.ch: the timestep embedding needs an even width of at least 4, got %d",
-                          cfg->model.ch);
+    // The sinusoidal embedding has tw/2 sin and tw/2 cos columns and divides by tw/2 - freq_shift.
+    const int tw = ddx_config_time_width(cfg);
+    if (cfg->model.freq_shift < 0 || tw < 2 || tw % 2 != 0 || tw / 2 == cfg->model.freq_shift)
+        return ddx_errorf(DDX_E_INPUT,
+                          "%s: the timestep embedding needs an even width whose half differs from model.freq_shift %d, "
+                          "got %d",
+                          own ? "model.block_out_channels" : "model.ch", cfg->model.freq_shift, tw);
     if (cfg->model.num_res_blocks < 1)
         return ddx_errorf(DDX_E_INPUT, "model.num_res_blocks: must be at least 1, got %d", cfg->model.num_res_blocks);
     if (cfg->model.groups < 1)
@@ -164,24 +175,36 @@ static ddx_status check_cfg(const ddx_config *cfg) {
         return ddx_errorf(DDX_E_INPUT, "model.norm_eps: must be positive, got %g", cfg->model.norm_eps);
     if (!(cfg->model.dropout >= 0.0 && cfg->model.dropout < 1.0))
         return ddx_errorf(DDX_E_INPUT, "model.dropout: must be in [0, 1), got %g", cfg->model.dropout);
+    if (cfg->model.downsample_padding != 0 && cfg->model.downsample_padding != 1)
+        return ddx_errorf(DDX_E_INPUT,
+                          "model.downsample_padding: must be 0 (pad right/bottom) or 1 (pad every side), got %d",
+                          cfg->model.downsample_padding);
+    if (cfg->model.attention_head_dim < 0)
+        return ddx_errorf(DDX_E_INPUT, "model.attention_head_dim: must be 0 (one head) or more, got %d",
+                          cfg->model.attention_head_dim);
     if (cfg->model.image_size < 1 || cfg->model.image_size % (1 << (L - 1)) != 0)
         return ddx_errorf(DDX_E_INPUT,
-                          "model.image_size: %d is not divisible by 2^%d (model.ch_mult has %d levels, each but the "
+                          "model.image_size: %d is not divisible by 2^%d (%s has %d levels, each but the "
                           "last halves the size); pick a multiple of %d or fewer levels",
-                          cfg->model.image_size, L - 1, L, 1 << (L - 1));
-    if (cfg->model.ch > 16384)
-        return ddx_errorf(DDX_E_INPUT, "model.ch: %d gives a %lld-wide time embedding; at most 16384", cfg->model.ch,
-                          4LL * cfg->model.ch);
+                          cfg->model.image_size, L - 1, wkey, L, 1 << (L - 1));
+    if (tw > 16384)
+        return ddx_errorf(DDX_E_INPUT, "%s: %d gives a %lld-wide time embedding; at most 16384",
+                          own ? "model.block_out_channels" : "model.ch", tw, 4LL * tw);
     for (int i = 0; i < L; i++) {
-        const int64_t c = (int64_t)cfg->model.ch * cfg->model.ch_mult.v[i];
-        if (cfg->model.ch_mult.v[i] < 1 || c > 65536)
-            return ddx_errorf(DDX_E_INPUT, "model.ch_mult: level %d has %lld channels; must be 1 to 65536", i,
-                              (long long)c);
-        if (c % cfg->model.groups != 0)
+        const int64_t c = ddx_config_level_width(cfg, i);
+        if ((!own && cfg->model.ch_mult.v[i] < 1) || c < 1 || c > 65536)
+            return ddx_errorf(DDX_E_INPUT, "%s: level %d has %lld channels; must be 1 to 65536", wkey, i, (long long)c);
+        if (c % cfg->model.groups != 0) {
+            if (own)
+                return ddx_errorf(DDX_E_INPUT,
+                                  "model.groups: %d does not divide the %lld channels of level %d "
+                                  "(model.block_out_channels)",
+                                  cfg->model.groups, (long long)c, i);
             return ddx_errorf(DDX_E_INPUT,
                               "model.groups: %d does not divide the %lld channels of level %d (model.ch %d x "
                               "ch_mult %d)",
                               cfg->model.groups, (long long)c, i, cfg->model.ch, cfg->model.ch_mult.v[i]);
+        }
     }
     for (int j = 0; j < cfg->model.attn_resolutions.n; j++) {
         bool hit = false;
@@ -191,6 +214,19 @@ static ddx_status check_cfg(const ddx_config *cfg) {
                               "model.attn_resolutions: %d is not the feature-map size of any level (image_size %d, "
                               "%d levels)",
                               cfg->model.attn_resolutions.v[j], cfg->model.image_size, L);
+    }
+    // diffusers makes channels / head_dim heads of head_dim each; a remainder would change the
+    // projections' shapes, which ddx does not model.
+    const int hd = cfg->model.attention_head_dim;
+    for (int i = 0; hd > 0 && i < L; i++) {
+        bool attn = i == L - 1;   // the mid block
+        for (int j = 0; j < cfg->model.attn_resolutions.n; j++)
+            attn |= (cfg->model.image_size >> i) == cfg->model.attn_resolutions.v[j];
+        if (attn && ddx_config_level_width(cfg, i) % hd != 0)
+            return ddx_errorf(DDX_E_INPUT,
+                              "model.attention_head_dim: %d does not divide the %lld channels of level %d, which has "
+                              "attention",
+                              hd, (long long)ddx_config_level_width(cfg, i), i);
     }
     return DDX_OK;
 }
@@ -206,18 +242,29 @@ static ddx_tensor *ud_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx
 
 static ddx_status ud_build(ddx_model *m, ud_net *u) {
     const ddx_config *cfg = &m->cfg;
-    const int L = cfg->model.ch_mult.n, nrb = cfg->model.num_res_blocks, ch = cfg->model.ch;
-    const int temb = 4 * ch;
+    const int L = ddx_config_levels(cfg), nrb = cfg->model.num_res_blocks, tw = ddx_config_time_width(cfg);
+    const int temb = 4 * tw;
     int width[UD_MAX_LEVELS];
-    for (int i = 0; i < L; i++) width[i] = ch * cfg->model.ch_mult.v[i];
+    for (int i = 0; i < L; i++) width[i] = (int)ddx_config_level_width(cfg, i);
     u->levels = L;
     u->groups = cfg->model.groups;
     u->temb_dim = temb;
+    u->head_dim = cfg->model.attention_head_dim;
     u->eps = (float)cfg->model.norm_eps;
     u->dropout = (float)cfg->model.dropout;
+    u->time = (ddx_timestep_emb_params){.dim = tw,
+                                        .freq_shift = (float)cfg->model.freq_shift,
+                                        .flip_sin_to_cos = cfg->model.flip_sin_to_cos,
+                                        .max_period = 10000.0f};
+    // Downsample2D: padding 0 pads the input right/bottom by one (F.pad(x, (0, 1, 0, 1))), padding
+    // 1 is the conv's own symmetric padding; both halve an even side.
+    if (cfg->model.downsample_padding == 0)
+        u->down_conv = (ddx_conv2d_params){.stride = 2, .pad_bottom = 1, .pad_right = 1};
+    else
+        u->down_conv = (ddx_conv2d_params){.stride = 2, .pad_top = 1, .pad_bottom = 1, .pad_left = 1, .pad_right = 1};
 
     DDX_TRY(conv_make(m, &u->conv_in, "conv_in", cfg->model.in_channels, width[0], 3));
-    DDX_TRY(linear_make(m, &u->lin1_w, &u->lin1_b, "time_embedding.linear_1", ch, temb));
+    DDX_TRY(linear_make(m, &u->lin1_w, &u->lin1_b, "time_embedding.linear_1", tw, temb));
     DDX_TRY(linear_make(m, &u->lin2_w, &u->lin2_b, "time_embedding.linear_2", temb, temb));
     if (cfg->model.num_classes > 0) {
         u->class_emb = ddx_model_param(m, "class_embedding.weight", 2, (int64_t[]){cfg->model.num_classes, temb},
@@ -296,13 +343,11 @@ ddx_status ddx_unet_ddpm_create(ddx_model *m) {
 
 static const ddx_conv2d_params CONV_SAME = {.stride = 1, .pad_top = 1, .pad_bottom = 1, .pad_left = 1, .pad_right = 1};
 static const ddx_conv2d_params CONV_1X1 = {.stride = 1};
-// Downsample2D with padding 0: F.pad(x, (0, 1, 0, 1)) then a 3x3 stride-2 conv.
-static const ddx_conv2d_params CONV_DOWN = {.stride = 2, .pad_bottom = 1, .pad_right = 1};
 
 // A parameter (or f32 tensor) in the dtype the network computes in (models/model_impl.h).
 #define W(p) ddx_model_w(c, m, (p))
 
-// temb_act: SiLU(temb) [N, 4ch], shared by every resnet of the pass.
+// temb_act: SiLU(temb) [N, temb_dim], shared by every resnet of the pass.
 static ddx_tensor *resnet_fwd(ddx_ctx *c, const ddx_model *m, const ud_resnet *r, ddx_tensor *x, ddx_tensor *temb_act) {
     if (!x) return NULL;
     const ud_net *u = m->impl;
@@ -319,8 +364,8 @@ static ddx_tensor *resnet_fwd(ddx_ctx *c, const ddx_model *m, const ud_resnet *r
     return ddx_conv2d_add(c, h, W(r->conv2.w), W(r->conv2.b), CONV_SAME, s);               // [N, H, W, cout]
 }
 
-// diffusers Attention with a GroupNorm, one head (attention_head_dim None -> head_dim = channels),
-// scale 1/sqrt(C), residual connection, rescale factor 1.
+// diffusers Attention with a GroupNorm, C / head_dim heads (attention_head_dim None -> one head of
+// all C channels), scale 1/sqrt(head_dim), residual connection, rescale factor 1.
 static ddx_tensor *attn_fwd(ddx_ctx *c, const ddx_model *m, const ud_attn *a, ddx_tensor *x) {
     if (!x) return NULL;
     const ud_net *u = m->impl;
@@ -330,7 +375,8 @@ static ddx_tensor *attn_fwd(ddx_ctx *c, const ddx_model *m, const ud_attn *a, dd
     ddx_tensor *q = ddx_linear(c, h, W(a->q_w), W(a->q_b));                                 // [N, L, C]
     ddx_tensor *k = ddx_linear(c, h, W(a->k_w), W(a->k_b));                                 // [N, L, C]
     ddx_tensor *v = ddx_linear(c, h, W(a->v_w), W(a->v_b));                                 // [N, L, C]
-    ddx_tensor *o = ddx_attention(c, q, k, v, 1, 0.0f);                                     // [N, L, C]
+    const int heads = u->head_dim > 0 ? (int)(C / u->head_dim) : 1;
+    ddx_tensor *o = ddx_attention(c, q, k, v, heads, 0.0f);                                 // [N, L, C]
     o = ddx_linear(c, o, W(a->o_w), W(a->o_b));                                             // [N, L, C]
     o = ddx_reshape(c, o, 4, (int64_t[]){N, H, W, C});                                      // [N, H, W, C]
     return ddx_add(c, o, x);
@@ -356,7 +402,7 @@ static ddx_tensor *ud_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx
         x->shape[1] % mult != 0 || x->shape[2] % mult != 0)
         return fail_input(c,
                           "unet_ddpm forward: x %s must be [N, H, W, %d] with H and W multiples of %lld "
-                          "(model.ch_mult has %d levels)",
+                          "(the U-Net has %d levels)",
                           ddx_shape_str(x, bx, sizeof bx), m->cfg.model.in_channels, (long long)mult, u->levels);
     const int64_t N = x->shape[0];
     if (t->ndim != 1 || t->shape[0] != N)
@@ -372,14 +418,12 @@ static ddx_tensor *ud_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx
                           (long long)N, ddx_dtype_name(y->dtype), ddx_shape_str(y, bt, sizeof bt));
 
     // Time (and class) embedding; SiLU(temb) once, since every resnet projects the same activation.
-    const ddx_timestep_emb_params tp = {
-        .dim = m->cfg.model.ch, .freq_shift = 1.0f, .flip_sin_to_cos = false, .max_period = 10000.0f};
-    ddx_tensor *temb = W(ddx_timestep_emb(c, t, tp));               // [N, ch], computed in f32
-    temb = ddx_linear(c, temb, W(u->lin1_w), W(u->lin1_b));         // [N, 4ch]
+    ddx_tensor *temb = W(ddx_timestep_emb(c, t, u->time));         // [N, tw], computed in f32
+    temb = ddx_linear(c, temb, W(u->lin1_w), W(u->lin1_b));         // [N, 4tw]
     temb = ddx_silu(c, temb);
-    temb = ddx_linear(c, temb, W(u->lin2_w), W(u->lin2_b));         // [N, 4ch]
+    temb = ddx_linear(c, temb, W(u->lin2_w), W(u->lin2_b));         // [N, 4tw]
     if (u->class_emb) temb = ddx_add(c, temb, ddx_embedding(c, y, W(u->class_emb)));
-    ddx_tensor *temb_act = ddx_silu(c, temb);                       // [N, 4ch]
+    ddx_tensor *temb_act = ddx_silu(c, temb);                       // [N, 4tw]
 
     ddx_tensor *skip[1 + UD_MAX_LEVELS * 65];
     int n_skip = 0;
@@ -393,7 +437,7 @@ static ddx_tensor *ud_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx
             skip[n_skip++] = h;
         }
         if (b->sample.w) {
-            h = ddx_conv2d(c, h, W(b->sample.w), W(b->sample.b), CONV_DOWN);   // [N, H/2, W/2, C]
+            h = ddx_conv2d(c, h, W(b->sample.w), W(b->sample.b), u->down_conv);   // [N, H/2, W/2, C]
             skip[n_skip++] = h;
         }
     }

@@ -2,9 +2,13 @@
 //  - names and shapes: the default (CIFAR-10, Ho et al.) config registers exactly the 328
 //    state-dict keys, in order, with the shapes of google/ddpm-cifar10-32's UNet2DModel
 //    (data/unet_ddpm/cifar10_names.txt) and 35,746,307 parameters;
-//  - parity: two tiny UNet2DModels (data/unet_ddpm/<variant>.safetensors, made by
+//  - parity: tiny UNet2DModels (data/unet_ddpm/<variant>.safetensors, made by
 //    tests/reference/make_unet_ddpm_fixtures.py) loaded by name, forward + MSE loss + backward on
-//    the CPU; output, loss and the gradient of every parameter compared with PyTorch's;
+//    the CPU; output, loss and the gradient of every parameter compared with PyTorch's. Two use
+//    google/ddpm-cifar10-32's settings, four diffusers' others (several attention heads; [cos, sin],
+//    freq_shift 0 and Downsample2D padding 1; widths that are not multiples of the first; all
+//    together), whose ddx config as tools/convert_torch_checkpoint.py maps it must equal the one
+//    set here and validate;
 //  - ddx_model_rename_legacy, ddx_model_init determinism, odd feature-map sizes at batch 1 and 3
 //    (each batch item independent of the others), and bad settings / inputs rejected.
 //
@@ -243,6 +247,35 @@ static double max_abs_of(const ddx_st_file *f, const char *name) {
     return mx;
 }
 
+// The diffusers settings beyond google/ddpm-cifar10-32's (the 0 / false / empty values are its own).
+static void diffusers_cfg(ddx_config *cfg, int head_dim, bool flip, int freq_shift, int down_pad, int n_widths,
+                          const int *widths) {
+    cfg->model.attention_head_dim = head_dim;
+    cfg->model.flip_sin_to_cos = flip;
+    cfg->model.freq_shift = freq_shift;
+    cfg->model.downsample_padding = down_pad;
+    cfg->model.block_out_channels.n = n_widths;
+    for (int i = 0; i < n_widths; i++) cfg->model.block_out_channels.v[i] = widths[i];
+}
+
+// The fixture's "ddx_config" (the converter's mapping of its diffusers config) against cfg.
+static void check_stored_config(const ddx_st_file *f, const char *variant, const ddx_config *cfg) {
+    const char *yaml = ddx_st_meta_get(f, "ddx_config");
+    if (!yaml) return;   // the google/ddpm-cifar10-32-style variants have none
+    ddx_config stored;
+    ddx_status st = ddx_config_load_string(yaml, strlen(yaml), variant, &stored);
+    CHECK(st == DDX_OK, "%s: the converter's config does not load: %s", variant, ddx_last_error());
+    if (st != DDX_OK) return;
+    st = ddx_config_validate(&stored);
+    CHECK(st == DDX_OK, "%s: the converter's config does not validate: %s", variant, ddx_last_error());
+    ddx_config want = *cfg;
+    want.data = stored.data;   // the converter also sets data.image_size / data.dataset to validate
+    const char *d = ddx_config_diff(&want, &stored);
+    CHECK(d == NULL, "%s: the converter's config differs from the test's at %s", variant, d ? d : "-");
+    CHECK(stored.data.image_size == cfg->model.image_size, "%s: converter's data.image_size %d", variant,
+          stored.data.image_size);
+}
+
 static void test_parity(const char *variant, const ddx_config *cfg, int64_t n_params_expect) {
     char path[256];
     snprintf(path, sizeof path, DATA "%s.safetensors", variant);
@@ -250,6 +283,7 @@ static void test_parity(const char *variant, const ddx_config *cfg, int64_t n_pa
     ddx_status st = ddx_st_read(path, &f);
     CHECK(st == DDX_OK, "%s: %s (run from tests/)", path, ddx_last_error());
     if (st != DDX_OK) return;
+    check_stored_config(&f, variant, cfg);
     ddx_param_store ps;
     ddx_model *m = build(cfg, &ps, true);
     if (!m) {
@@ -558,6 +592,47 @@ static void test_bad_config(void) {
           ddx_last_error());
     ddx_param_store_free(&ps);
 
+    // diffusers settings ddx cannot build: each names its key.
+    tiny_cfg(&cfg, 16, 3, 3, 8, 1, 2, 1, 8, 4, 0);
+    cfg.model.attention_head_dim = 3;   // 16 channels at the 8x8 level
+    cfg.data.image_size = 16;
+    ddx_param_store_init(&ps, DDX_CPU);
+    CHECK(ddx_model_create(&cfg, &ps, &m) == DDX_E_INPUT && strstr(ddx_last_error(), "model.attention_head_dim"),
+          "head_dim 3 of 16 channels: %s", ddx_last_error());
+    CHECK(ddx_config_validate(&cfg) == DDX_E_INPUT && strstr(ddx_last_error(), "model.attention_head_dim"),
+          "validate, head_dim 3 of 16 channels: %s", ddx_last_error());
+    ddx_param_store_free(&ps);
+
+    tiny_cfg(&cfg, 16, 3, 3, 8, 1, 2, 1, 8, 4, 0);
+    diffusers_cfg(&cfg, 0, false, 1, 0, 2, (const int[]){12, 20});
+    cfg.model.groups = 8;
+    ddx_param_store_init(&ps, DDX_CPU);
+    CHECK(ddx_model_create(&cfg, &ps, &m) == DDX_E_INPUT && strstr(ddx_last_error(), "model.groups") &&
+              strstr(ddx_last_error(), "block_out_channels"),
+          "widths 12, 20 in 8 groups: %s", ddx_last_error());
+    ddx_param_store_free(&ps);
+
+    tiny_cfg(&cfg, 16, 3, 3, 8, 1, 2, 1, 8, 4, 0);
+    cfg.model.freq_shift = 4;   // ch/2 - freq_shift = 0 divides the frequencies by zero
+    ddx_param_store_init(&ps, DDX_CPU);
+    CHECK(ddx_model_create(&cfg, &ps, &m) == DDX_E_INPUT && strstr(ddx_last_error(), "model.ch") &&
+              strstr(ddx_last_error(), "freq_shift"),
+          "freq_shift ch/2: %s", ddx_last_error());
+    ddx_param_store_free(&ps);
+
+    // unet_plain reads none of these, so a set one is refused rather than ignored.
+    ddx_config_defaults(&cfg);
+    cfg.model.type = DDX_MODEL_TYPE_UNET_PLAIN;
+    cfg.model.ch_mult = (ddx_int_list){3, {1, 2, 4}};
+    CHECK(ddx_config_validate(&cfg) == DDX_OK, "unet_plain defaults: %s", ddx_last_error());
+    cfg.model.flip_sin_to_cos = true;
+    CHECK(ddx_config_validate(&cfg) == DDX_E_INPUT && strstr(ddx_last_error(), "model.flip_sin_to_cos"),
+          "unet_plain with flip_sin_to_cos: %s", ddx_last_error());
+    cfg.model.flip_sin_to_cos = false;
+    cfg.model.block_out_channels = (ddx_int_list){3, {8, 16, 32}};
+    CHECK(ddx_config_validate(&cfg) == DDX_E_INPUT && strstr(ddx_last_error(), "model.block_out_channels"),
+          "unet_plain with block_out_channels: %s", ddx_last_error());
+
     // A class-conditional model needs labels; an unconditional one refuses them.
     tiny_cfg(&cfg, 8, 1, 1, 8, 1, 1, 1, 8, 4, 3);
     m = build(&cfg, &ps, true);
@@ -577,8 +652,35 @@ static void test_bad_config(void) {
     destroy(m, &ps);
 }
 
+// A config stored before the diffusers settings existed (no such keys) builds the model it built
+// then: google/ddpm-cifar10-32's settings, widths ch * ch_mult, time embedding ch wide.
+static void test_old_config(void) {
+    static const char yaml[] = "model:\n  type: unet_ddpm\n  ch: 8\n  ch_mult: [2, 4]\n  image_size: 16\n"
+                               "  attn_resolutions: [8]\n  groups: 4\n  num_res_blocks: 1\n"
+                               "data:\n  image_size: 16\n";
+    ddx_config cfg;
+    ddx_status st = ddx_config_load_string(yaml, strlen(yaml), "old config", &cfg);
+    CHECK(st == DDX_OK, "old config: %s", ddx_last_error());
+    if (st != DDX_OK) return;
+    CHECK(cfg.model.attention_head_dim == 0 && !cfg.model.flip_sin_to_cos && cfg.model.freq_shift == 1 &&
+              cfg.model.downsample_padding == 0 && cfg.model.block_out_channels.n == 0,
+          "the diffusers settings of an old config are not google/ddpm-cifar10-32's");
+    CHECK(ddx_config_levels(&cfg) == 2 && ddx_config_level_width(&cfg, 0) == 16 && ddx_config_level_width(&cfg, 1) == 32 &&
+              ddx_config_time_width(&cfg) == 8,
+          "old config: levels %d, widths %lld %lld, time width %d", ddx_config_levels(&cfg),
+          (long long)ddx_config_level_width(&cfg, 0), (long long)ddx_config_level_width(&cfg, 1), ddx_config_time_width(&cfg));
+    ddx_param_store ps;
+    ddx_model *m = build(&cfg, &ps, false);
+    if (!m) return;
+    // ch_mult[0] 2: the time MLP stays 8 -> 32 wide (ch), not 16 -> 64 (the first level's width).
+    const ddx_param *l1 = ddx_param_find(&ps, "time_embedding.linear_1.weight");
+    CHECK(l1 && l1->value.shape[0] == 32 && l1->value.shape[1] == 8, "old config: time_embedding.linear_1 is not [32, 8]");
+    destroy(m, &ps);
+}
+
 int main(void) {
     test_cifar10_names();
+    test_old_config();
     test_rename_legacy();
     ddx_config cfg;
     // Must match VARIANTS in tests/reference/make_unet_ddpm_fixtures.py.
@@ -586,6 +688,25 @@ int main(void) {
     test_parity("tiny", &cfg, 177427);
     tiny_cfg(&cfg, 16, 1, 2, 8, 1, 2, 2, 16, 4, 5);
     test_parity("tiny_cond", &cfg, 60346);
+    // Must match DIFFUSERS in tests/reference/make_unet_ddpm_fixtures.py (the converter writes
+    // widths that are multiples of the first as ch * ch_mult).
+    tiny_cfg(&cfg, 16, 3, 3, 16, 1, 1, 1, 16, 4, 0);
+    diffusers_cfg(&cfg, 8, false, 1, 0, 0, NULL);
+    test_parity("heads", &cfg, 72691);
+    tiny_cfg(&cfg, 16, 3, 3, 8, 1, 2, 2, 8, 4, 0);
+    cfg.model.norm_eps = 1e-5;
+    diffusers_cfg(&cfg, 0, true, 0, 1, 0, NULL);
+    test_parity("defaults", &cfg, 64483);
+    tiny_cfg(&cfg, 16, 1, 1, 12, 1, 1, 1, 8, 4, 0);
+    cfg.data.dataset = DDX_DATASET_FASHION_MNIST;
+    diffusers_cfg(&cfg, 0, false, 1, 0, 2, (const int[]){12, 20});
+    test_parity("widths", &cfg, 76617);
+    tiny_cfg(&cfg, 16, 3, 3, 8, 1, 1, 1, 8, 4, 3);
+    cfg.model.ch_mult.n = 3;
+    cfg.model.ch_mult.v[2] = 1;
+    cfg.model.norm_eps = 1e-5;
+    diffusers_cfg(&cfg, 4, true, 0, 1, 3, (const int[]){8, 12, 16});
+    test_parity("combined", &cfg, 59611);
     test_init();
     test_odd_sizes();
     test_bad_config();

@@ -11,7 +11,10 @@ tests/data/unet_ddpm/cifar10_names.txt
     OIHW) and 35,746,307 parameters.
 
 tests/data/unet_ddpm/<variant>.safetensors, one per tiny variant (settings in VARIANTS, repeated
-in the C test and checked against the metadata):
+in the C test and checked against the metadata; the DIFFUSERS variants are UNet2DModels made from
+diffusers settings directly, and their metadata also holds "diffusers_config" (the UNet2DModel
+arguments, as a config.json would) and "ddx_config" (what tools/convert_torch_checkpoint.py maps
+them to, which the C test loads and compares with its own settings):
     param.<name>  every parameter as torch holds it (conv weights OIHW)
     grad.<name>   d loss / d parameter, same layout
     x             x_t [N, H, W, Cin] (NHWC)
@@ -25,6 +28,7 @@ biases, which are moved away from 1 / 0 so that a swapped or missing affine show
 """
 import json
 import os
+import sys
 
 import torch
 from diffusers import UNet2DModel
@@ -32,6 +36,8 @@ from safetensors.torch import save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "data", "unet_ddpm")
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+import convert_torch_checkpoint  # noqa: E402  (the config.json -> ddx mapping under test)
 
 
 def ddx_like_unet(image_size, in_ch, out_ch, ch, ch_mult, num_res_blocks, attn_res, groups, num_classes=0,
@@ -83,9 +89,42 @@ VARIANTS = {
 }
 
 
-def write_variant(name, cfg, ts, labels):
+# Settings outside google/ddpm-cifar10-32's, as UNet2DModel arguments (what a config.json holds):
+# name: (UNet2DModel kwargs, timesteps, labels). Each stays well under 1 MB of fixture.
+DIFFUSERS = {
+    # several heads: attention_head_dim 8 gives 2 heads of 8 at level 0 and in the mid block (16 channels)
+    "heads": (dict(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(16, 16),
+                   down_block_types=("AttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "AttnUpBlock2D"),
+                   layers_per_block=1, freq_shift=1, flip_sin_to_cos=False, downsample_padding=0, norm_eps=1e-6,
+                   norm_num_groups=4, attention_head_dim=8), [37.0, 912.0], None),
+    # diffusers' own defaults for the timestep embedding and downsampling: [cos, sin], freq_shift 0,
+    # Downsample2D padding 1
+    "defaults": (dict(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                      down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+                      layers_per_block=2, flip_sin_to_cos=True, freq_shift=0, downsample_padding=1,
+                      norm_num_groups=4, attention_head_dim=None), [999.0, 250.0], None),
+    # widths that are not multiples of the first: the time embedding is block_out_channels[0] wide
+    "widths": (dict(sample_size=16, in_channels=1, out_channels=1, block_out_channels=(12, 20),
+                    down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+                    layers_per_block=1, freq_shift=1, flip_sin_to_cos=False, downsample_padding=0, norm_eps=1e-6,
+                    norm_num_groups=4, attention_head_dim=None), [1.0, 640.0], None),
+    # all of it together, three levels and class labels
+    "combined": (dict(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 12, 16),
+                      down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+                      up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
+                      flip_sin_to_cos=True, freq_shift=0, downsample_padding=1, norm_num_groups=4,
+                      attention_head_dim=4, num_class_embeds=3), [123.0, 7.0], [2, 0]),
+}
+
+
+def write_variant(name, cfg, ts, labels, diffusers_kwargs=None):
     torch.manual_seed(1234)
-    m = ddx_like_unet(**cfg)
+    if diffusers_kwargs is not None:
+        m = UNet2DModel(**diffusers_kwargs)
+        cfg = dict(image_size=diffusers_kwargs["sample_size"], in_ch=diffusers_kwargs["in_channels"],
+                   out_ch=diffusers_kwargs["out_channels"])
+    else:
+        m = ddx_like_unet(**cfg)
     with torch.no_grad():
         for mod_name, mod in m.named_modules():
             if isinstance(mod, torch.nn.GroupNorm):
@@ -114,6 +153,12 @@ def write_variant(name, cfg, ts, labels):
     tensors["out"] = nhwc(out)
     tensors["loss"] = loss.detach().reshape(1)
     meta = {"torch": torch.__version__, "config": json.dumps(cfg)}
+    if diffusers_kwargs is not None:
+        full = {k: v for k, v in m.config.items() if not k.startswith("_")}
+        full = json.loads(json.dumps(full))   # tuples -> lists, as in a config.json
+        meta["diffusers_config"] = json.dumps(full)
+        settings = convert_torch_checkpoint.ddx_config_from_diffusers(full)
+        meta["ddx_config"] = convert_torch_checkpoint.ddx_yaml(settings, name)
     import diffusers
     meta["diffusers"] = diffusers.__version__
     path = os.path.join(DATA, name + ".safetensors")
@@ -129,6 +174,8 @@ def main():
     write_names()
     for name, (cfg, ts, labels) in VARIANTS.items():
         write_variant(name, cfg, ts, labels)
+    for name, (kwargs, ts, labels) in DIFFUSERS.items():
+        write_variant(name, None, ts, labels, kwargs)
 
 
 if __name__ == "__main__":
