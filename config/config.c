@@ -5,6 +5,7 @@
 // converted into a scratch copy of the struct and copied out only on success, so a failed load
 // or --set never leaves a half-applied config behind.
 #include "config/config.h"
+#include "runtime/outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1122,43 +1123,17 @@ ddx_status ddx_config_emit(const ddx_config *cfg, FILE *f) {
 }
 
 ddx_status ddx_config_save(const ddx_config *cfg, const char *path) {
-    char tmp[PATH_MAX + 64];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
-        return ddx_errorf(DDX_E_INPUT, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return ddx_errorf(DDX_E_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        int err = errno;
-        close(fd);
-        unlink(tmp);
-        return ddx_errorf(DDX_E_IO, "%s: cannot write %s: %s", path, tmp, strerror(err));
+    ddx_atomic_file a;
+    DDX_TRY(ddx_atomic_open(&a, path, "config output"));
+    ddx_status st = ddx_config_emit(cfg, a.f);
+    if (st) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", ddx_last_error());
+        ddx_atomic_abort(&a);
+        // emit knows no path: name the file the user will look for.
+        return st == DDX_E_IO ? ddx_errorf(st, "%s: %s (disk full?); the previous file is intact", path, msg) : st;
     }
-    ddx_status st = ddx_config_emit(cfg, f);
-    if (st == DDX_OK && fsync(fileno(f)) != 0) st = ddx_errorf(DDX_E_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (fclose(f) != 0 && st == DDX_OK) st = ddx_errorf(DDX_E_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == DDX_OK && rename(tmp, path) != 0)
-        st = ddx_errorf(DDX_E_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-    if (st != DDX_OK) {
-        unlink(tmp);
-        return st;
-    }
-    // The rename is durable only once the folder's entry is on disk too.
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        dir[1] = 0;
-    else if (slash)
-        *slash = 0;
-    else
-        snprintf(dir, sizeof dir, ".");
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);  // best effort: some file systems refuse fsync on folders
-        close(dfd);
-    }
-    return DDX_OK;
+    return ddx_atomic_commit(&a);
 }
 
 // ---------------------------------------------------------------------------------------------
