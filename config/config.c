@@ -104,6 +104,8 @@ static const cfg_key KEYS[] = {
     K_INT("data.image_size", data.image_size, "32", 4, 4096, "image side fed to the model"),
     K_BOOL("data.hflip", data.hflip, "true", "random horizontal flips"),
     K_INT("data.num_workers", data.num_workers, "2", 0, 256, "loader threads"),
+    K_I64("data.max_image_pixels", data.max_image_pixels, "16777216", 1, 4294836225LL,
+          "image_folder: largest image (width x height) decoded; larger files are refused before decoding"),
 
     K_INT("train.batch_size", train.batch_size, "128", 1, 1 << 20, "global batch over all ranks"),
     K_I64("train.total_steps", train.total_steps, "800000", 1, BIG, "optimizer steps"),
@@ -118,6 +120,10 @@ static const cfg_key KEYS[] = {
     K_I64("train.log_every", train.log_every, "100", 1, BIG, "steps between log lines"),
     K_I64("train.sample_every", train.sample_every, "10000", 0, BIG, "steps between sample grids; 0 = never"),
     K_I64("train.checkpoint_every", train.checkpoint_every, "10000", 0, BIG, "steps between checkpoints; 0 = end only"),
+    K_INT("train.keep_checkpoints", train.keep_checkpoints, "2", 0, 1000,
+          "checkpoints/step_N.safetensors kept besides last.safetensors (oldest removed); 0 = last only"),
+    K_F64("train.max_loss_ratio", train.max_loss_ratio, "100", 0, 1e30, 0,
+          "stop when a log interval's mean loss exceeds this x the median of the last 10; 0 = off (non-finite always stops)"),
 
     K_ENUM("sample.sampler", sample.sampler, ddx_sampler, N_SAMPLER, "ddpm", "reverse process"),
     K_INT("sample.steps", sample.steps, "1000", 1, 100000, "sampling steps (<= diffusion.timesteps)"),
