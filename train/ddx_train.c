@@ -302,10 +302,14 @@ static ddx_status log_append(run *r, const char *line, size_t n) {
 }
 
 // A failed log write stops the run: save a checkpoint so nothing computed is lost, and say
-// in one line what happened and how to go on.
-static int stop_on_log_error(run *r, int64_t data_batch, double elapsed) {
+// in one line what happened and how to go on. (Retrying the line would keep a run writing
+// into a full disk; a resume after freeing space continues from the checkpoint.)
+static int stop_on_log_error(run *r, const char *line, int64_t data_batch, double elapsed) {
     char why[600];
     snprintf(why, sizeof why, "%s", ddx_last_error());
+    // The line that did not fit goes to stdout, so its numbers are not lost either.
+    printf("log line not written: %s", line);
+    fflush(stdout);
     ddx_trainer_stats stats = {0};
     ddx_status st = ddx_trainer_stats_read(&r->tr, &stats);
     if (!st) st = save_checkpoint(r, data_batch, stats.loss_sum, stats.loss_n, elapsed);
@@ -412,7 +416,7 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
                                "\"img_per_s\":%.2f,\"elapsed_s\":%.3f%s}\n",
                                step, mean, (double)stats.last_loss, gnorm, lr, ips, r->elapsed0 + (t - t_start),
                                boundary ? "" : ",\"partial\":true");
-            if (log_append(r, line, (size_t)len)) return stop_on_log_error(r, data_batch, r->elapsed0 + (t - t_start));
+            if (log_append(r, line, (size_t)len)) return stop_on_log_error(r, line, data_batch, r->elapsed0 + (t - t_start));
             if (diverged(r, mean, stats.last_loss)) return 2;
             if (boundary) {
                 history_push(&r->hist, mean);
