@@ -1,7 +1,7 @@
 // ddx-train CONFIG [--set key=value ...] [--resume RUN_DIR]
 //
 // Trains a diffusion model from a YAML config into a run folder outputs/<name>_<timestamp>/
-// holding config.yaml, log.jsonl, checkpoints/last.safetensors and samples/*.png.
+// holding config.yaml, log.jsonl, checkpoints/{step_N,last}.safetensors and samples/*.png.
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -33,8 +33,9 @@ static void usage(FILE *f) {
             "       ddx-train --help-config     (every config key, its default and meaning)\n"
             "Trains into run.out_dir/<run.name>_<timestamp>/: config.yaml, log.jsonl, checkpoints/, samples/.\n"
             "--resume continues a run exactly where its last checkpoint left it; only train.total_steps,\n"
-            "train.log_every, train.sample_every, train.checkpoint_every, run.device, data.path and\n"
-            "data.num_workers may differ from the run's config.\n");
+            "train.log_every, train.sample_every, train.checkpoint_every, train.keep_checkpoints,\n"
+            "train.max_loss_ratio, run.device, data.path, data.max_image_pixels and data.num_workers\n"
+            "may differ from the run's config. One ddx-train at a time per run folder (RUN/.lock).\n");
 }
 
 static int fail(ddx_status st) {
