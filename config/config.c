@@ -1137,7 +1137,7 @@ ddx_status ddx_config_save(const ddx_config *cfg, const char *path) {
         snprintf(msg, sizeof msg, "%s", ddx_last_error());
         ddx_atomic_abort(&a);
         // emit knows no path: name the file the user will look for.
-        return st == DDX_E_IO ? ddx_errorf(st, "%s: %s (disk full?); the previous file is intact", path, msg) : st;
+        return st == DDX_E_IO ? ddx_errorf(st, "%s: %s (disk full?); nothing was replaced", path, msg) : st;
     }
     return ddx_atomic_commit(&a);
 }

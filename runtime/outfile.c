@@ -111,7 +111,7 @@ ddx_status ddx_atomic_commit(ddx_atomic_file *a) {
     a->f = NULL;
     if (!e && c != 0) e = errno ? errno : EIO;
     if (e) {
-        ddx_status st = ddx_errorf(DDX_E_IO, "%s: writing temp file %s failed: %s (disk full?); the previous file is intact",
+        ddx_status st = ddx_errorf(DDX_E_IO, "%s: writing temp file %s failed: %s (disk full?); nothing was replaced",
                                    a->path, a->tmp, strerror(e));
         ddx_atomic_abort(a);
         return st;

@@ -213,4 +213,22 @@ else
     [ -n "$saved" ] && [ -n "$last" ] && [ "$saved" -ge "$last" ] && [ "$saved" -gt 2 ] && ok ||
         bad "log full: checkpoint step '$saved' vs last log line '$last'"
 fi
+# 11. A full disk while writing config.yaml: exit 2 naming it, and the half-made run folder is
+#     removed (out_dir on a full tmpfs, as in 10).
+mkdir -p "$tmp/fullstart"
+unshare $userns -m bash -c '
+    m=$1 cfg=$2 train=$3 out=$4
+    mount -t tmpfs -o size=12k tmpfs "$m" || exit 1
+    head -c 8192 /dev/zero >"$m/filler" 2>/dev/null
+    "$train" "$cfg" --set run.out_dir="$m" >"$out/fs.o" 2>"$out/fs.e"
+    echo $? >"$out/fs.rc"
+    ls -A "$m" >"$out/fs.ls"
+' _ "$tmp/fullstart" "$cfg" "$train" "$tmp" 2>/dev/null
+if [ ! -f "$tmp/fs.rc" ]; then
+    echo "SKIP full-disk start case: cannot mount a tmpfs here"
+else
+    [ "$(cat "$tmp/fs.rc")" = 2 ] && [ "$(wc -l <"$tmp/fs.e")" = 1 ] && grep -q "config.yaml" "$tmp/fs.e" && ok ||
+        bad "full-disk start: exit $(cat "$tmp/fs.rc"): $(cat "$tmp/fs.e")"
+    [ "$(cat "$tmp/fs.ls")" = filler ] && ok || bad "full-disk start left: $(cat "$tmp/fs.ls")"
+fi
 finish

@@ -417,6 +417,7 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
                                "\"img_per_s\":%.2f,\"elapsed_s\":%.3f%s}\n",
                                step, mean, (double)stats.last_loss, gnorm, lr, ips, r->elapsed0 + (t - t_start),
                                boundary ? "" : ",\"partial\":true");
+            if (len < 0 || (size_t)len >= sizeof line) return fail(ddx_errorf(DDX_E_INTERNAL, "log line too long"));
             if (log_append(r, line, (size_t)len)) return stop_on_log_error(r, line, data_batch, r->elapsed0 + (t - t_start));
             if (diverged(r, mean, stats.last_loss)) return 2;
             if (boundary) {
@@ -457,7 +458,8 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
     if (st) return fail(st);
     int fd = r->log_fd;
     r->log_fd = -1;
-    if (fsync(fd) != 0 || close(fd) != 0)
+    bool synced = fsync(fd) == 0;
+    if (close(fd) != 0 || !synced)
         return fail(ddx_errorf(DDX_E_IO, "%s: closing the log failed (%s); the checkpoint %s is complete", r->log_path,
                                strerror(errno), r->good));
     printf("done: %" PRId64 " steps in %.1f s; run folder %s\n", r->tr.step, now_s() - t_start, r->dir);
