@@ -77,14 +77,15 @@ awk -v l="$el" 'BEGIN { n = split(l, v, " "); for (i = 2; i <= n; i++) if (v[i] 
 
 # 3. SIGINT in the middle, resume: same log.
 rm -rf "$tmp/out"
-"$train" "$cfg" --set train.total_steps=400 --set train.log_every=1 --set train.checkpoint_every=0 >"$tmp/c.out" 2>&1 &
+"$train" "$cfg" --set train.total_steps=400 --set train.log_every=1 --set train.checkpoint_every=2 >"$tmp/c.out" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
     sleep 0.1
     run=$(ls -d "$tmp"/out/tiny_* 2>/dev/null | head -1)
     [ -n "$run" ] && [ -f "$run/log.jsonl" ] && [ "$(wc -l <"$run/log.jsonl")" -ge 3 ] && break
 done
-# A second ddx-train on the same run folder is refused while the first holds it.
+# A second ddx-train on the same run folder is refused while the first holds it (by then the
+# first has saved its step-2 checkpoint; checkpoints do not change the losses compared below).
 expect2 "pid $pid" "$train" --resume "$run"
 grep -qF "$run" "$tmp/e" && ok || bad "the lock message does not name the run folder: $(cat "$tmp/e")"
 kill -INT $pid

@@ -572,11 +572,7 @@ int main(int argc, char **argv) {
         size_t len = strlen(r.dir);
         while (len > 1 && r.dir[len - 1] == '/') r.dir[--len] = 0;
         snprintf(r.ckpt, sizeof r.ckpt, "%s/checkpoints/last.safetensors", r.dir);
-        struct stat sb;
-        st = stat(r.dir, &sb) != 0 || !S_ISDIR(sb.st_mode)
-                 ? ddx_errorf(DDX_E_INPUT, "--resume: '%s' is not a run folder", r.dir)
-                 : lock_run(&r);
-        if (!st) st = ddx_checkpoint_open(r.ckpt, &ck);
+        st = ddx_checkpoint_open(r.ckpt, &ck);
         if (st) {
             free(sets);
             return fail(st);
@@ -611,6 +607,13 @@ int main(int argc, char **argv) {
             free(sets);
             return fail(ddx_errorf(DDX_E_INPUT, "%s: key '%s' differs from the run's config; resume with the run's settings or start a new run",
                                    config_path ? config_path : "--set", diff));
+        }
+        // Reading the checkpoint needs no lock (it is replaced by rename, never rewritten in
+        // place); everything from here on writes into the run folder.
+        if ((st = lock_run(&r))) {
+            ddx_checkpoint_close(&ck);
+            free(sets);
+            return fail(st);
         }
     } else {
         st = ddx_config_resolve(&r.cfg, config_path, sets, n_sets);
