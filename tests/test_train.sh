@@ -166,7 +166,7 @@ finite() {
 }
 [ -f "$good" ] && finite "$good" && ok || bad "the last good checkpoint $good holds non-finite numbers"
 
-# 9. Out of memory building a huge model: exit 2 naming the config keys. An address-space limit
+# 9. Out of memory for a huge model or batch: exit 2 naming the config keys. An address-space limit
 #    makes the allocation fail cleanly (AddressSanitizer needs the address space: skipped there).
 if grep -q __asan_init "$train" 2>/dev/null; then
     echo "SKIP out-of-memory case under AddressSanitizer"
@@ -176,6 +176,11 @@ else
     rc=$?
     [ "$rc" = 2 ] && [ "$(wc -l <"$tmp/e")" = 1 ] && grep -q "model.ch" "$tmp/e" && [ ! -e "$tmp/oom" ] && ok ||
         bad "out of memory: exit $rc: $(head -c 400 "$tmp/e")"
+    # Parameters fit, step 1's activations do not: the keys are named, the new run folder goes.
+    (ulimit -v 2000000; exec "$train" "$cfg" --set train.batch_size=4096 --set run.out_dir="$tmp/oom2") >"$tmp/o" 2>"$tmp/e"
+    rc=$?
+    [ "$rc" = 2 ] && [ "$(wc -l <"$tmp/e")" = 1 ] && grep -q "train.batch_size" "$tmp/e" && [ -z "$(ls -A "$tmp/oom2")" ] && ok ||
+        bad "activations out of memory: exit $rc: $(head -c 400 "$tmp/e"); left: $(ls -A "$tmp/oom2")"
 fi
 
 # 10. The log's file system fills up: the run stops with exit 2 after a checkpoint, the log

@@ -725,6 +725,10 @@ int main(int argc, char **argv) {
     if (have_ck) printf("resuming at step %" PRId64 " (data batch %" PRId64 ")\n", resumed.step, resumed.data_batch);
     fflush(stdout);
     int rc = train(&r, have_ck ? &resumed : NULL);
+    // A new run that failed before its first step (the activations of step 1 did not fit) has
+    // nothing worth keeping: it goes like any other failed start.
+    bool empty = created && rc != 0 && r.tr.step == 0 && r.good_step < 0;
     run_free(&r);
+    if (empty) remove_new_run(&r);
     return rc;
 }
