@@ -510,8 +510,7 @@ static void remove_new_run(run *r) {
     }
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", r->dir, dirs[i]);
-        int n = 0;
-        (void)ddx_atomic_sweep(p, &n, NULL);
+        (void)ddx_atomic_sweep(p, NULL, NULL);
         rmdir(p);
     }
     (void)ddx_atomic_sweep(r->dir, NULL, NULL);
