@@ -5,6 +5,7 @@
 // converted into a scratch copy of the struct and copied out only on success, so a failed load
 // or --set never leaves a half-applied config behind.
 #include "config/config.h"
+#include "runtime/outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -109,6 +110,8 @@ static const cfg_key KEYS[] = {
     K_INT("data.image_size", data.image_size, "32", 4, 4096, "image side fed to the model"),
     K_BOOL("data.hflip", data.hflip, "true", "random horizontal flips"),
     K_INT("data.num_workers", data.num_workers, "2", 0, 256, "loader threads"),
+    K_I64("data.max_image_pixels", data.max_image_pixels, "16777216", 1, 4294836225LL,
+          "image_folder: largest image (width x height) decoded; larger files are refused before decoding"),
 
     K_INT("train.batch_size", train.batch_size, "128", 1, 1 << 20, "global batch over all ranks"),
     K_I64("train.total_steps", train.total_steps, "800000", 1, BIG, "optimizer steps"),
@@ -123,6 +126,10 @@ static const cfg_key KEYS[] = {
     K_I64("train.log_every", train.log_every, "100", 1, BIG, "steps between log lines"),
     K_I64("train.sample_every", train.sample_every, "10000", 0, BIG, "steps between sample grids; 0 = never"),
     K_I64("train.checkpoint_every", train.checkpoint_every, "10000", 0, BIG, "steps between checkpoints; 0 = end only"),
+    K_INT("train.keep_checkpoints", train.keep_checkpoints, "2", 0, 1000,
+          "checkpoints/step_N.safetensors kept besides last.safetensors (oldest removed); 0 = last only"),
+    K_F64("train.max_loss_ratio", train.max_loss_ratio, "100", 0, 1e30, 0,
+          "stop when a log interval's mean loss exceeds this x the median of the last 10; 0 = off (non-finite always stops)"),
 
     K_ENUM("sample.sampler", sample.sampler, ddx_sampler, N_SAMPLER, "ddpm", "reverse process"),
     K_INT("sample.steps", sample.steps, "1000", 1, 100000, "sampling steps (<= diffusion.timesteps)"),
@@ -1176,43 +1183,17 @@ ddx_status ddx_config_emit(const ddx_config *cfg, FILE *f) {
 }
 
 ddx_status ddx_config_save(const ddx_config *cfg, const char *path) {
-    char tmp[PATH_MAX + 64];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
-        return ddx_errorf(DDX_E_INPUT, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return ddx_errorf(DDX_E_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        int err = errno;
-        close(fd);
-        unlink(tmp);
-        return ddx_errorf(DDX_E_IO, "%s: cannot write %s: %s", path, tmp, strerror(err));
+    ddx_atomic_file a;
+    DDX_TRY(ddx_atomic_open(&a, path, "config output"));
+    ddx_status st = ddx_config_emit(cfg, a.f);
+    if (st) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", ddx_last_error());
+        ddx_atomic_abort(&a);
+        // emit knows no path: name the file the user will look for.
+        return st == DDX_E_IO ? ddx_errorf(st, "%s: %s (disk full?); nothing was replaced", path, msg) : st;
     }
-    ddx_status st = ddx_config_emit(cfg, f);
-    if (st == DDX_OK && fsync(fileno(f)) != 0) st = ddx_errorf(DDX_E_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (fclose(f) != 0 && st == DDX_OK) st = ddx_errorf(DDX_E_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == DDX_OK && rename(tmp, path) != 0)
-        st = ddx_errorf(DDX_E_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-    if (st != DDX_OK) {
-        unlink(tmp);
-        return st;
-    }
-    // The rename is durable only once the folder's entry is on disk too.
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        dir[1] = 0;
-    else if (slash)
-        *slash = 0;
-    else
-        snprintf(dir, sizeof dir, ".");
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);  // best effort: some file systems refuse fsync on folders
-        close(dfd);
-    }
-    return DDX_OK;
+    return ddx_atomic_commit(&a);
 }
 
 // ---------------------------------------------------------------------------------------------

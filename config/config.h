@@ -97,6 +97,7 @@ typedef struct ddx_config {
         int image_size;                    // must equal model.image_size
         bool hflip;                        // random horizontal flips
         int num_workers;
+        int64_t max_image_pixels;          // image_folder: width x height limit checked before decoding
     } data;
     struct {
         int batch_size;                    // global batch, over all ranks
@@ -107,6 +108,8 @@ typedef struct ddx_config {
         double ema_decay;                  // 0 = no EMA
         bool ema_warmup;                   // decay min(ema_decay, (1 + step) / (10 + step))
         int64_t log_every, sample_every, checkpoint_every;  // 0 = never (sample/checkpoint)
+        int keep_checkpoints;              // step_N.safetensors kept besides last.safetensors
+        double max_loss_ratio;             // divergence: interval mean > ratio x median of the last 10; 0 = off
     } train;
     struct {
         ddx_sampler sampler;

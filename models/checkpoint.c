@@ -119,6 +119,7 @@ ddx_status ddx_checkpoint_save(const char *path, const ddx_param_store *ps, int 
         (s = ddx_st_writer_meta(&w, "seed", meta_printf(buf, sizeof buf, "%" PRIu64, st->seed))) ||
         (s = ddx_st_writer_meta(&w, "loss_sum", meta_printf(buf, sizeof buf, "%a", st->loss_sum))) ||
         (s = ddx_st_writer_meta(&w, "loss_n", meta_printf(buf, sizeof buf, "%" PRId64, st->loss_n))) ||
+        (s = ddx_st_writer_meta(&w, "elapsed_s", meta_printf(buf, sizeof buf, "%.3f", st->elapsed_s))) ||
         (s = ddx_st_writer_meta(&w, "param_count", meta_printf(buf, sizeof buf, "%zu", ddx_param_count(ps)))))
         goto out;
     s = ddx_st_write(&w, path);
@@ -196,6 +197,12 @@ ddx_status ddx_checkpoint_open(const char *path, ddx_checkpoint *ck) {
         if (!ls || (ck->state.loss_sum = strtod(ls, &end), end == ls || *end)) {
             ddx_checkpoint_close(ck);
             return ddx_errorf(DDX_E_INPUT, "%s: metadata 'loss_sum' is missing or not a number", path);
+        }
+        // Optional: checkpoints written before it was stored resume their clock at 0.
+        const char *es = ddx_st_meta_get(ck->file, "elapsed_s");
+        if (es && (ck->state.elapsed_s = strtod(es, &end), end == es || *end || !(ck->state.elapsed_s >= 0))) {
+            ddx_checkpoint_close(ck);
+            return ddx_errorf(DDX_E_INPUT, "%s: metadata 'elapsed_s' = '%.40s' is not a time in seconds", path, es);
         }
         if (!ck->has_config) {
             ddx_checkpoint_close(ck);

@@ -26,6 +26,7 @@ typedef struct ddx_ckpt_state {
     uint64_t seed;
     double loss_sum;       // loss accumulated since the last log line, and how many steps
     int64_t loss_n;
+    double elapsed_s;      // training wall time so far, over every resume (0 when not stored)
 } ddx_ckpt_state;
 
 typedef enum ddx_ckpt_content {

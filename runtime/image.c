@@ -1,5 +1,6 @@
-// PNG output through stb_image_write, written to "PATH.tmp.<pid>", fsynced, then renamed, so a
-// crash or a full disk never leaves a half-written sample grid where a good one was.
+// PNG output through stb_image_write and the atomic writer of outfile.h, so a crash or a full
+// disk never leaves a half-written sample grid where a good one was, and an --out that names a
+// device, FIFO, folder or symlink is refused, never replaced.
 //
 // Normalisation. clip: u = (x + 1) / 2 clipped to [0, 1]. auto: like clip, unless the finite
 // values are "far from [-1, 1]": min < -1.5 or max > 1.5 (clipping would hide most of the
@@ -19,43 +20,22 @@
 
 #include <stb_image_write.h>
 
+#include "outfile.h"
+
 #define BORDER 2
 
-typedef struct png_sink {
-    FILE *f;
-    bool failed;
-} png_sink;
-
 static void sink_write(void *ctx, void *data, int size) {
-    png_sink *s = ctx;
-    if (!s->failed && size > 0 && fwrite(data, 1, (size_t)size, s->f) != (size_t)size) s->failed = true;
+    if (size > 0) ddx_atomic_write(ctx, data, (size_t)size);
 }
 
 static ddx_status write_png_atomic(const char *path, const uint8_t *pix, int w, int h, int c) {
-    size_t len = strlen(path) + 32;
-    char *tmp = malloc(len);
-    if (!tmp) return ddx_errorf(DDX_E_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
-    png_sink s = {fopen(tmp, "wb"), false};
-    if (!s.f) {
-        int e = errno;
-        free(tmp);
-        return ddx_errorf(DDX_E_IO, "%s: cannot write (%s): check that the folder exists and is writable", path,
-                          strerror(e));
+    ddx_atomic_file a;
+    DDX_TRY(ddx_atomic_open(&a, path, "PNG output"));
+    if (!stbi_write_png_to_func(sink_write, &a, w, h, c, pix, w * c)) {
+        ddx_atomic_abort(&a);
+        return ddx_errorf(DDX_E_NOMEM, "%s: encoding the PNG failed (out of memory?)", path);
     }
-    int ok = stbi_write_png_to_func(sink_write, &s, w, h, c, pix, w * c);
-    int e = 0;
-    if (!ok || s.failed || fflush(s.f) != 0 || fsync(fileno(s.f)) != 0) e = errno ? errno : EIO;
-    if (fclose(s.f) != 0 && !e) e = errno ? errno : EIO;
-    if (!e && rename(tmp, path) != 0) e = errno;
-    if (e) {
-        remove(tmp);
-        free(tmp);
-        return ddx_errorf(DDX_E_IO, "%s: writing the PNG failed (%s): check free space and permissions", path,
-                          strerror(e));
-    }
-    free(tmp);
-    return DDX_OK;
+    return ddx_atomic_commit(&a);
 }
 
 static ddx_status check_shape(const char *path, const float *x, int64_t n, int h, int w, int c) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "outfile.h"
 
 // Tensor bytes go to and from disk as they lie in memory; the format is little-endian.
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -621,86 +622,21 @@ ddx_status ddx_st_serialize(const ddx_st_writer *w, void **out, size_t *out_len)
     return DDX_OK;
 }
 
-// fsync of the directory makes the rename itself durable.
-static ddx_status st_fsync_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? st_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : st_strndup(".", 1);
-    if (!dir) return ddx_errorf(DDX_E_NOMEM, "%s: out of memory", path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    ddx_status st = DDX_OK;
-    if (fd < 0) {
-        st = ddx_errorf(DDX_E_IO, "%s: written, but cannot open directory %s to fsync it: %s", path, dir,
-                        strerror(errno));
-    } else {
-        // Some filesystems cannot fsync a directory; the rename is then as durable as they allow.
-        if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP)
-            st = ddx_errorf(DDX_E_IO, "%s: written, but fsync of directory %s failed: %s", path, dir, strerror(errno));
-        close(fd);
-    }
-    free(dir);
-    return st;
-}
-
 ddx_status ddx_st_write(const ddx_st_writer *w, const char *path) {
     if (!path || !*path) return ddx_errorf(DDX_E_INPUT, "ddx_st_write: empty output path");
     st_layout L;
     DDX_TRY(st_layout_build(w, path, &L));
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + sizeof ".tmp.XXXXXX");
-    if (!tmp) {
-        st_layout_free(&L);
-        return ddx_errorf(DDX_E_NOMEM, "%s: out of memory", path);
-    }
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    ddx_status st = DDX_OK;
-    FILE *fp = NULL;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = ddx_errorf(DDX_E_IO, "%s: cannot create temp file %s: %s (is the directory writable?)", path, tmp,
-                        strerror(errno));
-        free(tmp);
+    ddx_atomic_file a;
+    ddx_status st = ddx_atomic_open(&a, path, "safetensors output");
+    if (st) {
         st_layout_free(&L);
         return st;
     }
-    // mkstemp makes 0600; a replaced file keeps its mode, a new one gets the usual 0644.
-    struct stat sb;
-    mode_t mode = (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) ? (sb.st_mode & 07777) : 0644;
-    if (fchmod(fd, mode) != 0) {
-        st = ddx_errorf(DDX_E_IO, "%s: cannot chmod temp file %s: %s", path, tmp, strerror(errno));
-        close(fd);
-        goto fail;
-    }
-    fp = fdopen(fd, "wb");
-    if (!fp) {
-        st = ddx_errorf(DDX_E_IO, "%s: fdopen of temp file failed: %s", path, strerror(errno));
-        close(fd);
-        goto fail;
-    }
     uint8_t len8[8];
     st_put_le64(len8, L.header.len);
-    bool ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(L.header.data, 1, L.header.len, fp) == L.header.len;
-    for (size_t i = 0; ok && i < w->n_tensors; i++)
-        if (L.order[i]->nbytes) ok = fwrite(L.order[i]->data, 1, L.order[i]->nbytes, fp) == L.order[i]->nbytes;
-    if (!ok || fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
-        st = ddx_errorf(DDX_E_IO, "%s: writing temp file %s failed: %s (disk full?)", path, tmp, strerror(errno));
-        fclose(fp);
-        goto fail;
-    }
-    if (fclose(fp) != 0) {
-        st = ddx_errorf(DDX_E_IO, "%s: closing temp file %s failed: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    if (rename(tmp, path) != 0) {
-        st = ddx_errorf(DDX_E_IO, "%s: cannot rename temp file over it: %s", path, strerror(errno));
-        goto fail;
-    }
-    free(tmp);
+    ddx_atomic_write(&a, len8, 8);
+    ddx_atomic_write(&a, L.header.data, L.header.len);
+    for (size_t i = 0; i < w->n_tensors; i++) ddx_atomic_write(&a, L.order[i]->data, L.order[i]->nbytes);
     st_layout_free(&L);
-    return st_fsync_dir(path);
-fail:
-    unlink(tmp);
-    free(tmp);
-    st_layout_free(&L);
-    return st;
+    return ddx_atomic_commit(&a);
 }

@@ -2,12 +2,16 @@
 // cross-key validation, and one bad-input fixture per error class (tests/data/config/), each
 // of which must give DDX_E_INPUT with a message naming the file, the line and the key.
 // Runs with the working directory tests/ (meson workdir).
+#include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -400,7 +404,52 @@ static void test_round_trip(const char *dir) {
 
     snprintf(path, sizeof path, "%s/no/such/folder/config.yaml", dir);
     st = ddx_config_save(&a, path);
-    expect_error("save into a missing folder", st, DDX_E_IO, path, (const char *)NULL);
+    expect_error("save into a missing folder", st, DDX_E_INPUT, path, (const char *)NULL);
+
+    // A FIFO, a symlink or a folder where config.yaml goes: refused and left as it is.
+    snprintf(path, sizeof path, "%s/fifo.yaml", dir);
+    struct stat sb;
+    CHECK(mkfifo(path, 0600) == 0, "mkfifo %s", path);
+    st = ddx_config_save(&a, path);
+    expect_error("save onto a FIFO", st, DDX_E_INPUT, path, "FIFO", (const char *)NULL);
+    CHECK(lstat(path, &sb) == 0 && S_ISFIFO(sb.st_mode), "the FIFO was replaced");
+    unlink(path);
+    char target[600];
+    snprintf(target, sizeof target, "%s/target.yaml", dir);
+    snprintf(path, sizeof path, "%s/link.yaml", dir);
+    CHECK(symlink(target, path) == 0, "symlink %s", path);
+    st = ddx_config_save(&a, path);
+    expect_error("save onto a symlink", st, DDX_E_INPUT, path, "symbolic link", (const char *)NULL);
+    CHECK(lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode) && access(target, F_OK) != 0, "the symlink was followed or replaced");
+    unlink(path);
+
+    // A write that fails part way (EFBIG from the file-size limit, as ENOSPC would) keeps the
+    // previous config and leaves no temp file.
+    snprintf(path, sizeof path, "%s/keep.yaml", dir);
+    ddx_config_defaults(&a);
+    st = ddx_config_save(&a, path);
+    CHECK(st == DDX_OK, "save %s: %s", path, ddx_last_error());
+    struct stat before;
+    CHECK(stat(path, &before) == 0, "stat %s", path);
+    struct rlimit old_lim, lim;
+    getrlimit(RLIMIT_FSIZE, &old_lim);
+    lim = old_lim;
+    lim.rlim_cur = 200;
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit");
+    a.train.lr = 0.5;
+    st = ddx_config_save(&a, path);
+    setrlimit(RLIMIT_FSIZE, &old_lim);
+    expect_error("save past the size limit", st, DDX_E_IO, path, (const char *)NULL);
+    ddx_config b2;
+    CHECK(ddx_config_load(path, &b2) == DDX_OK && b2.train.lr != 0.5 && stat(path, &sb) == 0 && sb.st_size == before.st_size,
+          "the failed save changed %s", path);
+    DIR *dd = opendir(dir);
+    int temps = 0;
+    for (struct dirent *e; dd && (e = readdir(dd));) temps += strstr(e->d_name, ".tmp.") != NULL;
+    if (dd) closedir(dd);
+    CHECK(temps == 0, "a failed save left %d temp files", temps);
+    unlink(path);
 
     a.diffusion.variance = (ddx_variance)7;
     char *t = NULL;

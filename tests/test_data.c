@@ -392,6 +392,62 @@ static void test_image_folder(void) {
     CHECK_INPUT_ERR(ddx_dataset_load(&cfg, &d), "model.in_channels", "4-channel folder");
 }
 
+static uint32_t png_crc(const uint8_t *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
+    }
+    return ~c;
+}
+
+// data.max_image_pixels is checked from the file's header, before any decoding: a small file
+// that declares a huge picture never reaches the decoder.
+static void test_image_pixel_limit(void) {
+    char p[512];
+    ddx_config cfg;
+    ddx_dataset d;
+    path_in(p, sizeof p, "imgs_huge");
+    mkdir(p, 0755);
+    // 20000 x 20000 grey in the header (1.6 GB as RGB floats would be far more), no pixel data:
+    // decoding would fail with a different message, so the limit's message proves the order.
+    uint8_t png[8 + 25 + 12];
+    memcpy(png, "\x89PNG\r\n\x1a\n", 8);
+    put_be32(png + 8, 13);
+    memcpy(png + 12, "IHDR", 4);
+    put_be32(png + 16, 20000);
+    put_be32(png + 20, 20000);
+    png[24] = 8, png[25] = 0, png[26] = 0, png[27] = 0, png[28] = 0;  // 8-bit grey, no interlace
+    put_be32(png + 29, png_crc(png + 12, 17));
+    put_be32(png + 33, 0);
+    memcpy(png + 37, "IEND", 4);
+    put_be32(png + 41, png_crc(png + 37, 4));
+    path_in(p, sizeof p, "imgs_huge/huge.png");
+    write_raw(p, png, sizeof png);
+    cfg_for(&cfg, DDX_DATASET_IMAGE_FOLDER, "imgs_huge", 4, 1);
+    ddx_status st = ddx_dataset_load(&cfg, &d);
+    CHECK_INPUT_ERR(st, "data.max_image_pixels", "20000x20000 header");
+    CHECK(strstr(ddx_last_error(), "huge.png") && strstr(ddx_last_error(), "20000x20000"), "message: %s", ddx_last_error());
+    if (!st) ddx_dataset_free(&d);
+
+    // A real, decodable 64x48 image: refused under a limit of 3000 pixels, loaded at exactly 3072.
+    static uint8_t grey[64 * 48];
+    for (int i = 0; i < 64 * 48; i++) grey[i] = (uint8_t)i;
+    path_in(p, sizeof p, "imgs_wide");
+    mkdir(p, 0755);
+    path_in(p, sizeof p, "imgs_wide/w.png");
+    CHECK(stbi_write_png(p, 64, 48, 1, grey, 64), "write %s", p);
+    cfg_for(&cfg, DDX_DATASET_IMAGE_FOLDER, "imgs_wide", 4, 1);
+    cfg.data.max_image_pixels = 3000;
+    st = ddx_dataset_load(&cfg, &d);
+    CHECK_INPUT_ERR(st, "data.max_image_pixels", "64x48 over 3000 pixels");
+    if (!st) ddx_dataset_free(&d);
+    cfg.data.max_image_pixels = 64 * 48;
+    st = ddx_dataset_load(&cfg, &d);
+    CHECK(st == DDX_OK && d.n == 1, "64x48 at a limit of 3072 pixels: %s", ddx_last_error());
+    if (!st) ddx_dataset_free(&d);
+}
+
 // ---- loader ----------------------------------------------------------------------------------
 enum { LN = 103, LS = 4, LC = 3, LB = 10, PER_EPOCH = LN / LB };
 
@@ -629,6 +685,7 @@ int main(void) {
     test_fashion_bad();
     test_cifar();
     test_image_folder();
+    test_image_pixel_limit();
     test_loader();
     test_real_fashion();
     rm_rf(g_dir);

@@ -1,9 +1,12 @@
 // PNG writer: grids read back with stb_image (layout, border, values), clip and auto
-// normalisation, single images, atomic replacement, and unwritable paths.
+// normalisation, single images, atomic replacement, and unwritable or non-regular paths.
+#include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +21,17 @@ static uint8_t *read_png(const char *path, int *w, int *h, int *c) {
     uint8_t *p = stbi_load(path, w, h, c, 0);
     CHECK(p != NULL, "cannot read back %s", path);
     return p;
+}
+
+static int count_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, ".tmp.")) n++;
+    closedir(d);
+    return n;
 }
 
 static void test_grid(void) {
@@ -132,25 +146,31 @@ static void test_normalize(void) {
 static void test_errors(void) {
     float x[12] = {0};
     ddx_status st = ddx_image_write("/nonexistent-ddx-folder/a.png", x, 2, 2, 3, DDX_NORMALIZE_CLIP, NULL);
-    CHECK(st == DDX_E_IO && strstr(ddx_last_error(), "/nonexistent-ddx-folder/a.png"),
+    CHECK(st == DDX_E_INPUT && strstr(ddx_last_error(), "/nonexistent-ddx-folder"),
           "missing folder: %s '%s'", ddx_status_name(st), ddx_last_error());
     CHECK(ddx_image_write("x.png", x, 2, 2, 2, DDX_NORMALIZE_CLIP, NULL) == DDX_E_INPUT, "2 channels accepted");
     CHECK(ddx_image_grid_write("x.png", x, 0, 2, 2, 3, 0, DDX_NORMALIZE_CLIP, NULL) == DDX_E_INPUT, "n = 0 accepted");
     CHECK(ddx_image_grid_write("x.png", NULL, 1, 2, 2, 3, 0, DDX_NORMALIZE_CLIP, NULL) == DDX_E_INPUT, "NULL accepted");
 
-    // A failed write leaves the previous file intact. A directory squatting on the temp name
-    // makes the write fail even for root, for whom chmod would not.
-    char path[400], tmp[450];
+    // A failed write leaves the previous file intact and no temp file behind. The file-size
+    // limit makes the write fail with EFBIG as a full disk would, for root too.
+    char path[400];
     snprintf(path, sizeof path, "%s/keep.png", g_dir);
     float grey[4] = {-1.0f, 1.0f, 1.0f, -1.0f};
     CHECK(ddx_image_write(path, grey, 2, 2, 1, DDX_NORMALIZE_CLIP, NULL) == DDX_OK, "keep.png: %s", ddx_last_error());
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    CHECK(mkdir(tmp, 0755) == 0, "mkdir %s", tmp);
-    float other[4] = {0};
-    st = ddx_image_write(path, other, 2, 2, 1, DDX_NORMALIZE_CLIP, NULL);
-    CHECK(st == DDX_E_IO && strstr(ddx_last_error(), path), "blocked write: %s '%s'", ddx_status_name(st),
+    enum { BIG = 64 };
+    static float noise[BIG * BIG];
+    for (int i = 0; i < BIG * BIG; i++) noise[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    struct rlimit old_lim, lim;
+    getrlimit(RLIMIT_FSIZE, &old_lim);
+    lim = old_lim;
+    lim.rlim_cur = 512;
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit");
+    st = ddx_image_write(path, noise, BIG, BIG, 1, DDX_NORMALIZE_CLIP, NULL);
+    setrlimit(RLIMIT_FSIZE, &old_lim);
+    CHECK(st == DDX_E_IO && strstr(ddx_last_error(), path), "write past the size limit: %s '%s'", ddx_status_name(st),
           ddx_last_error());
-    rmdir(tmp);
     int w, h, c;
     uint8_t *p = read_png(path, &w, &h, &c);
     if (p) {
@@ -158,6 +178,32 @@ static void test_errors(void) {
               "keep.png changed by the failed write");
         stbi_image_free(p);
     }
+    CHECK(count_temps(g_dir) == 0, "a failed write left a temp file");
+
+    // Something that is not a regular file is refused, never replaced: a FIFO (opening it to
+    // write would hang, renaming over it would destroy it) and a symlink (to a good PNG).
+    char fifo[400], link[400];
+    snprintf(fifo, sizeof fifo, "%s/fifo.png", g_dir);
+    snprintf(link, sizeof link, "%s/link.png", g_dir);
+    struct stat sb;
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo %s", fifo);
+    st = ddx_image_write(fifo, grey, 2, 2, 1, DDX_NORMALIZE_CLIP, NULL);
+    CHECK(st == DDX_E_INPUT && strstr(ddx_last_error(), "FIFO") && strstr(ddx_last_error(), fifo), "FIFO: %s '%s'",
+          ddx_status_name(st), ddx_last_error());
+    CHECK(lstat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode), "the FIFO was replaced");
+    CHECK(symlink(path, link) == 0, "symlink %s", link);
+    st = ddx_image_grid_write(link, noise, 4, 4, 4, 1, 0, DDX_NORMALIZE_CLIP, NULL);
+    CHECK(st == DDX_E_INPUT && strstr(ddx_last_error(), "symbolic link"), "symlink: %s '%s'", ddx_status_name(st),
+          ddx_last_error());
+    CHECK(lstat(link, &sb) == 0 && S_ISLNK(sb.st_mode), "the symlink was replaced");
+    p = read_png(path, &w, &h, &c);
+    if (p) {
+        CHECK(w == 2 && h == 2, "the symlink's target changed");
+        stbi_image_free(p);
+    }
+    CHECK(count_temps(g_dir) == 0, "a refused write left a temp file");
+    remove(fifo);
+    remove(link);
     remove(path);
 }
 

@@ -7,9 +7,11 @@
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -458,7 +460,7 @@ static void test_atomic(void) {
           ddx_status_name(st), ddx_last_error());
     ddx_st_writer_free(&w);
 
-    // The target is a non-empty directory: the temp file is written, the rename fails.
+    // The target is a non-empty directory: refused before anything is written.
     ddx_st_writer_init(&w);
     ddx_st_writer_add(&w, "w", DDX_ST_F32, 1, (int64_t[]){3}, v2);
     snprintf(sub, sizeof sub, "%s/isdir.safetensors", g_dir);
@@ -467,16 +469,56 @@ static void test_atomic(void) {
     write_all(subpath, "x", 1);
     ddx_clear_error();
     st = ddx_st_write(&w, sub);
-    CHECK(st == DDX_E_IO && msg_ok("rename"), "atomic: write over a directory gave %s (%s)", ddx_status_name(st),
+    CHECK(st == DDX_E_INPUT && msg_ok("a folder"), "atomic: write over a directory gave %s (%s)", ddx_status_name(st),
           ddx_last_error());
     struct stat sb;
     CHECK(stat(sub, &sb) == 0 && S_ISDIR(sb.st_mode) && access(subpath, F_OK) == 0,
           "atomic: directory target was disturbed");
 
+    // A FIFO and a symlink (to the good file) are refused and left as they are.
+    char fifo[400], link[400];
+    snprintf(fifo, sizeof fifo, "%s/fifo.safetensors", g_dir);
+    snprintf(link, sizeof link, "%s/link.safetensors", g_dir);
+    CHECK(mkfifo(fifo, 0600) == 0, "atomic: mkfifo");
+    ddx_clear_error();
+    st = ddx_st_write(&w, fifo);
+    CHECK(st == DDX_E_INPUT && msg_ok("a FIFO"), "atomic: write to a FIFO gave %s (%s)", ddx_status_name(st),
+          ddx_last_error());
+    CHECK(lstat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode), "atomic: the FIFO was replaced");
+    CHECK(symlink(path, link) == 0, "atomic: symlink");
+    ddx_clear_error();
+    st = ddx_st_write(&w, link);
+    CHECK(st == DDX_E_INPUT && msg_ok("symbolic link"), "atomic: write to a symlink gave %s (%s)", ddx_status_name(st),
+          ddx_last_error());
+    CHECK(lstat(link, &sb) == 0 && S_ISLNK(sb.st_mode), "atomic: the symlink was replaced");
+    unlink(fifo);
+    unlink(link);
+
+    // A write that fails part way (EFBIG from the file-size limit, as ENOSPC would): the
+    // previous file stays, the temp file goes.
+    {
+        static float big[4096];
+        ddx_st_writer wb;
+        ddx_st_writer_init(&wb);
+        ddx_st_writer_add(&wb, "w", DDX_ST_F32, 1, (int64_t[]){4096}, big);
+        struct rlimit old_lim, lim;
+        getrlimit(RLIMIT_FSIZE, &old_lim);
+        lim = old_lim;
+        lim.rlim_cur = 1000;
+        signal(SIGXFSZ, SIG_IGN);
+        CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0, "atomic: setrlimit");
+        ddx_clear_error();
+        st = ddx_st_write(&wb, path);
+        setrlimit(RLIMIT_FSIZE, &old_lim);
+        CHECK(st == DDX_E_IO && msg_ok("atomic.safetensors"), "atomic: write past the size limit gave %s (%s)",
+              ddx_status_name(st), ddx_last_error());
+        ddx_st_writer_free(&wb);
+    }
+
     snprintf(missing, sizeof missing, "%s/no/such/dir/x.safetensors", g_dir);
     ddx_clear_error();
     st = ddx_st_write(&w, missing);
-    CHECK(st == DDX_E_IO && msg_ok("temp file"), "atomic: missing dir gave %s (%s)", ddx_status_name(st),
+    CHECK(st == DDX_E_INPUT && msg_ok("does not exist"), "atomic: missing dir gave %s (%s)", ddx_status_name(st),
           ddx_last_error());
 
     // Read-only directory (meaningless for root, who may write anyway).
@@ -487,7 +529,7 @@ static void test_atomic(void) {
     } else {
         ddx_clear_error();
         st = ddx_st_write(&w, path);
-        CHECK(st == DDX_E_IO && msg_ok("temp file"), "atomic: read-only dir gave %s (%s)", ddx_status_name(st),
+        CHECK(st == DDX_E_INPUT && msg_ok("not writable"), "atomic: read-only dir gave %s (%s)", ddx_status_name(st),
               ddx_last_error());
     }
     chmod(g_dir, 0700);

@@ -4,7 +4,11 @@
 #     uninterrupted one (and so does a run stopped at total_steps and extended);
 #   - the same seed gives the same samples, whatever the batch size;
 #   - bad input (configs, missing data, truncated / foreign / other-shape checkpoints, an
-#     unwritable output folder) exits 2 with one line on stderr, and nothing saved changes.
+#     unwritable output folder) exits 2 with one line on stderr, and nothing saved changes;
+#   - elapsed_s runs on over a resume; a second ddx-train on a run folder is refused (lock);
+#     a batch larger than the data set leaves no run folder; stale checkpoint temp files are
+#     swept on resume; a diverging run stops naming its last good (finite) checkpoint; a failed
+#     log write stops the run after a checkpoint with no cut line; out of memory names the keys.
 #   test_train.sh PATH/TO/ddx-train PATH/TO/ddx-sample
 set -u
 train=$1 sample=$2
@@ -66,16 +70,24 @@ if [ "$(losses "$ref/log.jsonl")" = "$(losses "$run/log.jsonl")" ]; then ok; els
     bad "stopped+resumed log differs from the uninterrupted one:"; diff <(losses "$ref/log.jsonl") <(losses "$run/log.jsonl")
 fi
 cmp -s "$ref/samples/step_0000009.png" "$run/samples/step_0000009.png" && ok || bad "final samples differ after resume"
+# elapsed_s continues over the resume instead of starting again at 0.
+el=$(sed -E 's/.*"elapsed_s":([0-9.]+).*/\1/' "$run/log.jsonl" | tr '\n' ' ')
+awk -v l="$el" 'BEGIN { n = split(l, v, " "); for (i = 2; i <= n; i++) if (v[i] + 0 < v[i - 1] + 0) exit 1 }' && ok ||
+    bad "elapsed_s goes back after the resume: $el"
 
 # 3. SIGINT in the middle, resume: same log.
 rm -rf "$tmp/out"
-"$train" "$cfg" --set train.total_steps=400 --set train.log_every=1 --set train.checkpoint_every=0 >"$tmp/c.out" 2>&1 &
+"$train" "$cfg" --set train.total_steps=400 --set train.log_every=1 --set train.checkpoint_every=2 >"$tmp/c.out" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
     sleep 0.1
     run=$(ls -d "$tmp"/out/tiny_* 2>/dev/null | head -1)
     [ -n "$run" ] && [ -f "$run/log.jsonl" ] && [ "$(wc -l <"$run/log.jsonl")" -ge 3 ] && break
 done
+# A second ddx-train on the same run folder is refused while the first holds it (by then the
+# first has saved its step-2 checkpoint; checkpoints do not change the losses compared below).
+expect2 "pid $pid" "$train" --resume "$run"
+grep -qF "$run" "$tmp/e" && ok || bad "the lock message does not name the run folder: $(cat "$tmp/e")"
 kill -INT $pid
 wait $pid
 rc=$?
@@ -119,4 +131,110 @@ expect2 "model.ch" "$train" "$tmp/other.yaml" --resume "$tmp/fake"
 expect2 "--out" "$sample" --checkpoint "$ck" --out /etc/passwd/x/grid.png
 expect2 "no_run" "$train" --resume "$tmp/no_run"
 [ "$(md5sum "$ck" | cut -d' ' -f1)" = "$sum_before" ] && ok || bad "a failed command changed the checkpoint"
+# 6. A batch larger than the data set: exit 2 before any run folder exists.
+expect2 "train.batch_size" "$train" "$cfg" --set train.batch_size=100000 --set run.out_dir="$tmp/never2"
+[ ! -e "$tmp/never2" ] && ok || bad "a start with an oversized batch left $(ls -R "$tmp/never2")"
+
+# 7. Stale temp files of a killed checkpoint save are swept on resume (only the writer's temp
+#    names, only regular files); the checkpoints themselves stay.
+ck_dir=$ref/checkpoints
+head -c 100000 /dev/zero >"$ck_dir/last.safetensors.tmp.Ab12Cd"
+echo keep >"$ck_dir/notes.tmp.txt"
+ln -s "$ck_dir/notes.tmp.txt" "$ck_dir/link.safetensors.tmp.Zz99Yy"
+sum8=$(md5sum "$ck_dir/step_0000008.safetensors" | cut -d' ' -f1)
+"$train" --resume "$ref" --set train.total_steps=10 --set train.keep_checkpoints=3 >"$tmp/sw.out" 2>&1 || bad "resume with a stale temp file failed: $(tail -3 "$tmp/sw.out")"
+[ ! -e "$ck_dir/last.safetensors.tmp.Ab12Cd" ] && grep -q "removed 1 stale temp file" "$tmp/sw.out" && ok ||
+    bad "stale temp file not swept: $(ls "$ck_dir"); $(grep checkpoints: "$tmp/sw.out")"
+[ -f "$ck_dir/notes.tmp.txt" ] && [ -L "$ck_dir/link.safetensors.tmp.Zz99Yy" ] && ok || bad "the sweep removed a file it does not own"
+[ "$(md5sum "$ck_dir/step_0000008.safetensors" | cut -d' ' -f1)" = "$sum8" ] && [ -f "$ck_dir/step_0000010.safetensors" ] &&
+    [ ! -e "$ck_dir/step_0000004.safetensors" ] && ok || bad "keep_checkpoints 3: $(ls "$ck_dir")"
+
+# 8. Divergence (lr 10 without clipping): exit 2 with one line naming the step, the loss and the
+#    last good checkpoint, which holds only finite numbers.
+"$train" "$cfg" --set run.out_dir="$tmp/div" --set train.lr=10 --set train.warmup_steps=20 --set train.total_steps=40 \
+    --set train.log_every=1 --set train.checkpoint_every=2 --set train.grad_clip=0 >"$tmp/o" 2>"$tmp/e"
+rc=$?
+good=$(sed -nE 's/.*last good checkpoint: ([^ ]+) .*/\1/p' "$tmp/e")
+if [ "$rc" = 2 ] && [ "$(wc -l <"$tmp/e")" = 1 ] && grep -qE "diverged at step [0-9]+: loss" "$tmp/e" && [ -f "$good" ]; then ok; else
+    bad "divergence: exit $rc: $(cat "$tmp/e")"
+fi
+# Every f32 of the data section finite (exponent bits not all ones).
+finite() {
+    local n
+    n=$(od -An -tu8 -N8 "$1" | tr -d ' ')
+    tail -c +$((9 + n)) "$1" | od -An -tu4 -v | awk '{ for (i = 1; i <= NF; i++) if ($i % 2147483648 >= 2139095040) bad++ } END { exit bad > 0 }'
+}
+[ -f "$good" ] && finite "$good" && ok || bad "the last good checkpoint $good holds non-finite numbers"
+
+# 9. Out of memory for a huge model or batch: exit 2 naming the config keys. An address-space limit
+#    makes the allocation fail cleanly (AddressSanitizer needs the address space: skipped there).
+if grep -q __asan_init "$train" 2>/dev/null; then
+    echo "SKIP out-of-memory case under AddressSanitizer"
+else
+    (ulimit -v 2000000; exec "$train" "$cfg" --set model.ch=1024 --set model.groups=32 --set model.attn_resolutions=[] \
+        --set run.out_dir="$tmp/oom") >"$tmp/o" 2>"$tmp/e"
+    rc=$?
+    [ "$rc" = 2 ] && [ "$(wc -l <"$tmp/e")" = 1 ] && grep -q "model.ch" "$tmp/e" && [ ! -e "$tmp/oom" ] && ok ||
+        bad "out of memory: exit $rc: $(head -c 400 "$tmp/e")"
+    # Parameters fit, step 1's activations do not: the keys are named, the new run folder goes.
+    (ulimit -v 2000000; exec "$train" "$cfg" --set train.batch_size=4096 --set run.out_dir="$tmp/oom2") >"$tmp/o" 2>"$tmp/e"
+    rc=$?
+    [ "$rc" = 2 ] && [ "$(wc -l <"$tmp/e")" = 1 ] && grep -q "train.batch_size" "$tmp/e" && [ -z "$(ls -A "$tmp/oom2")" ] && ok ||
+        bad "activations out of memory: exit $rc: $(head -c 400 "$tmp/e"); left: $(ls -A "$tmp/oom2")"
+fi
+
+# 10. The log's file system fills up: the run stops with exit 2 after a checkpoint, the log
+#     holds only whole lines. The run folder sits on a tiny tmpfs, its checkpoints on a roomy
+#     one (a private mount namespace: as root, or in a user namespace where allowed).
+mkdir -p "$tmp/full"
+"$train" "$cfg" --set run.out_dir="$tmp/fsrc" --set train.total_steps=2 --set train.warmup_steps=1 --set train.log_every=1 >/dev/null 2>&1 ||
+    bad "log-full setup run failed"
+src=$(ls -d "$tmp"/fsrc/tiny_* | head -1)
+userns=-r
+[ "$(id -u)" = 0 ] && userns=
+unshare $userns -m bash -c '
+    set -e
+    m=$1 src=$2 train=$3 out=$4
+    mount -t tmpfs -o size=16k tmpfs "$m"
+    cp "$src/config.yaml" "$src/log.jsonl" "$m/"
+    mkdir "$m/checkpoints" "$m/samples"
+    mount -t tmpfs -o size=64m tmpfs "$m/checkpoints"
+    cp "$src"/checkpoints/* "$m/checkpoints/"
+    set +e
+    timeout 300 "$train" --resume "$m" --set train.total_steps=100000 --set train.log_every=1 >"$out/o" 2>"$out/e"
+    echo $? >"$out/rc"
+    cp "$m/log.jsonl" "$out/log.jsonl"
+    ls "$m/checkpoints" >"$out/ckpts"
+' _ "$tmp/full" "$src" "$train" "$tmp" 2>"$tmp/unshare.err"
+if [ ! -f "$tmp/rc" ]; then
+    echo "SKIP log-full case: cannot mount a tmpfs here ($(head -c 200 "$tmp/unshare.err"))"
+else
+    rc=$(cat "$tmp/rc")
+    last=$(tail -1 "$tmp/log.jsonl" | sed -E 's/^\{"step":([0-9]+),.*\}$/\1/')
+    saved=$(sed -nE 's/^step_0*([0-9]+)\.safetensors$/\1/p' "$tmp/ckpts" | sort -n | tail -1)
+    if [ "$rc" = 2 ] && [ "$(wc -l <"$tmp/e")" = 1 ] && grep -q "log.jsonl: writing the log failed" "$tmp/e" &&
+        grep -q "stopped after saving checkpoint" "$tmp/e"; then ok; else bad "log full: exit $rc: $(cat "$tmp/e")"; fi
+    grep -vqE '^\{"step":[0-9]+,.*"elapsed_s":[0-9.]+\}$' "$tmp/log.jsonl" && bad "log full: a cut line in the log" || ok
+    grep -qE '^log line not written: \{"step":'"$saved"',' "$tmp/o" && ok || bad "log full: the unwritten line is not on stdout"
+    [ -n "$saved" ] && [ -n "$last" ] && [ "$saved" -ge "$last" ] && [ "$saved" -gt 2 ] && ok ||
+        bad "log full: checkpoint step '$saved' vs last log line '$last'"
+fi
+# 11. A full disk while writing config.yaml: exit 2 naming it, and the half-made run folder is
+#     removed (out_dir on a full tmpfs, as in 10).
+mkdir -p "$tmp/fullstart"
+unshare $userns -m bash -c '
+    m=$1 cfg=$2 train=$3 out=$4
+    mount -t tmpfs -o size=12k tmpfs "$m" || exit 1
+    head -c 8192 /dev/zero >"$m/filler" 2>/dev/null
+    "$train" "$cfg" --set run.out_dir="$m" >"$out/fs.o" 2>"$out/fs.e"
+    echo $? >"$out/fs.rc"
+    ls -A "$m" >"$out/fs.ls"
+' _ "$tmp/fullstart" "$cfg" "$train" "$tmp" 2>/dev/null
+if [ ! -f "$tmp/fs.rc" ]; then
+    echo "SKIP full-disk start case: cannot mount a tmpfs here"
+else
+    [ "$(cat "$tmp/fs.rc")" = 2 ] && [ "$(wc -l <"$tmp/fs.e")" = 1 ] && grep -q "config.yaml" "$tmp/fs.e" && ok ||
+        bad "full-disk start: exit $(cat "$tmp/fs.rc"): $(cat "$tmp/fs.e")"
+    [ "$(cat "$tmp/fs.ls")" = filler ] && ok || bad "full-disk start left: $(cat "$tmp/fs.ls")"
+fi
 finish

@@ -470,6 +470,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 typedef struct folder_job {
     const path_list *files;
     int s, c;
+    int64_t max_pixels;   // data.max_image_pixels
     uint8_t *pixels;
     atomic_llong next;
     atomic_bool failed;
@@ -482,6 +483,13 @@ typedef struct folder_job {
 static ddx_status decode_one(folder_job *job, int64_t i, float **tmp, size_t *tmp_cap) {
     const char *path = job->files->v[i];
     int w = 0, h = 0, n0 = 0;
+    // The header first: a small file can declare a huge picture (a 389 KB PNG of 20000x20000
+    // decodes to 1.6 GB), and up to 32 decoders run at once.
+    if (stbi_info(path, &w, &h, &n0) && (int64_t)w * h > job->max_pixels)
+        return ddx_errorf(DDX_E_INPUT,
+                          "data.path: %s: image is %dx%d = %lld pixels, over data.max_image_pixels = %lld: shrink or "
+                          "remove it, or raise data.max_image_pixels",
+                          path, w, h, (long long)w * h, (long long)job->max_pixels);
     uint8_t *img = stbi_load(path, &w, &h, &n0, job->c);
     if (!img) {
         const char *why = stbi_failure_reason();
@@ -577,7 +585,7 @@ static ddx_status load_image_folder(const ddx_config *cfg, ddx_dataset *d) {
         path_list_free(&files);
         return ddx_errorf(DDX_E_NOMEM, "data: out of memory for %lld images of %dx%dx%d", (long long)files.n, s, s, c);
     }
-    folder_job job = {.files = &files, .s = s, .c = c, .pixels = pix, .fail_index = -1};
+    folder_job job = {.files = &files, .s = s, .c = c, .max_pixels = cfg->data.max_image_pixels, .pixels = pix, .fail_index = -1};
     atomic_init(&job.next, 0);
     atomic_init(&job.failed, false);
     pthread_mutex_init(&job.mu, NULL);

@@ -1,20 +1,25 @@
 // ddx-train CONFIG [--set key=value ...] [--resume RUN_DIR]
 //
 // Trains a diffusion model from a YAML config into a run folder outputs/<name>_<timestamp>/
-// holding config.yaml, log.jsonl, checkpoints/last.safetensors and samples/*.png.
+// holding config.yaml, log.jsonl, checkpoints/{step_N,last}.safetensors and samples/*.png.
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "models/checkpoint.h"
 #include "runtime/image.h"
+#include "runtime/outfile.h"
 #include "train/data.h"
 #include "train/trainer.h"
 
@@ -28,8 +33,9 @@ static void usage(FILE *f) {
             "       ddx-train --help-config     (every config key, its default and meaning)\n"
             "Trains into run.out_dir/<run.name>_<timestamp>/: config.yaml, log.jsonl, checkpoints/, samples/.\n"
             "--resume continues a run exactly where its last checkpoint left it; only train.total_steps,\n"
-            "train.log_every, train.sample_every, train.checkpoint_every, run.device, data.path and\n"
-            "data.num_workers may differ from the run's config.\n");
+            "train.log_every, train.sample_every, train.checkpoint_every, train.keep_checkpoints,\n"
+            "train.max_loss_ratio, run.device, data.path, data.max_image_pixels and data.num_workers\n"
+            "may differ from the run's config. One ddx-train at a time per run folder (RUN/.lock).\n");
 }
 
 static int fail(ddx_status st) {
@@ -77,33 +83,60 @@ static void fmt_duration(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%lds", t);
 }
 
+// Loss means of the last log intervals, for the divergence rule.
+#define LOSS_HISTORY 10
+typedef struct loss_history {
+    double v[LOSS_HISTORY];
+    int n, next;
+} loss_history;
+
+static void history_push(loss_history *h, double v) {
+    h->v[h->next] = v;
+    h->next = (h->next + 1) % LOSS_HISTORY;
+    if (h->n < LOSS_HISTORY) h->n++;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double history_median(const loss_history *h) {
+    double t[LOSS_HISTORY];
+    memcpy(t, h->v, (size_t)h->n * sizeof t[0]);
+    qsort(t, (size_t)h->n, sizeof t[0], cmp_double);
+    return h->n % 2 ? t[h->n / 2] : 0.5 * (t[h->n / 2 - 1] + t[h->n / 2]);
+}
+
 // Keeps the log lines of steps <= `step` (what the checkpoint being resumed had seen), so that
-// the resumed run's log reads as if the run had never stopped. Written atomically.
-static ddx_status log_truncate(const char *path, int64_t step) {
+// the resumed run's log reads as if the run had never stopped, and refills the loss history
+// from them, so the divergence rule decides as it would have in an unbroken run. Written
+// atomically; any read or write error leaves the log as it was.
+static ddx_status log_truncate(const char *path, int64_t step, loss_history *hist) {
     FILE *in = fopen(path, "r");
     if (!in) return DDX_OK;   // no log yet
-    char tmp[PATH_MAX + 128];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *out = fopen(tmp, "w");
-    if (!out) {
+    ddx_atomic_file out;
+    ddx_status st = ddx_atomic_open(&out, path, "log.jsonl");
+    if (st) {
         fclose(in);
-        return ddx_errorf(DDX_E_IO, "%s: cannot write: %s", tmp, strerror(errno));
+        return st;
     }
     char line[4096];
     while (fgets(line, sizeof line, in)) {
         long long s;
         if (sscanf(line, "{\"step\":%lld", &s) == 1 && s > step) break;
         if (strstr(line, "\"partial\":true")) continue;   // the resumed run carries that mean on
-        fputs(line, out);
+        const char *l = strstr(line, "\"loss\":");
+        if (l) history_push(hist, strtod(l + 7, NULL));
+        ddx_atomic_write(&out, line, strlen(line));
     }
+    bool read_failed = ferror(in);
     fclose(in);
-    bool ok = fflush(out) == 0 && fsync(fileno(out)) == 0;
-    ok = (fclose(out) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return ddx_errorf(DDX_E_IO, "%s: cannot rewrite the log: %s", path, strerror(errno));
+    if (read_failed) {
+        ddx_atomic_abort(&out);
+        return ddx_errorf(DDX_E_IO, "%s: cannot read the log to rewrite it; it is left as it was", path);
     }
-    return DDX_OK;
+    return ddx_atomic_commit(&out);
 }
 
 // Keys a resume may change: they affect how long and how chatty the run is, not what it computes.
@@ -115,6 +148,9 @@ static void copy_resume_keys(ddx_config *dst, const ddx_config *src) {
     dst->run.device = src->run.device;
     memcpy(dst->data.path, src->data.path, sizeof dst->data.path);
     dst->data.num_workers = src->data.num_workers;
+    dst->data.max_image_pixels = src->data.max_image_pixels;
+    dst->train.keep_checkpoints = src->train.keep_checkpoints;
+    dst->train.max_loss_ratio = src->train.max_loss_ratio;
 }
 
 typedef struct run {
@@ -124,15 +160,98 @@ typedef struct run {
     ddx_trainer tr;
     ddx_dataset data;
     ddx_loader *loader;
-    FILE *log;
+    int log_fd;
+    char log_path[PATH_MAX + 64];
+    int lock_fd;
+    char good[PATH_MAX + 160];  // the newest checkpoint written (passed the divergence rule)
+    int64_t good_step;          // its step; -1: none yet
+    double elapsed0;            // training time of earlier sessions (resumed runs)
+    loss_history hist;
     float *x;
     int32_t *y;
     float *samples;
 } run;
 
-static ddx_status save_checkpoint(run *r, int64_t data_batch, double loss_sum, int64_t loss_n) {
-    ddx_ckpt_state st = {r->tr.step, data_batch, r->cfg.run.seed, loss_sum, loss_n};
-    return ddx_checkpoint_save(r->ckpt, &r->tr.ps, DDX_CKPT_WEIGHTS | DDX_CKPT_EMA | DDX_CKPT_ADAM, &r->cfg, &st);
+static int cmp_ll(const void *a, const void *b) {
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+static bool step_file_name(const char *name, long long *step) {
+    int n = 0;
+    return sscanf(name, "step_%lld.safetensors%n", step, &n) == 1 && name[n] == '\0' && *step >= 0;
+}
+
+// Removes all but the newest `keep` checkpoints/step_N.safetensors (regular files only).
+static ddx_status prune_step_files(const char *dir, int keep) {
+    DIR *d = opendir(dir);
+    if (!d) return ddx_errorf(DDX_E_IO, "%s: cannot list the folder: %s", dir, strerror(errno));
+    long long *steps = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    ddx_status st = DDX_OK;
+    while ((e = readdir(d)) && !st) {
+        long long k;
+        struct stat sb;
+        if (!step_file_name(e->d_name, &k) || fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(sb.st_mode))
+            continue;
+        if (n == cap) {
+            long long *ns = realloc(steps, (cap = cap ? 2 * cap : 16) * sizeof *ns);
+            if (!ns) st = ddx_errorf(DDX_E_NOMEM, "out of host memory listing %s", dir);
+            else steps = ns;
+        }
+        if (!st) steps[n++] = k;
+    }
+    closedir(d);
+    if (!st && n > (size_t)keep) {
+        qsort(steps, n, sizeof *steps, cmp_ll);
+        for (size_t i = 0; i + (size_t)keep < n && !st; i++) {
+            char p[PATH_MAX + 160];
+            snprintf(p, sizeof p, "%s/step_%07lld.safetensors", dir, steps[i]);
+            if (unlink(p) != 0 && errno != ENOENT) st = ddx_errorf(DDX_E_IO, "%s: cannot remove: %s", p, strerror(errno));
+        }
+    }
+    free(steps);
+    return st;
+}
+
+// With train.keep_checkpoints > 0 a checkpoint is written as checkpoints/step_N.safetensors
+// and last.safetensors becomes a second name (hard link) of it, replaced by rename so it is
+// always a whole file; where hard links are refused, last.safetensors is written again.
+static ddx_status save_checkpoint(run *r, int64_t data_batch, double loss_sum, int64_t loss_n, double elapsed) {
+    ddx_ckpt_state st = {r->tr.step, data_batch, r->cfg.run.seed, loss_sum, loss_n, elapsed};
+    const int content = DDX_CKPT_WEIGHTS | DDX_CKPT_EMA | DDX_CKPT_ADAM;
+    int keep = r->cfg.train.keep_checkpoints;
+    if (keep == 0) {
+        DDX_TRY(ddx_checkpoint_save(r->ckpt, &r->tr.ps, content, &r->cfg, &st));
+        snprintf(r->good, sizeof r->good, "%s", r->ckpt);
+        r->good_step = r->tr.step;
+        return DDX_OK;
+    }
+    char dir[PATH_MAX + 64], step_path[PATH_MAX + 128], tmp[PATH_MAX + 128];
+    snprintf(dir, sizeof dir, "%s/checkpoints", r->dir);
+    snprintf(step_path, sizeof step_path, "%s/step_%07" PRId64 ".safetensors", dir, r->tr.step);
+    DDX_TRY(ddx_checkpoint_save(step_path, &r->tr.ps, content, &r->cfg, &st));
+    // A name of the atomic writer's temp pattern, so a kill in between leaves nothing the
+    // start-up sweep would not remove.
+    snprintf(tmp, sizeof tmp, "%s" DDX_ATOMIC_TMP_SUFFIX "ln%04ld", r->ckpt, (long)getpid() % 10000);
+    unlink(tmp);
+    ddx_status s = ddx_output_check(r->ckpt, "checkpoint");
+    if (!s) {
+        if (link(step_path, tmp) == 0) {
+            if (rename(tmp, r->ckpt) != 0) {
+                s = ddx_errorf(DDX_E_IO, "%s: cannot rename %s over it: %s", r->ckpt, tmp, strerror(errno));
+                unlink(tmp);
+            }
+        } else {
+            s = ddx_checkpoint_save(r->ckpt, &r->tr.ps, content, &r->cfg, &st);
+        }
+    }
+    if (s) return s;
+    snprintf(r->good, sizeof r->good, "%s", step_path);
+    r->good_step = r->tr.step;
+    return prune_step_files(dir, keep);
 }
 
 static ddx_status save_samples(run *r, const char *name) {
@@ -155,12 +274,75 @@ static ddx_status save_samples(run *r, const char *name) {
 
 static void run_free(run *r) {
     if (r->loader) ddx_loader_free(r->loader);
-    if (r->log) fclose(r->log);
+    if (r->log_fd >= 0) close(r->log_fd);
+    r->log_fd = -1;
+    if (r->lock_fd >= 0) close(r->lock_fd);   // releases the run folder's lock
+    r->lock_fd = -1;
     ddx_trainer_free(&r->tr);
     ddx_dataset_free(&r->data);
     free(r->x);
     free(r->y);
     free(r->samples);
+}
+
+// Appends one line to log.jsonl with one write(); a failed or short write is cut back off
+// (ftruncate), so the log never holds a cut line that a later line would be glued to.
+static ddx_status log_append(run *r, const char *line, size_t n) {
+    off_t at = lseek(r->log_fd, 0, SEEK_END);
+    size_t done = 0;
+    int e = at < 0 ? errno : 0;
+    while (!e && done < n) {
+        ssize_t w = write(r->log_fd, line + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) e = w < 0 ? errno : EIO;
+        else done += (size_t)w;
+    }
+    if (!e) return DDX_OK;
+    if (at >= 0 && done > 0) (void)ftruncate(r->log_fd, at);
+    return ddx_errorf(DDX_E_IO, "%s: writing the log failed (%s)", r->log_path, strerror(e));
+}
+
+// A failed log write stops the run: save a checkpoint so nothing computed is lost, and say
+// in one line what happened and how to go on. (Retrying the line would keep a run writing
+// into a full disk; a resume after freeing space continues from the checkpoint.)
+static int stop_on_log_error(run *r, const char *line, int64_t data_batch, double elapsed) {
+    char why[600];
+    snprintf(why, sizeof why, "%s", ddx_last_error());
+    // The line that did not fit goes to stdout, so its numbers are not lost either.
+    printf("log line not written: %s", line);
+    fflush(stdout);
+    ddx_trainer_stats stats = {0};
+    ddx_status st = ddx_trainer_stats_read(&r->tr, &stats);
+    if (!st) st = save_checkpoint(r, data_batch, stats.loss_sum, stats.loss_n, elapsed);
+    if (st)
+        fprintf(stderr, "ddx-train: %s at step %" PRId64 "; saving a checkpoint failed too (%s); the last checkpoint is %s\n", why,
+                r->tr.step, ddx_last_error(), r->good_step >= 0 ? r->good : "(none)");
+    else
+        fprintf(stderr, "ddx-train: %s at step %" PRId64 "; stopped after saving checkpoint %s; free space, then: ddx-train --resume %s\n",
+                why, r->tr.step, r->good, r->dir);
+    return 2;
+}
+
+// The divergence rule: a non-finite loss, or a log interval's mean over train.max_loss_ratio x
+// the median of the last (up to 10, at least 3) interval means. Prints the one line and
+// returns true when training must stop.
+static bool diverged(run *r, double mean, double last_loss) {
+    const double ratio = r->cfg.train.max_loss_ratio;
+    char why[160];
+    if (!isfinite(mean) || !isfinite(last_loss)) {
+        snprintf(why, sizeof why, "loss %g is not finite", !isfinite(mean) ? mean : last_loss);
+    } else if (ratio > 0 && r->hist.n >= 3 && mean > ratio * history_median(&r->hist)) {
+        snprintf(why, sizeof why, "loss %g is over train.max_loss_ratio %g x the median %g of the last %d log intervals", mean,
+                 ratio, history_median(&r->hist), r->hist.n);
+    } else {
+        return false;
+    }
+    if (r->good_step >= 0)
+        fprintf(stderr, "ddx-train: diverged at step %" PRId64 ": %s; last good checkpoint: %s (step %" PRId64 ")\n", r->tr.step,
+                why, r->good, r->good_step);
+    else
+        fprintf(stderr, "ddx-train: diverged at step %" PRId64 ": %s; no checkpoint was saved before it\n", r->tr.step, why);
+    return true;
 }
 
 static int train(run *r, const ddx_ckpt_state *resumed) {
@@ -198,9 +380,14 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
         st = ddx_loader_next(r->loader, r->x, cfg->model.num_classes > 0 ? r->y : NULL, &k);
         if (st) return fail(st);
         st = ddx_trainer_step(&r->tr, r->x, cfg->model.num_classes > 0 ? r->y : NULL, NULL, NULL);
+        if (st == DDX_E_NOMEM) {
+            fprintf(stderr, "ddx-train: step %" PRId64 ": %s: the activations do not fit; lower train.batch_size, model.image_size or model.ch\n",
+                    r->tr.step + 1, ddx_last_error());
+            return 2;
+        }
         if (st) {
             fprintf(stderr, "ddx-train: step %" PRId64 ": %s\n", r->tr.step + 1, ddx_last_error());
-            fprintf(stderr, "ddx-train: the last checkpoint (if any) is intact: %s\n", r->ckpt);
+            fprintf(stderr, "ddx-train: the last checkpoint (if any) is intact: %s\n", r->good_step >= 0 ? r->good : r->ckpt);
             return ddx_exit_code(st);
         }
         data_batch = k + 1;
@@ -224,11 +411,17 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
             printf("step %7" PRId64 "/%" PRId64 "  loss %.5f  grad %.3f  lr %.2e  %7.1f img/s  ETA %s\n", step, total, mean,
                    gnorm, lr, ips, eta);
             fflush(stdout);
-            fprintf(r->log, "{\"step\":%" PRId64 ",\"loss\":%.17g,\"last_loss\":%.9g,\"grad_norm\":%.9g,\"lr\":%.9g,"
-                            "\"img_per_s\":%.2f,\"elapsed_s\":%.3f%s}\n",
-                    step, mean, (double)stats.last_loss, gnorm, lr, ips, t - t_start, boundary ? "" : ",\"partial\":true");
-            fflush(r->log);
+            char line[512];
+            int len = snprintf(line, sizeof line,
+                               "{\"step\":%" PRId64 ",\"loss\":%.17g,\"last_loss\":%.9g,\"grad_norm\":%.9g,\"lr\":%.9g,"
+                               "\"img_per_s\":%.2f,\"elapsed_s\":%.3f%s}\n",
+                               step, mean, (double)stats.last_loss, gnorm, lr, ips, r->elapsed0 + (t - t_start),
+                               boundary ? "" : ",\"partial\":true");
+            if (len < 0 || (size_t)len >= sizeof line) return fail(ddx_errorf(DDX_E_INTERNAL, "log line too long"));
+            if (log_append(r, line, (size_t)len)) return stop_on_log_error(r, line, data_batch, r->elapsed0 + (t - t_start));
+            if (diverged(r, mean, stats.last_loss)) return 2;
             if (boundary) {
+                history_push(&r->hist, mean);
                 if ((st = ddx_trainer_stats_reset(&r->tr, 0.0, 0))) return fail(st);
                 t_log = t;
                 step_log = step;
@@ -236,7 +429,9 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
         }
         if (cfg->train.checkpoint_every > 0 && step % cfg->train.checkpoint_every == 0 && step != total) {
             if ((st = ddx_trainer_stats_read(&r->tr, &stats))) return fail(st);
-            st = save_checkpoint(r, data_batch, stats.loss_sum, stats.loss_n);
+            // Only weights that pass the divergence rule become a checkpoint.
+            if (stats.loss_n > 0 && diverged(r, stats.loss_sum / (double)stats.loss_n, stats.last_loss)) return 2;
+            st = save_checkpoint(r, data_batch, stats.loss_sum, stats.loss_n, r->elapsed0 + (now_s() - t_start));
             if (st) return fail(st);
         }
         if (cfg->train.sample_every > 0 && step % cfg->train.sample_every == 0 && step != total) {
@@ -248,9 +443,10 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
     }
     // Interrupted or done: both leave a checkpoint to resume from.
     if ((st = ddx_trainer_stats_read(&r->tr, &stats))) return fail(st);
-    st = save_checkpoint(r, data_batch, stats.loss_sum, stats.loss_n);
+    if (stats.loss_n > 0 && diverged(r, stats.loss_sum / (double)stats.loss_n, stats.last_loss)) return 2;
+    st = save_checkpoint(r, data_batch, stats.loss_sum, stats.loss_n, r->elapsed0 + (now_s() - t_start));
     if (st) return fail(st);
-    printf("checkpoint: %s (step %" PRId64 ")\n", r->ckpt, r->tr.step);
+    printf("checkpoint: %s (step %" PRId64 ")\n", r->good, r->tr.step);
     if (g_signal) {
         printf("interrupted by %s at step %" PRId64 "; continue with: ddx-train --resume %s\n",
                g_signal == SIGINT ? "SIGINT" : "SIGTERM", r->tr.step, r->dir);
@@ -260,8 +456,65 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
     snprintf(name, sizeof name, "step_%07" PRId64, r->tr.step);
     st = save_samples(r, name);
     if (st) return fail(st);
+    int fd = r->log_fd;
+    r->log_fd = -1;
+    bool synced = fsync(fd) == 0;
+    if (close(fd) != 0 || !synced)
+        return fail(ddx_errorf(DDX_E_IO, "%s: closing the log failed (%s); the checkpoint %s is complete", r->log_path,
+                               strerror(errno), r->good));
     printf("done: %" PRId64 " steps in %.1f s; run folder %s\n", r->tr.step, now_s() - t_start, r->dir);
     return 0;
+}
+
+// One ddx-train per run folder: an exclusive flock on RUN/.lock, held until the process ends
+// (the kernel drops it however the process ends, so a stale lock never blocks a resume).
+static ddx_status lock_run(run *r) {
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/.lock", r->dir);
+    DDX_TRY(ddx_output_check(p, "run folder lock"));
+    int fd = open(p, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return ddx_errorf(DDX_E_IO, "%s: cannot open the run folder's lock file: %s", p, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char buf[32] = {0};
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+        close(fd);
+        if (e == EWOULDBLOCK) {
+            if (pid > 0)
+                return ddx_errorf(DDX_E_INPUT, "%s: another ddx-train (pid %ld) is training in this run folder; wait for it or stop it",
+                                  r->dir, pid);
+            return ddx_errorf(DDX_E_INPUT, "%s: another ddx-train is training in this run folder; wait for it or stop it", r->dir);
+        }
+        return ddx_errorf(DDX_E_IO, "%s: cannot lock: %s", p, strerror(e));
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
+        int e = errno;
+        close(fd);
+        return ddx_errorf(DDX_E_IO, "%s: cannot write the lock file: %s", p, strerror(e));
+    }
+    r->lock_fd = fd;
+    return DDX_OK;
+}
+
+// Undoes a new run folder whose start failed: only the entries this start creates.
+static void remove_new_run(run *r) {
+    static const char *const files[] = {"config.yaml", "log.jsonl", ".lock"};
+    static const char *const dirs[] = {"checkpoints", "samples"};
+    char p[PATH_MAX + 64];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", r->dir, files[i]);
+        unlink(p);
+    }
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", r->dir, dirs[i]);
+        (void)ddx_atomic_sweep(p, NULL, NULL);
+        rmdir(p);
+    }
+    (void)ddx_atomic_sweep(r->dir, NULL, NULL);
+    rmdir(r->dir);
 }
 
 int main(int argc, char **argv) {
@@ -308,6 +561,8 @@ int main(int argc, char **argv) {
     }
 
     static run r;
+    r.log_fd = r.lock_fd = -1;
+    r.good_step = -1;
     ddx_status st;
     ddx_checkpoint ck = {0};
     bool have_ck = false;
@@ -352,6 +607,13 @@ int main(int argc, char **argv) {
             return fail(ddx_errorf(DDX_E_INPUT, "%s: key '%s' differs from the run's config; resume with the run's settings or start a new run",
                                    config_path ? config_path : "--set", diff));
         }
+        // Reading the checkpoint needs no lock (it is replaced by rename, never rewritten in
+        // place); everything from here on writes into the run folder.
+        if ((st = lock_run(&r))) {
+            ddx_checkpoint_close(&ck);
+            free(sets);
+            return fail(st);
+        }
     } else {
         st = ddx_config_resolve(&r.cfg, config_path, sets, n_sets);
         if (st) {
@@ -362,11 +624,22 @@ int main(int argc, char **argv) {
     free(sets);
     const ddx_config *cfg = &r.cfg;
 
+    // Everything that can fail on the config, the data or memory is checked before a new run
+    // folder exists, so a failed start leaves nothing behind.
     ddx_device dev;
     char why[512];
     st = ddx_trainer_pick_device(cfg->run.device, &dev, why, sizeof why);
     if (!st) st = ddx_dataset_load(cfg, &r.data);
-    if (!st) st = ddx_trainer_init(&r.tr, cfg, dev);
+    if (!st && cfg->train.batch_size > r.data.n)
+        st = ddx_errorf(DDX_E_INPUT, "train.batch_size %d is larger than the data set (%lld images): lower train.batch_size",
+                        cfg->train.batch_size, (long long)r.data.n);
+    if (!st) {
+        st = ddx_trainer_init(&r.tr, cfg, dev);
+        if (st == DDX_E_NOMEM)
+            st = ddx_errorf(DDX_E_INPUT, "out of memory building the model and its training state (%s): lower model.ch, "
+                            "model.ch_mult, model.num_res_blocks or model.image_size (train.batch_size sizes the activations)",
+                            ddx_last_error());
+    }
     if (!st && have_ck) {
         st = ddx_checkpoint_load(&ck, &r.tr.ps, DDX_CKPT_WEIGHTS | DDX_CKPT_EMA | DDX_CKPT_ADAM);
         r.tr.step = ck.state.step;
@@ -377,7 +650,13 @@ int main(int argc, char **argv) {
         return fail(st);
     }
     ddx_ckpt_state resumed = ck.state;
+    r.elapsed0 = have_ck ? resumed.elapsed_s : 0.0;
+    if (have_ck) {
+        snprintf(r.good, sizeof r.good, "%s", r.ckpt);
+        r.good_step = resumed.step;
+    }
 
+    bool created = false;
     if (!have_ck) {
         // A new folder every time: an earlier run's files are never touched.
         st = make_dirs(cfg->run.out_dir, "run.out_dir");
@@ -389,27 +668,41 @@ int main(int argc, char **argv) {
         for (int k = 0; !st; k++) {
             if (k == 0) snprintf(r.dir, sizeof r.dir, "%s/%s_%s", cfg->run.out_dir, cfg->run.name, stamp);
             else snprintf(r.dir, sizeof r.dir, "%s/%s_%s-%d", cfg->run.out_dir, cfg->run.name, stamp, k);
-            if (mkdir(r.dir, 0777) == 0) break;
+            if (mkdir(r.dir, 0777) == 0) {
+                created = true;
+                break;
+            }
             if (errno != EEXIST || k > 100)
                 st = ddx_errorf(DDX_E_INPUT, "run.out_dir: cannot create '%s': %s; set run.out_dir to a writable folder", r.dir,
                                 strerror(errno));
         }
         snprintf(r.ckpt, sizeof r.ckpt, "%s/checkpoints/last.safetensors", r.dir);
+        if (!st) st = lock_run(&r);
     }
-    char sub[PATH_MAX + 64], logp[PATH_MAX + 64];
+    char sub[PATH_MAX + 64];
     snprintf(sub, sizeof sub, "%s/checkpoints", r.dir);
     if (!st) st = make_dir(sub, "run.out_dir");
+    // A save killed mid-write (SIGKILL, power loss) leaves its temp file: a whole checkpoint.
+    int swept = 0;
+    uint64_t swept_bytes = 0;
+    if (!st) st = ddx_atomic_sweep(sub, &swept, &swept_bytes);
     snprintf(sub, sizeof sub, "%s/samples", r.dir);
     if (!st) st = make_dir(sub, "run.out_dir");
     snprintf(sub, sizeof sub, "%s/config.yaml", r.dir);
     if (!st) st = ddx_config_save(cfg, sub);
-    snprintf(logp, sizeof logp, "%s/log.jsonl", r.dir);
-    if (!st && have_ck) st = log_truncate(logp, resumed.step);
+    snprintf(r.log_path, sizeof r.log_path, "%s/log.jsonl", r.dir);
+    if (!st && have_ck) st = log_truncate(r.log_path, resumed.step, &r.hist);
     if (have_ck) ddx_checkpoint_close(&ck);
-    if (!st && !(r.log = fopen(logp, "a"))) st = ddx_errorf(DDX_E_INPUT, "%s: cannot write: %s", logp, strerror(errno));
+    if (!st) st = ddx_output_check(r.log_path, "log.jsonl");
+    if (!st && (r.log_fd = open(r.log_path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644)) < 0)
+        st = ddx_errorf(DDX_E_IO, "%s: cannot write: %s", r.log_path, strerror(errno));
     if (st) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", ddx_last_error());
+        if (created) remove_new_run(&r);
         run_free(&r);
-        return fail(st);
+        fprintf(stderr, "ddx-train: %s%s\n", msg, created ? " (the new run folder was removed)" : "");
+        return ddx_exit_code(st);
     }
 
     // The banner: everything needed to know what this run is.
@@ -425,9 +718,16 @@ int main(int argc, char **argv) {
            5.0 * (double)r.tr.ps.numel * 4 / (1 << 20), (double)r.tr.ps.numel * 4 / (1 << 20));
     printf("memory: data set %.1f MiB\n", (double)r.data.n * r.data.size * r.data.size * r.data.channels / (1 << 20));
     printf("run folder: %s\n", r.dir);
+    if (swept)
+        printf("checkpoints: removed %d stale temp file%s (%.1f MiB) left by an interrupted save\n", swept, swept == 1 ? "" : "s",
+               (double)swept_bytes / (1 << 20));
     if (have_ck) printf("resuming at step %" PRId64 " (data batch %" PRId64 ")\n", resumed.step, resumed.data_batch);
     fflush(stdout);
     int rc = train(&r, have_ck ? &resumed : NULL);
+    // A new run that failed before its first step (the activations of step 1 did not fit) has
+    // nothing worth keeping: it goes like any other failed start.
+    bool empty = created && rc != 0 && r.tr.step == 0 && r.good_step < 0;
     run_free(&r);
+    if (empty) remove_new_run(&r);
     return rc;
 }
