@@ -195,7 +195,10 @@ userns=-r
 unshare $userns -m bash -c '
     set -e
     m=$1 src=$2 train=$3 out=$4
-    mount -t tmpfs -o size=16k tmpfs "$m"
+    # Room for the resume to rewrite config.yaml and log.jsonl beside their old copies, the
+    # lock and a few log pages: sized from the files, so a config that grows keys still fits.
+    pages=$(( ($(stat -c %s "$src/config.yaml") + 4095) / 4096 * 2 + 5 ))
+    mount -t tmpfs -o size=$((pages * 4))k tmpfs "$m"
     cp "$src/config.yaml" "$src/log.jsonl" "$m/"
     mkdir "$m/checkpoints" "$m/samples"
     mount -t tmpfs -o size=64m tmpfs "$m/checkpoints"
