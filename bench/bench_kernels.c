@@ -54,7 +54,7 @@ typedef struct kb_state {
     double copy_gbs;                           // D2D copy bandwidth of this run, read + write
     double gemm_bf16, gemm_f32, gemm_tf32;     // TFLOP/s of the square GEMMs of this run
     int fails, dead;                           // dead: a sticky device error, stop timing
-    // For the closing check against issue 4's targets (-1: not measured).
+    // For the closing check against the kernel targets (-1: not measured).
     double attn_bf16_tf;                       // attention fwd bf16 at the U-Net's [128,256,256]
     double conv_ratio_min, conv_log_sum;       // bf16 conv rate / cuDNN's over every row
     int conv_ratio_n, conv_ratio_low;          // rows, and rows under 0.60
@@ -776,7 +776,7 @@ static void teardown(void) {
 // Issue 4's targets, read off the rows above (SDPA's rate comes from torch_kernels.py; the
 // group_norm and sampler_step targets are shares of the copy in test_ops --perf --backend cuda).
 static void print_targets(void) {
-    printf("\n== targets (issue 4)\n");
+    printf("\n== targets\n");
     if (K.attn_bf16_tf >= 0)
         printf("attention fwd bf16 [128,256,256] d256: %.2f TFLOP/s (target >= SDPA's: the 'sdpa fwd' bf16 row of "
                "bench/reference/torch_kernels.py)\n", K.attn_bf16_tf);

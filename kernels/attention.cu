@@ -790,7 +790,7 @@ template <int DP> struct TCfg {
     static constexpr size_t kv_smem = (size_t)(2 * BKV + 4 * KV_BQ) * S * 2 + 4 * KV_BQ * sizeof(float);
 };
 
-// ---- forward, v1 (DDX_ATTN_FWD_V1=1) --------------------------------------------------------
+// ---- forward, double-buffered K/V (DDX_ATTN_FWD_V1=1) ---------------------------------------
 // One block per (item, head, 64 query rows); warp w owns rows 16w..16w+15 and keeps its O rows
 // (16 x DP fp32) and its running max / partial sums in registers. Per key tile: S = Q K^T
 // (log2 units), online softmax, O += P V with P straight from registers.
@@ -900,10 +900,10 @@ tc_fwd_k(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
     }
 }
 
-// ---- forward, v2 ----------------------------------------------------------------------------
-// The v1 kernel above keeps K and V double-buffered: 169 KB of shared memory at DP = 256, so
+// ---- forward, single K and V buffer (the default) -------------------------------------------
+// The kernel above keeps K and V double-buffered: 169 KB of shared memory at DP = 256, so
 // one 4-warp block per SM and one warp per scheduler, with nothing to hide the mma, ldmatrix
-// and exp latencies. v2 (the default; DDX_ATTN_FWD_V1=1 selects v1) keeps ONE K and ONE V
+// and exp latencies. This one (the default; DDX_ATTN_FWD_V1=1 selects the other) keeps ONE K and ONE V
 // buffer and overlaps each load with the other product instead:
 //   wait K_j | load V_j | S = Q K_j^T, softmax | wait V_j | load K_{j+1} | O += P V_j
 // (101 KB at DP = 256: two blocks per SM, two warps per scheduler, and each block's barriers
@@ -982,7 +982,7 @@ __device__ __forceinline__ void warp_ab_m(float (&acc)[MT][NN8][4], const uint32
 
 // One block per (item, head, BMR query rows); warp w owns rows w*16*MT .. +16*MT-1 and keeps
 // their O (fp32), running max (log2 units) and this lane's partial row sums in registers.
-// Same arithmetic as v1: scores scaled into log2 units in fp32, P rounded to bf16 for P V only,
+// Same arithmetic as the double-buffered kernel: scores scaled into log2 units in fp32, P rounded to bf16 for P V only,
 // l summed from the fp32 P, lse = (m + log2 l) ln 2.
 template <int DP, int MT_>
 __global__ void __launch_bounds__(NT, Fwd2Cfg<DP, MT_>::MINB)
@@ -1276,15 +1276,15 @@ tc_dkv_k(const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t
     if (DV) store_frag_acc<DP / 8>(gv + bp.base, C, k0 + warp * 16, L, D, 1.0f, dv_acc, lane);
 }
 
-// ---- backward, v2 ---------------------------------------------------------------------------
-// What limits v1 (the two kernels above): at DP = 256 a warp's 16 x DP fp32 accumulator is 128
+// ---- backward, one kernel per role with P and dS in shared memory (the default) -------------
+// What limits the two kernels above (DDX_ATTN_BWD_V1=1): at DP = 256 a warp's 16 x DP fp32 accumulator is 128
 // registers, so dK and dV are two launches (S^T = K Q^T computed three times over the dK, dV
 // and dQ launches: 16 L^2 d flops per head for the 10 the math needs), and the dK/dV block's
 // 136 KB of shared memory with its 4 warps leaves one warp per scheduler to hide every
-// ldmatrix -> mma and exp latency. v2 (the default; DDX_ATTN_BWD_V1=1 selects v1) splits each
+// ldmatrix -> mma and exp latency. These (the default) split each
 // warp's OUTPUT columns instead: a block is 4 row groups x CG column groups of warps. Per
 // streamed tile every warp computes the scores of its 16 rows against BC / CG of the tile's
-// columns (all of the head dim), writes P and dS (bf16, exactly the values v1 feeds its mma)
+// columns (all of the head dim), writes P and dS (bf16, exactly the values the kernels above feed their mma)
 // to shared memory, and after one barrier multiplies its 16 rows of them by its DP / CG output
 // columns of the tile. Each score is computed once per launch, dK and dV come from one launch
 // at every DP (14 L^2 d flops per head with the dQ launch), and a block holds 4 x CG warps (16
@@ -1294,8 +1294,8 @@ tc_dkv_k(const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t
 //       dS^T = P^T (dP^T - delta[col]), dK += scale dS^T Q, dV += P^T dO
 //   dQ (one block per 64 queries, streaming keys): F1 = Q, F2 = dO, X1 = K, X2 = V,
 //       P = exp2(scale_log2 Q K^T - lse2[row]), dS = P (dO V^T - delta[row]), dQ += scale dS K
-// Same rounding and summation order as v1 (P and dS to bf16 before their products, fp32
-// everywhere else; bit-identical in a host emulation), except exp2 = ex2.approx as in the v2
+// Same rounding and summation order as the kernels above (P and dS to bf16 before their products, fp32
+// everywhere else; bit-identical in a host emulation), except exp2 = ex2.approx as in the single-buffer
 // forward (2 ulp); every grad element is still owned by one lane that sums it in a fixed order.
 template <int DP> struct Bwd2Cfg {
     static constexpr int CG = DP >= 256 ? 4 : 2;      // column groups
@@ -1490,7 +1490,7 @@ bool device_ok(size_t smem) {
     return major >= 8 && smem <= (size_t)optin;
 }
 
-// DDX_ATTN_FWD_V1=1 (any value but "0" or empty): the v1 forward kernel, kept as a fallback
+// DDX_ATTN_FWD_V1=1 (any value but "0" or empty): the double-buffered forward kernel, kept as a fallback
 // and for comparison. Read once per process.
 bool fwd_v1() {
     static int v = -1;
@@ -1500,7 +1500,7 @@ bool fwd_v1() {
     }
     return v == 1;
 }
-// DDX_ATTN_FWD_MT=1: v2 with one m16 row tile per warp at every head_dim. Read once.
+// DDX_ATTN_FWD_MT=1: the default forward with one m16 row tile per warp at every head_dim. Read once.
 bool fwd_mt1() {
     static int v = -1;
     if (v < 0) {
@@ -1540,7 +1540,7 @@ size_t bwd2_smem(int D) {
     default: return mx(Bwd2Cfg<256>::smem_kv, Bwd2Cfg<256>::smem_dq);
     }
 }
-// DDX_ATTN_BWD_V1=1 (any value but "0" or empty): the v1 backward kernels. Read once.
+// DDX_ATTN_BWD_V1=1 (any value but "0" or empty): the backward kernels that recompute S per role. Read once.
 bool bwd_v1_env() {
     static int v = -1;
     if (v < 0) {
@@ -1550,8 +1550,8 @@ bool bwd_v1_env() {
     return v == 1;
 }
 // Which tensor-core backward runs at this head_dim on this device: 2, 1, or 0 (neither fits:
-// the SIMT kernels). v2 wants 217 KB at DP = 256; a device with less opt-in shared memory
-// (A100: 163 KB) runs v1 there.
+// the SIMT kernels). The default backward wants 217 KB at DP = 256; a device with less opt-in shared memory
+// (A100: 163 KB) runs the recomputing kernels there.
 int bwd_variant(int D) {
     if (!bwd_v1_env() && device_ok(bwd2_smem(D))) return 2;
     return device_ok(bwd1_smem(D)) ? 1 : 0;

@@ -32,9 +32,9 @@ extern "C" {
 // head_dim, 0 when head_dim is not supported. The caller compares it with the device's
 // opt-in limit (cudaDevAttrMaxSharedMemoryPerBlockOptin) to refuse cleanly on small GPUs. The
 // bf16 tensor-core kernels (at head_dim 256: forward 101 KB, backward up to ~136 KB; 169 KB
-// for the v1 forward, DDX_ATTN_FWD_V1=1) check the limit themselves and
+// for the double-buffered forward, DDX_ATTN_FWD_V1=1) check the limit themselves and
 // leave the call to the SIMT kernels where they do not fit.
-// (The v2 backward, the default, takes 217 KB at head_dim 256 and falls back to the v1 one,
+// (The default backward takes 217 KB at head_dim 256 and falls back to the recomputing one,
 // DDX_ATTN_BWD_V1=1, where the device allows less.)
 size_t ddx_k_attention_smem_bytes(int head_dim);
 

@@ -9,7 +9,7 @@
 // partial statistics (fp32 Welford, or fp32 sums in backward) go to scratch per (n, chunk),
 // and a second tiny kernel folds them per group in a fixed order: deterministic, and one read
 // of x for the statistics. The normalise pass and dx pass are then pure streaming passes.
-// Those tiled kernels are now the fallback: on sm_90, items that fit the shared memory of a
+// Those tiled kernels are the fallback: on sm_90, items that fit the shared memory of a
 // thread-block cluster take a single-pass path (one cluster per item, x read once; see
 // "group_norm, single pass" below), unless DDX_GN_CLUSTER=0.
 #include "kernels/norm.h"
@@ -717,16 +717,16 @@ __global__ void __launch_bounds__(kAffX *kAffY) gn_cl_affine_k(TG *dgamma, TG *d
     if (dbeta) dbeta[c] = from_f<TG>(to_f(dbeta[c]) + (float)sb);
 }
 
-// ---- group_norm cluster kernels, version 2 (the default; DDX_GN_CL_V2=0 for version 1) ------
+// ---- group_norm cluster kernels, one-pass statistics (the default; DDX_GN_CL_V2=0: two-pass) -
 // Same cluster split, shared-memory copy and rank-ordered merge as above, rearranged because
-// the first version is bound by instructions and block barriers rather than by HBM:
+// the two-pass kernels above are bound by instructions and block barriers rather than by HBM:
 // - forward statistics in one pass over the chunk: fp32 sums of d = x - K_g and d * d per
 //   channel, K_g one shift per (item, group) that every block of the cluster derives from the
 //   same elements of x (the mean of the first min(cg, 4) channels of the group in the item's
 //   row 0), so partials around it just add, in double across channels and ranks, with
 //   mean = K_g + S1 / n and var = S2 / n - (S1 / n)^2. The shift keeps the cancellation in
 //   the last step at (1 + (K_g - mean)^2 / var) times the fp32 rounding of the sums, a few
-//   units for data where row 0 is typical of its group (not exact two-pass like version 1);
+//   units for data where row 0 is typical of its group (not exact two-pass like the kernels above);
 // - the copy lands in two cp.async groups (first and second half of the block's rows) and the
 //   statistics start on the first half while the second is in flight;
 // - 32-bit offsets inside the block, 64-bit only for the item's base pointer; forward works
@@ -1224,7 +1224,7 @@ bool gn_cluster_device() {
 // Shared memory per block: aim at <= 64 KB so three or more blocks share an SM; up to
 // kGnClMaxSmem (two per SM) when even 16 blocks per item give bigger chunks.
 constexpr size_t kGnClGoodSmem = 64 * 1024, kGnClMaxSmem = 110 * 1024;
-// Version 2 aims at bigger blocks (the first version measured fastest with ~64 KB chunks in
+// The one-pass kernels aim at bigger blocks (the two-pass ones measured fastest with ~64 KB chunks in
 // most forward shapes, and with two ~32 KB chunks per block in backward): forward a 64 KB
 // chunk plus its reduction buffers (three blocks per SM), backward up to 80 KB.
 constexpr size_t kGnCl2GoodSmem = 74 * 1024, kGnCl2GoodSmemBwd = 80 * 1024;
@@ -1235,8 +1235,8 @@ struct GnClPlan {
     size_t smem;
 };
 
-// Version 2 of the cluster kernels is the default; DDX_GN_CL_V2=0 (read once per process)
-// selects the first version.
+// The one-pass cluster kernels are the default; DDX_GN_CL_V2=0 (read once per process)
+// selects the two-pass ones.
 bool gn_cl_v2() {
     static const bool v = [] {
         const char *e = getenv("DDX_GN_CL_V2");
@@ -1246,12 +1246,12 @@ bool gn_cl_v2() {
 }
 
 // The cluster geometry for this shape, or false (-> tiled kernels). esize = sizeof(T); v2:
-// for the version-2 kernels (forward: E = 16 / esize channels per thread, its own layout).
+// for the one-pass kernels (forward: E = 16 / esize channels per thread, its own layout).
 bool gn_cl_plan(const ddx_k_gn_shape *sh, int esize, bool bwd, GnClPlan *P, bool v2 = false) {
     const int env = gn_cluster_env();
     if (env == 0) return false;
     if (sh->C % (16 / esize) != 0) return false;   // whole 16-byte copy vectors (kGnW divides them)
-    if (sh->C / kGnW > kThreads) return false;      // the same shapes for both versions
+    if (sh->C / kGnW > kThreads) return false;      // the same shapes for both kernel sets
     const bool v2f = v2 && !bwd;
     const int64_t ncv = sh->C / (v2f ? 16 / esize : kGnW);
     const int nty = kThreads / (int)ncv, threads = (int)ncv * nty;

@@ -27,9 +27,9 @@ extern "C" {
 // multiple of 16 / sizeof(x element), C <= 1024) runs single-pass on one thread-block cluster
 // per item; anything else, or the environment DDX_GN_CLUSTER=0 (read once per process), takes
 // the three-pass tiled kernels. DDX_GN_CLUSTER=1/2/4/8/16 forces a cluster size where it fits.
-// The cluster path runs its version-2 kernels (one-pass shifted statistics, load overlapped
+// The cluster path runs its one-pass kernels (one-pass shifted statistics, load overlapped
 // with the statistics, fewer instructions per element); DDX_GN_CL_V2=0 (read once per process)
-// selects the first version.
+// selects the two-pass ones.
 // Both paths are deterministic; they differ from each other in the last bits (summation order).
 typedef struct ddx_k_gn_shape {
     int64_t N, S, C, G;
