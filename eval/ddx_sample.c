@@ -59,19 +59,18 @@ static ddx_status check_writable_dir(const char *dir, const char *what) {
 }
 
 // A command-line value the config refused: the same message under the flag the user typed.
-static ddx_status flag_error(ddx_status st, const char *flag, const char *key, const char *val) {
+static ddx_status flag_error(ddx_status st, const char *flag, const char *key) {
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", ddx_last_error());
-    // The config's message leads with where the value came from ("--set KEY=VALUE: ..." or
-    // "KEY: ..."); keep what follows the key.
-    const char *p = strstr(msg, key), *rest = msg;
-    if (p) {
-        p += strlen(key);
-        while (*p && *p != ':') p++;
-        rest = *p ? p + 1 : msg;
-        while (*rest == ' ') rest++;
+    // The config's message names where the value came from and the key ("--set KEY=VALUE: key
+    // 'KEY': ..."); keep what follows the last mention of the key.
+    const char *rest = msg;
+    for (const char *p = strstr(msg, key); p; p = strstr(p + 1, key)) {
+        const char *q = strchr(p, ':');
+        if (q) rest = q + 1;
     }
-    return ddx_errorf(st, "%s %s: %s", flag, val, rest);
+    while (*rest == ' ') rest++;
+    return ddx_errorf(st, "%s: %s", flag, rest);
 }
 
 int main(int argc, char **argv) {
@@ -153,7 +152,7 @@ int main(int argc, char **argv) {
         if (!sets[i].val) continue;
         snprintf(buf, sizeof buf, "%s=%s", sets[i].key, sets[i].val);
         st = ddx_config_set(&cfg, buf);
-        if (st) st = flag_error(st, sets[i].flag, sets[i].key, sets[i].val);
+        if (st) st = flag_error(st, sets[i].flag, sets[i].key);
     }
     if (!st && steps && cfg.sample.sampler == DDX_SAMPLER_DDPM)
         st = ddx_errorf(DDX_E_INPUT, "--steps: DDPM always runs diffusion.timesteps (%d) steps; use --sampler ddim for fewer",
