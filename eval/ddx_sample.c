@@ -3,7 +3,6 @@
 //            [--out grid.png] [--save-dir DIR]
 #include <errno.h>
 #include <float.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,8 +50,9 @@ static double now_s(void) {
 // Output problems are found before minutes of sampling, not after.
 static ddx_status check_writable_dir(const char *dir, const char *what) {
     struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    if (stat(dir, &sb) != 0)
         return ddx_errorf(DDX_E_INPUT, "%s: folder '%s' does not exist; create it or choose another", what, dir);
+    if (!S_ISDIR(sb.st_mode)) return ddx_errorf(DDX_E_INPUT, "%s: '%s' is not a folder; choose a folder", what, dir);
     if (access(dir, W_OK | X_OK) != 0)
         return ddx_errorf(DDX_E_INPUT, "%s: folder '%s' is not writable; choose another", what, dir);
     return DDX_OK;
