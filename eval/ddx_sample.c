@@ -185,7 +185,10 @@ int main(int argc, char **argv) {
     int64_t ck_step = ck.state.step;
     ddx_checkpoint_close(&ck);
     if (!st) st = ddx_schedule_init(&sched, &cfg);
-    const char *g = getenv("DDX_CUDA_GRAPHS");
+    // CUDA graphs as for training: on unless DDX_CUDA_GRAPHS=0, and off under DDX_PROFILE
+    // (which times every op on its own).
+    const char *g = getenv("DDX_CUDA_GRAPHS"), *prof = getenv("DDX_PROFILE");
+    const bool profiling = prof && *prof && strcmp(prof, "0") != 0;
     const ddx_sample_opts so = {
         .sampler = cfg.sample.sampler,
         .steps = cfg.sample.steps,
@@ -193,7 +196,7 @@ int main(int argc, char **argv) {
         .spacing = cfg.sample.spacing,
         .seed = cfg.run.seed,
         .batch = cfg.sample.n < cfg.train.batch_size ? cfg.sample.n : cfg.train.batch_size,
-        .graphs = g && *g ? strcmp(g, "0") != 0 : true,
+        .graphs = !profiling && (g && *g ? strcmp(g, "0") != 0 : true),
     };
     if (!st) st = ddx_sampling_create(model, &sched, &so, dev, &sp);
     int n = cfg.sample.n, S = cfg.model.image_size, C = cfg.model.out_channels;
