@@ -576,7 +576,7 @@ static void conv_shape_dtype(const conv_shape *sh, int bf16, int tf32) {
     conv_run c;
     memset(&c, 0, sizeof c);
     c.bf16 = bf16;
-    ddx_ctx_set_tf32(&c, tf32);
+    c.tf32 = tf32;
     ddx_k_conv_geom *g = &c.g;
     g->N = sh->N, g->H = sh->H, g->W = sh->W, g->Ci = sh->Ci, g->Co = sh->Co, g->KH = sh->KH, g->KW = sh->KW;
     g->stride = sh->stride, g->pad_top = sh->pt, g->pad_left = sh->pl;
