@@ -232,6 +232,8 @@ ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const flo
                           "sampler: the model takes %lld conditioning channels (model.in_channels %d - out_channels %d); "
                           "give the conditioning input",
                           (long long)sp->Cc, cfg->model.in_channels, cfg->model.out_channels);
+    if (y && cfg->model.num_classes <= 0)
+        return ddx_errorf(DDX_E_INPUT, "sampler: labels given to an unconditional model (model.num_classes 0)");
     for (int i = 0; y && i < n; i++)
         if (y[i] < 0 || y[i] >= cfg->model.num_classes)
             return ddx_errorf(DDX_E_INPUT, "sampler: label %d of image %d is not a class of the model (0..%d)", (int)y[i], i,
