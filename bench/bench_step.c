@@ -86,7 +86,7 @@ int ddx_bench_step(int argc, char **argv) {
     ddx_device dev;
     char why[512];
     ddx_trainer tr;
-    if ((st = ddx_trainer_pick_device(cfg.run.device, &dev, why, sizeof why)) || (st = ddx_trainer_init(&tr, &cfg, dev)))
+    if ((st = ddx_device_pick(cfg.run.device, &dev, why, sizeof why, NULL)) || (st = ddx_trainer_init(&tr, &cfg, dev)))
         return step_fail(st);
     if (graphs) ddx_trainer_use_graphs(&tr, !strcmp(graphs, "on"));
     int64_t B = cfg.train.batch_size, S = cfg.model.image_size, C = cfg.model.in_channels;
@@ -118,8 +118,8 @@ int ddx_bench_step(int argc, char **argv) {
     for (int k = -1; k < steps && !st; k++) {
         double t0 = step_now();
         st = ddx_ctx_reset(c);
-        c->grad_enabled = false;
-        c->training = false;
+        ddx_ctx_set_grad(c, false);
+        ddx_ctx_set_training(c, false);
         ddx_tensor *xt = ddx_new(c, DDX_F32, 4, (int64_t[]){sample_batch, S, S, C});   // [M, S, S, C]
         ddx_tensor *tt = ddx_new(c, DDX_F32, 1, (int64_t[]){sample_batch});            // [M]
         ddx_tensor *yt = yy ? ddx_new(c, DDX_I32, 1, (int64_t[]){sample_batch}) : NULL;
@@ -136,7 +136,7 @@ int ddx_bench_step(int argc, char **argv) {
         if (!st && c->cuda) st = ddx_ctx_reset(c);
         if (k >= 0) ms[k] = 1e3 * (step_now() - t0);
     }
-    c->grad_enabled = true;
+    ddx_ctx_set_grad(c, true);
     if (st) return step_fail(st);
     qsort(ms, (size_t)steps, sizeof *ms, cmp_d);
     double fwd_ms = ms[steps / 2];
@@ -150,11 +150,14 @@ int ddx_bench_step(int argc, char **argv) {
     if (dev == DDX_CUDA) {
         float *smp = malloc((size_t)sample_batch * per * sizeof *smp);
         if (!smp) return step_fail(ddx_errorf(DDX_E_NOMEM, "out of host memory"));
+        ddx_sampling *sp = NULL;
+        st = ddx_sampling_create(tr.model, &tr.sched, &so, dev, &sp);
         for (int k = -1; k < druns && !st; k++) {
             double t0 = step_now();
-            st = ddx_diffusion_sample(c, tr.model, &tr.sched, &so, sample_batch, yy, smp, NULL, NULL);
+            st = ddx_sampling_run(sp, sample_batch, yy, NULL, smp, NULL, NULL);
             if (k >= 0) ms[k] = 1e3 * (step_now() - t0) / so.steps;
         }
+        ddx_sampling_free(sp);
         free(smp);
         if (st) return step_fail(st);
         qsort(ms, (size_t)druns, sizeof *ms, cmp_d);

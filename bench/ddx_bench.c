@@ -85,7 +85,7 @@ static bench_result run_conv_acceptance(ddx_ctx *c, int reps, int warmup) {
     for (int64_t i = 0; i < CO; i++) ((float *)bias.data)[i] = 0.1f * rng_uniform();
     for (int64_t i = 0; i < M * KK; i++) A[i] = rng_uniform();
     for (int64_t i = 0; i < CO * KK; i++) Bm[i] = 0.05f * rng_uniform();
-    c->grad_enabled = false;   // inference forward: no tape
+    ddx_ctx_set_grad(c, false);   // inference forward: no tape
     for (int it = -warmup; it < reps; it++) {
         ddx_ctx_reset(c);
         double t0 = now_s();
@@ -110,7 +110,7 @@ static bench_result run_conv_acceptance(ddx_ctx *c, int reps, int warmup) {
         printf("  ratio conv/sgemm = %.3f (target >= 0.50): %s\n", gc / gg, gc / gg >= 0.5 ? "MET" : "BELOW TARGET");
     }
 done:
-    c->grad_enabled = true;
+    ddx_ctx_set_grad(c, true);
     ddx_ctx_reset(c);
     free(x.data), free(w.data), free(bias.data), free(A), free(Bm), free(C), free(tc), free(tg);
     return res;

@@ -3,7 +3,6 @@
 //            [--out grid.png] [--save-dir DIR]
 #include <errno.h>
 #include <float.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +12,10 @@
 #include <unistd.h>
 
 #include "models/checkpoint.h"
+#include "models/device.h"
+#include "models/sampler.h"
 #include "runtime/image.h"
-#include "train/trainer.h"
+#include "runtime/outfile.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -22,7 +23,8 @@ static void usage(FILE *f) {
             "  --config C.yaml        model settings for a checkpoint without a stored config (a converted\n"
             "                         diffusers state dict); otherwise the stored config is used\n"
             "  --sampler ddpm|ddim    default: the config's sample.sampler\n"
-            "  --steps S              DDIM steps (default sample.steps)\n"
+            "  --steps S              DDIM steps (default sample.steps); DDPM always runs all\n"
+            "                         diffusion.timesteps steps, so --steps with ddpm is refused\n"
             "  --eta E                DDIM eta in [0, 1] (default sample.eta)\n"
             "  --n N                  images (default sample.n)\n"
             "  --seed S               noise seed (default run.seed); same seed, same images\n"
@@ -48,11 +50,27 @@ static double now_s(void) {
 // Output problems are found before minutes of sampling, not after.
 static ddx_status check_writable_dir(const char *dir, const char *what) {
     struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    if (stat(dir, &sb) != 0)
         return ddx_errorf(DDX_E_INPUT, "%s: folder '%s' does not exist; create it or choose another", what, dir);
+    if (!S_ISDIR(sb.st_mode)) return ddx_errorf(DDX_E_INPUT, "%s: '%s' is not a folder; choose a folder", what, dir);
     if (access(dir, W_OK | X_OK) != 0)
         return ddx_errorf(DDX_E_INPUT, "%s: folder '%s' is not writable; choose another", what, dir);
     return DDX_OK;
+}
+
+// A command-line value the config refused: the same message under the flag the user typed.
+static ddx_status flag_error(ddx_status st, const char *flag, const char *key) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", ddx_last_error());
+    // The config's message names where the value came from and the key ("--set KEY=VALUE: key
+    // 'KEY': ..."); keep what follows the last mention of the key.
+    const char *rest = msg;
+    for (const char *p = strstr(msg, key); p; p = strstr(p + 1, key)) {
+        const char *q = strchr(p, ':');
+        if (q) rest = q + 1;
+    }
+    while (*rest == ' ') rest++;
+    return ddx_errorf(st, "%s: %s", flag, rest);
 }
 
 int main(int argc, char **argv) {
@@ -107,8 +125,13 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    // Outputs are checked before minutes of sampling, not after.
+    ddx_status st = ddx_output_check(out, "--out");
+    if (!st && save_dir) st = check_writable_dir(save_dir, "--save-dir");
+    if (st) return fail(st);
+
     ddx_checkpoint ck;
-    ddx_status st = ddx_checkpoint_open(ckpt, &ck);
+    st = ddx_checkpoint_open(ckpt, &ck);
     if (st) return fail(st);
     ddx_config cfg;
     if (config) {
@@ -118,64 +141,103 @@ int main(int argc, char **argv) {
     } else {
         st = ddx_errorf(DDX_E_INPUT, "%s: has no stored config; pass --config CONFIG.yaml describing its model", ckpt);
     }
-    // The command-line settings go through the config's own checks (ranges, enum names).
+    // The command-line settings go through the config's own checks (ranges, enum names); an
+    // error names the flag the user typed, not the config key behind it.
     char buf[128];
-    struct { const char *key, *val; } sets[] = {
-        {"sample.sampler", sampler}, {"sample.steps", steps}, {"sample.eta", eta},
-        {"sample.n", n_s}, {"run.seed", seed_s}, {"train.batch_size", batch_s},
+    struct { const char *flag, *key, *val; } sets[] = {
+        {"--sampler", "sample.sampler", sampler}, {"--steps", "sample.steps", steps}, {"--eta", "sample.eta", eta},
+        {"--n", "sample.n", n_s}, {"--seed", "run.seed", seed_s}, {"--batch", "train.batch_size", batch_s},
     };
     for (size_t i = 0; i < sizeof sets / sizeof sets[0] && !st; i++) {
         if (!sets[i].val) continue;
         snprintf(buf, sizeof buf, "%s=%s", sets[i].key, sets[i].val);
         st = ddx_config_set(&cfg, buf);
+        if (st) st = flag_error(st, sets[i].flag, sets[i].key);
     }
+    if (!st && steps && cfg.sample.sampler == DDX_SAMPLER_DDPM)
+        st = ddx_errorf(DDX_E_INPUT, "--steps: DDPM always runs diffusion.timesteps (%d) steps; use --sampler ddim for fewer",
+                        cfg.diffusion.timesteps);
     if (!st) st = ddx_config_validate(&cfg);
     if (!st && !batch_s && cfg.sample.n < cfg.train.batch_size) cfg.train.batch_size = cfg.sample.n;
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", out);
-    if (!st) st = check_writable_dir(dirname(dir), "--out");
-    if (!st && save_dir) st = check_writable_dir(save_dir, "--save-dir");
     if (st) {
         ddx_checkpoint_close(&ck);
         return fail(st);
     }
 
+    // The model for inference: the weights to sample (EMA or not) straight into the VALUE
+    // buffer; no gradient, optimizer or EMA memory.
     ddx_device dev;
     char why[512];
-    ddx_trainer tr;
-    st = ddx_trainer_pick_device(cfg.run.device, &dev, why, sizeof why);
-    if (!st) st = ddx_trainer_init(&tr, &cfg, dev);
-    if (st) {
-        ddx_checkpoint_close(&ck);
-        return fail(st);
+    ddx_param_store ps;
+    ddx_param_store_init(&ps, DDX_CPU);
+    ddx_model *model = NULL;
+    ddx_schedule sched = {0};
+    ddx_sampling *sp = NULL;
+    st = ddx_device_pick(cfg.run.device, &dev, why, sizeof why, NULL);
+    if (!st) {
+        ddx_param_store_init(&ps, dev);
+        st = ddx_model_create(&cfg, &ps, &model);
     }
+    if (!st) st = ddx_param_store_finalize_inference(&ps);
+    if (!st && dev == DDX_CUDA && cfg.run.precision == DDX_PRECISION_BF16) st = ddx_model_set_compute(model, DDX_BF16);
     bool use_ema = !no_ema && (ck.content & DDX_CKPT_EMA);
-    st = ddx_checkpoint_load(&ck, &tr.ps, DDX_CKPT_WEIGHTS | (use_ema ? DDX_CKPT_EMA : 0));
+    if (!st) st = ddx_checkpoint_load_value(&ck, &ps, use_ema);
     int64_t ck_step = ck.state.step;
     ddx_checkpoint_close(&ck);
+    if (!st) st = ddx_schedule_init(&sched, &cfg);
+    // CUDA graphs as for training: on unless DDX_CUDA_GRAPHS=0, and off under DDX_PROFILE
+    // (which times every op on its own).
+    const char *g = getenv("DDX_CUDA_GRAPHS"), *prof = getenv("DDX_PROFILE");
+    const bool profiling = prof && *prof && strcmp(prof, "0") != 0;
+    const ddx_sample_opts so = {
+        .sampler = cfg.sample.sampler,
+        .steps = cfg.sample.steps,
+        .eta = cfg.sample.eta,
+        .spacing = cfg.sample.spacing,
+        .seed = cfg.run.seed,
+        .batch = cfg.sample.n < cfg.train.batch_size ? cfg.sample.n : cfg.train.batch_size,
+        .graphs = !profiling && (g && *g ? strcmp(g, "0") != 0 : true),
+    };
+    if (!st) st = ddx_sampling_create(model, &sched, &so, dev, &sp);
+    int n = cfg.sample.n, S = cfg.model.image_size, C = cfg.model.out_channels;
+    size_t per = (size_t)S * (size_t)S * (size_t)C;
+    float *x = NULL;
+    int32_t *y = NULL;
+    if (!st && !(x = malloc((size_t)n * per * sizeof *x))) st = ddx_errorf(DDX_E_NOMEM, "out of host memory for %d images", n);
+    if (!st && cfg.model.num_classes > 0) {
+        if (!(y = malloc((size_t)n * sizeof *y))) st = ddx_errorf(DDX_E_NOMEM, "out of host memory for %d labels", n);
+        for (int i = 0; y && i < n; i++) y[i] = i % cfg.model.num_classes;   // one class per grid column
+    }
     if (st) {
-        ddx_trainer_free(&tr);
+        free(x);
+        ddx_sampling_free(sp);
+        ddx_schedule_free(&sched);
+        ddx_model_free(model);
+        ddx_param_store_free(&ps);
         return fail(st);
     }
     if (!no_ema && !use_ema) printf("note: %s has no EMA weights; sampling the model weights\n", ckpt);
 
-    int n = cfg.sample.n, S = cfg.model.image_size, C = cfg.model.out_channels;
-    size_t per = (size_t)S * (size_t)S * (size_t)C;
-    float *x = malloc((size_t)n * per * sizeof *x);
-    if (!x) {
-        ddx_trainer_free(&tr);
-        return fail(ddx_errorf(DDX_E_NOMEM, "out of host memory for %d images", n));
-    }
-    int nsteps = cfg.sample.sampler == DDX_SAMPLER_DDIM ? cfg.sample.steps : cfg.diffusion.timesteps;
+    int nsteps = ddx_sampling_steps(sp);
     printf("sampling %d images %dx%dx%d: %s, %d steps%s, seed %llu, %s weights of %s (step %lld), device %s\n", n, S, S, C,
            cfg.sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm", nsteps,
            cfg.sample.sampler == DDX_SAMPLER_DDIM ? (snprintf(buf, sizeof buf, ", eta %g", cfg.sample.eta), buf) : "",
            (unsigned long long)cfg.run.seed, use_ema ? "EMA" : "model", ckpt, (long long)ck_step, ddx_device_name(dev));
     fflush(stdout);
     double t0 = now_s();
-    st = ddx_trainer_sample(&tr, use_ema, n, cfg.run.seed, x);
+    st = ddx_sampling_run(sp, n, y, NULL, x, NULL, NULL);
     double dt = now_s() - t0;
-    ddx_trainer_free(&tr);
+    const double mib = 1.0 / (1024.0 * 1024.0);
+    if (!st)
+        printf("memory (%s): weights %.1f MiB (values only), sampler %.1f MiB (x, inputs, activations); host: images %.1f "
+               "MiB\n",
+               ddx_device_name(dev), (double)ddx_param_store_bytes(&ps) * mib, (double)ddx_sampling_bytes(sp) * mib,
+               (double)((size_t)n * per * sizeof *x) * mib);
+    free(y);
+    ddx_sampling_free(sp);
+    ddx_schedule_free(&sched);
+    ddx_model_free(model);
+    ddx_param_store_free(&ps);
     if (st) {
         free(x);
         return fail(st);

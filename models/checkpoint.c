@@ -226,7 +226,7 @@ static const char *shape_text(int ndim, const int64_t *s, char *buf, size_t n) {
     return buf;
 }
 
-ddx_status ddx_checkpoint_load(const ddx_checkpoint *ck, ddx_param_store *ps, int want) {
+static ddx_status load_parts(const ddx_checkpoint *ck, ddx_param_store *ps, int want, bool ema_to_value) {
     if ((want & ck->content) != want) {
         const char *missing = (want & ~ck->content) & DDX_CKPT_ADAM ? "the optimizer state (adam_m/, adam_v/)"
                               : (want & ~ck->content) & DDX_CKPT_EMA ? "EMA weights (ema/)"
@@ -303,9 +303,25 @@ ddx_status ddx_checkpoint_load(const ddx_checkpoint *ck, ddx_param_store *ps, in
             }
     }
     for (int p = 0; p < N_PARTS && !s; p++)
-        if (want & k_part[p]) s = ddx_memcpy(ps->buf[k_buf[p]], ps->device, host + (size_t)p * numel, DDX_CPU, numel * sizeof *host);
+        if (want & k_part[p]) {
+            const ddx_param_buf b = ema_to_value && k_part[p] == DDX_CKPT_EMA ? DDX_PBUF_VALUE : k_buf[p];
+            if (!ps->buf[b]) {
+                s = ddx_errorf(DDX_E_INTERNAL, "%s: the parameter store has no buffer for %s", ck->path,
+                               p ? k_prefix[p] : "the weights");
+                break;
+            }
+            s = ddx_memcpy(ps->buf[b], ps->device, host + (size_t)p * numel, DDX_CPU, numel * sizeof *host);
+        }
 out:
     free(seen);
     free(host);
     return s;
+}
+
+ddx_status ddx_checkpoint_load(const ddx_checkpoint *ck, ddx_param_store *ps, int want) {
+    return load_parts(ck, ps, want, false);
+}
+
+ddx_status ddx_checkpoint_load_value(const ddx_checkpoint *ck, ddx_param_store *ps, bool ema) {
+    return load_parts(ck, ps, ema ? DDX_CKPT_EMA : DDX_CKPT_WEIGHTS, true);
 }

@@ -57,6 +57,10 @@ void ddx_checkpoint_close(ddx_checkpoint *ck);
 // A missing or wrong-shaped parameter, or a tensor the model does not have: DDX_E_INPUT naming
 // the file and the tensor; the store is left untouched. Legacy diffusers names are accepted.
 ddx_status ddx_checkpoint_load(const ddx_checkpoint *ck, ddx_param_store *ps, int want);
+// For inference: loads the model weights, or with ema the EMA weights (ema/<name>), into ps's
+// VALUE buffer, the only one an inference store has (ddx_param_store_finalize_inference).
+// The same checks as ddx_checkpoint_load.
+ddx_status ddx_checkpoint_load_value(const ddx_checkpoint *ck, ddx_param_store *ps, bool ema);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,7 @@
 // The diffusion process: noise schedules (computed in double), the training loss and the
-// DDPM / DDIM samplers. Per-step coefficients are computed here on the host; the per-element
-// work is one fused op each (ddx_q_sample, ddx_sampler_step), so both devices run the same code.
+// DDPM / DDIM timesteps and update coefficients (the sampling loop: models/sampler.h).
+// Per-step coefficients are computed here on the host; the per-element work is one fused op
+// each (ddx_q_sample, ddx_sampler_step), so both devices run the same code.
 #ifndef DDX_DIFFUSION_H
 #define DDX_DIFFUSION_H
 
@@ -55,28 +56,6 @@ int ddx_sampler_timesteps(const ddx_schedule *s, ddx_sampler sampler, int steps,
 // posterior variance (fixedsmall); x0 clipped to [-1, 1]. DDIM: eta in [0, 1], x0 clipped.
 // key is left zero; the caller sets it.
 ddx_sampler_step_params ddx_sampler_coefs(const ddx_schedule *s, ddx_sampler sampler, int t, int t_prev, double eta);
-
-typedef struct ddx_sample_opts {
-    ddx_sampler sampler;
-    int steps;               // DDIM steps (DDPM ignores it: T steps)
-    double eta;
-    ddx_spacing spacing;
-    uint64_t seed;
-    int batch;               // images per forward pass
-    // CUDA only: one denoising step (model forward + sampler_step) is captured into a CUDA
-    // graph per batch and replayed for the later timesteps, with each timestep's t, sampler
-    // coefficients and noise key written into device memory before the launch. The same
-    // images bit for bit; off (or a failed capture) runs every step eagerly.
-    bool graphs;
-} ddx_sample_opts;
-
-// Draws n images into out (host f32 [n,H,W,C], n*H*W*C floats). Sample i uses the noise keyed
-// by (seed, DDX_RNG_STREAM_SAMPLER, step k, offset i*H*W*C) (x_T: step 0; update k: step k), so
-// it is the same whatever the batch size and device. y: n labels or NULL. The context is reset
-// before and between steps (its tape is off during sampling). progress may be NULL.
-ddx_status ddx_diffusion_sample(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o,
-                                int n, const int32_t *y, float *out, void (*progress)(int done, int total, void *arg),
-                                void *arg);
 
 #ifdef __cplusplus
 }

@@ -160,6 +160,13 @@ void ddx_ctx_free(ddx_ctx *c) {
     memset(c, 0, sizeof *c);
 }
 
+void ddx_ctx_set_grad(ddx_ctx *c, bool on) { c->grad_enabled = on; }
+void ddx_ctx_set_training(ddx_ctx *c, bool on) { c->training = on; }
+void ddx_ctx_set_tf32(ddx_ctx *c, bool on) { c->tf32 = on; }
+void ddx_ctx_set_seed(ddx_ctx *c, uint64_t seed) { c->seed = seed; }
+void ddx_ctx_set_step(ddx_ctx *c, uint64_t step) { c->step = step; }
+void ddx_ctx_set_step_dev(ddx_ctx *c, const uint32_t *step_dev) { c->step_dev = step_dev; }
+
 ddx_status ddx_ctx_reset(ddx_ctx *c) {
     if (c->cuda) DDX_TRY(ddx_cuda_sync(c->cuda));
     if (g_npend) prof_flush();

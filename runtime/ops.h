@@ -159,6 +159,19 @@ void ddx_ctx_free(ddx_ctx *c);
 // Clears the tape and the activation arena (keeps the memory), rng_calls = 0.
 ddx_status ddx_ctx_reset(ddx_ctx *c);
 ddx_status ddx_ctx_status(const ddx_ctx *c);
+// The context's mode flags, set only through these (the ops read the fields).
+// grad: record the tape (off for inference: no tape, no saved tensors).
+void ddx_ctx_set_grad(ddx_ctx *c, bool on);
+// training: dropout active.
+void ddx_ctx_set_training(ddx_ctx *c, bool on);
+// tf32: CUDA f32 convs may use the TF32 tensor cores (linears stay fp32 SGEMM; the CPU ignores it).
+void ddx_ctx_set_tf32(ddx_ctx *c, bool on);
+// The run seed and the training step that key dropout noise.
+void ddx_ctx_set_seed(ddx_ctx *c, uint64_t seed);
+void ddx_ctx_set_step(ddx_ctx *c, uint64_t step);
+// CUDA graphs: the device step word the context's Philox-keyed ops read instead of `step`
+// while a step is captured; NULL turns it off (ddx_ctx_reset does too).
+void ddx_ctx_set_step_dev(ddx_ctx *c, const uint32_t *step_dev);
 // Records `st` (with the current error message) as the sticky status if none is set yet.
 void ddx_ctx_fail(ddx_ctx *c, ddx_status st);
 

@@ -268,17 +268,28 @@ ddx_tensor *ddx_param_add(ddx_param_store *s, const char *name, int ndim, const 
     return &p->value;
 }
 
-ddx_status ddx_param_store_finalize(ddx_param_store *s) {
+ddx_status ddx_param_store_finalize(ddx_param_store *s) { return ddx_param_store_finalize_bufs(s, DDX_PBUF_COUNT); }
+
+ddx_status ddx_param_store_finalize_inference(ddx_param_store *s) { return ddx_param_store_finalize_bufs(s, 1); }
+
+size_t ddx_param_store_bytes(const ddx_param_store *s) {
+    size_t n = 0;
+    for (int b = 0; b < DDX_PBUF_COUNT; b++)
+        if (s->buf[b]) n += (s->numel ? s->numel : 1) * sizeof(float);
+    return n;
+}
+
+ddx_status ddx_param_store_finalize_bufs(ddx_param_store *s, int nbufs) {
     if (s->finalized) return ddx_errorf(DDX_E_INTERNAL, "parameter store finalized twice");
     size_t bytes = (s->numel ? s->numel : 1) * sizeof(float);
-    for (int b = 0; b < DDX_PBUF_COUNT; b++) {
+    for (int b = 0; b < nbufs && b < DDX_PBUF_COUNT; b++) {
         DDX_TRY(ddx_dev_alloc(s->device, bytes, (void **)&s->buf[b]));
         DDX_TRY(ddx_dev_memset(s->device, s->buf[b], 0, bytes));
     }
     for (size_t i = 0; i < s->n_params; i++) {
         ddx_param *p = s->params[i];
         p->value.data = s->buf[DDX_PBUF_VALUE] + p->offset;
-        p->grad.data = s->buf[DDX_PBUF_GRAD] + p->offset;
+        p->grad.data = s->buf[DDX_PBUF_GRAD] ? s->buf[DDX_PBUF_GRAD] + p->offset : NULL;
     }
     s->finalized = true;
     return DDX_OK;

@@ -118,6 +118,12 @@ void ddx_param_store_init(ddx_param_store *s, ddx_device dev);
 // Returns the parameter's value tensor (data NULL until finalize; the pointer stays valid).
 ddx_tensor *ddx_param_add(ddx_param_store *s, const char *name, int ndim, const int64_t *shape);
 ddx_status ddx_param_store_finalize(ddx_param_store *s);   // allocates and zeroes all buffers
+// Inference: only the VALUE buffer (no gradient, Adam or EMA memory); the grads stay NULL.
+ddx_status ddx_param_store_finalize_inference(ddx_param_store *s);
+// The first nbufs buffers of ddx_param_buf (1: VALUE only; DDX_PBUF_COUNT: all).
+ddx_status ddx_param_store_finalize_bufs(ddx_param_store *s, int nbufs);
+// Bytes of the buffers allocated on the store's device.
+size_t ddx_param_store_bytes(const ddx_param_store *s);
 ddx_param *ddx_param_find(ddx_param_store *s, const char *name);
 void ddx_param_store_free(ddx_param_store *s);
 // Parameter count (real elements, not padding).

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "models/diffusion.h"
+#include "models/sampler.h"
 #include "models/model_impl.h"
 #include "runtime/cuda.h"
 #include "runtime/op_impl.h"
@@ -201,9 +202,9 @@ static void test_bad_inputs(ddx_ctx *c) {
     expect_error(c, ddx_q_sample(c, x0, cf, k), DDX_E_INPUT, "q_sample coef [2,1]", "coef");
     x0 = mk(c, 4, s4, NULL, 1.0), cf = mk(c, 2, c2, NULL, 1.0);
     x0->requires_grad = true;
-    c->grad_enabled = true;
+    ddx_ctx_set_grad(c, true);
     expect_error(c, ddx_q_sample(c, x0, cf, k), DDX_E_INPUT, "q_sample on an input needing grad", "no backward");
-    c->grad_enabled = false;
+    ddx_ctx_set_grad(c, false);
     ddx_tensor *a = mk(c, 4, s4, NULL, 1.0), *b = mk(c, 4, s4b, NULL, 1.0);
     ddx_sampler_step_params p = {.a = 1, .g = 1, .c = 1};
     expect_error(c, ddx_sampler_step(c, a, b, &p), DDX_E_INPUT, "sampler_step shape mismatch", "same shape");
@@ -459,6 +460,16 @@ static void test_loss(ddx_ctx *c) {
     ddx_model_free(m);
 }
 
+// n images through a sampler made for the call (models/sampler.h).
+static ddx_status sample_n(ddx_device dev, const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o, int n,
+                           float *out) {
+    ddx_sampling *sp = NULL;
+    ddx_status st = ddx_sampling_create(m, s, o, dev, &sp);
+    if (st == DDX_OK) st = ddx_sampling_run(sp, n, NULL, NULL, out, NULL, NULL);
+    ddx_sampling_free(sp);
+    return st;
+}
+
 // Reference loop: the sampler's keying spelled out, in double.
 static void ref_sample(const ddx_schedule *s, const ddx_sample_opts *o, int n, int64_t hwc, double *out) {
     int *ts = malloc((size_t)s->T * sizeof *ts);
@@ -504,14 +515,14 @@ static void test_sample_loop(ddx_ctx *c) {
                              .spacing = cfgs[j].sp, .seed = 31337, .batch = 2};
         float a[5 * 18], b[5 * 18], d[5 * 18];
         double ref[5 * 18];
-        c->grad_enabled = true;
-        ddx_status st = ddx_diffusion_sample(c, m, &s, &o, n, NULL, a, NULL, NULL);
+        ddx_ctx_set_grad(c, true);
+        ddx_status st = sample_n(DDX_CPU, m, &s, &o, n, a);
         CHECK(st == DDX_OK, "%s: %s", cfgs[j].name, ddx_last_error());
-        CHECK(c->grad_enabled, "%s: sampling did not restore grad_enabled", cfgs[j].name);
+        CHECK(c->grad_enabled, "%s: sampling changed the caller's context", cfgs[j].name);
         o.batch = 3;
-        st = ddx_diffusion_sample(c, m, &s, &o, n, NULL, b, NULL, NULL);
+        st = sample_n(DDX_CPU, m, &s, &o, n, b);
         o.batch = 5;
-        if (st == DDX_OK) st = ddx_diffusion_sample(c, m, &s, &o, n, NULL, d, NULL, NULL);
+        if (st == DDX_OK) st = sample_n(DDX_CPU, m, &s, &o, n, d);
         CHECK(st == DDX_OK && memcmp(a, b, sizeof a) == 0 && memcmp(a, d, sizeof a) == 0,
               "%s: batch 2 / 3 / 5 give different samples", cfgs[j].name);
         ref_sample(&s, &o, n, hwc, ref);
@@ -526,17 +537,17 @@ static void test_sample_loop(ddx_ctx *c) {
     make_schedule(&s, 0, DDX_PARAMETERIZATION_EPS, DDX_VARIANCE_FIXEDLARGE, 100);
     ddx_sample_opts o = {.sampler = DDX_SAMPLER_DDIM, .steps = 101, .batch = 2};
     float buf[18];
-    CHECK(ddx_diffusion_sample(c, m, &s, &o, 1, NULL, buf, NULL, NULL) == DDX_E_INPUT && strstr(ddx_last_error(), "steps"),
+    CHECK(sample_n(DDX_CPU, m, &s, &o, 1, buf) == DDX_E_INPUT && strstr(ddx_last_error(), "steps"),
           "DDIM 101 steps of T=100: %s", ddx_last_error());
     o.steps = 10, o.batch = 0;
-    CHECK(ddx_diffusion_sample(c, m, &s, &o, 1, NULL, buf, NULL, NULL) == DDX_E_INPUT, "batch 0 accepted");
+    CHECK(sample_n(DDX_CPU, m, &s, &o, 1, buf) == DDX_E_INPUT, "batch 0 accepted");
     ddx_schedule_free(&s);
-    c->grad_enabled = false;
+    ddx_ctx_set_grad(c, false);
     ddx_model_free(m);
 }
 
 // ---- a real tiny network -------------------------------------------------------------------------
-static void test_real_model(ddx_ctx *c) {
+static void test_real_model(void) {
     for (int type = 0; type < 2; type++) {
         ddx_config cfg;
         ddx_config_defaults(&cfg);
@@ -571,12 +582,12 @@ static void test_real_model(ddx_ctx *c) {
         ddx_sample_opts o = {.sampler = DDX_SAMPLER_DDIM, .steps = 5, .eta = 1.0, .seed = 8, .batch = 2};
         enum { NS = 3, PER = 8 * 8 * 3 };
         float *a = malloc(NS * PER * sizeof *a), *b = malloc(NS * PER * sizeof *b), *d = malloc(NS * PER * sizeof *d);
-        st = ddx_diffusion_sample(c, m, &s, &o, NS, NULL, a, NULL, NULL);
+        st = sample_n(DDX_CPU, m, &s, &o, NS, a);
         CHECK(st == DDX_OK, "%s sample: %s", nm, ddx_last_error());
-        if (st == DDX_OK) st = ddx_diffusion_sample(c, m, &s, &o, NS, NULL, b, NULL, NULL);
+        if (st == DDX_OK) st = sample_n(DDX_CPU, m, &s, &o, NS, b);
         CHECK(st == DDX_OK && memcmp(a, b, NS * PER * sizeof *a) == 0, "%s: the same seed gave different bytes", nm);
         o.batch = 3;
-        if (st == DDX_OK) st = ddx_diffusion_sample(c, m, &s, &o, NS, NULL, d, NULL, NULL);
+        if (st == DDX_OK) st = sample_n(DDX_CPU, m, &s, &o, NS, d);
         // A network may batch its GEMMs differently for 2 and 3 images (BLAS blocking), so
         // equality is to fp32 rounding rather than bytes.
         double worst = 0;
@@ -589,7 +600,7 @@ static void test_real_model(ddx_ctx *c) {
         CHECK(st == DDX_OK && finite && worst <= 1e-4, "%s: batch 2 vs 3 samples differ by %.3g (or non-finite)", nm, worst);
         printf("  %s: DDIM 5 steps, 3 samples: batch 2 vs 3 max |diff| %.3g\n", nm, worst);
         o.sampler = DDX_SAMPLER_DDPM;
-        st = ddx_diffusion_sample(c, m, &s, &o, 1, NULL, a, NULL, NULL);
+        st = sample_n(DDX_CPU, m, &s, &o, 1, a);
         CHECK(st == DDX_OK, "%s DDPM sample: %s", nm, ddx_last_error());
         free(a);
         free(b);
@@ -612,15 +623,15 @@ static void test_cuda_matches_cpu(ddx_ctx *cpu) {
         CHECK(0, "CUDA ctx init: %s", ddx_last_error());
         return;
     }
-    g.grad_enabled = false;
+    ddx_ctx_set_grad(&g, false);
     ddx_model *m = fake_model(4, 3);
     ddx_schedule s;
     make_schedule(&s, 0, DDX_PARAMETERIZATION_EPS, DDX_VARIANCE_FIXEDLARGE, 100);
     for (int smp = 0; smp < 2; smp++) {
         ddx_sample_opts o = {.sampler = smp ? DDX_SAMPLER_DDIM : DDX_SAMPLER_DDPM, .steps = 10, .eta = 0.5, .seed = 4, .batch = 3};
         float a[5 * 48], b[5 * 48];
-        ddx_status st = ddx_diffusion_sample(cpu, m, &s, &o, 5, NULL, a, NULL, NULL);
-        if (st == DDX_OK) st = ddx_diffusion_sample(&g, m, &s, &o, 5, NULL, b, NULL, NULL);
+        ddx_status st = sample_n(DDX_CPU, m, &s, &o, 5, a);
+        if (st == DDX_OK) st = sample_n(DDX_CUDA, m, &s, &o, 5, b);
         CHECK(st == DDX_OK, "CUDA sample: %s", ddx_last_error());
         // The diffusion ops are bit-identical across devices; the stand-in model's scale/add
         // may round differently (FMA), which the sampler carries through its steps.
@@ -657,7 +668,7 @@ int main(void) {
         printf("ctx init: %s\n", ddx_last_error());
         return 1;
     }
-    c.grad_enabled = false;
+    ddx_ctx_set_grad(&c, false);
     test_randn(&c);
     test_q_sample(&c);
     test_sampler_step(&c);
@@ -667,7 +678,7 @@ int main(void) {
     test_steps_vs_diffusers(&c);
     test_loss(&c);
     test_sample_loop(&c);
-    test_real_model(&c);
+    test_real_model();
     test_cuda_matches_cpu(&c);
     free(seen_x);
     free(seen_t);

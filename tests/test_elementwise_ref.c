@@ -138,9 +138,9 @@ static void test_dropout(ddx_ctx *c) {
     const float ps[2] = {0.1f, 0.5f};
     for (int k = 0; k < 2; k++) {
         const float p = ps[k], scale = 1.0f / (1.0f - p);
-        c->training = true;
-        c->seed = 1234;
-        c->step = 7;
+        ddx_ctx_set_training(c, true);
+        ddx_ctx_set_seed(c, 1234);
+        ddx_ctx_set_step(c, 7);
         ddx_ctx_reset(c);
         ddx_tensor *x = mk(c, 1, (int64_t[]){DROP_N}, xs, true);
         ddx_tensor *y = run_dropout(c, x, p);
@@ -194,7 +194,7 @@ static void test_dropout(ddx_ctx *c) {
               (double)p, got, want);
 
         // Different step -> different mask.
-        c->step = 8;
+        ddx_ctx_set_step(c, 8);
         ddx_ctx_reset(c);
         x = mk(c, 1, (int64_t[]){DROP_N}, xs, false);
         ddx_tensor *yc = run_dropout(c, x, p);
@@ -208,16 +208,16 @@ static void test_dropout(ddx_ctx *c) {
     // Identity cases return the input itself and record nothing.
     ddx_ctx_reset(c);
     ddx_tensor *x = mk(c, 1, (int64_t[]){5}, NULL, true);
-    c->training = false;
+    ddx_ctx_set_training(c, false);
     CHECK(ddx_dropout(c, x, 0.5f) == x && c->n_nodes == 0, "dropout: identity when not training");
-    c->training = true;
+    ddx_ctx_set_training(c, true);
     CHECK(ddx_dropout(c, x, 0.0f) == x && c->n_nodes == 0 && c->rng_calls == 0, "dropout: identity for p = 0");
     ddx_tensor *yz = ddx_dropout(c, x, 1.0f);
     bool zeros = yz != NULL;
     for (int i = 0; zeros && i < 5; i++) zeros = ddx_f32c(yz)[i] == 0.0f;
     CHECK(zeros, "dropout: p = 1 gives zeros");
     CHECK(expect_error(c, ddx_dropout(c, x, 1.5f), DDX_E_INPUT, "p must be"), "dropout: p > 1 rejected");
-    c->training = false;
+    ddx_ctx_set_training(c, false);
 }
 
 // ---- bad inputs -----------------------------------------------------------------------------

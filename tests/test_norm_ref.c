@@ -93,7 +93,7 @@ static ddx_ctx *ctx_new(void) {
         printf("FAIL ctx init: %s\n", ddx_last_error());
         return NULL;
     }
-    c.grad_enabled = true;
+    ddx_ctx_set_grad(&c, true);
     return &c;
 }
 

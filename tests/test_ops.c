@@ -199,10 +199,10 @@ static void run_case(ddx_ctx *c, const ddx_op_case *tc, host_input *hin, const f
     memset(res, 0, sizeof *res);
     ddx_status st = ddx_ctx_reset(c);
     if (st != DDX_OK) return fail_result(res, st, "ctx reset");
-    c->training = tc->training;
-    c->tf32 = tc->tf32;   // only CUDA kernels read it
-    c->seed = 1234;
-    c->step = 7;
+    ddx_ctx_set_training(c, tc->training);
+    ddx_ctx_set_tf32(c, tc->tf32);   // only CUDA kernels read it
+    ddx_ctx_set_seed(c, 1234);
+    ddx_ctx_set_step(c, 7);
     ddx_tensor *in[DDX_MAX_INPUTS] = {0};
     void *hostb[DDX_MAX_INPUTS] = {0};
     size_t nb[DDX_MAX_INPUTS] = {0};
@@ -618,11 +618,11 @@ static ddx_status perf_inputs_make(ddx_ctx *c, const ddx_op_case *tc, const host
 // Resets the context for one run: the case's flags, no stale gradients (they lived in the arena).
 static ddx_status perf_begin(ddx_ctx *c, const ddx_op_case *tc, perf_inputs *pi, bool taped) {
     ddx_status st = ddx_ctx_reset(c);
-    c->grad_enabled = taped;
-    c->training = tc->training;
-    c->tf32 = tc->tf32;
-    c->seed = 1234;
-    c->step = 7;
+    ddx_ctx_set_grad(c, taped);
+    ddx_ctx_set_training(c, tc->training);
+    ddx_ctx_set_tf32(c, tc->tf32);
+    ddx_ctx_set_seed(c, 1234);
+    ddx_ctx_set_step(c, 7);
     for (int i = 0; i < DDX_MAX_INPUTS; i++) {
         pi->t[i].grad = NULL;
         pi->t[i].requires_grad = taped && tc->in[i].grad;

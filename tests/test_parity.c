@@ -302,7 +302,7 @@ static void run_case(const ddx_st_file *f, const pcase *pc) {
         return;
     }
     c.act.debug = true;   // NaN-poisoned outputs and guard bytes: an unwritten element cannot pass
-    c.grad_enabled = true;
+    ddx_ctx_set_grad(&c, true);
 
     ddx_tensor *in[MAX_IN] = {0};
     bool loaded = true;

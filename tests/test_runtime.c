@@ -102,10 +102,10 @@ static void test_tape(void) {
 
     // No tape without grad.
     CHECK(ddx_ctx_reset(&c) == DDX_OK, "reset");
-    c.grad_enabled = false;
+    ddx_ctx_set_grad(&c, false);
     ddx_tensor *z = ddx_silu(&c, p);
     CHECK(z && !z->requires_grad && c.n_nodes == 0, "grad disabled records nothing");
-    c.grad_enabled = true;
+    ddx_ctx_set_grad(&c, true);
 
     // Sticky errors: a bad op makes every later op return NULL; the first message survives.
     ddx_tensor *a = ddx_new(&c, DDX_F32, 2, (int64_t[]){2, 3});

@@ -9,6 +9,8 @@
 #     a batch larger than the data set leaves no run folder; stale checkpoint temp files are
 #     swept on resume; a diverging run stops naming its last good (finite) checkpoint; a failed
 #     log write stops the run after a checkpoint with no cut line; out of memory names the keys.
+#   - ddx-sample refuses a device node or FIFO as --out, a file as --save-dir, --steps with
+#     ddpm and bad values before sampling, naming the flag typed.
 #   test_train.sh PATH/TO/ddx-train PATH/TO/ddx-sample
 set -u
 train=$1 sample=$2
@@ -130,6 +132,31 @@ expect2 "last.safetensors" "$sample" --checkpoint "$ck" --config "$tmp/other.yam
 expect2 "model.ch" "$train" "$tmp/other.yaml" --resume "$tmp/fake"
 expect2 "--out" "$sample" --checkpoint "$ck" --out /etc/passwd/x/grid.png
 expect2 "no_run" "$train" --resume "$tmp/no_run"
+# ddx-sample refuses bad outputs and values before it loads or samples anything, naming the
+# flag the user typed.
+expect_early() {   # NAME CMD...: exit 2 naming NAME, and no "sampling" line (nothing was drawn)
+    local name=$1
+    expect2 "$@"
+    grep -q "^sampling" "$tmp/o" && bad "$*: sampled before refusing" || ok
+}
+expect_early "--out" "$sample" --checkpoint "$ck" --out /dev/null
+[ -c /dev/null ] && ok || bad "--out /dev/null replaced the device node"
+mkfifo "$tmp/fifo"
+expect_early "--out" "$sample" --checkpoint "$ck" --out "$tmp/fifo"
+[ -p "$tmp/fifo" ] && ok || bad "--out FIFO replaced the FIFO"
+expect_early "--save-dir" "$sample" --checkpoint "$ck" --save-dir "$cfg"
+expect_early "--steps" "$sample" --checkpoint "$ck" --sampler ddpm --steps 10
+grep -q "DDPM always runs" "$tmp/e" && ok || bad "--steps with ddpm: $(cat "$tmp/e")"
+expect_early "--n" "$sample" --checkpoint "$ck" --n abc
+grep -q "sample\.n" "$tmp/e" && bad "--n error names the config key: $(cat "$tmp/e")" || ok
+expect_early "--steps" "$sample" --checkpoint "$ck" --steps 0
+# Without a GPU the banner says so in words, and that the run goes on on the CPU.
+"$train" "$cfg" --set run.device=auto --set train.total_steps=1 --set train.warmup_steps=0 --set run.out_dir="$tmp/out3" \
+    >"$tmp/o" 2>&1
+if grep -q "^device: cuda" "$tmp/o"; then ok; else
+    grep -q "^device: cpu (no GPU found (.*); training on the CPU)$" "$tmp/o" && ! grep -q "cudaGetDeviceCount" "$tmp/o" && ok ||
+        bad "no-GPU banner: $(grep '^device' "$tmp/o")"
+fi
 [ "$(md5sum "$ck" | cut -d' ' -f1)" = "$sum_before" ] && ok || bad "a failed command changed the checkpoint"
 # 6. A batch larger than the data set: exit 2 before any run folder exists.
 expect2 "train.batch_size" "$train" "$cfg" --set train.batch_size=100000 --set run.out_dir="$tmp/never2"

@@ -324,8 +324,8 @@ static void test_parity(const char *variant, const ddx_config *cfg, int64_t n_pa
         return;
     }
     c.act.debug = true;   // NaN-poisoned activations and guard bytes
-    c.grad_enabled = true;
-    c.training = true;    // dropout 0: the training path must still be the identity
+    ddx_ctx_set_grad(&c, true);
+    ddx_ctx_set_training(&c, true);    // dropout 0: the training path must still be the identity
 
     ddx_tensor *x = ddx_new(&c, DDX_F32, 4, (int64_t[]){N, S, S, Ci});    // [N, H, W, Ci]
     ddx_tensor *noise = ddx_new(&c, DDX_F32, 4, (int64_t[]){N, S, S, Co}); // [N, H, W, Co]
@@ -518,7 +518,7 @@ static void test_odd_sizes(void) {
         return;
     }
     c.act.debug = true;
-    c.grad_enabled = false;
+    ddx_ctx_set_grad(&c, false);
     const int64_t sizes[][2] = {{12, 12}, {12, 20}, {4, 4}};
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
         const int64_t H = sizes[si][0], W = sizes[si][1];
@@ -639,7 +639,7 @@ static void test_bad_config(void) {
     if (!m) return;
     ddx_ctx c;
     if (ddx_ctx_init(&c, DDX_CPU, (size_t)2 << 20) == DDX_OK) {
-        c.grad_enabled = false;
+        ddx_ctx_set_grad(&c, false);
         ddx_tensor *x = ddx_new(&c, DDX_F32, 4, (int64_t[]){1, 8, 8, 1});
         ddx_tensor *t = ddx_new(&c, DDX_F32, 1, (int64_t[]){1});
         memset(x->data, 0, ddx_nbytes(x));

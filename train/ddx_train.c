@@ -628,7 +628,8 @@ int main(int argc, char **argv) {
     // folder exists, so a failed start leaves nothing behind.
     ddx_device dev;
     char why[512];
-    st = ddx_trainer_pick_device(cfg->run.device, &dev, why, sizeof why);
+    bool cpu_fallback = false;
+    st = ddx_device_pick(cfg->run.device, &dev, why, sizeof why, &cpu_fallback);
     if (!st) st = ddx_dataset_load(cfg, &r.data);
     if (!st && cfg->train.batch_size > r.data.n)
         st = ddx_errorf(DDX_E_INPUT, "train.batch_size %d is larger than the data set (%lld images): lower train.batch_size",
@@ -710,7 +711,7 @@ int main(int argc, char **argv) {
     printf("---- resolved config ----\n");
     ddx_config_emit(cfg, stdout);
     printf("-------------------------\n");
-    printf("device: %s (%s)\n", ddx_device_name(dev), why);
+    printf("device: %s (%s%s)\n", ddx_device_name(dev), why, cpu_fallback ? "; training on the CPU" : "");
     printf("data: %s\n", r.data.desc);
     printf("model: %s, %zu parameters\n", cfg->model.type == DDX_MODEL_TYPE_UNET_DDPM ? "unet_ddpm" : "unet_plain",
            ddx_param_count(&r.tr.ps));

@@ -5,6 +5,7 @@
 
 #include "ddx_config.h"
 #include "runtime/cuda.h"
+#include "runtime/graph.h"
 #include "runtime/philox.h"
 #include "train/trainer.h"
 
@@ -24,44 +25,6 @@ static void graphs_off(const char *why) {
     fprintf(stderr, "ddx: CUDA graphs off: %s; running the eager step\n", why);
 }
 
-ddx_status ddx_trainer_pick_device(ddx_run_device want, ddx_device *out, char *why, size_t why_n) {
-    char tmp[16];
-    if (!why) why = tmp, why_n = sizeof tmp;
-    *out = DDX_CPU;
-    if (want == DDX_RUN_DEVICE_CPU) {
-        snprintf(why, why_n, "run.device: cpu");
-        return DDX_OK;
-    }
-    bool gpu = ddx_cuda_available();
-    if (!gpu) {
-        if (want == DDX_RUN_DEVICE_CUDA)
-            return ddx_errorf(DDX_E_INPUT, "run.device: cuda, but %s; use run.device: auto or cpu", ddx_cuda_describe());
-        snprintf(why, why_n, "no GPU (%s)", ddx_cuda_describe());
-        return DDX_OK;
-    }
-    // A run must not stop at its first op without a kernel: auto stays on the CPU until the CUDA
-    // backend covers every op.
-    char missing[256] = "";
-    size_t k = 0;
-    int n_missing = 0;
-    for (int op = 0; op < DDX_OP_COUNT; op++) {
-        if (ddx_cuda_ops[op].fwd && (ddx_cuda_ops[op].bwd || !ddx_op_differentiable((ddx_op)op))) continue;
-        if (n_missing++ < 6 && k < sizeof missing)
-            k += (size_t)snprintf(missing + k, sizeof missing - k, "%s%s", k ? ", " : "", ddx_op_name((ddx_op)op));
-    }
-    if (n_missing) {
-        if (want == DDX_RUN_DEVICE_CUDA)
-            return ddx_errorf(DDX_E_INPUT, "run.device: cuda, but %d ops have no CUDA kernel yet (%s%s); use run.device: cpu",
-                              n_missing, missing, n_missing > 6 ? ", ..." : "");
-        snprintf(why, why_n, "%s present, but %d ops have no CUDA kernel yet (%s%s)", ddx_cuda_describe(), n_missing, missing,
-                 n_missing > 6 ? ", ..." : "");
-        return DDX_OK;
-    }
-    *out = DDX_CUDA;
-    snprintf(why, why_n, "%s", ddx_cuda_describe());
-    return DDX_OK;
-}
-
 ddx_status ddx_trainer_init(ddx_trainer *t, const ddx_config *cfg, ddx_device dev) {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
@@ -78,11 +41,11 @@ ddx_status ddx_trainer_init(ddx_trainer *t, const ddx_config *cfg, ddx_device de
         ddx_trainer_free(t);
         return st;
     }
-    t->ctx.seed = cfg->run.seed;
+    ddx_ctx_set_seed(&t->ctx, cfg->run.seed);
     // The CPU is the fp32 reference whatever run.precision says. On the GPU, bf16 makes the
     // model compute in bf16 (set above); tf32 keeps f32 tensors and lets convs and linears
     // use the TF32 tensor cores.
-    t->ctx.tf32 = dev == DDX_CUDA && cfg->run.precision == DDX_PRECISION_TF32;
+    ddx_ctx_set_tf32(&t->ctx, dev == DDX_CUDA && cfg->run.precision == DDX_PRECISION_TF32);
     t->optim = ddx_optim_cfg_from(cfg);
     t->batch_elems = (size_t)cfg->train.batch_size * (size_t)cfg->model.image_size * (size_t)cfg->model.image_size *
                      (size_t)cfg->model.in_channels;
@@ -121,6 +84,7 @@ ddx_status ddx_trainer_stats_reset(ddx_trainer *t, double loss_sum, int64_t loss
 
 void ddx_trainer_free(ddx_trainer *t) {
     graph_free(t);
+    ddx_sampling_free(t->sampler);
     if (t->ctx.act.name) ddx_ctx_free(&t->ctx);
     ddx_schedule_free(&t->sched);
     ddx_model_free(t->model);
@@ -155,9 +119,9 @@ ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, fl
         return DDX_OK;
     }
     DDX_TRY(ddx_ctx_reset(c));
-    c->step = (uint64_t)step;
-    c->training = true;
-    c->grad_enabled = true;
+    ddx_ctx_set_step(c, (uint64_t)step);
+    ddx_ctx_set_training(c, true);
+    ddx_ctx_set_grad(c, true);
     int64_t B = cfg->train.batch_size, S = cfg->model.image_size, C = cfg->model.in_channels;
     ddx_tensor *x0 = ddx_new(c, DDX_F32, 4, (int64_t[]){B, S, S, C});   // [B, S, S, C]
     if (!x0) return c->status ? c->status : DDX_E_NOMEM;
@@ -190,6 +154,25 @@ ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, fl
 
 ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed, float *out) {
     const ddx_config *cfg = &t->cfg;
+    if (n <= 0) return n == 0 ? DDX_OK : ddx_errorf(DDX_E_INPUT, "sample.n: %d images requested; must be >= 0", n);
+    const ddx_sample_opts o = {
+        .sampler = cfg->sample.sampler,
+        .steps = cfg->sample.steps,
+        .eta = cfg->sample.eta,
+        .spacing = cfg->sample.spacing,
+        .seed = seed,
+        .batch = n < cfg->train.batch_size ? n : cfg->train.batch_size,
+        .graphs = t->sample_graphs,
+    };
+    // One sampler for every grid of the run; its buffers and graph stay between grids.
+    if (t->sampler && (t->sampler_opts.seed != o.seed || t->sampler_opts.batch != o.batch)) {
+        ddx_sampling_free(t->sampler);
+        t->sampler = NULL;
+    }
+    if (!t->sampler) {
+        DDX_TRY(ddx_sampling_create(t->model, &t->sched, &o, t->device, &t->sampler));
+        t->sampler_opts = o;
+    }
     size_t bytes = t->ps.numel * sizeof(float);
     void *saved = NULL;
     if (use_ema) {
@@ -201,15 +184,6 @@ ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed
             return st;
         }
     }
-    ddx_sample_opts o = {
-        .sampler = cfg->sample.sampler,
-        .steps = cfg->sample.steps,
-        .eta = cfg->sample.eta,
-        .spacing = cfg->sample.spacing,
-        .seed = seed,
-        .batch = n < cfg->train.batch_size ? n : cfg->train.batch_size,
-        .graphs = t->sample_graphs,
-    };
     int32_t *y = NULL;
     if (cfg->model.num_classes > 0) {
         y = malloc((size_t)n * sizeof *y);
@@ -219,9 +193,7 @@ ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed
         }
         for (int i = 0; i < n; i++) y[i] = i % cfg->model.num_classes;   // one class per grid column
     }
-    bool training = t->ctx.training, grad = t->ctx.grad_enabled;
-    ddx_status st = ddx_diffusion_sample(&t->ctx, t->model, &t->sched, &o, n, y, out, NULL, NULL);
-    t->ctx.training = training, t->ctx.grad_enabled = grad;
+    ddx_status st = ddx_sampling_run(t->sampler, n, y, NULL, out, NULL, NULL);
     free(y);
     if (saved) {
         ddx_status st2 = ddx_memcpy(t->ps.buf[DDX_PBUF_VALUE], t->device, saved, t->device, bytes);
@@ -245,14 +217,11 @@ ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed
 #include "runtime/cuda/check.h"
 
 typedef struct ddx_trainer_graph {
-    struct ddx_cuda_staging *in;
+    ddx_graph_step gs;                // the staged inputs, the capture and its replays
+    bool have_gs;
     size_t off_x, off_y, off_t, off_coef, off_vcoef, off_step, off_args, in_bytes;
     ddx_k_train_stats *stats;         // device
-    struct ddx_cuda_graph *exec;
-    const uint8_t *arena_base;        // the activation block the capture used
-    size_t arena_size;
-    int64_t device_steps;
-    bool no_capture;                  // a capture failed: stay eager (device mode) from now on
+    uint64_t step;                    // the step the body runs
 } ddx_trainer_graph;
 
 static size_t al256(size_t n) { return (n + 255) & ~(size_t)255; }
@@ -270,7 +239,9 @@ static ddx_status graph_init(ddx_trainer *t) {
     g->off_step = o, o = al256(o + sizeof(uint32_t));
     g->off_args = o, o = al256(o + sizeof(ddx_k_adamw_args));
     g->in_bytes = o;
-    ddx_status st = ddx_cuda_staging_create(g->in_bytes, &g->in);
+    ddx_status st = ddx_graph_step_init(&g->gs, &t->ctx, true, g->in_bytes, "training step");
+    g->have_gs = st == DDX_OK;
+    if (st == DDX_OK && !g->gs.graphs) st = ddx_errorf(DDX_E_UNSUPPORTED, "the training context is not a CUDA one");
     if (st == DDX_OK) st = ddx_cuda_malloc(sizeof(ddx_k_train_stats), (void **)&g->stats);
     if (st == DDX_OK) st = ddx_cuda_memset(g->stats, 0, sizeof(ddx_k_train_stats));
     t->graph = g;   // graph_free releases whatever exists
@@ -282,8 +253,7 @@ static void graph_free(ddx_trainer *t) {
     ddx_trainer_graph *g = t->graph;
     if (!g) return;
     if (t->ctx.cuda) (void)ddx_cuda_sync(t->ctx.cuda);   // nothing in flight may use what we free
-    ddx_cuda_graph_destroy(g->exec);
-    ddx_cuda_staging_destroy(g->in);
+    if (g->have_gs) ddx_graph_step_free(&g->gs, &t->ctx);
     ddx_cuda_free(g->stats);
     free(g);
     t->graph = NULL;
@@ -316,11 +286,15 @@ static ddx_status graph_stats_set(ddx_trainer *t, double loss_sum, int64_t loss_
 // The step's device work, from the uploaded inputs: run directly, or captured. Only a captured
 // body keys its noise by the device step word (run directly, the host step is the same value
 // and needs nothing of the CUDA adapters).
-static ddx_status device_body(ddx_trainer *t, uint64_t step, bool captured) {
+static ddx_status device_body(ddx_ctx *c, bool captured, void *arg) {
+    ddx_trainer *t = arg;
     ddx_trainer_graph *g = t->graph;
-    ddx_ctx *c = &t->ctx;
+    const uint64_t step = g->step;
     const ddx_config *cfg = &t->cfg;
-    uint8_t *dev = ddx_cuda_staging_dev(g->in);
+    ddx_ctx_set_step(c, step);
+    ddx_ctx_set_training(c, true);
+    ddx_ctx_set_grad(c, true);
+    uint8_t *dev = ddx_graph_step_inputs_dev(&g->gs);
     const int64_t B = cfg->train.batch_size, S = cfg->model.image_size, C = cfg->model.in_channels;
     ddx_tensor *x0 = ddx_meta_tensor(c), *yt = NULL, *tt = ddx_meta_tensor(c), *coef = ddx_meta_tensor(c);
     ddx_tensor *vcoef = NULL;
@@ -338,12 +312,12 @@ static ddx_status device_body(ddx_trainer *t, uint64_t step, bool captured) {
     }
     const uint32_t *step_dev = (const uint32_t *)(dev + g->off_step);
     const ddx_rng_key key = {.seed = cfg->run.seed, .stream = DDX_RNG_STREAM_Q_SAMPLE, .step = (uint32_t)step, .offset = 0};
-    if (captured) c->step_dev = step_dev;   // the ops key their noise by the uploaded step word
+    if (captured) ddx_ctx_set_step_dev(c, step_dev);   // the ops key their noise by the uploaded step word
     ddx_tensor *l = ddx_diffusion_loss_from(c, t->model, &t->sched, x0, yt, tt, coef, vcoef, key);
     ddx_status st = ddx_ctx_status(c);
     if (st == DDX_OK) st = ddx_dev_memset(DDX_CUDA, t->ps.buf[DDX_PBUF_GRAD], 0, t->ps.numel * sizeof(float));
     if (st == DDX_OK) st = ddx_backward(c, l, 1.0f);
-    c->step_dev = NULL;
+    ddx_ctx_set_step_dev(c, NULL);
     if (st != DDX_OK) return st;
     return ddx_optim_step_dev(&t->ps, &t->optim, (const ddx_k_adamw_args *)(dev + g->off_args), g->stats, l->data, step_dev);
 }
@@ -358,7 +332,7 @@ static ddx_status graph_step(ddx_trainer *t, const float *x, const int32_t *y, i
 
     // 1. This step's inputs, computed exactly as the eager step computes them.
     uint8_t *h;
-    DDX_TRY(ddx_cuda_staging_host(g->in, (void **)&h));
+    DDX_TRY(ddx_graph_step_inputs(&g->gs, (void **)&h));
     memcpy(h + g->off_x, x, t->batch_elems * sizeof(float));
     if (cfg->model.num_classes > 0) memcpy(h + g->off_y, y, (size_t)B * sizeof(int32_t));
     DDX_TRY(ddx_diffusion_loss_inputs(&t->sched, B, cfg->run.seed, (uint64_t)step, (float *)(h + g->off_t),
@@ -369,56 +343,10 @@ static ddx_status graph_step(ddx_trainer *t, const float *x, const int32_t *y, i
     ddx_k_adamw_args args;
     DDX_TRY(ddx_optim_dev_args(&t->optim, step, &args));
     memcpy(h + g->off_args, &args, sizeof args);
-    DDX_TRY(ddx_cuda_staging_upload(c->cuda, g->in, g->in_bytes));
 
-    // 2. Replay while the activation block the capture used is still the arena's.
-    if (g->exec) {
-        if (c->act.head && c->act.head->base == g->arena_base && c->act.head->size == g->arena_size) {
-            DDX_TRY(ddx_cuda_graph_launch(c->cuda, g->exec));
-            g->device_steps++;
-            return DDX_OK;
-        }
-        // Something else (sampling) made the arena coalesce into a new block: capture again.
-        DDX_TRY(ddx_cuda_sync(c->cuda));
-        ddx_cuda_graph_destroy(g->exec);
-        g->exec = NULL;
-    }
-
-    // 3. Run the body: eagerly on the first device-mode step (the arena settles), captured on
-    // the next, eagerly for good after a failed capture.
-    DDX_TRY(ddx_ctx_reset(c));
-    c->step = (uint64_t)step;
-    c->training = true;
-    c->grad_enabled = true;
-    const bool capture = g->device_steps >= 1 && !g->no_capture;
-    if (capture) {
-        ddx_status st = ddx_cuda_capture_begin(c->cuda);
-        if (st == DDX_OK) {
-            st = device_body(t, (uint64_t)step, true);
-            st = ddx_cuda_capture_end(c->cuda, st, &g->exec);
-        }
-        if (st == DDX_OK) {
-            g->arena_base = c->act.head ? c->act.head->base : NULL;
-            g->arena_size = c->act.head ? c->act.head->size : 0;
-            if (c->act.head && !c->act.head->next) {
-                DDX_TRY(ddx_cuda_graph_launch(c->cuda, g->exec));
-                g->device_steps++;
-                return DDX_OK;
-            }
-            ddx_cuda_graph_destroy(g->exec);   // a chained arena cannot have been captured; be safe
-            g->exec = NULL;
-            st = ddx_errorf(DDX_E_INTERNAL, "the activation arena grew during the captured step");
-        }
-        graphs_off(ddx_last_error());
-        g->no_capture = true;
-        DDX_TRY(ddx_ctx_reset(c));   // nothing of the failed capture ran; do the step eagerly
-        c->step = (uint64_t)step;
-        c->training = true;
-        c->grad_enabled = true;
-    }
-    DDX_TRY(device_body(t, (uint64_t)step, false));
-    g->device_steps++;
-    return DDX_OK;
+    // 2. Replay, capture or run eagerly (runtime/graph.h: one rule for every graph step).
+    g->step = (uint64_t)step;
+    return ddx_graph_step_run(&g->gs, c, g->in_bytes, device_body, t);
 }
 #else
 static ddx_status graph_init(ddx_trainer *t) {

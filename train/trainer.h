@@ -6,8 +6,10 @@
 extern "C" {
 #endif
 
+#include "models/device.h"
 #include "models/diffusion.h"
 #include "models/model.h"
+#include "models/sampler.h"
 #include "config/config.h"
 #include "train/optim.h"
 
@@ -32,24 +34,22 @@ typedef struct ddx_trainer {
     ddx_optim_cfg optim;
     int64_t step;              // optimizer steps done
     size_t batch_elems;        // batch * H * W * C
-    // CUDA graphs: the step is run from device-resident inputs, captured on its second run and
-    // replayed from then on; sampling captures one denoising step per batch. Set by init from
+    // CUDA graphs (runtime/graph.h): the step is run from device-resident inputs, captured on
+    // its second run and replayed from then on; the sampler captures one denoising step per
+    // batch. Set by init from
     // DDX_CUDA_GRAPHS (1 on, 0 off; unset: DDX_TRAINER_GRAPHS_DEFAULT), CUDA only;
     // ddx_trainer_use_graphs changes it before the first step.
     bool graphs;
     bool sample_graphs;        // the same for ddx_trainer_sample
     struct ddx_trainer_graph *graph;
+    ddx_sampling *sampler;         // made by the first ddx_trainer_sample, kept for the next grids
+    ddx_sample_opts sampler_opts;  // what it was made with
     ddx_trainer_stats stats;   // host-side stats (CPU and eager steps)
 } ddx_trainer;
 
 // On by default: tests/test_train_devices.sh showed graph and eager runs bit-identical (losses,
 // grad norms, sample PNGs) on an H200 on 2026-11-26.
 #define DDX_TRAINER_GRAPHS_DEFAULT true
-
-// Which device `run.device` means here. auto takes the GPU when this build has CUDA, a GPU is
-// present and every op of the registry has a CUDA kernel; otherwise the CPU, with the reason
-// written into why (may be NULL). device: cuda without a usable GPU is DDX_E_INPUT.
-ddx_status ddx_trainer_pick_device(ddx_run_device want, ddx_device *out, char *why, size_t why_n);
 
 // Builds the model and schedule, finalizes the store, initialises the weights from run.seed
 // and copies them into the EMA buffer.
@@ -75,7 +75,8 @@ ddx_status ddx_trainer_stats_read(ddx_trainer *t, ddx_trainer_stats *out);
 ddx_status ddx_trainer_stats_reset(ddx_trainer *t, double loss_sum, int64_t loss_n);
 
 // n images from the EMA weights (use_ema) or the live ones, with the config's sampler settings
-// and `seed`, into host out [n, S, S, C]. The live weights are restored afterwards.
+// and `seed`, into host out [n, S, S, C], through the trainer's sampler (models/sampler.h: its
+// own inference context, not the training one). The live weights are restored afterwards.
 ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed, float *out);
 
 #ifdef __cplusplus

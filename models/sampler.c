@@ -1,0 +1,297 @@
+// The sampler (models/sampler.h): the DDPM/DDIM loop over batches, one denoising step per
+// timestep run through the graph-step helper (runtime/graph.h), so the CPU, the eager GPU and
+// the CUDA-graph paths are one loop.
+//
+// Per-step inputs (the 9 sampler coefficients, the Philox step word, t for every row) sit in
+// the helper's input buffer; labels and the conditioning input are copied once per batch into
+// buffers of their own, so a captured step reads everything at fixed addresses. A new batch
+// changes the noise offset and maybe the row count, which a capture bakes in: each batch
+// invalidates the graph (step 1 eager, step 2 captured, the rest replayed).
+#include "models/sampler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/model_impl.h"
+#include "runtime/graph.h"
+#include "runtime/philox.h"
+
+#define IN_OFF_COEFS 0
+#define IN_OFF_STEP 256
+#define IN_OFF_T 512
+
+struct ddx_sampling {
+    const ddx_model *m;
+    const ddx_schedule *s;
+    ddx_sample_opts o;
+    ddx_device dev;
+    ddx_ctx ctx;
+    int *ts;                          // the timesteps visited, decreasing
+    int S;
+    int64_t H, W, C, Cc;              // x is [., H, W, C]; the conditioning input [., H, W, Cc]
+    // Guidance: on when w != 1 (class-conditional models only).
+    double w;
+    int32_t null_label;
+    ddx_sampling_post_step_fn post;
+    void *user;
+    // Buffers for up to cap images, made by the first run that needs them.
+    int cap;
+    bool cap_guided, cap_cond, cap_graphs;
+    void *xbuf;                       // [cap, H, W, C] f32
+    void *ybuf;                       // [cap] or [2 cap] (guided) i32
+    void *cbuf;                       // [cap, H, W, Cc] f32
+    bool have_graph;
+    ddx_graph_step g;
+    // The step the body runs.
+    int64_t nb, i0;
+    int k, t, t_prev;
+    ddx_sampler_step_params p;
+};
+
+static bool guided(const ddx_sampling *sp) { return sp->w != 1.0 && sp->m->cfg.model.num_classes > 0; }
+
+ddx_status ddx_sampling_create(const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o, ddx_device dev,
+                               ddx_sampling **out) {
+    *out = NULL;
+    if (!m || !s || !o || !s->alphas_cumprod)
+        return ddx_errorf(DDX_E_INTERNAL, "sampler: NULL model, schedule or options");
+    if (o->batch < 1) return ddx_errorf(DDX_E_INPUT, "sampler: batch %d must be >= 1", o->batch);
+    const ddx_config *cfg = &m->cfg;
+    if (cfg->model.in_channels < cfg->model.out_channels)
+        return ddx_errorf(DDX_E_INPUT,
+                          "sampler: model.in_channels (%d) is less than model.out_channels (%d): the sampler feeds x_t "
+                          "(out_channels) and any conditioning input on the channel axis",
+                          cfg->model.in_channels, cfg->model.out_channels);
+    if (o->sampler == DDX_SAMPLER_DDIM && (o->steps < 1 || o->steps > s->T))
+        return ddx_errorf(DDX_E_INPUT, "sample.steps: %d is out of range 1..%d (diffusion.timesteps)", o->steps, s->T);
+    if (o->sampler == DDX_SAMPLER_DDIM && !(o->eta >= 0.0 && o->eta <= 1.0))
+        return ddx_errorf(DDX_E_INPUT, "sample.eta: %g is out of range [0, 1]", o->eta);
+    ddx_sampling *sp = calloc(1, sizeof *sp);
+    if (!sp || !(sp->ts = malloc((size_t)s->T * sizeof(int)))) {
+        free(sp);
+        return ddx_errorf(DDX_E_NOMEM, "sampler: out of host memory");
+    }
+    sp->m = m, sp->s = s, sp->o = *o, sp->dev = dev, sp->w = 1.0;
+    sp->H = sp->W = cfg->model.image_size;
+    sp->C = cfg->model.out_channels;
+    sp->Cc = cfg->model.in_channels - cfg->model.out_channels;
+    sp->S = ddx_sampler_timesteps(s, o->sampler, o->steps, o->spacing, sp->ts);
+    ddx_status st = ddx_ctx_init(&sp->ctx, dev, (size_t)16 << 20);
+    if (st != DDX_OK) {
+        free(sp->ts);
+        free(sp);
+        return st;
+    }
+    // Inference: no tape (nothing is saved for a backward), no dropout.
+    ddx_ctx_set_grad(&sp->ctx, false);
+    ddx_ctx_set_training(&sp->ctx, false);
+    ddx_ctx_set_tf32(&sp->ctx, dev == DDX_CUDA && cfg->run.precision == DDX_PRECISION_TF32);
+    ddx_ctx_set_seed(&sp->ctx, o->seed);
+    *out = sp;
+    return DDX_OK;
+}
+
+static void free_buffers(ddx_sampling *sp) {
+    if (sp->have_graph) ddx_graph_step_free(&sp->g, &sp->ctx);
+    sp->have_graph = false;
+    ddx_dev_free(sp->dev, sp->xbuf);
+    ddx_dev_free(sp->dev, sp->ybuf);
+    ddx_dev_free(sp->dev, sp->cbuf);
+    sp->xbuf = sp->ybuf = sp->cbuf = NULL;
+    sp->cap = 0;
+}
+
+void ddx_sampling_free(ddx_sampling *sp) {
+    if (!sp) return;
+    free_buffers(sp);
+    ddx_ctx_free(&sp->ctx);
+    free(sp->ts);
+    free(sp);
+}
+
+ddx_status ddx_sampling_set_guidance(ddx_sampling *sp, double w, int32_t null_label) {
+    const int nc = sp->m->cfg.model.num_classes;
+    if (!(w == w) || w - w != 0.0) return ddx_errorf(DDX_E_INPUT, "sample guidance: scale %g is not finite", w);
+    if (w != 1.0 && nc <= 0)
+        return ddx_errorf(DDX_E_INPUT, "sample guidance: scale %g needs a class-conditional model (model.num_classes is 0)", w);
+    if (w != 1.0 && (null_label < 0 || null_label >= nc))
+        return ddx_errorf(DDX_E_INPUT, "sample guidance: null label %d is not a class of the model (0..%d)", (int)null_label,
+                          nc - 1);
+    sp->w = w;
+    sp->null_label = null_label;
+    return DDX_OK;
+}
+
+void ddx_sampling_set_post_step(ddx_sampling *sp, ddx_sampling_post_step_fn fn, void *user) {
+    sp->post = fn;
+    sp->user = user;
+}
+
+int ddx_sampling_steps(const ddx_sampling *sp) { return sp->S; }
+
+static size_t in_bytes(int cap) { return IN_OFF_T + 2 * (size_t)cap * sizeof(float); }
+
+size_t ddx_sampling_bytes(const ddx_sampling *sp) {
+    const size_t cap = (size_t)sp->cap, hw = (size_t)(sp->H * sp->W);
+    size_t b = ddx_arena_capacity(&sp->ctx.act);
+    if (sp->xbuf) b += cap * hw * (size_t)sp->C * sizeof(float);
+    if (sp->ybuf) b += (sp->cap_guided ? 2 : 1) * cap * sizeof(int32_t);
+    if (sp->cbuf) b += cap * hw * (size_t)sp->Cc * sizeof(float);
+    if (sp->have_graph) b += in_bytes(sp->cap);
+    return b;
+}
+
+// Buffers for batches of up to B images with the current hooks.
+static ddx_status ensure(ddx_sampling *sp, int B, bool labels, bool cond) {
+    const bool g2 = guided(sp), graphs = sp->o.graphs && !sp->post;
+    if (sp->cap >= B && sp->cap_guided == g2 && sp->cap_graphs == graphs && (sp->ybuf != NULL) == labels &&
+        (sp->cbuf != NULL) == cond)
+        return DDX_OK;
+    free_buffers(sp);
+    const size_t hw = (size_t)(sp->H * sp->W);
+    DDX_TRY(ddx_dev_alloc(sp->dev, (size_t)B * hw * (size_t)sp->C * sizeof(float), &sp->xbuf));
+    if (labels) DDX_TRY(ddx_dev_alloc(sp->dev, (g2 ? 2 : 1) * (size_t)B * sizeof(int32_t), &sp->ybuf));
+    if (cond) DDX_TRY(ddx_dev_alloc(sp->dev, (size_t)B * hw * (size_t)sp->Cc * sizeof(float), &sp->cbuf));
+    DDX_TRY(ddx_graph_step_init(&sp->g, &sp->ctx, graphs, in_bytes(B), "sampling step"));
+    sp->have_graph = true;
+    sp->cap = B, sp->cap_guided = g2, sp->cap_graphs = graphs;
+    return DDX_OK;
+}
+
+static ddx_tensor *wrap(ddx_ctx *c, void *data, ddx_dtype dt, int ndim, const int64_t *shape) {
+    ddx_tensor *t = ddx_meta_tensor(c);
+    if (t) *t = ddx_tensor_wrap(data, dt, c->device, ndim, shape);
+    return t;
+}
+
+// One denoising step of the current batch: x <- update(x, model(x [+ cond], t [, y])).
+static ddx_status step_body(ddx_ctx *c, bool captured, void *arg) {
+    ddx_sampling *sp = arg;
+    const bool g2 = guided(sp);
+    const int64_t nb = sp->nb, rows = g2 ? 2 * nb : nb, Cin = sp->C + sp->Cc;
+    uint8_t *in = ddx_graph_step_inputs_dev(&sp->g);
+    ddx_tensor *x = wrap(c, sp->xbuf, DDX_F32, 4, (int64_t[]){nb, sp->H, sp->W, sp->C});   // [nb, H, W, C]
+    ddx_tensor *tt = wrap(c, in + IN_OFF_T, DDX_F32, 1, (int64_t[]){rows});               // [rows]
+    ddx_tensor *yy = sp->ybuf ? wrap(c, sp->ybuf, DDX_I32, 1, (int64_t[]){rows}) : NULL;  // [rows]
+    if (!x || !tt || (sp->ybuf && !yy)) return ddx_ctx_status(c) != DDX_OK ? ddx_ctx_status(c) : DDX_E_NOMEM;
+    ddx_sampler_step_params p = sp->p;
+    if (captured) {
+        p.coefs_dev = (const float *)(in + IN_OFF_COEFS);
+        ddx_ctx_set_step_dev(c, (const uint32_t *)(in + IN_OFF_STEP));   // the update's noise key
+    }
+    ddx_tensor *xin = x;
+    if (sp->cbuf) {
+        ddx_tensor *ct = wrap(c, sp->cbuf, DDX_F32, 4, (int64_t[]){nb, sp->H, sp->W, sp->Cc});   // [nb, H, W, Cc]
+        xin = ddx_concat(c, x, ct);                                                            // [nb, H, W, Cin]
+    }
+    if (g2 && xin) {
+        // The doubled batch: the same x_t for the conditional and the unconditional half.
+        ddx_tensor *xd = ddx_new(c, DDX_F32, 4, (int64_t[]){rows, sp->H, sp->W, Cin});   // [2 nb, H, W, Cin]
+        const size_t half = (size_t)ddx_numel(xin) * sizeof(float);
+        ddx_status st = xd ? ddx_memcpy(xd->data, c->device, xin->data, c->device, half) : ddx_ctx_status(c);
+        if (st == DDX_OK) st = ddx_memcpy((uint8_t *)xd->data + half, c->device, xin->data, c->device, half);
+        if (st != DDX_OK) {
+            ddx_ctx_fail(c, st);
+            return st;
+        }
+        xin = xd;
+    }
+    ddx_tensor *pred = ddx_model_forward(c, sp->m, xin, tt, yy);   // [rows, H, W, C]
+    if (g2 && pred) {
+        ddx_tensor *pc = ddx_meta_tensor(c), *pu = ddx_meta_tensor(c);
+        if (pc && pu) {
+            *pc = ddx_tensor_slice(pred, 0, nb);        // [nb, H, W, C] conditional
+            *pu = ddx_tensor_slice(pred, nb, 2 * nb);   // [nb, H, W, C] unconditional
+            ddx_tensor *diff = ddx_add(c, pc, ddx_scale(c, pu, -1.0f, 0.0f));
+            pred = ddx_add(c, pu, ddx_scale(c, diff, (float)sp->w, 0.0f));   // eps_u + w (eps_c - eps_u)
+        } else {
+            pred = NULL;
+        }
+    }
+    ddx_tensor *xp = ddx_sampler_step(c, x, pred, &p);   // [nb, H, W, C]
+    if (sp->post && xp) xp = sp->post(c, xp, sp->k, sp->t, sp->t_prev, sp->i0, sp->user);
+    ddx_ctx_set_step_dev(c, NULL);
+    DDX_TRY(ddx_ctx_status(c));
+    if (!xp) return ddx_errorf(DDX_E_INTERNAL, "sampler: the post-step hook returned no tensor and set no error");
+    if (xp->ndim != 4 || ddx_numel(xp) != ddx_numel(x) || xp->dtype != DDX_F32)
+        return ddx_errorf(DDX_E_INTERNAL, "sampler: the post-step hook returned a tensor of another shape or dtype");
+    return ddx_memcpy(sp->xbuf, c->device, xp->data, c->device, (size_t)ddx_numel(x) * sizeof(float));
+}
+
+ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const float *cond, float *out,
+                            void (*progress)(int done, int total, void *arg), void *arg) {
+    if (!sp || (n > 0 && !out)) return ddx_errorf(DDX_E_INTERNAL, "sampler: NULL sampler or output");
+    if (n < 0) return ddx_errorf(DDX_E_INPUT, "sample.n: %d images requested; must be >= 0", n);
+    if (n == 0) return DDX_OK;
+    const ddx_config *cfg = &sp->m->cfg;
+    if (cfg->model.num_classes > 0 && !y)
+        return ddx_errorf(DDX_E_INPUT, "sampler: the model is class-conditional (model.num_classes %d); give labels",
+                          cfg->model.num_classes);
+    if (sp->Cc > 0 && !cond)
+        return ddx_errorf(DDX_E_INPUT,
+                          "sampler: the model takes %lld conditioning channels (model.in_channels %d - out_channels %d); "
+                          "give the conditioning input",
+                          (long long)sp->Cc, cfg->model.in_channels, cfg->model.out_channels);
+    if (y && cfg->model.num_classes <= 0)
+        return ddx_errorf(DDX_E_INPUT, "sampler: labels given to an unconditional model (model.num_classes 0)");
+    for (int i = 0; y && i < n; i++)
+        if (y[i] < 0 || y[i] >= cfg->model.num_classes)
+            return ddx_errorf(DDX_E_INPUT, "sampler: label %d of image %d is not a class of the model (0..%d)", (int)y[i], i,
+                              cfg->model.num_classes - 1);
+    const int B = sp->o.batch < n ? sp->o.batch : n;
+    const bool g2 = guided(sp);
+    DDX_TRY(ensure(sp, B, y != NULL, sp->Cc > 0));
+    ddx_ctx *c = &sp->ctx;
+    const int64_t hwc = sp->H * sp->W * sp->C, hwcc = sp->H * sp->W * sp->Cc;
+    int32_t *yh = y ? malloc(2 * (size_t)B * sizeof *yh) : NULL;
+    if (y && !yh) return ddx_errorf(DDX_E_NOMEM, "sampler: out of host memory");
+    const int S = sp->S, nbatches = (n + B - 1) / B;
+    ddx_status st = DDX_OK;
+    for (int b0 = 0, bi = 0; b0 < n && st == DDX_OK; b0 += B, bi++) {
+        const int nb = n - b0 < B ? n - b0 : B;
+        const int64_t rows = g2 ? 2 * nb : nb;
+        const uint64_t off = (uint64_t)b0 * (uint64_t)hwc;
+        const size_t xbytes = (size_t)((int64_t)nb * hwc) * sizeof(float);
+        sp->nb = nb, sp->i0 = b0;
+        // A new batch: its row count and noise offset are baked into a capture.
+        if ((st = ddx_graph_step_invalidate(&sp->g, c)) != DDX_OK || (st = ddx_ctx_reset(c)) != DDX_OK) break;
+        const ddx_rng_key k0 = {.seed = sp->o.seed, .stream = DDX_RNG_STREAM_SAMPLER, .step = 0, .offset = off};
+        ddx_tensor *xT = ddx_randn(c, DDX_F32, 4, (int64_t[]){nb, sp->H, sp->W, sp->C}, k0);   // [nb, H, W, C]
+        if ((st = ddx_ctx_status(c)) != DDX_OK) break;
+        st = ddx_memcpy(sp->xbuf, c->device, xT->data, c->device, xbytes);
+        if (st == DDX_OK && y) {
+            memcpy(yh, y + b0, (size_t)nb * sizeof *yh);
+            for (int i = 0; g2 && i < nb; i++) yh[nb + i] = sp->null_label;
+            st = ddx_memcpy(sp->ybuf, c->device, yh, DDX_CPU, (size_t)rows * sizeof *yh);
+        }
+        if (st == DDX_OK && sp->cbuf)
+            st = ddx_memcpy(sp->cbuf, c->device, cond + (size_t)b0 * (size_t)hwcc, DDX_CPU,
+                            (size_t)((int64_t)nb * hwcc) * sizeof(float));
+        for (int k = 1; k <= S && st == DDX_OK; k++) {
+            const int t = sp->ts[k - 1], t_prev = k < S ? sp->ts[k] : -1;
+            ddx_sampler_step_params p = ddx_sampler_coefs(sp->s, sp->o.sampler, t, t_prev, sp->o.eta);
+            p.key = (ddx_rng_key){.seed = sp->o.seed, .stream = DDX_RNG_STREAM_SAMPLER, .step = (uint32_t)k, .offset = off};
+            const float co[9] = {p.a, p.b, p.f, p.g, p.c, p.d, p.e, p.sigma, p.clip ? 1.0f : 0.0f};
+            // A captured step reads the coefficients from the device, past the op's own checks.
+            for (int i = 0; sp->g.graphs && i < 8 && st == DDX_OK; i++)
+                if (!(co[i] == co[i] && co[i] - co[i] == 0.0f))
+                    st = ddx_errorf(DDX_E_INPUT, "sampler_step: coefficient %c is not finite (%g); check the schedule",
+                                    "abfgcdes"[i], (double)co[i]);
+            uint8_t *h = NULL;
+            if (st == DDX_OK) st = ddx_graph_step_inputs(&sp->g, (void **)&h);
+            if (st != DDX_OK) break;
+            memcpy(h + IN_OFF_COEFS, co, sizeof co);
+            const uint32_t k32 = (uint32_t)k;
+            memcpy(h + IN_OFF_STEP, &k32, sizeof k32);
+            float *tf = (float *)(h + IN_OFF_T);
+            for (int64_t i = 0; i < rows; i++) tf[i] = (float)t;
+            sp->k = k, sp->t = t, sp->t_prev = t_prev, sp->p = p;
+            st = ddx_graph_step_run(&sp->g, c, IN_OFF_T + (size_t)rows * sizeof(float), step_body, sp);
+            if (st == DDX_OK && progress) progress(bi * S + k, nbatches * S, arg);
+        }
+        if (st == DDX_OK) st = ddx_memcpy(out + off, DDX_CPU, sp->xbuf, c->device, xbytes);
+    }
+    free(yh);
+    ddx_status rst = ddx_ctx_reset(c);
+    return st != DDX_OK ? st : rst;
+}

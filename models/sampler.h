@@ -1,0 +1,82 @@
+// The sampler: one object every tool draws images through (ddx-sample, the trainer's sample
+// grids, and the evaluation, inpainting and super-resolution tools). Created from a model (its
+// parameter store holds the weights to sample: copy or load EMA weights into the VALUE buffer
+// first), a schedule and the sampler settings; it owns its own context (no autograd tape, no
+// dropout), its x buffer and its CUDA-graph state (runtime/graph.h), and no gradient or
+// optimizer memory.
+//
+// Noise is fixed: sample i uses the Philox noise keyed by (seed, DDX_RNG_STREAM_SAMPLER, step k,
+// offset i*H*W*C) (x_T: step 0; update k: step k), so it is the same whatever the batch size
+// and device.
+//
+// Hooks:
+//   - guidance (ddx_sampling_set_guidance): classifier-free guidance with scale w for a
+//     class-conditional model: one forward of the doubled batch (the labels, then the caller's
+//     null label for every sample) and eps = eps_u + w (eps_c - eps_u). The null label is the
+//     caller's because the networks have no extra "null" class row: a model trained for
+//     guidance reserves one of its num_classes for it. w == 1 runs the plain, undoubled forward.
+//   - a post-step hook (ddx_sampling_set_post_step), called after each update with the new x;
+//     what it returns replaces x (inpainting: x = m * known + (1 - m) * x). It runs host code per
+//     step, so a sampler with a hook runs eagerly (no CUDA graph).
+//   - a conditioning input per image, [n, H, W, Cc] (a low-res image upsampled, ...),
+//     concatenated to x_t on the channel axis before each forward: the model's in_channels is
+//     out_channels + Cc.
+#ifndef DDX_SAMPLER_H
+#define DDX_SAMPLER_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "config/config.h"
+#include "models/diffusion.h"
+#include "models/model.h"
+#include "runtime/ops.h"
+
+typedef struct ddx_sample_opts {
+    ddx_sampler sampler;
+    int steps;               // DDIM steps (DDPM runs all diffusion.timesteps; this is not read)
+    double eta;
+    ddx_spacing spacing;
+    uint64_t seed;
+    int batch;               // images per forward pass
+    // CUDA only: one denoising step (model forward + sampler_step) is captured per batch and
+    // replayed for the later timesteps, each timestep's t, coefficients and noise step word
+    // read from device memory. The same images bit for bit; off (or a failed capture) runs
+    // every step eagerly.
+    bool graphs;
+} ddx_sample_opts;
+
+typedef struct ddx_sampling ddx_sampling;
+
+// Called after update k (1..steps) from timestep t to t_prev (-1: the last update) of the batch
+// whose first image is image i0; x is [nb, H, W, C] on the sampler's context. Returns the x to
+// keep (x itself, or a new tensor of x's shape made with the context's ops), NULL on error
+// (with the context's status set).
+typedef ddx_tensor *(*ddx_sampling_post_step_fn)(ddx_ctx *c, ddx_tensor *x, int k, int t, int t_prev, int64_t i0,
+                                                 void *user);
+
+// The options are checked here (steps, eta, batch; the model's channels). dev: the device of
+// the model's parameter store.
+ddx_status ddx_sampling_create(const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o, ddx_device dev,
+                               ddx_sampling **out);
+void ddx_sampling_free(ddx_sampling *sp);
+// w: the guidance scale (1: none); null_label: the label of the unconditional half.
+ddx_status ddx_sampling_set_guidance(ddx_sampling *sp, double w, int32_t null_label);
+void ddx_sampling_set_post_step(ddx_sampling *sp, ddx_sampling_post_step_fn fn, void *user);
+// The number of timesteps a run visits (DDPM: diffusion.timesteps; DDIM: at most steps).
+int ddx_sampling_steps(const ddx_sampling *sp);
+// Device bytes the sampler holds now (x, labels, conditioning, step inputs, its activation
+// arena's capacity).
+size_t ddx_sampling_bytes(const ddx_sampling *sp);
+// Draws n images into out (host f32 [n, H, W, C]). y: n labels (class-conditional models) or
+// NULL; cond: host f32 [n, H, W, Cc] or NULL (required when the model's in_channels exceeds its
+// out_channels). progress may be NULL.
+ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const float *cond, float *out,
+                            void (*progress)(int done, int total, void *arg), void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
