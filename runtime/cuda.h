@@ -1,4 +1,4 @@
-// The runtime's view of the CUDA backend. Implemented by runtime/cuda/cuda_rt.c when the
+// The runtime's view of the CUDA backend. Implemented by runtime/cuda/device.c (and the op backend in runtime/cuda/ops/) when the
 // build has CUDA, and by runtime/cuda_none.c (every call answers "built without CUDA")
 // otherwise, so the rest of the runtime never needs an #if.
 #ifndef DDX_CUDA_H

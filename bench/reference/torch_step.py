@@ -94,7 +94,7 @@ def load_config(path):
     return cfg
 
 
-# ddx's defaults (runtime/config.c) for keys a file may leave out.
+# ddx's defaults (config/config.c) for keys a file may leave out.
 DEFAULTS = {
     "model": dict(in_channels=3, out_channels=3, image_size=32, ch=128, ch_mult=[1, 2, 2, 2], num_res_blocks=2,
                   attn_resolutions=[16], dropout=0.1, num_classes=0, groups=32, norm_eps=1e-6),
