@@ -107,20 +107,11 @@ static int inspect_config(const char *path, const char *const *sets, int n_sets)
     return st == DDX_OK ? 0 : fail(st);
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "ddx-inspect: no file given (ddx-inspect FILE.safetensors | CONFIG.yaml [--set key=value ...])\n");
-        return 2;
-    }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(stdout);
-        return 0;
-    }
+static int run(int argc, char **argv, const char **sets) {
     const char *path = argv[1];
-    const char *sets[64];
     int n_sets = 0;
     for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < 64) {
+        if (!strcmp(argv[i], "--set") && i + 1 < argc) {
             sets[n_sets++] = argv[++i];
         } else {
             fprintf(stderr, "ddx-inspect: unexpected argument '%s' (only --set key=value follows a config)\n", argv[i]);
@@ -137,4 +128,24 @@ int main(int argc, char **argv) {
     if (ends_with(path, ".yaml") || ends_with(path, ".yml")) return inspect_config(path, sets, n_sets);
     fprintf(stderr, "ddx-inspect: %s: unknown file type (expected .safetensors, .yaml or .yml)\n", path);
     return 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "ddx-inspect: no file given (ddx-inspect FILE.safetensors | CONFIG.yaml [--set key=value ...])\n");
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    // Room for every argument, so no number of --set options is refused or dropped.
+    const char **sets = calloc((size_t)argc, sizeof *sets);
+    if (!sets) {
+        fprintf(stderr, "ddx-inspect: out of memory\n");
+        return 1;
+    }
+    int rc = run(argc, argv, sets);
+    free(sets);
+    return rc;
 }

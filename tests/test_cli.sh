@@ -54,6 +54,9 @@ done
 cfg=../configs/cifar10_ddpm.yaml
 expect 0 "" "$cfg" --set train.lr=1e-3 --set model.ch_mult=[1,2,2]
 "$exe" "$cfg" --set train.lr=1e-3 2>/dev/null | grep -q "lr: 0.001" && ok || bad "--set train.lr=1e-3 not applied"
+many=()
+for i in $(seq 1 70); do many+=(--set "run.seed=$i"); done
+"$exe" "$cfg" "${many[@]}" 2>"$tmp/err" | grep -qE "^  seed: 70( |$)" && ok || bad "70 --set options: the last one not applied: $(head -c 300 "$tmp/err")"
 expect 2 "train.lr" "$cfg" --set train.lr=abc
 expect 2 "train.lrr" "$cfg" --set train.lrr=1
 expect 2 "model.attn_resolutions" "$cfg" --set model.attn_resolutions=[20]
