@@ -4,9 +4,11 @@
 #
 #   bench/ptxas_report.sh [file.cu ...]      (default: every kernels/*.cu)
 #
-# Uses the nvcc flags of kernels/meson.build (minus -Werror, so that a spilling kernel is
-# reported rather than aborting the report). Exits 1 if any kernel spills or uses a stack
-# frame, 2 if a file does not compile. Needs no GPU.
+# Uses the nvcc flags of kernels/meson.build with ptxas -v added (what -Dptxas_verbose=true
+# adds to a build; the normal build leaves the report out of its log) and without -Werror, so
+# that a spilling kernel is reported rather than aborting the report. Compiles in a temporary
+# folder, not in a build dir. Exits 1 if any kernel spills or uses a stack frame, 2 if a file
+# does not compile. Needs no GPU.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +26,8 @@ incs=(-I.)
 cfgdir=$(mktemp -d)
 trap 'rm -rf "$cfgdir"' EXIT
 
-# Keep in step with kernels/meson.build (cuda_arch default from meson_options.txt).
+# Keep in step with kernels/meson.build (ddx_cuda_arch default from meson_options.txt); the -v
+# here is what the table is read from.
 arch=${DDX_CUDA_ARCH:-"-gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=compute_80"}
 # shellcheck disable=SC2054  # the commas belong to one -Xptxas argument
 flags=(-O3 -std=c++17 --expt-relaxed-constexpr -lineinfo -Xptxas=-v,-warn-spills,-warn-lmem-usage

@@ -411,10 +411,10 @@ static ddx_status list_done(const cfg_key *k, const ddx_int_list *l, const where
 
 // "[1, 2, 2, 2]" or "1,2,2,2" (a --set value or a default).
 static ddx_status list_from_text(const cfg_key *k, const char *text, const where *w, ddx_int_list *out) {
-    char buf[512];
+    char buf[DDX_CONFIG_STR_MAX];
     char shown[200];
     size_t len = strlen(text);
-    if (len >= sizeof buf) return fail(w, k->path, "list text is too long");
+    if (len >= sizeof buf) return fail(w, k->path, "value is %zu bytes long; at most %zu are allowed", len, sizeof buf - 1);
     while (len && (text[len - 1] == ' ' || text[len - 1] == '\t')) len--;
     while (len && (*text == ' ' || *text == '\t')) text++, len--;
     if (len && text[0] == '[') {
@@ -499,6 +499,10 @@ static ddx_status set_scalar(const cfg_key *k, const char *s, size_t len, bool p
     show(s, len, shown, sizeof shown);
     char *field = (char *)cfg + k->off;
     if (strlen(s) != len) return fail(w, k->path, "value contains a NUL byte");
+    // One limit for every value, whatever its type: a long number or list is refused, never
+    // cut into another valid value (strings have their field's own, possibly smaller, limit).
+    if (k->type != T_STR && len > DDX_CONFIG_STR_MAX - 1)
+        return fail(w, k->path, "value is %zu bytes long; at most %d are allowed", len, DDX_CONFIG_STR_MAX - 1);
     if (k->type == T_LIST) return list_from_text(k, s, w, (ddx_int_list *)(void *)field);
     if (is_null(s, plain)) {
         if (k->type == T_STR) return fail(w, k->path, "no value given (write \"\" for an empty string)");
@@ -623,7 +627,8 @@ ddx_status ddx_config_set(ddx_config *cfg, const char *assignment) {
     const char *k0 = assignment, *k1 = eq;
     while (k0 < k1 && (*k0 == ' ' || *k0 == '\t')) k0++;
     while (k1 > k0 && (k1[-1] == ' ' || k1[-1] == '\t')) k1--;
-    if (k1 - k0 >= (ptrdiff_t)sizeof key) return fail(&w, NULL, "key is too long");
+    if (k1 - k0 >= (ptrdiff_t)sizeof key)
+        return fail(&w, NULL, "key is %td bytes long; at most %zu are allowed", k1 - k0, sizeof key - 1);
     memcpy(key, k0, (size_t)(k1 - k0));
     key[k1 - k0] = 0;
     int i = find_key(key);
@@ -636,11 +641,12 @@ ddx_status ddx_config_set(ddx_config *cfg, const char *assignment) {
     const cfg_key *k = &KEYS[i];
     const char *v = eq + 1;
     size_t len = strlen(v);
-    char trimmed[DDX_CONFIG_STR_MAX + 16];
+    char trimmed[DDX_CONFIG_STR_MAX];
     if (k->type != T_STR) {  // strings are verbatim: a name may end in a space if the user says so
         while (*v == ' ' || *v == '\t') v++, len--;
         while (len && (v[len - 1] == ' ' || v[len - 1] == '\t')) len--;
-        if (len >= sizeof trimmed) len = sizeof trimmed - 1;
+        if (len >= sizeof trimmed)
+            return fail(&w, k->path, "value is %zu bytes long; at most %d are allowed", len, DDX_CONFIG_STR_MAX - 1);
         memcpy(trimmed, v, len);
         trimmed[len] = 0;
         v = trimmed;
@@ -886,9 +892,28 @@ static ddx_status check_tabs(const loader *L) {
     return DDX_OK;
 }
 
+// O_NONBLOCK so that opening a FIFO returns at once (a blocking open waits for a writer that
+// never comes); the fstat then refuses anything that is not a regular file.
 static ddx_status read_file(const char *path, unsigned char **out, size_t *out_len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ddx_errorf(DDX_E_IO, "%s: cannot open config file: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return ddx_errorf(DDX_E_IO, "%s: cannot open config file: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return ddx_errorf(DDX_E_IO, "%s: cannot stat config file: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return ddx_errorf(DDX_E_INPUT, "%s: not a regular file (%s); give the path of a YAML config file", path,
+                          S_ISDIR(sb.st_mode) ? "a folder" : S_ISFIFO(sb.st_mode) ? "a FIFO" : "a device or socket");
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return ddx_errorf(DDX_E_IO, "%s: cannot open config file: %s", path, strerror(e));
+    }
     unsigned char *buf = malloc(MAX_FILE_BYTES + 1);
     if (!buf) {
         fclose(f);

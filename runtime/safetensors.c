@@ -307,7 +307,9 @@ fail:
 
 ddx_status ddx_st_read(const char *path, ddx_st_file *out) {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; the S_ISREG check below
+    // then refuses it (on a regular file the flag changes nothing).
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return ddx_errorf(DDX_E_IO, "%s: cannot open safetensors file: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0) {

@@ -16,7 +16,7 @@ bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 expect() {
     local want=$1 name=$2
     shift 2
-    "$exe" "$@" >"$tmp/out" 2>"$tmp/err"
+    timeout 20 "$exe" "$@" >"$tmp/out" 2>"$tmp/err"   # a hang (e.g. on a FIFO) fails as exit 124
     local rc=$?
     if [ "$rc" != "$want" ]; then
         bad "ddx-inspect $*: exit $rc, want $want; stderr: $(head -c 300 "$tmp/err")"
@@ -54,6 +54,9 @@ done
 cfg=../configs/cifar10_ddpm.yaml
 expect 0 "" "$cfg" --set train.lr=1e-3 --set model.ch_mult=[1,2,2]
 "$exe" "$cfg" --set train.lr=1e-3 2>/dev/null | grep -q "lr: 0.001" && ok || bad "--set train.lr=1e-3 not applied"
+many=()
+for i in $(seq 1 70); do many+=(--set "run.seed=$i"); done
+"$exe" "$cfg" "${many[@]}" 2>"$tmp/err" | grep -qE "^  seed: 70( |$)" && ok || bad "70 --set options: the last one not applied: $(head -c 300 "$tmp/err")"
 expect 2 "train.lr" "$cfg" --set train.lr=abc
 expect 2 "train.lrr" "$cfg" --set train.lrr=1
 expect 2 "model.attn_resolutions" "$cfg" --set model.attn_resolutions=[20]
@@ -81,6 +84,33 @@ mkdir "$tmp/dir.safetensors"
 expect 2 "dir.safetensors" "$tmp/dir.safetensors"
 expect 2 "missing.safetensors" "$tmp/missing.safetensors"
 expect 2 "--set" "$st" --set a=b
+
+# Inputs that are not regular files are refused at once: opening a FIFO must not wait for a writer.
+mkfifo "$tmp/fifo.safetensors" "$tmp/fifo.yaml"
+expect 2 "fifo.safetensors" "$tmp/fifo.safetensors"
+expect 2 "fifo.yaml" "$tmp/fifo.yaml"
+mkdir "$tmp/dir.yaml"
+expect 2 "dir.yaml" "$tmp/dir.yaml"
+
+# Columns line up whatever the name lengths, and a stored config (a multi-line metadata value)
+# is printed whole, one YAML line per output line.
+long=down.0.resnets.1.attentions.0.transformer_blocks.0.attn1.to_out.0.projection_weight_with_a_long_name
+cfgval='run:\n  name: inspect_me\n  seed: 7\nmodel:\n  ch: 4\n  ch_mult: [1, 2]\n'
+for i in 1 2 3 4 5 6 7 8 9 10 11 12; do cfgval+="  # padding line $i that makes the stored config longer than any fixed buffer\n"; done
+cfgval+='train:\n  lr: 0.0001\n'
+hdr='{"__metadata__":{"config":"'$cfgval'","format":"x"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
+hdr+='"'$long'":{"dtype":"F32","shape":[3,4],"data_offsets":[8,56]},"b":{"dtype":"F32","shape":[1],"data_offsets":[56,60]}}'
+n=${#hdr}
+{ printf "$(printf '\\x%02x' $((n & 255)) $((n >> 8)) 0 0 0 0 0 0)"; printf '%s' "$hdr"; head -c 60 /dev/zero; } >"$tmp/long.safetensors"
+expect 0 "" "$tmp/long.safetensors"
+"$exe" "$tmp/long.safetensors" >"$tmp/long.out" 2>&1
+cols=$(grep ' F32 ' "$tmp/long.out" | awk '{ print index($0, " F32 ") " " index($0, "[") " " index($0, " bytes") - length($(NF-1)) }' | sort -u)
+[ "$(grep -c ' F32 ' "$tmp/long.out")" = 3 ] && [ "$(printf '%s\n' "$cols" | wc -l)" = 1 ] && ok ||
+    bad "long names: columns not aligned:$(printf '\n'; cat "$tmp/long.out")"
+grep -qx '  __metadata__ config =' "$tmp/long.out" && grep -qx '    run:' "$tmp/long.out" &&
+    grep -qx '      seed: 7' "$tmp/long.out" && grep -qx '    train:' "$tmp/long.out" &&
+    grep -qx '      lr: 0.0001' "$tmp/long.out" && ! grep -q '?' "$tmp/long.out" && ok ||
+    bad "stored config not printed whole, line by line:$(printf '\n'; cat "$tmp/long.out")"
 expect 2 "notes.txt" notes.txt
 expect 2 "" 
 

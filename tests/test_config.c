@@ -476,6 +476,76 @@ static void test_describe(void) {
     free(buf);
 }
 
+// Only regular files are read as configs: a FIFO would block the open (waiting for a writer)
+// and then the read. The alarm turns a hang into a failed test rather than a stuck suite.
+static void test_not_regular(const char *dir) {
+    char fifo[256];
+    snprintf(fifo, sizeof fifo, "%s/config.fifo", dir);
+    if (mkfifo(fifo, 0600) != 0) {
+        CHECK(0, "mkfifo %s", fifo);
+        return;
+    }
+    ddx_config c;
+    alarm(10);
+    ddx_status st = ddx_config_resolve(&c, fifo, NULL, 0);
+    alarm(0);
+    expect_error("config is a FIFO", st, DDX_E_INPUT, fifo, "not a regular file", (const char *)NULL);
+    unlink(fifo);
+    st = ddx_config_resolve(&c, dir, NULL, 0);
+    expect_error("config is a folder", st, DDX_E_INPUT, dir, "not a regular file", (const char *)NULL);
+}
+
+// A value longer than the limit is refused by key, never cut: cutting 1999 zeros and a 7 to
+// the first 1039 bytes used to give the valid seed 0.
+static void test_long_values(void) {
+    enum { DIGITS = 2000, STR = 5000 };
+    static char set[STR + 64], yaml[STR + 64];
+    ddx_config c;
+    ddx_config_defaults(&c);
+
+    int o = snprintf(set, sizeof set, "run.seed=");
+    memset(set + o, '0', DIGITS - 1);
+    set[o + DIGITS - 1] = '7';
+    set[o + DIGITS] = 0;
+    ddx_status st = ddx_config_set(&c, set);
+    expect_error("--set 2000-digit seed", st, DDX_E_INPUT, "run.seed", "at most 1023", (const char *)NULL);
+    CHECK(c.run.seed == 0, "refused seed left the config alone: %llu", (unsigned long long)c.run.seed);
+
+    o = snprintf(yaml, sizeof yaml, "run:\n  seed: ");
+    memset(yaml + o, '0', DIGITS - 1);
+    yaml[o + DIGITS - 1] = '7';
+    yaml[o + DIGITS] = '\n';
+    st = ddx_config_load_string(yaml, (size_t)o + DIGITS + 1, "long_seed.yaml", &c);
+    expect_error("YAML 2000-digit seed", st, DDX_E_INPUT, "long_seed.yaml:2", "run.seed", "at most 1023", (const char *)NULL);
+
+    o = snprintf(set, sizeof set, "run.name=");
+    memset(set + o, 'a', STR);
+    set[o + STR] = 0;
+    st = ddx_config_set(&c, set);
+    expect_error("--set 5000-byte string", st, DDX_E_INPUT, "run.name", "at most 1023", (const char *)NULL);
+    CHECK(!strcmp(c.run.name, "run"), "refused name left the config alone: %.40s", c.run.name);
+
+    o = snprintf(yaml, sizeof yaml, "run:\n  name: ");
+    memset(yaml + o, 'a', STR);
+    yaml[o + STR] = '\n';
+    st = ddx_config_load_string(yaml, (size_t)o + STR + 1, "long_name.yaml", &c);
+    expect_error("YAML 5000-byte string", st, DDX_E_INPUT, "long_name.yaml:2", "run.name", "at most 1023", (const char *)NULL);
+
+    o = snprintf(set, sizeof set, "model.ch_mult=[1, 2, ");
+    memset(set + o, '0', DIGITS);
+    snprintf(set + o + DIGITS, sizeof set - (size_t)(o + DIGITS), "2]");
+    st = ddx_config_set(&c, set);
+    expect_error("--set 2000-byte list", st, DDX_E_INPUT, "model.ch_mult", "at most 1023", (const char *)NULL);
+
+    // At the limit a value still loads: 1022 zeros and a 7 is seed 7.
+    o = snprintf(set, sizeof set, "run.seed=");
+    memset(set + o, '0', 1022);
+    set[o + 1022] = '7';
+    set[o + 1023] = 0;
+    st = ddx_config_set(&c, set);
+    CHECK(st == DDX_OK && c.run.seed == 7, "1023-byte seed: %s, seed %llu", ddx_status_name(st), (unsigned long long)c.run.seed);
+}
+
 int main(void) {
     char dir[] = "/tmp/ddx_test_config.XXXXXX";
     if (!mkdtemp(dir)) {
@@ -489,6 +559,8 @@ int main(void) {
     test_validate();
     test_round_trip(dir);
     test_describe();
+    test_not_regular(dir);
+    test_long_values();
     rmdir(dir);
     printf("config: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;

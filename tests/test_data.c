@@ -675,6 +675,24 @@ static void rm_rf(const char *path) {
     if (system(cmd) != 0) printf("warning: could not remove %s\n", path);
 }
 
+// A FIFO in place of a data file is refused at once, not waited on (the alarm turns a hang
+// into a failure rather than a stuck suite).
+static void test_fifo(void) {
+    write_fmnist("fm_fifo", 5, 28, 28, 5, 0x803, 0);
+    char p[600];
+    path_in(p, sizeof p, "fm_fifo/train-images-idx3-ubyte.gz");
+    unlink(p);
+    CHECK(mkfifo(p, 0600) == 0, "mkfifo %s", p);
+    ddx_config cfg;
+    ddx_dataset d;
+    cfg_for(&cfg, DDX_DATASET_FASHION_MNIST, "fm_fifo", 28, 1);
+    alarm(10);
+    ddx_status st = ddx_dataset_load(&cfg, &d);
+    alarm(0);
+    CHECK_INPUT_ERR(st, "fm_fifo/train-images-idx3-ubyte.gz", "fashion FIFO");
+    CHECK(strstr(ddx_last_error(), "not a regular file") != NULL, "FIFO message: %s", ddx_last_error());
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/ddx_test_data_XXXXXX");
     if (!mkdtemp(g_dir)) {
@@ -688,6 +706,7 @@ int main(void) {
     test_image_pixel_limit();
     test_loader();
     test_real_fashion();
+    test_fifo();
     rm_rf(g_dir);
     return ddx_test_finish("test_data");
 }

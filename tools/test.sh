@@ -2,6 +2,7 @@
 # Builds ddx and runs every test: the cpu suite, the gpu suite (each GPU test exits 77 =
 # SKIP without a device), and the cpu suite once more under AddressSanitizer + UBSan.
 # Ends with one line: "N passed, N failed, N skipped" (meson tests, all passes together).
+# Set-up and build logs: build/setup.log, build/build.log (and the same in build-asan/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh || { echo "install-deps failed"; echo "0 passed, 1 failed"; exit 1; }
@@ -28,12 +29,14 @@ status=0
 run_pass() {   # name, build dir, meson setup args, suites...
     local name=$1 dir=$2 setup=$3; shift 3
     echo "== $name"
+    # The logs live inside the (gitignored) build dir, not beside it in the repository root.
+    mkdir -p "$dir"
     if [ ! -f "$dir/build.ninja" ]; then
-        meson setup "$dir" $setup >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log"; total_fail=$((total_fail + 1)); status=1; return; }
-        grep -A4 "^ddx" "$dir.setup.log" || true
+        meson setup "$dir" $setup >"$dir/setup.log" 2>&1 || { cat "$dir/setup.log"; total_fail=$((total_fail + 1)); status=1; return; }
+        grep -A4 "^ddx" "$dir/setup.log" || true
     fi
-    if ! ninja -C "$dir" -j "$jobs" >"$dir.build.log" 2>&1; then
-        tail -50 "$dir.build.log"; total_fail=$((total_fail + 1)); status=1; return
+    if ! ninja -C "$dir" -j "$jobs" >"$dir/build.log" 2>&1; then
+        tail -50 "$dir/build.log"; total_fail=$((total_fail + 1)); status=1; return
     fi
     local suites=()
     for s in "$@"; do suites+=(--suite "$s"); done

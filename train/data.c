@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -182,10 +183,26 @@ static const char *gz_reason(gzFile g, const char *path) {
     return msg;
 }
 
+// O_NONBLOCK so that a FIFO named as a data file cannot block the open (waiting for a
+// writer); anything but a regular file is then refused. On a regular file the flag is a no-op.
+static ddx_status open_regular(const char *path, int *fd) {
+    *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (*fd < 0) return ddx_errorf(DDX_E_IO, "data.path: cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(*fd, &sb) == 0 && S_ISREG(sb.st_mode)) return DDX_OK;
+    close(*fd);
+    return ddx_errorf(DDX_E_INPUT, "data.path: %s is not a regular file", path);
+}
+
 // The whole decompressed content of a gzip file.
 static ddx_status gz_slurp(const char *path, uint8_t **out, size_t *out_len) {
-    gzFile g = gzopen(path, "rb");
-    if (!g) return ddx_errorf(DDX_E_IO, "data.path: cannot open %s: %s", path, strerror(errno ? errno : EIO));
+    int fd;
+    DDX_TRY(open_regular(path, &fd));
+    gzFile g = gzdopen(fd, "rb");
+    if (!g) {
+        close(fd);
+        return ddx_errorf(DDX_E_IO, "data.path: cannot open %s: %s", path, strerror(errno ? errno : EIO));
+    }
     gzbuffer(g, 1 << 18);
     size_t cap = 1 << 20, len = 0;
     uint8_t *buf = malloc(cap);
@@ -355,8 +372,11 @@ static ddx_status load_cifar10(const ddx_config *cfg, ddx_dataset *d) {
     ddx_status st = (pix && d->labels && rec) ? DDX_OK : ddx_errorf(DDX_E_NOMEM, "data: out of memory for CIFAR-10");
     int64_t at = 0;
     for (int b = 0; b < NB && !st; b++) {
-        FILE *f = fopen(paths[b], "rb");
+        int fd;
+        if ((st = open_regular(paths[b], &fd))) break;
+        FILE *f = fdopen(fd, "rb");
         if (!f) {
+            close(fd);
             st = ddx_errorf(DDX_E_IO, "data.path: cannot open %s: %s", paths[b], strerror(errno));
             break;
         }
