@@ -143,14 +143,19 @@ int main(int argc, char **argv) {
     }
     // The command-line settings go through the config's own checks (ranges, enum names); an
     // error names the flag the user typed, not the config key behind it.
-    char buf[128];
+    char buf[DDX_CONFIG_STR_MAX + 64];
     struct { const char *flag, *key, *val; } sets[] = {
         {"--sampler", "sample.sampler", sampler}, {"--steps", "sample.steps", steps}, {"--eta", "sample.eta", eta},
         {"--n", "sample.n", n_s}, {"--seed", "run.seed", seed_s}, {"--batch", "train.batch_size", batch_s},
     };
     for (size_t i = 0; i < sizeof sets / sizeof sets[0] && !st; i++) {
         if (!sets[i].val) continue;
-        snprintf(buf, sizeof buf, "%s=%s", sets[i].key, sets[i].val);
+        // A cut value could be another valid one (a long seed read as a short one): refuse it.
+        if (snprintf(buf, sizeof buf, "%s=%s", sets[i].key, sets[i].val) >= (int)sizeof buf) {
+            st = ddx_errorf(DDX_E_INPUT, "%s: value is %zu bytes long; at most %d are allowed", sets[i].flag,
+                            strlen(sets[i].val), DDX_CONFIG_STR_MAX - 1);
+            break;
+        }
         st = ddx_config_set(&cfg, buf);
         if (st) st = flag_error(st, sets[i].flag, sets[i].key);
     }
@@ -256,7 +261,10 @@ int main(int argc, char **argv) {
     if (!st) printf("grid: %s\n", out);
     for (int i = 0; save_dir && i < n && !st; i++) {
         char p[PATH_MAX + 32];
-        snprintf(p, sizeof p, "%s/%06d.png", save_dir, i);
+        if (snprintf(p, sizeof p, "%s/%06d.png", save_dir, i) >= (int)sizeof p) {
+            st = ddx_errorf(DDX_E_INPUT, "--save-dir: path '%s' is too long", save_dir);
+            break;
+        }
         st = ddx_image_write(p, x + (size_t)i * per, S, S, C, norm, NULL);
     }
     if (!st && save_dir) printf("images: %s/000000.png .. %06d.png\n", save_dir, n - 1);

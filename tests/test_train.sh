@@ -150,6 +150,8 @@ grep -q "DDPM always runs" "$tmp/e" && ok || bad "--steps with ddpm: $(cat "$tmp
 expect_early "--n" "$sample" --checkpoint "$ck" --n abc
 grep -q "sample\.n" "$tmp/e" && bad "--n error names the config key: $(cat "$tmp/e")" || ok
 expect_early "--steps" "$sample" --checkpoint "$ck" --steps 0
+# A value too long for the config is refused, not cut into another valid one.
+expect_early "--seed" "$sample" --checkpoint "$ck" --seed "$(printf '1%.0s' $(seq 2000))"
 # Without a GPU the banner says so in words, and that the run goes on on the CPU.
 "$train" "$cfg" --set run.device=auto --set train.total_steps=1 --set train.warmup_steps=0 --set run.out_dir="$tmp/out3" \
     >"$tmp/o" 2>&1
