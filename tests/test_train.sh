@@ -160,6 +160,14 @@ if grep -q "^device: cuda" "$tmp/o"; then ok; else
         bad "no-GPU banner: $(grep '^device' "$tmp/o")"
 fi
 [ "$(md5sum "$ck" | cut -d' ' -f1)" = "$sum_before" ] && ok || bad "a failed command changed the checkpoint"
+# A FIFO in log.jsonl's place: the resume refuses it instead of waiting for a writer forever.
+fifo_run=$(ls -d "$tmp"/out3/tiny_* | head -1)
+if [ -n "$fifo_run" ] && rm -f "$fifo_run/log.jsonl" && mkfifo "$fifo_run/log.jsonl"; then
+    expect2 "log.jsonl" timeout 30 "$train" --resume "$fifo_run" --set train.total_steps=2
+    [ -p "$fifo_run/log.jsonl" ] && ok || bad "the resume replaced the FIFO log"
+else
+    bad "FIFO log case: no run folder from the banner run"
+fi
 # 6. A batch larger than the data set: exit 2 before any run folder exists.
 expect2 "train.batch_size" "$train" "$cfg" --set train.batch_size=100000 --set run.out_dir="$tmp/never2"
 [ ! -e "$tmp/never2" ] && ok || bad "a start with an oversized batch left $(ls -R "$tmp/never2")"

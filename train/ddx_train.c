@@ -113,6 +113,8 @@ static double history_median(const loss_history *h) {
 // from them, so the divergence rule decides as it would have in an unbroken run. Written
 // atomically; any read or write error leaves the log as it was.
 static ddx_status log_truncate(const char *path, int64_t step, loss_history *hist) {
+    // Before opening it: reading a FIFO put in the log's place would wait for a writer forever.
+    DDX_TRY(ddx_output_check(path, "log.jsonl"));
     FILE *in = fopen(path, "r");
     if (!in) return DDX_OK;   // no log yet
     ddx_atomic_file out;
