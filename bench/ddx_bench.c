@@ -4,7 +4,7 @@
 // tests/test_ops --perf (the same case tables the correctness runs use).
 //
 // Speed is reported as a rate and, where it has a baseline, as a ratio against that baseline
-// run in the same process (DESIGN.md: never asserted in a timed unit test).
+// run in the same process (docs/ARCHITECTURE.md, Benchmarks: never asserted in a timed unit test).
 #include <cblas.h>
 #include <errno.h>
 #include <stdio.h>

@@ -27,7 +27,7 @@ ddx_status ddx_verrorf(ddx_status st, const char *fmt, va_list ap);
 const char *ddx_last_error(void);
 void ddx_clear_error(void);
 const char *ddx_status_name(ddx_status st);
-// 0 for OK, 2 for input/IO errors, 1 otherwise (DESIGN.md: exit codes).
+// 0 for OK, 2 for input/IO errors, 1 otherwise (docs/ARCHITECTURE.md: errors).
 int ddx_exit_code(ddx_status st);
 
 #define DDX_TRY(expr)                              \
