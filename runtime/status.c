@@ -7,7 +7,11 @@
 static _Thread_local char g_msg[1024];
 
 ddx_status ddx_verrorf(ddx_status st, const char *fmt, va_list ap) {
-    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    // Formatted aside first: callers wrap the previous message ("...: %s", ddx_last_error()),
+    // and formatting into the buffer an argument points at garbles it.
+    char msg[sizeof g_msg];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    memcpy(g_msg, msg, sizeof g_msg);
     // One line: a newline inside a message would break log parsing and the "one-line error" rule.
     for (char *p = g_msg; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';

@@ -149,7 +149,20 @@ static void test_misc(void) {
     CHECK(v.shape[0] == 3 && (uintptr_t)v.data == 0x1000 + 2 * 12 * 4, "batch slice view");
 }
 
+// A message that wraps the previous one (the pattern every layer uses to add its context).
+static void test_error_wrap(void) {
+    ddx_errorf(DDX_E_NOMEM, "host allocation of %d bytes failed", 822083584);
+    ddx_errorf(DDX_E_NOMEM, "arena %s: cannot allocate a %.1f MiB block on %s: %s", "activations", 784.0, "cpu",
+               ddx_last_error());
+    CHECK(strcmp(ddx_last_error(),
+                 "arena activations: cannot allocate a 784.0 MiB block on cpu: host allocation of 822083584 bytes failed") == 0,
+          "wrapped message: %s", ddx_last_error());
+    ddx_errorf(DDX_E_INPUT, "%s", ddx_last_error());
+    CHECK(strstr(ddx_last_error(), "arena activations: cannot") == ddx_last_error(), "self-wrapped message: %s", ddx_last_error());
+}
+
 int main(void) {
+    test_error_wrap();
     test_arena();
     test_param_store();
     test_tape();
