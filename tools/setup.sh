@@ -14,7 +14,7 @@ if [ ! -f build/build.ninja ]; then
     if { command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; } || [ -e /dev/nvidia0 ]; then
         meson setup build
     else
-        echo "no GPU found: building the CPU backend only (about 1 minute); \`meson setup build-cuda && ninja -C build-cuda\` builds the CUDA backend too (about 10 minutes on a busy 2-core machine)"
+        echo "no GPU found: building the CPU backend only (seconds); \`meson setup build-cuda && ninja -C build-cuda\` builds the CUDA backend too (about 2 minutes on 2 idle cores)"
         meson setup build -Dcuda=disabled
     fi
 fi
