@@ -25,7 +25,9 @@ struct ddx_sampling {
     const ddx_schedule *s;
     ddx_sample_opts o;
     ddx_device dev;
-    ddx_ctx ctx;
+    ddx_ctx own;                      // the sampler's context, unless it borrows the caller's
+    ddx_ctx *c;                       // the context it runs in: &own or the caller's
+    bool borrowed;
     int *ts;                          // the timesteps visited, decreasing
     int S;
     int64_t H, W, C, Cc;              // x is [., H, W, C]; the conditioning input [., H, W, Cc]
@@ -50,8 +52,8 @@ struct ddx_sampling {
 
 static bool guided(const ddx_sampling *sp) { return sp->w != 1.0 && sp->m->cfg.model.num_classes > 0; }
 
-ddx_status ddx_sampling_create(const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o, ddx_device dev,
-                               ddx_sampling **out) {
+static ddx_status create(const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o, ddx_device dev,
+                         ddx_ctx *borrow, ddx_sampling **out) {
     *out = NULL;
     if (!m || !s || !o || !s->alphas_cumprod)
         return ddx_errorf(DDX_E_INTERNAL, "sampler: NULL model, schedule or options");
@@ -76,23 +78,34 @@ ddx_status ddx_sampling_create(const ddx_model *m, const ddx_schedule *s, const 
     sp->C = cfg->model.out_channels;
     sp->Cc = cfg->model.in_channels - cfg->model.out_channels;
     sp->S = ddx_sampler_timesteps(s, o->sampler, o->steps, o->spacing, sp->ts);
-    ddx_status st = ddx_ctx_init(&sp->ctx, dev, (size_t)16 << 20);
-    if (st != DDX_OK) {
-        free(sp->ts);
-        free(sp);
-        return st;
+    if (borrow) {
+        sp->c = borrow, sp->borrowed = true;
+    } else {
+        ddx_status st = ddx_ctx_init(&sp->own, dev, (size_t)16 << 20);
+        if (st != DDX_OK) {
+            free(sp->ts);
+            free(sp);
+            return st;
+        }
+        sp->c = &sp->own;
     }
-    // Inference: no tape (nothing is saved for a backward), no dropout.
-    ddx_ctx_set_grad(&sp->ctx, false);
-    ddx_ctx_set_training(&sp->ctx, false);
-    ddx_ctx_set_tf32(&sp->ctx, dev == DDX_CUDA && cfg->run.precision == DDX_PRECISION_TF32);
-    ddx_ctx_set_seed(&sp->ctx, o->seed);
     *out = sp;
     return DDX_OK;
 }
 
+ddx_status ddx_sampling_create(const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o, ddx_device dev,
+                               ddx_sampling **out) {
+    return create(m, s, o, dev, NULL, out);
+}
+
+ddx_status ddx_sampling_create_in(const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o, ddx_ctx *c,
+                                  ddx_sampling **out) {
+    if (!c) return ddx_errorf(DDX_E_INTERNAL, "sampler: NULL context to run in");
+    return create(m, s, o, c->device, c, out);
+}
+
 static void free_buffers(ddx_sampling *sp) {
-    if (sp->have_graph) ddx_graph_step_free(&sp->g, &sp->ctx);
+    if (sp->have_graph) ddx_graph_step_free(&sp->g, sp->c);
     sp->have_graph = false;
     ddx_dev_free(sp->dev, sp->xbuf);
     ddx_dev_free(sp->dev, sp->ybuf);
@@ -104,7 +117,7 @@ static void free_buffers(ddx_sampling *sp) {
 void ddx_sampling_free(ddx_sampling *sp) {
     if (!sp) return;
     free_buffers(sp);
-    ddx_ctx_free(&sp->ctx);
+    if (!sp->borrowed) ddx_ctx_free(&sp->own);
     free(sp->ts);
     free(sp);
 }
@@ -133,7 +146,7 @@ static size_t in_bytes(int cap) { return IN_OFF_T + 2 * (size_t)cap * sizeof(flo
 
 size_t ddx_sampling_bytes(const ddx_sampling *sp) {
     const size_t cap = (size_t)sp->cap, hw = (size_t)(sp->H * sp->W);
-    size_t b = ddx_arena_capacity(&sp->ctx.act);
+    size_t b = sp->borrowed ? 0 : ddx_arena_capacity(&sp->own.act);
     if (sp->xbuf) b += cap * hw * (size_t)sp->C * sizeof(float);
     if (sp->ybuf) b += (sp->cap_guided ? 2 : 1) * cap * sizeof(int32_t);
     if (sp->cbuf) b += cap * hw * (size_t)sp->Cc * sizeof(float);
@@ -152,7 +165,7 @@ static ddx_status ensure(ddx_sampling *sp, int B, bool labels, bool cond) {
     DDX_TRY(ddx_dev_alloc(sp->dev, (size_t)B * hw * (size_t)sp->C * sizeof(float), &sp->xbuf));
     if (labels) DDX_TRY(ddx_dev_alloc(sp->dev, (g2 ? 2 : 1) * (size_t)B * sizeof(int32_t), &sp->ybuf));
     if (cond) DDX_TRY(ddx_dev_alloc(sp->dev, (size_t)B * hw * (size_t)sp->Cc * sizeof(float), &sp->cbuf));
-    DDX_TRY(ddx_graph_step_init(&sp->g, &sp->ctx, graphs, in_bytes(B), "sampling step"));
+    DDX_TRY(ddx_graph_step_init(&sp->g, sp->c, graphs, in_bytes(B), "sampling step"));
     sp->have_graph = true;
     sp->cap = B, sp->cap_guided = g2, sp->cap_graphs = graphs;
     return DDX_OK;
@@ -241,12 +254,19 @@ ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const flo
     const int B = sp->o.batch < n ? sp->o.batch : n;
     const bool g2 = guided(sp);
     DDX_TRY(ensure(sp, B, y != NULL, sp->Cc > 0));
-    ddx_ctx *c = &sp->ctx;
+    ddx_ctx *c = sp->c;
+    // Inference: no tape (nothing is saved for a backward), no dropout. A borrowed context gets
+    // its own settings back afterwards.
+    const bool grad_was = c->grad_enabled, training_was = c->training, tf32_was = c->tf32;
+    const uint64_t seed_was = c->seed;
+    ddx_ctx_set_grad(c, false);
+    ddx_ctx_set_training(c, false);
+    ddx_ctx_set_tf32(c, sp->dev == DDX_CUDA && cfg->run.precision == DDX_PRECISION_TF32);
+    ddx_ctx_set_seed(c, sp->o.seed);
     const int64_t hwc = sp->H * sp->W * sp->C, hwcc = sp->H * sp->W * sp->Cc;
     int32_t *yh = y ? malloc(2 * (size_t)B * sizeof *yh) : NULL;
-    if (y && !yh) return ddx_errorf(DDX_E_NOMEM, "sampler: out of host memory");
     const int S = sp->S, nbatches = (n + B - 1) / B;
-    ddx_status st = DDX_OK;
+    ddx_status st = y && !yh ? ddx_errorf(DDX_E_NOMEM, "sampler: out of host memory") : DDX_OK;
     for (int b0 = 0, bi = 0; b0 < n && st == DDX_OK; b0 += B, bi++) {
         const int nb = n - b0 < B ? n - b0 : B;
         const int64_t rows = g2 ? 2 * nb : nb;
@@ -293,5 +313,9 @@ ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const flo
     }
     free(yh);
     ddx_status rst = ddx_ctx_reset(c);
+    ddx_ctx_set_grad(c, grad_was);
+    ddx_ctx_set_training(c, training_was);
+    ddx_ctx_set_tf32(c, tf32_was);
+    ddx_ctx_set_seed(c, seed_was);
     return st != DDX_OK ? st : rst;
 }

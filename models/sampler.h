@@ -2,8 +2,8 @@
 // grids, and the evaluation, inpainting and super-resolution tools). Created from a model (its
 // parameter store holds the weights to sample: copy or load EMA weights into the VALUE buffer
 // first), a schedule and the sampler settings; it owns its own context (no autograd tape, no
-// dropout), its x buffer and its CUDA-graph state (runtime/graph.h), and no gradient or
-// optimizer memory.
+// dropout) or runs in the caller's (ddx_sampling_create_in), its x buffer and its CUDA-graph
+// state (runtime/graph.h), and no gradient or optimizer memory.
 //
 // Noise is fixed: sample i uses the Philox noise keyed by (seed, DDX_RNG_STREAM_SAMPLER, step k,
 // offset i*H*W*C) (x_T: step 0; update k: step k), so it is the same whatever the batch size
@@ -60,14 +60,21 @@ typedef ddx_tensor *(*ddx_sampling_post_step_fn)(ddx_ctx *c, ddx_tensor *x, int 
 // the model's parameter store.
 ddx_status ddx_sampling_create(const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o, ddx_device dev,
                                ddx_sampling **out);
+// The same, running in the caller's context c (its arena, stream and device) instead of one
+// of its own: the trainer's sample grids reuse the training step's activation memory rather
+// than hold a second arena. A run sets the context's mode flags (no tape, no dropout) and
+// restores them afterwards; the caller must not use c while a run is in progress, and must
+// keep c alive until ddx_sampling_free.
+ddx_status ddx_sampling_create_in(const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o, ddx_ctx *c,
+                                  ddx_sampling **out);
 void ddx_sampling_free(ddx_sampling *sp);
 // w: the guidance scale (1: none); null_label: the label of the unconditional half.
 ddx_status ddx_sampling_set_guidance(ddx_sampling *sp, double w, int32_t null_label);
 void ddx_sampling_set_post_step(ddx_sampling *sp, ddx_sampling_post_step_fn fn, void *user);
 // The number of timesteps a run visits (DDPM: diffusion.timesteps; DDIM: at most steps).
 int ddx_sampling_steps(const ddx_sampling *sp);
-// Device bytes the sampler holds now (x, labels, conditioning, step inputs, its activation
-// arena's capacity).
+// Device bytes the sampler holds now (x, labels, conditioning, step inputs, and its own
+// activation arena's capacity; a borrowed context's arena is the caller's).
 size_t ddx_sampling_bytes(const ddx_sampling *sp);
 // Draws n images into out (host f32 [n, H, W, C]). y: n labels (class-conditional models) or
 // NULL; cond: host f32 [n, H, W, Cc] or NULL (required when the model's in_channels exceeds its

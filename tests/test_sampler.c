@@ -358,6 +358,45 @@ static void test_graph_cpu(ddx_ctx *c) {
     ddx_graph_step_free(&g, c);
 }
 
+// ---- 6. a sampler in the caller's context ------------------------------------------------------
+// The trainer's grids run in the training context: the same images as a sampler with its own
+// context, and the context's mode flags and seed come back as they were.
+static void test_borrowed_ctx(ddx_ctx *c) {
+    ddx_param_store ps;
+    ddx_model *m = NULL;
+    ddx_status st = tiny_unet(0, 3, 3, &ps, &m);
+    CHECK(st == DDX_OK, "tiny unet: %s", ddx_last_error());
+    if (st != DDX_OK) return;
+    ddx_schedule s;
+    make_schedule(&s, 40);
+    enum { N = 3, PER = 8 * 8 * 3 };
+    ddx_sample_opts o = {.sampler = DDX_SAMPLER_DDIM, .steps = 4, .eta = 1.0, .spacing = DDX_SPACING_UNIFORM, .seed = 5,
+                         .batch = 2, .graphs = true};
+    float a[N * PER], b[N * PER];
+    ddx_ctx_set_grad(c, true);
+    ddx_ctx_set_training(c, true);
+    ddx_ctx_set_seed(c, 1234);
+    ddx_sampling *sp = NULL;
+    st = ddx_sampling_create_in(m, &s, &o, c, &sp);
+    for (int rep = 0; rep < 2 && st == DDX_OK; rep++) st = ddx_sampling_run(sp, N, NULL, NULL, a, NULL, NULL);
+    CHECK(st == DDX_OK, "borrowed-context sampler: %s", ddx_last_error());
+    CHECK(c->grad_enabled && c->training && c->seed == 1234 && c->n_nodes == 0,
+          "the borrowed context's flags are restored and its tape is empty");
+    // Its own buffers (x for 2 images, the step inputs) are a few KiB; an own context's arena
+    // alone starts at 16 MiB.
+    CHECK(ddx_sampling_bytes(sp) < 65536, "a borrowing sampler holds %zu bytes: an arena of its own?",
+          ddx_sampling_bytes(sp));
+    ddx_sampling_free(sp);
+    st = new_sample(m, &s, &o, N, NULL, NULL, b);
+    CHECK(st == DDX_OK && finite_all(a, N * PER) && memcmp(a, b, sizeof a) == 0,
+          "borrowed and own contexts give the same images");
+    ddx_ctx_set_grad(c, false);
+    ddx_ctx_set_training(c, false);
+    ddx_schedule_free(&s);
+    ddx_model_free(m);
+    ddx_param_store_free(&ps);
+}
+
 int main(void) {
     ddx_ctx c;
     if (ddx_ctx_init(&c, DDX_CPU, (size_t)16 << 20) != DDX_OK) {
@@ -369,6 +408,7 @@ int main(void) {
     test_post_step();
     test_conditioning(&c);
     test_graph_cpu(&c);
+    test_borrowed_ctx(&c);
     ddx_ctx_free(&c);
     return ddx_test_finish("test_sampler");
 }

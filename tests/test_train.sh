@@ -168,6 +168,15 @@ if [ -n "$fifo_run" ] && rm -f "$fifo_run/log.jsonl" && mkfifo "$fifo_run/log.js
 else
     bad "FIFO log case: no run folder from the banner run"
 fi
+# Sample grids run in the training context (no second arena): a run that draws grids every
+# 2 steps logs the same losses and grad norms, bit for bit, as one that draws none.
+for se in 0 2; do
+    "$train" "$cfg" --set run.out_dir="$tmp/se$se" --set train.total_steps=6 --set train.log_every=1 \
+        --set train.checkpoint_every=0 --set train.sample_every=$se >/dev/null 2>&1 || bad "sample_every=$se run failed"
+done
+lossof() { sed -E 's/.*"step":([0-9]+),"loss":([^,]+),.*"grad_norm":([^,]+),.*/\1 \2 \3/' "$1"/tiny_*/log.jsonl; }
+[ -n "$(lossof "$tmp/se2")" ] && [ "$(lossof "$tmp/se0")" = "$(lossof "$tmp/se2")" ] && [ "$(ls "$tmp"/se2/tiny_*/samples | wc -l)" = 3 ] &&
+    ok || bad "sample grids changed the training run: $(lossof "$tmp/se0" | head -2) vs $(lossof "$tmp/se2" | head -2)"
 # 6. A batch larger than the data set: exit 2 before any run folder exists.
 expect2 "train.batch_size" "$train" "$cfg" --set train.batch_size=100000 --set run.out_dir="$tmp/never2"
 [ ! -e "$tmp/never2" ] && ok || bad "a start with an oversized batch left $(ls -R "$tmp/never2")"

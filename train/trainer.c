@@ -170,7 +170,9 @@ ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed
         t->sampler = NULL;
     }
     if (!t->sampler) {
-        DDX_TRY(ddx_sampling_create(t->model, &t->sched, &o, t->device, &t->sampler));
+        // In the training context: the grids reuse the step's activation memory (a forward
+        // of at most train.batch_size rows fits it) instead of holding a second arena.
+        DDX_TRY(ddx_sampling_create_in(t->model, &t->sched, &o, &t->ctx, &t->sampler));
         t->sampler_opts = o;
     }
     size_t bytes = t->ps.numel * sizeof(float);

@@ -75,8 +75,10 @@ ddx_status ddx_trainer_stats_read(ddx_trainer *t, ddx_trainer_stats *out);
 ddx_status ddx_trainer_stats_reset(ddx_trainer *t, double loss_sum, int64_t loss_n);
 
 // n images from the EMA weights (use_ema) or the live ones, with the config's sampler settings
-// and `seed`, into host out [n, S, S, C], through the trainer's sampler (models/sampler.h: its
-// own inference context, not the training one). The live weights are restored afterwards.
+// and `seed`, into host out [n, S, S, C], through the trainer's sampler (models/sampler.h),
+// which runs in the training context (no tape, no dropout while it runs; the context's flags
+// are restored), so a grid needs no second activation arena. The live weights are restored
+// afterwards.
 ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed, float *out);
 
 #ifdef __cplusplus
