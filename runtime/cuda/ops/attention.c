@@ -14,8 +14,6 @@
 #include "kernels/attention.h"
 #include "op_impl.h"
 
-static void *attn_stream(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
-
 // One float dtype (f32 or bf16) for every tensor the call touches (NULL entries skipped).
 static ddx_status attn_dtypes(const char *what, ddx_dtype dt, int n, const ddx_tensor *const *ts) {
     if (dt != DDX_F32 && dt != DDX_BF16)
@@ -78,7 +76,7 @@ ddx_status ddx_cuda_attention_fwd(ddx_ctx *c, ddx_node *n) {
                           (long long)g.N, g.heads, (long long)g.L);
     n->saved[0] = lse;
     const float scale = n->p.attention.scale;   // resolved by the front-end (never 0 here)
-    void *s = attn_stream(c);
+    void *s = ddx_cuda_stream_of(c);
     if (q->dtype == DDX_F32)
         DDX_CUDA_CHECK(ddx_k_attention_fwd_f32(q->data, k->data, v->data, y->data, lse->data, g.N, g.L, g.heads, g.head_dim,
                                                scale, s));
@@ -109,7 +107,7 @@ ddx_status ddx_cuda_attention_bwd(ddx_ctx *c, ddx_node *n) {
         return ddx_errorf(DDX_E_NOMEM, "attention backward on CUDA: out of activation memory for [%lld, %d, %lld] scratch",
                           (long long)g.N, g.heads, (long long)g.L);
     const float scale = n->p.attention.scale;
-    void *s = attn_stream(c);
+    void *s = ddx_cuda_stream_of(c);
     int attention_bwd_launch;
     if (q->dtype == DDX_F32)
         attention_bwd_launch = ddx_k_attention_bwd_f32(q->data, k->data, v->data, n->out->data, dy->data, lse->data, delta->data,

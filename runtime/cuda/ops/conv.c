@@ -9,8 +9,6 @@
 #include "kernels/conv.h"
 #include "op_impl.h"
 
-static void *conv_stream(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
-
 // f32 or bf16, and one dtype for every tensor the call touches (NULL entries skipped).
 static ddx_status conv_dtypes(const char *what, ddx_dtype dt, int n, const ddx_tensor *const *ts) {
     if (dt != DDX_F32 && dt != DDX_BF16)
@@ -60,7 +58,7 @@ ddx_status ddx_cuda_conv2d_fwd(ddx_ctx *c, ddx_node *n) {
     ddx_k_conv_geom g;
     DDX_TRY(conv_geom_of_node(n, &g));
     g.residual = r ? r->data : NULL;
-    void *s = conv_stream(c);
+    void *s = ddx_cuda_stream_of(c);
     if (x->dtype == DDX_F32 && c->tf32)
         DDX_CUDA_CHECK(ddx_k_conv2d_fwd_tf32(y->data, x->data, w->data, b ? b->data : NULL, &g, s));
     else if (x->dtype == DDX_F32)
@@ -96,7 +94,7 @@ ddx_status ddx_cuda_conv2d_bwd(ddx_ctx *c, ddx_node *n) {
     DDX_TRY(conv_dtypes("backward", x->dtype, 5, (const ddx_tensor *[]){w, dy, gx, gw, gb}));
     ddx_k_conv_geom g;
     DDX_TRY(conv_geom_of_node(n, &g));
-    void *s = conv_stream(c);
+    void *s = ddx_cuda_stream_of(c);
     const bool f32 = x->dtype == DDX_F32;
 
     if (gx) {

@@ -6,8 +6,6 @@
 #include "kernels/diffusion.h"
 #include "op_impl.h"
 
-static void *stream_of(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
-
 // ---- randn / q_sample / sampler_step (no backward: not differentiable) --------------------
 // c->step_dev (CUDA graphs) goes with every key: the kernels then read the step word there.
 static ddx_k_rng_key k_key(const ddx_ctx *c, const ddx_rng_key *k) {
@@ -18,8 +16,8 @@ static ddx_k_rng_key k_key(const ddx_ctx *c, const ddx_rng_key *k) {
 ddx_status ddx_cuda_randn_fwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *y = n->out;
     const ddx_k_rng_key k = k_key(c, &n->p.randn);
-    if (y->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_randn_f32(y->data, ddx_numel(y), k, stream_of(c)));
-    else if (y->dtype == DDX_BF16) DDX_CUDA_CHECK(ddx_k_randn_bf16(y->data, ddx_numel(y), k, stream_of(c)));
+    if (y->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_randn_f32(y->data, ddx_numel(y), k, ddx_cuda_stream_of(c)));
+    else if (y->dtype == DDX_BF16) DDX_CUDA_CHECK(ddx_k_randn_bf16(y->data, ddx_numel(y), k, ddx_cuda_stream_of(c)));
     else return ddx_errorf(DDX_E_UNSUPPORTED, "randn on CUDA: dtype %s is not supported (f32, bf16)", ddx_dtype_name(y->dtype));
     return DDX_OK;
 }
@@ -32,7 +30,7 @@ ddx_status ddx_cuda_q_sample_fwd(ddx_ctx *c, ddx_node *n) {
     const int64_t cnt = ddx_numel(x0);
     if (cnt == 0) return DDX_OK;
     DDX_CUDA_CHECK(ddx_k_q_sample_f32(n->out->data, x0->data, coef->data, cnt, cnt / x0->shape[0], k_key(c, &n->p.q_sample),
-                                      stream_of(c)));
+                                      ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
 
@@ -44,6 +42,6 @@ ddx_status ddx_cuda_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
     const ddx_sampler_step_params *p = &n->p.sampler_step;
     const ddx_k_sampler_coefs co = {.a = p->a, .b = p->b, .f = p->f, .g = p->g, .c = p->c, .d = p->d, .e = p->e,
                                     .sigma = p->sigma, .clip = p->clip ? 1 : 0, .dev = p->coefs_dev};
-    DDX_CUDA_CHECK(ddx_k_sampler_step_f32(n->out->data, xt->data, o->data, ddx_numel(xt), co, k_key(c, &p->key), stream_of(c)));
+    DDX_CUDA_CHECK(ddx_k_sampler_step_f32(n->out->data, xt->data, o->data, ddx_numel(xt), co, k_key(c, &p->key), ddx_cuda_stream_of(c)));
     return DDX_OK;
 }

@@ -12,37 +12,22 @@
 #include "kernels/elementwise.h"
 #include "op_impl.h"
 
-static void *stream_of(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
-
-static ddx_status need_float(const char *op, const ddx_tensor *t) {
-    if (t->dtype != DDX_F32 && t->dtype != DDX_BF16)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: dtype %s is not supported (f32, bf16)", op, ddx_dtype_name(t->dtype));
-    return DDX_OK;
-}
-
 static ddx_status need_same_dtype(const char *op, const ddx_tensor *a, const ddx_tensor *b) {
-    DDX_TRY(need_float(op, a));
+    DDX_TRY(ddx_cuda_need_float(op, a, NULL));
     if (a->dtype != b->dtype)
         return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: mixed dtypes %s and %s", op, ddx_dtype_name(a->dtype),
                           ddx_dtype_name(b->dtype));
     return DDX_OK;
 }
 
-// The output's grad every backward starts from; its absence is a tape bug.
-static ddx_status out_grad(const ddx_node *n, const ddx_tensor **dy) {
-    *dy = n->out->grad;
-    if (!*dy) return ddx_errorf(DDX_E_INTERNAL, "%s backward on CUDA: the output has no grad", ddx_op_name(n->op));
-    return DDX_OK;
-}
-
 // dst += src, any f32/bf16 pair of equal element count.
 ddx_status ddx_cuda_accumulate(ddx_ctx *c, ddx_tensor *dst, const ddx_tensor *src) {
-    void *s = stream_of(c);
+    void *s = ddx_cuda_stream_of(c);
     const int64_t n = ddx_numel(dst);
     if (ddx_numel(src) != n)
         return ddx_errorf(DDX_E_INTERNAL, "CUDA accumulate: %lld elements into %lld", (long long)ddx_numel(src), (long long)n);
-    DDX_TRY(need_float("accumulate", dst));
-    DDX_TRY(need_float("accumulate", src));
+    DDX_TRY(ddx_cuda_need_float("accumulate", dst, NULL));
+    DDX_TRY(ddx_cuda_need_float("accumulate", src, NULL));
     if (dst->dtype == DDX_F32 && src->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_accumulate_f32(dst->data, src->data, n, s));
     else if (dst->dtype == DDX_BF16 && src->dtype == DDX_BF16) DDX_CUDA_CHECK(ddx_k_accumulate_bf16(dst->data, src->data, n, s));
     else if (dst->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_accumulate_bf16_into_f32(dst->data, src->data, n, s));
@@ -56,16 +41,16 @@ ddx_status ddx_cuda_fill_fwd(ddx_ctx *c, ddx_node *n) {
     const int64_t cnt = ddx_numel(y);
     const float v = n->p.fill.value;
     switch (y->dtype) {
-    case DDX_F32: DDX_CUDA_CHECK(ddx_k_fill_f32(y->data, cnt, v, stream_of(c))); break;
-    case DDX_BF16: DDX_CUDA_CHECK(ddx_k_fill_bf16(y->data, cnt, v, stream_of(c))); break;
-    case DDX_I32: DDX_CUDA_CHECK(ddx_k_fill_i32(y->data, cnt, (int32_t)v, stream_of(c))); break;
+    case DDX_F32: DDX_CUDA_CHECK(ddx_k_fill_f32(y->data, cnt, v, ddx_cuda_stream_of(c))); break;
+    case DDX_BF16: DDX_CUDA_CHECK(ddx_k_fill_bf16(y->data, cnt, v, ddx_cuda_stream_of(c))); break;
+    case DDX_I32: DDX_CUDA_CHECK(ddx_k_fill_i32(y->data, cnt, (int32_t)v, ddx_cuda_stream_of(c))); break;
     default: return ddx_errorf(DDX_E_UNSUPPORTED, "fill on CUDA: dtype %s is not supported", ddx_dtype_name(y->dtype));
     }
     return DDX_OK;
 }
 
 ddx_status ddx_cuda_copy_fwd(ddx_ctx *c, ddx_node *n) {
-    DDX_CUDA_CHECK(ddx_k_copy(n->out->data, n->in[0]->data, (int64_t)ddx_nbytes(n->out), stream_of(c)));
+    DDX_CUDA_CHECK(ddx_k_copy(n->out->data, n->in[0]->data, (int64_t)ddx_nbytes(n->out), ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
 
@@ -73,19 +58,19 @@ ddx_status ddx_cuda_copy_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *g = ddx_in_grad(c, n, 0);
     if (!g) return c->status;
     const ddx_tensor *dy;
-    DDX_TRY(out_grad(n, &dy));
+    DDX_TRY(ddx_cuda_out_grad(n, &dy));
     return ddx_cuda_accumulate(c, g, dy);
 }
 
 ddx_status ddx_cuda_cast_fwd(ddx_ctx *c, ddx_node *n) {
     const ddx_tensor *x = n->in[0];
     ddx_tensor *y = n->out;
-    DDX_TRY(need_float("cast", x));
-    DDX_TRY(need_float("cast", y));
+    DDX_TRY(ddx_cuda_need_float("cast", x, NULL));
+    DDX_TRY(ddx_cuda_need_float("cast", y, NULL));
     const int64_t cnt = ddx_numel(y);
-    if (x->dtype == y->dtype) DDX_CUDA_CHECK(ddx_k_copy(y->data, x->data, (int64_t)ddx_nbytes(y), stream_of(c)));
-    else if (y->dtype == DDX_BF16) DDX_CUDA_CHECK(ddx_k_cast_f32_to_bf16(y->data, x->data, cnt, stream_of(c)));
-    else DDX_CUDA_CHECK(ddx_k_cast_bf16_to_f32(y->data, x->data, cnt, stream_of(c)));
+    if (x->dtype == y->dtype) DDX_CUDA_CHECK(ddx_k_copy(y->data, x->data, (int64_t)ddx_nbytes(y), ddx_cuda_stream_of(c)));
+    else if (y->dtype == DDX_BF16) DDX_CUDA_CHECK(ddx_k_cast_f32_to_bf16(y->data, x->data, cnt, ddx_cuda_stream_of(c)));
+    else DDX_CUDA_CHECK(ddx_k_cast_bf16_to_f32(y->data, x->data, cnt, ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
 
@@ -93,14 +78,14 @@ ddx_status ddx_cuda_cast_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *g = ddx_in_grad(c, n, 0);
     if (!g) return c->status;
     const ddx_tensor *dy;
-    DDX_TRY(out_grad(n, &dy));
+    DDX_TRY(ddx_cuda_out_grad(n, &dy));
     return ddx_cuda_accumulate(c, g, dy);
 }
 
 ddx_status ddx_cuda_reshape_fwd(ddx_ctx *c, ddx_node *n) {
     // Only reached through the dispatch table (ddx_reshape aliases without dispatch).
     if (n->out->data != n->in[0]->data)
-        DDX_CUDA_CHECK(ddx_k_copy(n->out->data, n->in[0]->data, (int64_t)ddx_nbytes(n->out), stream_of(c)));
+        DDX_CUDA_CHECK(ddx_k_copy(n->out->data, n->in[0]->data, (int64_t)ddx_nbytes(n->out), ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
 
@@ -108,7 +93,7 @@ ddx_status ddx_cuda_reshape_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *x = n->in[0];
     if (!x->requires_grad) return DDX_OK;
     const ddx_tensor *dy;
-    DDX_TRY(out_grad(n, &dy));
+    DDX_TRY(ddx_cuda_out_grad(n, &dy));
     if (!x->grad) {
         // As on the CPU: the first grad of x is the output's grad buffer seen in x's shape.
         ddx_tensor *g = ddx_meta_tensor(c);
@@ -144,7 +129,7 @@ static ddx_status binary_fwd(ddx_ctx *c, ddx_node *n, bool mul) {
     DDX_TRY(need_same_dtype(op, a, n->out));
     ddx_k_bcast bc;
     DDX_TRY(bcast_of(n, &bc));
-    void *s = stream_of(c), *y = n->out->data;
+    void *s = ddx_cuda_stream_of(c), *y = n->out->data;
     if (a->dtype == DDX_F32) {
         if (mul) DDX_CUDA_CHECK(ddx_k_mul_f32(y, a->data, b->data, &bc, s));
         else DDX_CUDA_CHECK(ddx_k_add_f32(y, a->data, b->data, &bc, s));
@@ -161,7 +146,7 @@ static ddx_status binary_fwd(ddx_ctx *c, ddx_node *n, bool mul) {
 static ddx_status grad_copy(ddx_ctx *c, ddx_tensor *in, const ddx_tensor *dy, bool *done) {
     *done = false;
     if (in->dtype != dy->dtype || !ddx_same_shape(in, dy) || !ddx_grad_fresh(c, in)) return c->status;
-    DDX_CUDA_CHECK(ddx_k_copy(in->grad->data, dy->data, (int64_t)ddx_nbytes(in->grad), stream_of(c)));
+    DDX_CUDA_CHECK(ddx_k_copy(in->grad->data, dy->data, (int64_t)ddx_nbytes(in->grad), ddx_cuda_stream_of(c)));
     *done = true;
     return DDX_OK;
 }
@@ -169,7 +154,7 @@ static ddx_status grad_copy(ddx_ctx *c, ddx_tensor *in, const ddx_tensor *dy, bo
 static ddx_status binary_bwd(ddx_ctx *c, ddx_node *n, bool mul) {
     const ddx_tensor *a = n->in[0], *b = n->in[1];
     const ddx_tensor *dy;
-    DDX_TRY(out_grad(n, &dy));
+    DDX_TRY(ddx_cuda_out_grad(n, &dy));
     bool done_a = false, done_b = false;
     if (!mul && n->in[0] != n->in[1]) {
         if (ddx_grad_take(n->in[0], n->out->grad)) {
@@ -186,7 +171,7 @@ static ddx_status binary_bwd(ddx_ctx *c, ddx_node *n, bool mul) {
     DDX_TRY(need_same_dtype(op, a, dy));
     ddx_k_bcast bc;
     DDX_TRY(bcast_of(n, &bc));
-    void *s = stream_of(c);
+    void *s = ddx_cuda_stream_of(c);
     const bool f32 = a->dtype == DDX_F32;
     if (ga) {
         DDX_TRY(need_same_dtype(op, ga, dy));
@@ -215,7 +200,7 @@ static ddx_status unary_fwd(ddx_ctx *c, ddx_node *n, unary_kind k) {
     const ddx_tensor *x = n->in[0];
     DDX_TRY(need_same_dtype(ddx_op_name(n->op), x, n->out));
     const int64_t cnt = ddx_numel(n->out);
-    void *s = stream_of(c), *y = n->out->data;
+    void *s = ddx_cuda_stream_of(c), *y = n->out->data;
     const float al = n->p.scale.alpha, be = n->p.scale.beta;
     const bool f32 = x->dtype == DDX_F32;
     switch (k) {
@@ -239,12 +224,12 @@ static ddx_status unary_bwd(ddx_ctx *c, ddx_node *n, unary_kind k) {
     ddx_tensor *g = ddx_in_grad(c, n, 0);
     if (!g) return c->status;
     const ddx_tensor *x = n->in[0], *dy;
-    DDX_TRY(out_grad(n, &dy));
+    DDX_TRY(ddx_cuda_out_grad(n, &dy));
     const char *op = ddx_op_name(n->op);
     DDX_TRY(need_same_dtype(op, g, dy));
     DDX_TRY(need_same_dtype(op, x, dy));
     const int64_t cnt = ddx_numel(g);
-    void *s = stream_of(c);
+    void *s = ddx_cuda_stream_of(c);
     const bool f32 = g->dtype == DDX_F32;
     switch (k) {
     case UN_SCALE:
@@ -270,31 +255,6 @@ ddx_status ddx_cuda_silu_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, U
 ddx_status ddx_cuda_relu_fwd(ddx_ctx *c, ddx_node *n) { return unary_fwd(c, n, UN_RELU); }
 ddx_status ddx_cuda_relu_bwd(ddx_ctx *c, ddx_node *n) { return unary_bwd(c, n, UN_RELU); }
 
-// ---- concat and dropout: their checks name the operand that is wrong ------------------------
-static ddx_status need_float_of(const char *op, const ddx_tensor *t, const char *what) {
-    if (t->dtype != DDX_F32 && t->dtype != DDX_BF16)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: %s dtype %s is not supported (f32, bf16)", op, what,
-                          ddx_dtype_name(t->dtype));
-    return DDX_OK;
-}
-
-// t must have dtype dt (the kernels take one element type for all their float operands).
-static ddx_status need_dtype(const char *op, const ddx_tensor *t, ddx_dtype dt, const char *what) {
-    if (t->dtype != dt)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: %s is %s but the kernel computes in %s (mixed dtypes)", op,
-                          what, ddx_dtype_name(t->dtype), ddx_dtype_name(dt));
-    return DDX_OK;
-}
-
-// The output's grad every backward starts from; its absence is a tape bug.
-static ddx_status out_grad_shaped(const ddx_node *n, const ddx_tensor **dy) {
-    *dy = n->out->grad;
-    if (!*dy) return ddx_errorf(DDX_E_INTERNAL, "%s backward on CUDA: the output has no grad", ddx_op_name(n->op));
-    if (!ddx_same_shape(*dy, n->out))
-        return ddx_errorf(DDX_E_INTERNAL, "%s backward on CUDA: the output grad has the wrong shape", ddx_op_name(n->op));
-    return DDX_OK;
-}
-
 // =========================================================================================
 // concat (last dim): two strided row copies forward, two strided row accumulations backward.
 // =========================================================================================
@@ -310,13 +270,13 @@ static size_t elem_size(ddx_dtype dt) { return dt == DDX_F32 ? 4 : 2; }
 ddx_status ddx_cuda_concat_fwd(ddx_ctx *c, ddx_node *n) {
     const ddx_tensor *a = n->in[0], *b = n->in[1];   // [.., Ca], [.., Cb]
     ddx_tensor *y = n->out;                          // [.., Ca + Cb]
-    DDX_TRY(need_float_of("concat", a, "input a"));
-    DDX_TRY(need_dtype("concat", b, a->dtype, "input b"));
-    DDX_TRY(need_dtype("concat", y, a->dtype, "the output"));
+    DDX_TRY(ddx_cuda_need_float("concat", a, "input a"));
+    DDX_TRY(ddx_cuda_need_dtype("concat", b, a->dtype, "input b"));
+    DDX_TRY(ddx_cuda_need_dtype("concat", y, a->dtype, "the output"));
     const int64_t rows = leading_rows(a), ca = a->shape[a->ndim - 1], cb = b->shape[b->ndim - 1], co = ca + cb;
     char *yb = (char *)y->data;
     const size_t es = elem_size(a->dtype);
-    void *s = stream_of(c);
+    void *s = ddx_cuda_stream_of(c);
     if (a->dtype == DDX_F32) {
         DDX_CUDA_CHECK(ddx_k_rows_copy_f32((float *)yb, co, a->data, ca, rows, ca, s));
         DDX_CUDA_CHECK(ddx_k_rows_copy_f32((float *)(yb + (size_t)ca * es), co, b->data, cb, rows, cb, s));
@@ -332,14 +292,14 @@ ddx_status ddx_cuda_concat_bwd(ddx_ctx *c, ddx_node *n) {
     if (c->status != DDX_OK) return c->status;
     if (!ga && !gb) return DDX_OK;
     const ddx_tensor *a = n->in[0], *b = n->in[1], *dy;
-    DDX_TRY(out_grad_shaped(n, &dy));   // [.., Ca + Cb]
-    DDX_TRY(need_float_of("concat", dy, "the output grad"));
-    if (ga) DDX_TRY(need_dtype("concat", ga, dy->dtype, "the grad of a"));
-    if (gb) DDX_TRY(need_dtype("concat", gb, dy->dtype, "the grad of b"));
+    DDX_TRY(ddx_cuda_out_grad(n, &dy));   // [.., Ca + Cb]
+    DDX_TRY(ddx_cuda_need_float("concat", dy, "the output grad"));
+    if (ga) DDX_TRY(ddx_cuda_need_dtype("concat", ga, dy->dtype, "the grad of a"));
+    if (gb) DDX_TRY(ddx_cuda_need_dtype("concat", gb, dy->dtype, "the grad of b"));
     const int64_t rows = leading_rows(a), ca = a->shape[a->ndim - 1], cb = b->shape[b->ndim - 1], co = ca + cb;
     const char *db = (const char *)dy->data;
     const size_t es = elem_size(dy->dtype);
-    void *s = stream_of(c);
+    void *s = ddx_cuda_stream_of(c);
     if (dy->dtype == DDX_F32) {
         if (ga) DDX_CUDA_CHECK(ddx_k_rows_acc_f32(ga->data, ca, (const float *)db, co, rows, ca, s));
         if (gb) DDX_CUDA_CHECK(ddx_k_rows_acc_f32(gb->data, cb, (const float *)(db + (size_t)ca * es), co, rows, cb, s));
@@ -375,13 +335,13 @@ static ddx_status dropout_key_of(const ddx_ctx *c, const ddx_node *n, ddx_k_drop
 ddx_status ddx_cuda_dropout_fwd(ddx_ctx *c, ddx_node *n) {
     const ddx_tensor *x = n->in[0];
     ddx_tensor *y = n->out;
-    DDX_TRY(need_float_of("dropout", x, "input"));
-    DDX_TRY(need_dtype("dropout", y, x->dtype, "the output"));
+    DDX_TRY(ddx_cuda_need_float("dropout", x, "input"));
+    DDX_TRY(ddx_cuda_need_dtype("dropout", y, x->dtype, "the output"));
     ddx_k_dropout_key k = {0};
     DDX_TRY(dropout_key_of(c, n, &k));
     const int64_t cnt = ddx_numel(x);
-    if (x->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_dropout_f32(y->data, x->data, cnt, k, stream_of(c)));
-    else DDX_CUDA_CHECK(ddx_k_dropout_bf16(y->data, x->data, cnt, k, stream_of(c)));
+    if (x->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_dropout_f32(y->data, x->data, cnt, k, ddx_cuda_stream_of(c)));
+    else DDX_CUDA_CHECK(ddx_k_dropout_bf16(y->data, x->data, cnt, k, ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
 
@@ -389,13 +349,13 @@ ddx_status ddx_cuda_dropout_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *gx = ddx_in_grad(c, n, 0);
     if (!gx) return c->status;
     const ddx_tensor *dy;
-    DDX_TRY(out_grad_shaped(n, &dy));
-    DDX_TRY(need_float_of("dropout", dy, "the output grad"));
-    DDX_TRY(need_dtype("dropout", gx, dy->dtype, "the input grad"));
+    DDX_TRY(ddx_cuda_out_grad(n, &dy));
+    DDX_TRY(ddx_cuda_need_float("dropout", dy, "the output grad"));
+    DDX_TRY(ddx_cuda_need_dtype("dropout", gx, dy->dtype, "the input grad"));
     ddx_k_dropout_key k = {0};
     DDX_TRY(dropout_key_of(c, n, &k));
     const int64_t cnt = ddx_numel(gx);
-    if (dy->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_dropout_bwd_f32(gx->data, dy->data, cnt, k, stream_of(c)));
-    else DDX_CUDA_CHECK(ddx_k_dropout_bwd_bf16(gx->data, dy->data, cnt, k, stream_of(c)));
+    if (dy->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_dropout_bwd_f32(gx->data, dy->data, cnt, k, ddx_cuda_stream_of(c)));
+    else DDX_CUDA_CHECK(ddx_k_dropout_bwd_bf16(gx->data, dy->data, cnt, k, ddx_cuda_stream_of(c)));
     return DDX_OK;
 }

@@ -10,32 +10,6 @@
 #include "kernels/embed.h"
 #include "op_impl.h"
 
-static void *stream_of(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
-
-static ddx_status need_float(const char *op, const ddx_tensor *t, const char *what) {
-    if (t->dtype != DDX_F32 && t->dtype != DDX_BF16)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: %s dtype %s is not supported (f32, bf16)", op, what,
-                          ddx_dtype_name(t->dtype));
-    return DDX_OK;
-}
-
-// t must have dtype dt (the kernels take one element type for all their float operands).
-static ddx_status need_dtype(const char *op, const ddx_tensor *t, ddx_dtype dt, const char *what) {
-    if (t->dtype != dt)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: %s is %s but the kernel computes in %s (mixed dtypes)", op,
-                          what, ddx_dtype_name(t->dtype), ddx_dtype_name(dt));
-    return DDX_OK;
-}
-
-// The output's grad every backward starts from; its absence is a tape bug.
-static ddx_status out_grad(const ddx_node *n, const ddx_tensor **dy) {
-    *dy = n->out->grad;
-    if (!*dy) return ddx_errorf(DDX_E_INTERNAL, "%s backward on CUDA: the output has no grad", ddx_op_name(n->op));
-    if (!ddx_same_shape(*dy, n->out))
-        return ddx_errorf(DDX_E_INTERNAL, "%s backward on CUDA: the output grad has the wrong shape", ddx_op_name(n->op));
-    return DDX_OK;
-}
-
 // =========================================================================================
 // embedding
 // =========================================================================================
@@ -55,11 +29,11 @@ ddx_status ddx_cuda_embedding_fwd(ddx_ctx *c, ddx_node *n) {
     const ddx_tensor *idx = n->in[0], *table = n->in[1];   // [N] i32, [V, D]
     ddx_tensor *y = n->out;                                // [N, D]
     DDX_TRY(embedding_check(idx, table));
-    DDX_TRY(need_float("embedding", table, "table"));
-    DDX_TRY(need_dtype("embedding", y, table->dtype, "the output"));
+    DDX_TRY(ddx_cuda_need_float("embedding", table, "table"));
+    DDX_TRY(ddx_cuda_need_dtype("embedding", y, table->dtype, "the output"));
     const int64_t N = idx->shape[0], V = table->shape[0], D = table->shape[1];
-    if (table->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_embedding_f32(y->data, idx->data, table->data, N, V, D, stream_of(c)));
-    else DDX_CUDA_CHECK(ddx_k_embedding_bf16(y->data, idx->data, table->data, N, V, D, stream_of(c)));
+    if (table->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_embedding_f32(y->data, idx->data, table->data, N, V, D, ddx_cuda_stream_of(c)));
+    else DDX_CUDA_CHECK(ddx_k_embedding_bf16(y->data, idx->data, table->data, N, V, D, ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
 
@@ -68,13 +42,13 @@ ddx_status ddx_cuda_embedding_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *gt = ddx_in_grad(c, n, 1);   // [V, D]
     if (!gt) return c->status;
     const ddx_tensor *idx = n->in[0], *table = n->in[1], *dy;   // dy [N, D]
-    DDX_TRY(out_grad(n, &dy));
+    DDX_TRY(ddx_cuda_out_grad(n, &dy));
     DDX_TRY(embedding_check(idx, table));
-    DDX_TRY(need_float("embedding", dy, "the output grad"));
-    DDX_TRY(need_dtype("embedding", gt, dy->dtype, "the table grad"));
+    DDX_TRY(ddx_cuda_need_float("embedding", dy, "the output grad"));
+    DDX_TRY(ddx_cuda_need_dtype("embedding", gt, dy->dtype, "the table grad"));
     const int64_t N = idx->shape[0], V = table->shape[0], D = table->shape[1];
-    if (dy->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_embedding_bwd_f32(gt->data, idx->data, dy->data, N, V, D, stream_of(c)));
-    else DDX_CUDA_CHECK(ddx_k_embedding_bwd_bf16(gt->data, idx->data, dy->data, N, V, D, stream_of(c)));
+    if (dy->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_embedding_bwd_f32(gt->data, idx->data, dy->data, N, V, D, ddx_cuda_stream_of(c)));
+    else DDX_CUDA_CHECK(ddx_k_embedding_bwd_bf16(gt->data, idx->data, dy->data, N, V, D, ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
 
@@ -96,6 +70,6 @@ ddx_status ddx_cuda_timestep_emb_fwd(ddx_ctx *c, ddx_node *n) {
     const float neg_log_period = (float)-log((double)p.max_period);
     const float denom = (float)half - p.freq_shift;
     DDX_CUDA_CHECK(ddx_k_timestep_emb_f32(y->data, t->data, t->shape[0], half, neg_log_period, denom,
-                                          p.flip_sin_to_cos ? 1 : 0, stream_of(c)));
+                                          p.flip_sin_to_cos ? 1 : 0, ddx_cuda_stream_of(c)));
     return DDX_OK;
 }

@@ -10,41 +10,6 @@
 #include "kernels/linear.h"
 #include "op_impl.h"
 
-static void *norm_stream(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
-
-static ddx_status norm_dt(const char *op, const ddx_tensor *t, ddx_k_norm_dt *dt) {
-    if (t->dtype == DDX_F32) *dt = DDX_K_NORM_F32;
-    else if (t->dtype == DDX_BF16) *dt = DDX_K_NORM_BF16;
-    else
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: dtype %s is not supported (f32, bf16)", op,
-                          ddx_dtype_name(t->dtype));
-    return DDX_OK;
-}
-
-// t (when present) must have dtype want.
-static ddx_status norm_same(const char *op, const char *what, const ddx_tensor *t, ddx_dtype want) {
-    if (t && t->dtype != want)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: %s is %s, expected %s", op, what, ddx_dtype_name(t->dtype),
-                          ddx_dtype_name(want));
-    return DDX_OK;
-}
-
-// n floats of scratch from the activation arena (the caller rewinds it).
-static ddx_status norm_scratch(ddx_ctx *c, int64_t n, const char *what, float **out) {
-    ddx_tensor *t = ddx_new(c, DDX_F32, 1, (int64_t[]){n > 0 ? n : 1});   // [n]
-    if (!t)
-        return ddx_errorf(DDX_E_NOMEM, "%s on CUDA: no activation-arena memory for %lld floats of scratch", what,
-                          (long long)n);
-    *out = ddx_f32(t);
-    return DDX_OK;
-}
-
-static ddx_status norm_out_grad(const ddx_node *n, const ddx_tensor **dy) {
-    *dy = n->out->grad;
-    if (!*dy) return ddx_errorf(DDX_E_INTERNAL, "%s backward on CUDA: the output has no grad", ddx_op_name(n->op));
-    return DDX_OK;
-}
-
 // ============================================================================================
 // linear: cuBLAS (column-major) on row-major tensors. A row-major [r, c] matrix is a
 // column-major [c, r] one with leading dim c, so with x [M, K], w [O, K], y [M, O] every
@@ -101,10 +66,10 @@ typedef struct linear_dims {
 
 static ddx_status linear_dims_of(const ddx_node *n, linear_dims *d) {
     const ddx_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
-    DDX_TRY(norm_dt("linear", x, &d->dt));
-    DDX_TRY(norm_same("linear", "the weight", w, x->dtype));
-    DDX_TRY(norm_same("linear", "the bias", b, x->dtype));
-    DDX_TRY(norm_same("linear", "the output", n->out, x->dtype));
+    DDX_TRY(ddx_cuda_k_dt("linear", x, &d->dt));
+    DDX_TRY(ddx_cuda_need_dtype("linear", w, x->dtype, "the weight"));
+    DDX_TRY(ddx_cuda_need_dtype("linear", b, x->dtype, "the bias"));
+    DDX_TRY(ddx_cuda_need_dtype("linear", n->out, x->dtype, "the output"));
     d->K = w->shape[1];
     d->O = w->shape[0];
     d->M = d->K > 0 ? ddx_numel(x) / d->K : 0;
@@ -132,7 +97,7 @@ ddx_status ddx_cuda_linear_fwd(ddx_ctx *c, ddx_node *n) {
     DDX_TRY(linear_dims_of(n, &d));
     if (d.M == 0) return DDX_OK;
     // As the CPU: y starts as the broadcast bias and the GEMM adds onto it.
-    if (b) DDX_CUDA_CHECK(ddx_k_rows_fill_bias(n->out->data, b->data, d.M, d.O, d.dt, norm_stream(c)));
+    if (b) DDX_CUDA_CHECK(ddx_k_rows_fill_bias(n->out->data, b->data, d.M, d.O, d.dt, ddx_cuda_stream_of(c)));
     cublasHandle_t h = c->cuda ? c->cuda->blas : NULL;
     blas_state bs;
     DDX_TRY(blas_enter(h, &bs));
@@ -159,7 +124,7 @@ static ddx_status linear_bwd_gemms(cublasHandle_t h, const linear_dims *d, const
 
 ddx_status ddx_cuda_linear_bwd(ddx_ctx *c, ddx_node *n) {
     const ddx_tensor *x = n->in[0], *w = n->in[1], *dy;
-    DDX_TRY(norm_out_grad(n, &dy));
+    DDX_TRY(ddx_cuda_out_grad(n, &dy));
     ddx_tensor *gx = ddx_in_grad(c, n, 0);   // [..., In]
     ddx_tensor *gw = ddx_in_grad(c, n, 1);   // [Out, In]
     ddx_tensor *gb = ddx_in_grad(c, n, 2);   // [Out]
@@ -167,10 +132,10 @@ ddx_status ddx_cuda_linear_bwd(ddx_ctx *c, ddx_node *n) {
     if (!gx && !gw && !gb) return DDX_OK;
     linear_dims d = {0};
     DDX_TRY(linear_dims_of(n, &d));
-    DDX_TRY(norm_same("linear backward", "the output grad", dy, x->dtype));
-    DDX_TRY(norm_same("linear backward", "the input grad", gx, x->dtype));
-    DDX_TRY(norm_same("linear backward", "the weight grad", gw, x->dtype));
-    DDX_TRY(norm_same("linear backward", "the bias grad", gb, x->dtype));
+    DDX_TRY(ddx_cuda_need_dtype("linear backward", dy, x->dtype, "the output grad"));
+    DDX_TRY(ddx_cuda_need_dtype("linear backward", gx, x->dtype, "the input grad"));
+    DDX_TRY(ddx_cuda_need_dtype("linear backward", gw, x->dtype, "the weight grad"));
+    DDX_TRY(ddx_cuda_need_dtype("linear backward", gb, x->dtype, "the bias grad"));
     if (d.M == 0) return DDX_OK;
     if (gx || gw) {
         cublasHandle_t h = c->cuda ? c->cuda->blas : NULL;
@@ -184,8 +149,8 @@ ddx_status ddx_cuda_linear_bwd(ddx_ctx *c, ddx_node *n) {
     if (gb) {
         ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
         float *scratch = NULL;
-        DDX_TRY(norm_scratch(c, ddx_k_colsum_scratch_floats(d.M, d.O), "linear backward", &scratch));
-        DDX_CUDA_CHECK(ddx_k_colsum_acc(gb->data, dy->data, d.M, d.O, d.dt, scratch, norm_stream(c)));
+        DDX_TRY(ddx_cuda_scratch_f32(c, ddx_k_colsum_scratch_floats(d.M, d.O), "linear backward", &scratch));
+        DDX_CUDA_CHECK(ddx_k_colsum_acc(gb->data, dy->data, d.M, d.O, d.dt, scratch, ddx_cuda_stream_of(c)));
         DDX_TRY(ddx_arena_rewind(&c->act, mark));
     }
     return DDX_OK;

@@ -8,41 +8,6 @@
 #include "kernels/norm.h"
 #include "op_impl.h"
 
-static void *norm_stream(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
-
-static ddx_status norm_dt(const char *op, const ddx_tensor *t, ddx_k_norm_dt *dt) {
-    if (t->dtype == DDX_F32) *dt = DDX_K_NORM_F32;
-    else if (t->dtype == DDX_BF16) *dt = DDX_K_NORM_BF16;
-    else
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: dtype %s is not supported (f32, bf16)", op,
-                          ddx_dtype_name(t->dtype));
-    return DDX_OK;
-}
-
-// t (when present) must have dtype want.
-static ddx_status norm_same(const char *op, const char *what, const ddx_tensor *t, ddx_dtype want) {
-    if (t && t->dtype != want)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: %s is %s, expected %s", op, what, ddx_dtype_name(t->dtype),
-                          ddx_dtype_name(want));
-    return DDX_OK;
-}
-
-// n floats of scratch from the activation arena (the caller rewinds it).
-static ddx_status norm_scratch(ddx_ctx *c, int64_t n, const char *what, float **out) {
-    ddx_tensor *t = ddx_new(c, DDX_F32, 1, (int64_t[]){n > 0 ? n : 1});   // [n]
-    if (!t)
-        return ddx_errorf(DDX_E_NOMEM, "%s on CUDA: no activation-arena memory for %lld floats of scratch", what,
-                          (long long)n);
-    *out = ddx_f32(t);
-    return DDX_OK;
-}
-
-static ddx_status norm_out_grad(const ddx_node *n, const ddx_tensor **dy) {
-    *dy = n->out->grad;
-    if (!*dy) return ddx_errorf(DDX_E_INTERNAL, "%s backward on CUDA: the output has no grad", ddx_op_name(n->op));
-    return DDX_OK;
-}
-
 // ============================================================================================
 // group_norm
 // ============================================================================================
@@ -52,10 +17,10 @@ static ddx_status norm_out_grad(const ddx_node *n, const ddx_tensor **dy) {
 static ddx_status gn_shape_of(const ddx_node *n, ddx_k_gn_shape *sh) {
     const ddx_tensor *x = n->in[0], *gm = n->in[1], *bt = n->in[2];
     *sh = (ddx_k_gn_shape){0};
-    DDX_TRY(norm_dt("group_norm", x, &sh->x_dt));
-    DDX_TRY(norm_dt("group_norm", gm, &sh->g_dt));
-    DDX_TRY(norm_same("group_norm", "beta", bt, gm->dtype));
-    DDX_TRY(norm_same("group_norm", "the output", n->out, x->dtype));
+    DDX_TRY(ddx_cuda_k_dt("group_norm", x, &sh->x_dt));
+    DDX_TRY(ddx_cuda_k_dt("group_norm", gm, &sh->g_dt));
+    DDX_TRY(ddx_cuda_need_dtype("group_norm", bt, gm->dtype, "beta"));
+    DDX_TRY(ddx_cuda_need_dtype("group_norm", n->out, x->dtype, "the output"));
     if (sh->x_dt == DDX_K_NORM_F32 && sh->g_dt != DDX_K_NORM_F32)
         return ddx_errorf(DDX_E_UNSUPPORTED, "group_norm on CUDA: gamma %s with an f32 input", ddx_dtype_name(gm->dtype));
     if (x->ndim < 2 || x->ndim > 4)
@@ -85,16 +50,16 @@ ddx_status ddx_cuda_group_norm_fwd(ddx_ctx *c, ddx_node *n) {
     n->saved[1] = rstd_t;
     ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
     float *scratch = NULL;
-    DDX_TRY(norm_scratch(c, ddx_k_group_norm_fwd_scratch_floats(&sh), "group_norm", &scratch));   // per-chunk Welford partials
+    DDX_TRY(ddx_cuda_scratch_f32(c, ddx_k_group_norm_fwd_scratch_floats(&sh), "group_norm", &scratch));   // per-chunk Welford partials
     DDX_CUDA_CHECK(ddx_k_group_norm_fwd(n->out->data, ddx_f32(mean_t), ddx_f32(rstd_t), x->data, gm->data, bt->data,
-                                        scratch, &sh, norm_stream(c)));
+                                        scratch, &sh, ddx_cuda_stream_of(c)));
     return ddx_arena_rewind(&c->act, mark);
 }
 
 ddx_status ddx_cuda_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *x = n->in[0];
     const ddx_tensor *gm = n->in[1], *bt = n->in[2], *dy;
-    DDX_TRY(norm_out_grad(n, &dy));
+    DDX_TRY(ddx_cuda_out_grad(n, &dy));
     // An input grad nobody has written yet is written by the kernel, not zeroed and added into.
     const bool fresh_gx = ddx_grad_fresh(c, x);
     if (c->status != DDX_OK) return c->status;
@@ -107,15 +72,15 @@ ddx_status ddx_cuda_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
     if (ddx_numel(x) == 0) return DDX_OK;
     if (!n->saved[0] || !n->saved[1])
         return ddx_errorf(DDX_E_INTERNAL, "group_norm backward on CUDA: missing saved statistics");
-    DDX_TRY(norm_same("group_norm backward", "the output grad", dy, x->dtype));
-    DDX_TRY(norm_same("group_norm backward", "the input grad", gx, x->dtype));
-    DDX_TRY(norm_same("group_norm backward", "the gamma grad", gg, gm->dtype));
-    DDX_TRY(norm_same("group_norm backward", "the beta grad", gb, bt->dtype));
+    DDX_TRY(ddx_cuda_need_dtype("group_norm backward", dy, x->dtype, "the output grad"));
+    DDX_TRY(ddx_cuda_need_dtype("group_norm backward", gx, x->dtype, "the input grad"));
+    DDX_TRY(ddx_cuda_need_dtype("group_norm backward", gg, gm->dtype, "the gamma grad"));
+    DDX_TRY(ddx_cuda_need_dtype("group_norm backward", gb, bt->dtype, "the beta grad"));
     ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
     float *scratch = NULL;
-    DDX_TRY(norm_scratch(c, ddx_k_group_norm_bwd_scratch_floats(&sh), "group_norm backward", &scratch));
+    DDX_TRY(ddx_cuda_scratch_f32(c, ddx_k_group_norm_bwd_scratch_floats(&sh), "group_norm backward", &scratch));
     DDX_CUDA_CHECK(ddx_k_group_norm_bwd(gx ? gx->data : NULL, gg ? gg->data : NULL, gb ? gb->data : NULL, x->data,
                                         dy->data, gm->data, bt->data, ddx_f32c(n->saved[0]), ddx_f32c(n->saved[1]),
-                                        scratch, &sh, norm_stream(c)));
+                                        scratch, &sh, ddx_cuda_stream_of(c)));
     return ddx_arena_rewind(&c->act, mark);
 }

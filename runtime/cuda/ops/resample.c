@@ -11,32 +11,6 @@
 #include "kernels/resample.h"
 #include "op_impl.h"
 
-static void *stream_of(const ddx_ctx *c) { return (void *)ddx_cuda_stream(c->cuda); }
-
-static ddx_status need_float(const char *op, const ddx_tensor *t, const char *what) {
-    if (t->dtype != DDX_F32 && t->dtype != DDX_BF16)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: %s dtype %s is not supported (f32, bf16)", op, what,
-                          ddx_dtype_name(t->dtype));
-    return DDX_OK;
-}
-
-// t must have dtype dt (the kernels take one element type for all their float operands).
-static ddx_status need_dtype(const char *op, const ddx_tensor *t, ddx_dtype dt, const char *what) {
-    if (t->dtype != dt)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s on CUDA: %s is %s but the kernel computes in %s (mixed dtypes)", op,
-                          what, ddx_dtype_name(t->dtype), ddx_dtype_name(dt));
-    return DDX_OK;
-}
-
-// The output's grad every backward starts from; its absence is a tape bug.
-static ddx_status out_grad(const ddx_node *n, const ddx_tensor **dy) {
-    *dy = n->out->grad;
-    if (!*dy) return ddx_errorf(DDX_E_INTERNAL, "%s backward on CUDA: the output has no grad", ddx_op_name(n->op));
-    if (!ddx_same_shape(*dy, n->out))
-        return ddx_errorf(DDX_E_INTERNAL, "%s backward on CUDA: the output grad has the wrong shape", ddx_op_name(n->op));
-    return DDX_OK;
-}
-
 static ddx_status need_nhwc(const char *op, const ddx_tensor *x) {
     if (x->ndim != 4)
         return ddx_errorf(DDX_E_INTERNAL, "%s on CUDA: input must be [N, H, W, C] (the front-end should have refused it)",
@@ -61,13 +35,13 @@ ddx_status ddx_cuda_upsample2x_fwd(ddx_ctx *c, ddx_node *n) {
     const ddx_tensor *x = n->in[0];   // [N, H, W, C]
     ddx_tensor *y = n->out;           // [N, 2H, 2W, C]
     DDX_TRY(need_nhwc("upsample2x", x));
-    DDX_TRY(need_float("upsample2x", x, "input"));
-    DDX_TRY(need_dtype("upsample2x", y, x->dtype, "the output"));
+    DDX_TRY(ddx_cuda_need_float("upsample2x", x, "input"));
+    DDX_TRY(ddx_cuda_need_dtype("upsample2x", y, x->dtype, "the output"));
     int bil = 0;
     DDX_TRY(upsample_mode(n, &bil));
     const int64_t N = x->shape[0], H = x->shape[1], W = x->shape[2], C = x->shape[3];
-    if (x->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_upsample2x_f32(y->data, x->data, N, H, W, C, bil, stream_of(c)));
-    else DDX_CUDA_CHECK(ddx_k_upsample2x_bf16(y->data, x->data, N, H, W, C, bil, stream_of(c)));
+    if (x->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_upsample2x_f32(y->data, x->data, N, H, W, C, bil, ddx_cuda_stream_of(c)));
+    else DDX_CUDA_CHECK(ddx_k_upsample2x_bf16(y->data, x->data, N, H, W, C, bil, ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
 
@@ -75,15 +49,15 @@ ddx_status ddx_cuda_upsample2x_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *gx = ddx_in_grad(c, n, 0);   // [N, H, W, C]
     if (!gx) return c->status;
     const ddx_tensor *x = n->in[0], *dy;     // dy [N, 2H, 2W, C]
-    DDX_TRY(out_grad(n, &dy));
+    DDX_TRY(ddx_cuda_out_grad(n, &dy));
     DDX_TRY(need_nhwc("upsample2x", x));
-    DDX_TRY(need_float("upsample2x", dy, "the output grad"));
-    DDX_TRY(need_dtype("upsample2x", gx, dy->dtype, "the input grad"));
+    DDX_TRY(ddx_cuda_need_float("upsample2x", dy, "the output grad"));
+    DDX_TRY(ddx_cuda_need_dtype("upsample2x", gx, dy->dtype, "the input grad"));
     int bil = 0;
     DDX_TRY(upsample_mode(n, &bil));
     const int64_t N = x->shape[0], H = x->shape[1], W = x->shape[2], C = x->shape[3];
-    if (dy->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_upsample2x_bwd_f32(gx->data, dy->data, N, H, W, C, bil, stream_of(c)));
-    else DDX_CUDA_CHECK(ddx_k_upsample2x_bwd_bf16(gx->data, dy->data, N, H, W, C, bil, stream_of(c)));
+    if (dy->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_upsample2x_bwd_f32(gx->data, dy->data, N, H, W, C, bil, ddx_cuda_stream_of(c)));
+    else DDX_CUDA_CHECK(ddx_k_upsample2x_bwd_bf16(gx->data, dy->data, N, H, W, C, bil, ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
 
@@ -109,13 +83,13 @@ ddx_status ddx_cuda_pool2x_fwd(ddx_ctx *c, ddx_node *n) {
     const ddx_tensor *x = n->in[0];   // [N, H, W, C]
     ddx_tensor *y = n->out;           // [N, H/2, W/2, C]
     DDX_TRY(pool_shape(x));
-    DDX_TRY(need_float("pool2x", x, "input"));
-    DDX_TRY(need_dtype("pool2x", y, x->dtype, "the output"));
+    DDX_TRY(ddx_cuda_need_float("pool2x", x, "input"));
+    DDX_TRY(ddx_cuda_need_dtype("pool2x", y, x->dtype, "the output"));
     int avg = 0;
     DDX_TRY(pool_mode(n, &avg));
     const int64_t N = x->shape[0], H = x->shape[1], W = x->shape[2], C = x->shape[3];
-    if (x->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_pool2x_f32(y->data, x->data, N, H, W, C, avg, stream_of(c)));
-    else DDX_CUDA_CHECK(ddx_k_pool2x_bf16(y->data, x->data, N, H, W, C, avg, stream_of(c)));
+    if (x->dtype == DDX_F32) DDX_CUDA_CHECK(ddx_k_pool2x_f32(y->data, x->data, N, H, W, C, avg, ddx_cuda_stream_of(c)));
+    else DDX_CUDA_CHECK(ddx_k_pool2x_bf16(y->data, x->data, N, H, W, C, avg, ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
 
@@ -123,16 +97,16 @@ ddx_status ddx_cuda_pool2x_bwd(ddx_ctx *c, ddx_node *n) {
     ddx_tensor *gx = ddx_in_grad(c, n, 0);   // [N, H, W, C]
     if (!gx) return c->status;
     const ddx_tensor *x = n->in[0], *dy;     // dy [N, H/2, W/2, C]
-    DDX_TRY(out_grad(n, &dy));
+    DDX_TRY(ddx_cuda_out_grad(n, &dy));
     DDX_TRY(pool_shape(x));
-    DDX_TRY(need_float("pool2x", x, "input"));
-    DDX_TRY(need_dtype("pool2x", dy, x->dtype, "the output grad"));
-    DDX_TRY(need_dtype("pool2x", gx, x->dtype, "the input grad"));
+    DDX_TRY(ddx_cuda_need_float("pool2x", x, "input"));
+    DDX_TRY(ddx_cuda_need_dtype("pool2x", dy, x->dtype, "the output grad"));
+    DDX_TRY(ddx_cuda_need_dtype("pool2x", gx, x->dtype, "the input grad"));
     int avg = 0;
     DDX_TRY(pool_mode(n, &avg));
     const int64_t N = x->shape[0], H = x->shape[1], W = x->shape[2], C = x->shape[3];
     if (x->dtype == DDX_F32)
-        DDX_CUDA_CHECK(ddx_k_pool2x_bwd_f32(gx->data, x->data, dy->data, N, H, W, C, avg, stream_of(c)));
-    else DDX_CUDA_CHECK(ddx_k_pool2x_bwd_bf16(gx->data, x->data, dy->data, N, H, W, C, avg, stream_of(c)));
+        DDX_CUDA_CHECK(ddx_k_pool2x_bwd_f32(gx->data, x->data, dy->data, N, H, W, C, avg, ddx_cuda_stream_of(c)));
+    else DDX_CUDA_CHECK(ddx_k_pool2x_bwd_bf16(gx->data, x->data, dy->data, N, H, W, C, avg, ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
