@@ -1,10 +1,11 @@
-// Device helpers shared by the kernel files: bf16 <-> f32 element conversion and vector
-// loads/stores. Included by the .cu files only (not a launcher header).
+// Helpers shared by the kernel files: bf16 <-> f32 element conversion, vector loads/stores,
+// and the host side's launch geometry. Included by the .cu files only (not a launcher header).
 #ifndef DDX_KERNELS_COMMON_CUH
 #define DDX_KERNELS_COMMON_CUH
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 
 namespace {
@@ -53,6 +54,39 @@ template <int V, typename T> __device__ __forceinline__ void store(T *p, const f
 
 __device__ __forceinline__ int64_t global_tid() { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ int64_t grid_stride() { return (int64_t)gridDim.x * blockDim.x; }
+
+// ---- host side: launch geometry -----------------------------------------------------------
+cudaStream_t st(void *stream) { return (cudaStream_t)stream; }
+
+int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// 32-bit indices when every index of every buffer the kernel touches is below 2^31.
+bool fits32(int64_t elements) { return elements < ((int64_t)1 << 31); }
+
+// SMs of the current device, asked once. A failed query answers 132 (an H100/H200's count):
+// the launch itself then reports the dead device.
+int sm_count() {
+    static std::atomic<int> s_sms{0};
+    int sms = s_sms.load(std::memory_order_relaxed);
+    if (sms > 0) return sms;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        sms <= 0) {
+        (void)cudaGetLastError();
+        return 132;
+    }
+    s_sms.store(sms, std::memory_order_relaxed);
+    return sms;
+}
+
+// Enough blocks for every SM to hold 4096 threads (two full waves of 2048); grid-stride loops
+// take the rest.
+int grid_for(int64_t work, int threads) {
+    const int64_t blocks = (work + threads - 1) / threads;
+    const int64_t cap = (int64_t)sm_count() * (4096 / threads);
+    if (blocks < 1) return 1;
+    return (int)(blocks < cap ? blocks : cap);
+}
 
 }  // namespace
 

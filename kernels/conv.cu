@@ -43,7 +43,6 @@ constexpr int kPad = 4;        // keeps 16-byte row alignment, breaks most store
 constexpr int kFar = 1 << 29;  // an "invalid row" coordinate that fails every bounds check
 constexpr int kLimit = 1 << 30;
 
-
 // 4 consecutive elements in one load; p must be aligned to 4 elements.
 __device__ __forceinline__ void load4(const float *p, float *o) {
     const float4 v = *reinterpret_cast<const float4 *>(p);
@@ -1013,10 +1012,6 @@ template <typename E, int KS> struct Wgrad {
 }  // namespace tc
 
 // ---- host side ----------------------------------------------------------------------------
-cudaStream_t st(void *stream) { return (cudaStream_t)stream; }
-
-int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 bool aligned(const void *p, int bytes) { return p == nullptr || ((uintptr_t)p % (uintptr_t)bytes) == 0; }
 
 bool supported(const ddx_k_conv_geom *g) {

@@ -18,7 +18,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-
 // ---- ops ----------------------------------------------------------------------------------
 // Unary: y = op(y_old, x); binary: y = op(y_old, a, b). kReadsY says whether y_old is read
 // (accumulating backward ops), so pure forward ops never load their output.
@@ -240,25 +239,6 @@ __global__ void __launch_bounds__(kThreads) reduce_rows_k(T *db, const T *dy, co
 // ---- host side ----------------------------------------------------------------------------
 bool aligned(const void *p, size_t bytes) { return ((uintptr_t)p % bytes) == 0; }
 
-// Enough blocks to fill every SM twice over; the grid-stride loops take the rest.
-int grid_for(int64_t work, int threads) {
-    static std::atomic<int> s_sms{0};
-    int sms = s_sms.load(std::memory_order_relaxed);
-    if (sms <= 0) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) {
-            (void)cudaGetLastError();   // the launch itself will report a dead device
-            sms = 132;
-        } else {
-            s_sms.store(sms, std::memory_order_relaxed);
-        }
-    }
-    const int64_t blocks = (work + threads - 1) / threads;
-    const int64_t cap = (int64_t)sms * (4096 / threads);
-    if (blocks < 1) return 1;
-    return (int)(blocks < cap ? blocks : cap);
-}
-
 template <typename T> int launch_fill(T *y, int64_t n, T value, cudaStream_t s) {
     constexpr int V = 16 / sizeof(T);
     if (n <= 0) return 0;
@@ -400,8 +380,6 @@ template <typename T> int launch_bcast_reduce(T *db, const T *dy, const T *a, co
     }
     return (int)cudaGetLastError();
 }
-
-cudaStream_t st(void *stream) { return (cudaStream_t)stream; }
 
 }  // namespace
 
@@ -565,38 +543,13 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-// ---- host side (rows, dropout) ----------------------------------------------------------
-cudaStream_t as_stream(void *s) { return (cudaStream_t)s; }
-
-// 32-bit indices when every index of every buffer the kernel touches is below 2^31.
-bool fits32(int64_t elements) { return elements < ((int64_t)1 << 31); }
-
-// Enough blocks for every SM to hold two full waves; grid-stride loops take the rest.
-int blocks_for(int64_t work, int threads) {
-    static std::atomic<int> s_sms{0};
-    int sms = s_sms.load(std::memory_order_relaxed);
-    if (sms <= 0) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) {
-            (void)cudaGetLastError();   // a dead device is reported by the launch itself
-            sms = 132;
-        } else {
-            s_sms.store(sms, std::memory_order_relaxed);
-        }
-    }
-    const int64_t blocks = (work + threads - 1) / threads, cap = (int64_t)sms * (4096 / threads);
-    if (blocks < 1) return 1;
-    return (int)(blocks < cap ? blocks : cap);
-}
-
 constexpr int kBad = (int)cudaErrorInvalidValue;
 
 // ---- rows ----
 template <int V, typename T, typename I, bool kAcc>
 int rows_go(T *dst, int64_t dld, const T *src, int64_t sld, int64_t rows, int64_t width, cudaStream_t s) {
     const int64_t nvec = rows * (width / V);
-    rows_k<V, T, I, kAcc><<<blocks_for(nvec, kThreads), kThreads, 0, s>>>(dst, (I)dld, src, (I)sld, (I)(width / V), nvec);
+    rows_k<V, T, I, kAcc><<<grid_for(nvec, kThreads), kThreads, 0, s>>>(dst, (I)dld, src, (I)sld, (I)(width / V), nvec);
     return (int)cudaGetLastError();
 }
 
@@ -607,7 +560,7 @@ int rows_launch(T *dst, int64_t dld, const T *src, int64_t sld, int64_t rows, in
     constexpr int V = 16 / sizeof(T);
     const bool vec = width % V == 0 && dld % V == 0 && sld % V == 0 && aligned(dst, 16) && aligned(src, 16);
     const int64_t big = rows * (dld > sld ? dld : sld);
-    cudaStream_t s = as_stream(stream);
+    cudaStream_t s = st(stream);
     if (fits32(big))
         return vec ? rows_go<V, T, uint32_t, kAcc>(dst, dld, src, sld, rows, width, s)
                    : rows_go<1, T, uint32_t, kAcc>(dst, dld, src, sld, rows, width, s);
@@ -622,7 +575,7 @@ int dropout_launch(T *out, const T *in, int64_t n, ddx_k_dropout_key key, void *
     if (n == 0) return 0;
     const bool vec = aligned(out, 4 * sizeof(T)) && aligned(in, 4 * sizeof(T));
     const int64_t groups = (n + 3) / 4;
-    dropout_k<T, kBwd><<<blocks_for(groups, kThreads), kThreads, 0, as_stream(stream)>>>(out, in, n, key, vec);
+    dropout_k<T, kBwd><<<grid_for(groups, kThreads), kThreads, 0, st(stream)>>>(out, in, n, key, vec);
     return (int)cudaGetLastError();
 }
 

@@ -146,28 +146,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---- host side ----------------------------------------------------------------------------
-cudaStream_t as_stream(void *s) { return (cudaStream_t)s; }
-
 bool aligned(const void *p, size_t bytes) { return ((uintptr_t)p % bytes) == 0; }
-
-// Enough blocks for every SM to hold two full waves; grid-stride loops take the rest.
-int blocks_for(int64_t work, int threads) {
-    static std::atomic<int> s_sms{0};
-    int sms = s_sms.load(std::memory_order_relaxed);
-    if (sms <= 0) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) {
-            (void)cudaGetLastError();   // a dead device is reported by the launch itself
-            sms = 132;
-        } else {
-            s_sms.store(sms, std::memory_order_relaxed);
-        }
-    }
-    const int64_t blocks = (work + threads - 1) / threads, cap = (int64_t)sms * (4096 / threads);
-    if (blocks < 1) return 1;
-    return (int)(blocks < cap ? blocks : cap);
-}
 
 constexpr int kBad = (int)cudaErrorInvalidValue;
 
@@ -186,7 +165,7 @@ int embedding_launch(T *out, const int32_t *idx, const T *in, int64_t N, int64_t
     const bool vec = D % VW == 0 && aligned(out, 16) && aligned(in, 16);
     const int64_t grid64 = N < 65535 ? N : 65535;
     const int grid = (int)grid64;
-    cudaStream_t s = as_stream(stream);
+    cudaStream_t s = st(stream);
     if (vec) {
         const int th = row_threads(D / VW);
         if (bwd) embedding_bwd_k<VW, T><<<grid, th, 0, s>>>(out, idx, in, N, V, D);
@@ -226,7 +205,7 @@ int ddx_k_timestep_emb_f32(float *y, const float *t, int64_t N, int64_t half, fl
     if (N < 0 || half < 0) return kBad;
     const int64_t total = N * half;
     if (total == 0) return 0;
-    timestep_emb_k<<<blocks_for(total, kThreads), kThreads, 0, as_stream(stream)>>>(y, t, N, half, neg_log_period,
+    timestep_emb_k<<<grid_for(total, kThreads), kThreads, 0, st(stream)>>>(y, t, N, half, neg_log_period,
                                                                                     denom, flip);
     return (int)cudaGetLastError();
 }

@@ -125,32 +125,6 @@ __global__ void __launch_bounds__(kThreads) mse_bwd_k(float *dp, float *dt, cons
 // ---- host side ----------------------------------------------------------------------------
 bool aligned(const void *p, size_t bytes) { return ((uintptr_t)p % bytes) == 0; }
 
-int sm_count() {
-    static std::atomic<int> s_sms{0};
-    int sms = s_sms.load(std::memory_order_relaxed);
-    if (sms > 0) return sms;
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        sms <= 0) {
-        (void)cudaGetLastError();   // the launch itself will report a dead device
-        return 132;
-    }
-    s_sms.store(sms, std::memory_order_relaxed);
-    return sms;
-}
-
-// Enough blocks to fill every SM a few times over; grid-stride loops take the rest.
-int grid_for(int64_t work, int threads) {
-    const int64_t blocks = (work + threads - 1) / threads;
-    const int64_t cap = (int64_t)sm_count() * (4096 / threads);
-    if (blocks < 1) return 1;
-    return (int)(blocks < cap ? blocks : cap);
-}
-
-int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-cudaStream_t st(void *stream) { return (cudaStream_t)stream; }
-
 // Reductions: one partial per block, at most kRedMaxBlocks blocks.
 int red_grid(int64_t work) {
     const int g = grid_for(work, kThreads);

@@ -25,7 +25,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-
 // ---- upsample2x ---------------------------------------------------------------------------
 // The two source taps of output coordinate o along an axis of n inputs: bilin_tap_of in
 // runtime/ops/resample.c (PyTorch's area_pixel_compute_source_index, scale 1/2,
@@ -248,31 +247,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---- host side ----------------------------------------------------------------------------
-cudaStream_t as_stream(void *s) { return (cudaStream_t)s; }
-
 bool aligned(const void *p, size_t bytes) { return ((uintptr_t)p % bytes) == 0; }
-
-// 32-bit indices when every index of every buffer the kernel touches is below 2^31.
-bool fits32(int64_t elements) { return elements < ((int64_t)1 << 31); }
-
-// Enough blocks for every SM to hold two full waves; grid-stride loops take the rest.
-int blocks_for(int64_t work, int threads) {
-    static std::atomic<int> s_sms{0};
-    int sms = s_sms.load(std::memory_order_relaxed);
-    if (sms <= 0) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) {
-            (void)cudaGetLastError();   // a dead device is reported by the launch itself
-            sms = 132;
-        } else {
-            s_sms.store(sms, std::memory_order_relaxed);
-        }
-    }
-    const int64_t blocks = (work + threads - 1) / threads, cap = (int64_t)sms * (4096 / threads);
-    if (blocks < 1) return 1;
-    return (int)(blocks < cap ? blocks : cap);
-}
 
 constexpr int kBad = (int)cudaErrorInvalidValue;
 
@@ -281,7 +256,7 @@ template <int V, typename T, typename I>
 int upsample_go(T *y, const T *x, int64_t N, int64_t H, int64_t W, int64_t C, bool bil, bool bwd, cudaStream_t s) {
     // Forward: one thread per output vector; backward: one per input vector.
     const int64_t nvec = (bwd ? N * H * W : N * 4 * H * W) * (C / V);
-    const int grid = blocks_for(nvec, kThreads);
+    const int grid = grid_for(nvec, kThreads);
     if (!bwd) {
         if (bil) upsample2x_k<V, T, I, true><<<grid, kThreads, 0, s>>>(y, x, (I)H, (I)W, (I)C, nvec);
         else upsample2x_k<V, T, I, false><<<grid, kThreads, 0, s>>>(y, x, (I)H, (I)W, (I)C, nvec);
@@ -302,17 +277,17 @@ int upsample_launch(T *y, const T *x, int64_t N, int64_t H, int64_t W, int64_t C
     const bool vec = C % V == 0 && aligned(y, 16) && aligned(x, 16);
     const bool bil = bilinear != 0;
     if (fits32(big))
-        return vec ? upsample_go<V, T, uint32_t>(y, x, N, H, W, C, bil, bwd, as_stream(stream))
-                   : upsample_go<1, T, uint32_t>(y, x, N, H, W, C, bil, bwd, as_stream(stream));
-    return vec ? upsample_go<V, T, int64_t>(y, x, N, H, W, C, bil, bwd, as_stream(stream))
-               : upsample_go<1, T, int64_t>(y, x, N, H, W, C, bil, bwd, as_stream(stream));
+        return vec ? upsample_go<V, T, uint32_t>(y, x, N, H, W, C, bil, bwd, st(stream))
+                   : upsample_go<1, T, uint32_t>(y, x, N, H, W, C, bil, bwd, st(stream));
+    return vec ? upsample_go<V, T, int64_t>(y, x, N, H, W, C, bil, bwd, st(stream))
+               : upsample_go<1, T, int64_t>(y, x, N, H, W, C, bil, bwd, st(stream));
 }
 
 // ---- pool2x ----
 template <int V, typename T, typename I>
 int pool_go(T *out, const T *x, const T *dy, int64_t N, int64_t Ho, int64_t Wo, int64_t C, bool avg, cudaStream_t s) {
     const int64_t nvec = N * Ho * Wo * (C / V);   // output vectors in both directions
-    const int grid = blocks_for(nvec, kThreads);
+    const int grid = grid_for(nvec, kThreads);
     if (!dy) {
         if (avg) pool2x_k<V, T, I, true><<<grid, kThreads, 0, s>>>(out, x, (I)Ho, (I)Wo, (I)C, nvec);
         else pool2x_k<V, T, I, false><<<grid, kThreads, 0, s>>>(out, x, (I)Ho, (I)Wo, (I)C, nvec);
@@ -331,7 +306,7 @@ int pool_launch(T *out, const T *x, const T *dy, int64_t N, int64_t H, int64_t W
     if (big == 0) return 0;
     constexpr int V = 16 / sizeof(T);
     const bool vec = C % V == 0 && aligned(out, 16) && aligned(x, 16) && (!dy || aligned(dy, 16));
-    cudaStream_t s = as_stream(stream);
+    cudaStream_t s = st(stream);
     if (fits32(big))
         return vec ? pool_go<V, T, uint32_t>(out, x, dy, N, H / 2, W / 2, C, avg != 0, s)
                    : pool_go<1, T, uint32_t>(out, x, dy, N, H / 2, W / 2, C, avg != 0, s);
