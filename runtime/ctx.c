@@ -399,3 +399,10 @@ ddx_status ddx_backward_from(ddx_ctx *c, ddx_tensor *out, const ddx_tensor *grad
     DDX_TRY(ddx_memcpy(g->data, c->device, grad_out->data, grad_out->device, ddx_nbytes(g)));
     return run_backward(c);
 }
+
+ddx_status ddx_cpu_need_f32(const char *op, const ddx_tensor *t, const char *what) {
+    if (t->dtype != DDX_F32)
+        return ddx_errorf(DDX_E_UNSUPPORTED, "%s: the CPU backend computes in f32 only, got %s %s", op, what,
+                          ddx_dtype_name(t->dtype));
+    return DDX_OK;
+}

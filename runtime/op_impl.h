@@ -35,6 +35,14 @@ bool ddx_grad_take(ddx_tensor *in, ddx_tensor *dy);
 // t->grad as usual). An allocation failure returns false with c's status set.
 bool ddx_grad_fresh(ddx_ctx *c, ddx_tensor *t);
 
+// Room for a shape printed into an error message (ddx_shape_str).
+#define DDX_SHAPE_BUF 64
+
+static inline bool ddx_is_float_dtype(ddx_dtype dt) { return dt == DDX_F32 || dt == DDX_BF16; }
+// The CPU backend is the fp32 reference: anything else reaching it is a dispatch mistake or a
+// bf16 tensor on the CPU, which has no bf16 kernels. DDX_E_UNSUPPORTED naming op and operand.
+ddx_status ddx_cpu_need_f32(const char *op, const ddx_tensor *t, const char *what);
+
 static inline const float *ddx_f32c(const ddx_tensor *t) { return (const float *)t->data; }
 static inline float *ddx_f32(ddx_tensor *t) { return (float *)t->data; }
 

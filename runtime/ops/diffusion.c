@@ -14,15 +14,6 @@
 #include "op_impl.h"
 #include "philox.h"
 
-#define SHAPE_BUF 64
-
-static ddx_status cpu_need_f32(const char *op, const ddx_tensor *t, const char *what) {
-    if (t->dtype != DDX_F32)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s: the CPU backend computes in f32 only, got %s %s", op, what,
-                          ddx_dtype_name(t->dtype));
-    return DDX_OK;
-}
-
 // The key must address [offset, offset + n) without wrapping the 64-bit element index.
 static bool key_fits(const ddx_rng_key *k, int64_t n) { return n >= 0 && k->offset <= UINT64_MAX - (uint64_t)n; }
 
@@ -80,7 +71,7 @@ ddx_tensor *ddx_randn(ddx_ctx *c, ddx_dtype dt, int ndim, const int64_t *shape, 
 
 ddx_status ddx_cpu_randn_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
-    DDX_TRY(cpu_need_f32("randn", n->out, "output"));
+    DDX_TRY(ddx_cpu_need_f32("randn", n->out, "output"));
     const ddx_rng_key *k = &n->p.randn;
     return ddx_philox_normal(ddx_f32(n->out), ddx_numel(n->out), k->seed, k->stream, k->step, k->offset);
 }
@@ -90,7 +81,7 @@ ddx_status ddx_cpu_randn_fwd(ddx_ctx *c, ddx_node *n) {
 // =========================================================================================
 ddx_tensor *ddx_q_sample(ddx_ctx *c, ddx_tensor *x0, ddx_tensor *coef, ddx_rng_key key) {
     if (!ddx_op_ok(c, "q_sample", 2, (ddx_tensor *[]){x0, coef})) return NULL;
-    char sx[SHAPE_BUF], sc[SHAPE_BUF];
+    char sx[DDX_SHAPE_BUF], sc[DDX_SHAPE_BUF];
     if (x0->dtype != DDX_F32 || coef->dtype != DDX_F32)
         return ddx_op_fail(c, DDX_E_INPUT, "q_sample: x0 and coef must be f32, got %s and %s", ddx_dtype_name(x0->dtype),
                            ddx_dtype_name(coef->dtype));
@@ -111,8 +102,8 @@ ddx_tensor *ddx_q_sample(ddx_ctx *c, ddx_tensor *x0, ddx_tensor *coef, ddx_rng_k
 
 ddx_status ddx_cpu_q_sample_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
-    DDX_TRY(cpu_need_f32("q_sample", n->in[0], "x0"));
-    DDX_TRY(cpu_need_f32("q_sample", n->in[1], "coef"));
+    DDX_TRY(ddx_cpu_need_f32("q_sample", n->in[0], "x0"));
+    DDX_TRY(ddx_cpu_need_f32("q_sample", n->in[1], "coef"));
     const int64_t cnt = ddx_numel(n->out);
     if (cnt == 0) return DDX_OK;
     const int64_t N = n->in[0]->shape[0], per = cnt / N;
@@ -137,7 +128,7 @@ static bool finite_f(float v) { return v == v && v - v == 0.0f; }
 
 ddx_tensor *ddx_sampler_step(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, const ddx_sampler_step_params *p) {
     if (!ddx_op_ok(c, "sampler_step", 2, (ddx_tensor *[]){x_t, out})) return NULL;
-    char sa[SHAPE_BUF], sb[SHAPE_BUF];
+    char sa[DDX_SHAPE_BUF], sb[DDX_SHAPE_BUF];
     if (!p) return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: params are NULL");
     if (x_t->dtype != DDX_F32 || out->dtype != DDX_F32)
         return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: x_t and the model output must be f32, got %s and %s",
@@ -164,8 +155,8 @@ ddx_tensor *ddx_sampler_step(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, const
 
 ddx_status ddx_cpu_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
-    DDX_TRY(cpu_need_f32("sampler_step", n->in[0], "x_t"));
-    DDX_TRY(cpu_need_f32("sampler_step", n->in[1], "model output"));
+    DDX_TRY(ddx_cpu_need_f32("sampler_step", n->in[0], "x_t"));
+    DDX_TRY(ddx_cpu_need_f32("sampler_step", n->in[1], "model output"));
     const ddx_sampler_step_params *p = &n->p.sampler_step;
     const int64_t cnt = ddx_numel(n->out);
     const float *xt = ddx_f32c(n->in[0]), *o = ddx_f32c(n->in[1]);

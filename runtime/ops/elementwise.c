@@ -10,19 +10,6 @@
 #include "philox.h"
 #include "threads.h"
 
-#define SHAPE_BUF 64
-
-static bool is_float_dtype(ddx_dtype dt) { return dt == DDX_F32 || dt == DDX_BF16; }
-
-// The CPU backend is the fp32 reference: anything else is a dispatch mistake or a bf16
-// tensor reaching the CPU, which has no bf16 kernels.
-static ddx_status cpu_need_f32(const char *op, const ddx_tensor *t, const char *what) {
-    if (t->dtype != DDX_F32)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s: the CPU backend computes in f32 only, got %s %s", op, what,
-                          ddx_dtype_name(t->dtype));
-    return DDX_OK;
-}
-
 static ddx_status need_f32(const char *op, const ddx_tensor *t) {
     if (t->dtype != DDX_F32)
         return ddx_errorf(DDX_E_UNSUPPORTED, "%s: the CPU backend computes in f32, got %s", op, ddx_dtype_name(t->dtype));
@@ -486,8 +473,8 @@ ddx_status ddx_cpu_relu_bwd(ddx_ctx *c, ddx_node *n) {
 // =========================================================================================
 ddx_tensor *ddx_concat(ddx_ctx *c, ddx_tensor *a, ddx_tensor *b) {
     if (!ddx_op_ok(c, "concat", 2, (ddx_tensor *[]){a, b})) return NULL;
-    char sa[SHAPE_BUF], sb[SHAPE_BUF];
-    if (a->dtype != b->dtype || !is_float_dtype(a->dtype))
+    char sa[DDX_SHAPE_BUF], sb[DDX_SHAPE_BUF];
+    if (a->dtype != b->dtype || !ddx_is_float_dtype(a->dtype))
         return ddx_op_fail(c, DDX_E_INPUT, "concat: inputs must share a float dtype, got %s and %s",
                            ddx_dtype_name(a->dtype), ddx_dtype_name(b->dtype));
     bool ok = a->ndim == b->ndim && a->ndim >= 1;
@@ -541,8 +528,8 @@ static void concat_run(concat_job *j, int64_t rows, ddx_parallel_fn fn) {
 ddx_status ddx_cpu_concat_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
     const ddx_tensor *a = n->in[0], *b = n->in[1];
-    DDX_TRY(cpu_need_f32("concat", a, "input"));
-    DDX_TRY(cpu_need_f32("concat", b, "input"));
+    DDX_TRY(ddx_cpu_need_f32("concat", a, "input"));
+    DDX_TRY(ddx_cpu_need_f32("concat", b, "input"));
     concat_job j = {.ca = a->shape[a->ndim - 1], .cb = b->shape[b->ndim - 1], .pa = ddx_f32c(a), .pb = ddx_f32c(b),
                     .y = ddx_f32(n->out)};   // y [rows, Ca + Cb]
     concat_run(&j, ddx_numel(a) / j.ca, concat_fwd_range);
@@ -558,13 +545,12 @@ ddx_status ddx_cpu_concat_bwd(ddx_ctx *c, ddx_node *n) {
     return DDX_OK;
 }
 
-
 // =========================================================================================
 // dropout: inverted dropout; the mask is regenerated from its Philox key in backward.
 // =========================================================================================
 ddx_tensor *ddx_dropout(ddx_ctx *c, ddx_tensor *x, float p) {
     if (!ddx_op_ok(c, "dropout", 1, (ddx_tensor *[]){x})) return NULL;
-    if (!is_float_dtype(x->dtype))
+    if (!ddx_is_float_dtype(x->dtype))
         return ddx_op_fail(c, DDX_E_INPUT, "dropout: input must be float, got %s", ddx_dtype_name(x->dtype));
     if (!(p >= 0.0f && p <= 1.0f))
         return ddx_op_fail(c, DDX_E_INPUT, "dropout: p must be in [0, 1], got %g", (double)p);
@@ -651,7 +637,7 @@ static float dropout_scale(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f
 
 ddx_status ddx_cpu_dropout_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
-    DDX_TRY(cpu_need_f32("dropout", n->in[0], "input"));
+    DDX_TRY(ddx_cpu_need_f32("dropout", n->in[0], "input"));
     const float scale = dropout_scale(n->p.dropout.p);
     const int64_t cnt = ddx_numel(n->in[0]);
     const float *x = ddx_f32c(n->in[0]);

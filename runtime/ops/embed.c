@@ -5,29 +5,16 @@
 
 #include "op_impl.h"
 
-#define SHAPE_BUF 64
-
-static bool is_float_dtype(ddx_dtype dt) { return dt == DDX_F32 || dt == DDX_BF16; }
-
-// The CPU backend is the fp32 reference: anything else is a dispatch mistake or a bf16
-// tensor reaching the CPU, which has no bf16 kernels.
-static ddx_status cpu_need_f32(const char *op, const ddx_tensor *t, const char *what) {
-    if (t->dtype != DDX_F32)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s: the CPU backend computes in f32 only, got %s %s", op, what,
-                          ddx_dtype_name(t->dtype));
-    return DDX_OK;
-}
-
 // =========================================================================================
 // embedding: out[i] = table[idx[i]]; backward scatter-adds into the table's grad.
 // =========================================================================================
 ddx_tensor *ddx_embedding(ddx_ctx *c, ddx_tensor *idx, ddx_tensor *table) {
     if (!ddx_op_ok(c, "embedding", 2, (ddx_tensor *[]){idx, table})) return NULL;
-    char si[SHAPE_BUF], st[SHAPE_BUF];
+    char si[DDX_SHAPE_BUF], st[DDX_SHAPE_BUF];
     if (idx->ndim != 1 || idx->dtype != DDX_I32)
         return ddx_op_fail(c, DDX_E_INPUT, "embedding: indices must be an i32 [N] tensor, got %s %s",
                            ddx_dtype_name(idx->dtype), ddx_shape_str(idx, si, sizeof si));
-    if (table->ndim != 2 || !is_float_dtype(table->dtype) || table->shape[0] < 1)
+    if (table->ndim != 2 || !ddx_is_float_dtype(table->dtype) || table->shape[0] < 1)
         return ddx_op_fail(c, DDX_E_INPUT, "embedding: table must be a float [V, D] tensor with V >= 1, got %s %s",
                            ddx_dtype_name(table->dtype), ddx_shape_str(table, st, sizeof st));
     // Index range is checked by the backend's forward: on CUDA the indices live on the device.
@@ -38,7 +25,7 @@ ddx_tensor *ddx_embedding(ddx_ctx *c, ddx_tensor *idx, ddx_tensor *table) {
 ddx_status ddx_cpu_embedding_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
     const ddx_tensor *it = n->in[0], *tt = n->in[1];
-    DDX_TRY(cpu_need_f32("embedding", tt, "table"));
+    DDX_TRY(ddx_cpu_need_f32("embedding", tt, "table"));
     const int64_t N = it->shape[0], V = tt->shape[0], D = tt->shape[1];
     const int32_t *idx = (const int32_t *)it->data;   // [N]
     const float *table = ddx_f32c(tt);                // [V, D]
@@ -73,7 +60,7 @@ ddx_status ddx_cpu_embedding_bwd(ddx_ctx *c, ddx_node *n) {
 // =========================================================================================
 ddx_tensor *ddx_timestep_emb(ddx_ctx *c, ddx_tensor *t, ddx_timestep_emb_params p) {
     if (!ddx_op_ok(c, "timestep_emb", 1, (ddx_tensor *[]){t})) return NULL;
-    char s[SHAPE_BUF];
+    char s[DDX_SHAPE_BUF];
     if (t->ndim != 1 || t->dtype != DDX_F32)
         return ddx_op_fail(c, DDX_E_INPUT, "timestep_emb: timesteps must be an f32 [N] tensor, got %s %s",
                            ddx_dtype_name(t->dtype), ddx_shape_str(t, s, sizeof s));
@@ -101,7 +88,7 @@ ddx_tensor *ddx_timestep_emb(ddx_ctx *c, ddx_tensor *t, ddx_timestep_emb_params 
 ddx_status ddx_cpu_timestep_emb_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
     const ddx_tensor *tt = n->in[0];
-    DDX_TRY(cpu_need_f32("timestep_emb", tt, "timesteps"));
+    DDX_TRY(ddx_cpu_need_f32("timestep_emb", tt, "timesteps"));
     const ddx_timestep_emb_params p = n->p.timestep_emb;
     const int64_t N = tt->shape[0], half = p.dim / 2, dim = p.dim;
     const float *t = ddx_f32c(tt);   // [N]

@@ -3,26 +3,13 @@
 
 #include "op_impl.h"
 
-#define SHAPE_BUF 64
-
-static bool is_float_dtype(ddx_dtype dt) { return dt == DDX_F32 || dt == DDX_BF16; }
-
-// The CPU backend is the fp32 reference: anything else is a dispatch mistake or a bf16
-// tensor reaching the CPU, which has no bf16 kernels.
-static ddx_status cpu_need_f32(const char *op, const ddx_tensor *t, const char *what) {
-    if (t->dtype != DDX_F32)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s: the CPU backend computes in f32 only, got %s %s", op, what,
-                          ddx_dtype_name(t->dtype));
-    return DDX_OK;
-}
-
 // =========================================================================================
 // Reductions to [1]: mse_loss (mean of squared difference), sum, mean. Accumulated in double
 // so the loss does not depend on the summation order at fp32 precision.
 // =========================================================================================
 static ddx_tensor *reduce_front(ddx_ctx *c, ddx_op op, const char *name, ddx_tensor *x) {
     if (!ddx_op_ok(c, name, 1, (ddx_tensor *[]){x})) return NULL;
-    if (!is_float_dtype(x->dtype))
+    if (!ddx_is_float_dtype(x->dtype))
         return ddx_op_fail(c, DDX_E_INPUT, "%s: input must be float, got %s", name, ddx_dtype_name(x->dtype));
     if (ddx_numel(x) == 0) return ddx_op_fail(c, DDX_E_INPUT, "%s: input is empty", name);
     return ddx_op_run(c, op, 1, (ddx_tensor *[]){x}, &(ddx_op_params){0}, DDX_F32, 1, (int64_t[]){1});
@@ -30,7 +17,7 @@ static ddx_tensor *reduce_front(ddx_ctx *c, ddx_op op, const char *name, ddx_ten
 
 ddx_tensor *ddx_mse_loss(ddx_ctx *c, ddx_tensor *pred, ddx_tensor *target) {
     if (!ddx_op_ok(c, "mse_loss", 2, (ddx_tensor *[]){pred, target})) return NULL;
-    char sp[SHAPE_BUF], st[SHAPE_BUF];
+    char sp[DDX_SHAPE_BUF], st[DDX_SHAPE_BUF];
     if (pred->dtype != DDX_F32 || target->dtype != DDX_F32)
         return ddx_op_fail(c, DDX_E_INPUT, "mse_loss: pred and target must be f32, got %s and %s",
                            ddx_dtype_name(pred->dtype), ddx_dtype_name(target->dtype));
@@ -44,8 +31,8 @@ ddx_tensor *ddx_mse_loss(ddx_ctx *c, ddx_tensor *pred, ddx_tensor *target) {
 
 ddx_status ddx_cpu_mse_loss_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
-    DDX_TRY(cpu_need_f32("mse_loss", n->in[0], "pred"));
-    DDX_TRY(cpu_need_f32("mse_loss", n->in[1], "target"));
+    DDX_TRY(ddx_cpu_need_f32("mse_loss", n->in[0], "pred"));
+    DDX_TRY(ddx_cpu_need_f32("mse_loss", n->in[1], "target"));
     const int64_t cnt = ddx_numel(n->in[0]);
     const float *a = ddx_f32c(n->in[0]), *b = ddx_f32c(n->in[1]);
     double acc = 0.0;
@@ -99,7 +86,7 @@ static void add_scalar_grad(ddx_tensor *g, float v) {
 
 ddx_status ddx_cpu_sum_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
-    DDX_TRY(cpu_need_f32("sum", n->in[0], "input"));
+    DDX_TRY(ddx_cpu_need_f32("sum", n->in[0], "input"));
     ddx_f32(n->out)[0] = (float)sum_f32(n->in[0]);
     return DDX_OK;
 }
@@ -112,7 +99,7 @@ ddx_status ddx_cpu_sum_bwd(ddx_ctx *c, ddx_node *n) {
 
 ddx_status ddx_cpu_mean_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
-    DDX_TRY(cpu_need_f32("mean", n->in[0], "input"));
+    DDX_TRY(ddx_cpu_need_f32("mean", n->in[0], "input"));
     ddx_f32(n->out)[0] = (float)(sum_f32(n->in[0]) / (double)ddx_numel(n->in[0]));
     return DDX_OK;
 }

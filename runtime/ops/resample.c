@@ -5,26 +5,13 @@
 
 #include "op_impl.h"
 
-#define SHAPE_BUF 64
-
-static bool is_float_dtype(ddx_dtype dt) { return dt == DDX_F32 || dt == DDX_BF16; }
-
-// The CPU backend is the fp32 reference: anything else is a dispatch mistake or a bf16
-// tensor reaching the CPU, which has no bf16 kernels.
-static ddx_status cpu_need_f32(const char *op, const ddx_tensor *t, const char *what) {
-    if (t->dtype != DDX_F32)
-        return ddx_errorf(DDX_E_UNSUPPORTED, "%s: the CPU backend computes in f32 only, got %s %s", op, what,
-                          ddx_dtype_name(t->dtype));
-    return DDX_OK;
-}
-
 // =========================================================================================
 // upsample2x: nearest, or bilinear with align_corners=False (F.interpolate(scale_factor=2)).
 // =========================================================================================
 ddx_tensor *ddx_upsample2x(ddx_ctx *c, ddx_tensor *x, ddx_upsample_mode mode) {
     if (!ddx_op_ok(c, "upsample2x", 1, (ddx_tensor *[]){x})) return NULL;
-    char sx[SHAPE_BUF];
-    if (x->ndim != 4 || !is_float_dtype(x->dtype))
+    char sx[DDX_SHAPE_BUF];
+    if (x->ndim != 4 || !ddx_is_float_dtype(x->dtype))
         return ddx_op_fail(c, DDX_E_INPUT, "upsample2x: input must be a float [N, H, W, C] tensor, got %s %s",
                            ddx_dtype_name(x->dtype), ddx_shape_str(x, sx, sizeof sx));
     if (mode != DDX_UPSAMPLE_NEAREST && mode != DDX_UPSAMPLE_BILINEAR)
@@ -56,7 +43,7 @@ static bilin_tap bilin_tap_of(int64_t dst, int64_t in_size) {
 ddx_status ddx_cpu_upsample2x_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
     const ddx_tensor *xt = n->in[0];
-    DDX_TRY(cpu_need_f32("upsample2x", xt, "input"));
+    DDX_TRY(ddx_cpu_need_f32("upsample2x", xt, "input"));
     const int64_t N = xt->shape[0], H = xt->shape[1], W = xt->shape[2], C = xt->shape[3];
     const int64_t Ho = 2 * H, Wo = 2 * W;
     const float *x = ddx_f32c(xt);   // [N, H, W, C]
@@ -127,8 +114,8 @@ ddx_status ddx_cpu_upsample2x_bwd(ddx_ctx *c, ddx_node *n) {
 // =========================================================================================
 ddx_tensor *ddx_pool2x(ddx_ctx *c, ddx_tensor *x, ddx_pool_mode mode) {
     if (!ddx_op_ok(c, "pool2x", 1, (ddx_tensor *[]){x})) return NULL;
-    char sx[SHAPE_BUF];
-    if (x->ndim != 4 || !is_float_dtype(x->dtype))
+    char sx[DDX_SHAPE_BUF];
+    if (x->ndim != 4 || !ddx_is_float_dtype(x->dtype))
         return ddx_op_fail(c, DDX_E_INPUT, "pool2x: input must be a float [N, H, W, C] tensor, got %s %s",
                            ddx_dtype_name(x->dtype), ddx_shape_str(x, sx, sizeof sx));
     if (x->shape[1] % 2 != 0 || x->shape[2] % 2 != 0 || x->shape[1] == 0 || x->shape[2] == 0)
@@ -155,7 +142,7 @@ static int pool_argmax(const float *x00, int64_t row, int64_t C) {
 ddx_status ddx_cpu_pool2x_fwd(ddx_ctx *c, ddx_node *n) {
     (void)c;
     const ddx_tensor *xt = n->in[0];
-    DDX_TRY(cpu_need_f32("pool2x", xt, "input"));
+    DDX_TRY(ddx_cpu_need_f32("pool2x", xt, "input"));
     const int64_t N = xt->shape[0], H = xt->shape[1], W = xt->shape[2], C = xt->shape[3];
     const int64_t Ho = H / 2, Wo = W / 2, row = W * C;
     const float *x = ddx_f32c(xt);   // [N, H, W, C]
