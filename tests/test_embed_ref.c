@@ -7,69 +7,11 @@
 
 #include "runtime/op_impl.h"
 #include "runtime/ops.h"
+#include "ref_util.h"
 
 #include "data/embed_fixtures.h"
 
 #include "check.h"
-
-// ---- helpers ------------------------------------------------------------------------------
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static double rnd(void) {   // uniform in [-1, 1), independent of the library's Philox
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng_state >> 11) * 0x1p-52 - 1.0;
-}
-
-static ddx_tensor *mk(ddx_ctx *c, int ndim, const int64_t *shape, const float *vals, bool grad) {
-    ddx_tensor *t = ddx_new(c, DDX_F32, ndim, shape);
-    if (!t) return NULL;
-    float *p = ddx_f32(t);
-    for (int64_t i = 0; i < ddx_numel(t); i++) p[i] = vals ? vals[i] : (float)rnd();
-    t->requires_grad = grad;
-    return t;
-}
-
-// |got - ref| <= atol + rtol |ref| everywhere; prints the first mismatch.
-static bool close_arr(const char *what, const float *got, const double *ref, int64_t n, double atol, double rtol) {
-    for (int64_t i = 0; i < n; i++) {
-        const double e = fabs((double)got[i] - ref[i]);
-        if (!(e <= atol + rtol * fabs(ref[i]))) {
-            printf("  %s: element %lld: got %.9g, want %.9g (err %.3g)\n", what, (long long)i, (double)got[i], ref[i], e);
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool close_arrf(const char *what, const float *got, const float *ref, int64_t n, double atol) {
-    for (int64_t i = 0; i < n; i++) {
-        const double e = fabs((double)got[i] - (double)ref[i]);
-        if (!(e <= atol)) {
-            printf("  %s: element %lld: got %.9g, want %.9g (err %.3g)\n", what, (long long)i, (double)got[i],
-                   (double)ref[i], e);
-            return false;
-        }
-    }
-    return true;
-}
-
-// Runs backward from `out` with a random upstream grad (returned in *g_out, caller frees) after
-// setting every listed input's grad to `pre` (checks that backward accumulates).
-static ddx_tensor *rand_grad_like(ddx_ctx *c, const ddx_tensor *t) { return mk(c, t->ndim, t->shape, NULL, false); }
-
-static void preset_grad(ddx_ctx *c, ddx_tensor *t, float v) {
-    ddx_tensor *g = ddx_grad_of(c, t);
-    for (int64_t i = 0; i < ddx_numel(g); i++) ddx_f32(g)[i] = v;
-}
-
-static bool expect_error(ddx_ctx *c, ddx_tensor *out, ddx_status want, const char *needle) {
-    bool ok = out == NULL && ddx_ctx_status(c) == want && strstr(ddx_last_error(), needle) != NULL;
-    if (!ok)
-        printf("  expected %s mentioning \"%s\", got status %s, message \"%s\"\n", ddx_status_name(want), needle,
-               ddx_status_name(ddx_ctx_status(c)), ddx_last_error());
-    ddx_ctx_reset(c);
-    ddx_clear_error();
-    return ok;
-}
 
 // ---- embedding ------------------------------------------------------------------------------
 static ddx_tensor *mk_idx(ddx_ctx *c, int64_t n, const int32_t *v) {
