@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "fs_util.h"
 
 static int n_pass, n_fail;
 
@@ -431,15 +432,11 @@ static void test_round_trip(const char *dir) {
     CHECK(st == DDX_OK, "save %s: %s", path, ddx_last_error());
     struct stat before;
     CHECK(stat(path, &before) == 0, "stat %s", path);
-    struct rlimit old_lim, lim;
-    getrlimit(RLIMIT_FSIZE, &old_lim);
-    lim = old_lim;
-    lim.rlim_cur = 200;
-    signal(SIGXFSZ, SIG_IGN);
-    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit");
+    struct rlimit old_lim;
+    CHECK(fsize_limit(200, &old_lim), "setrlimit");
     a.train.lr = 0.5;
     st = ddx_config_save(&a, path);
-    setrlimit(RLIMIT_FSIZE, &old_lim);
+    fsize_unlimit(&old_lim);
     expect_error("save past the size limit", st, DDX_E_IO, path, (const char *)NULL);
     ddx_config b2;
     CHECK(ddx_config_load(path, &b2) == DDX_OK && b2.train.lr != 0.5 && stat(path, &sb) == 0 && sb.st_size == before.st_size,

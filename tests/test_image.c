@@ -13,6 +13,7 @@
 #include <stb_image.h>
 
 #include "check.h"
+#include "fs_util.h"
 #include "runtime/image.h"
 
 static char g_dir[256];
@@ -21,17 +22,6 @@ static uint8_t *read_png(const char *path, int *w, int *h, int *c) {
     uint8_t *p = stbi_load(path, w, h, c, 0);
     CHECK(p != NULL, "cannot read back %s", path);
     return p;
-}
-
-static int count_temps(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) n++;
-    closedir(d);
-    return n;
 }
 
 static void test_grid(void) {
@@ -161,14 +151,10 @@ static void test_errors(void) {
     enum { BIG = 64 };
     static float noise[BIG * BIG];
     for (int i = 0; i < BIG * BIG; i++) noise[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-    struct rlimit old_lim, lim;
-    getrlimit(RLIMIT_FSIZE, &old_lim);
-    lim = old_lim;
-    lim.rlim_cur = 512;
-    signal(SIGXFSZ, SIG_IGN);
-    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit");
+    struct rlimit old_lim;
+    CHECK(fsize_limit(512, &old_lim), "setrlimit");
     st = ddx_image_write(path, noise, BIG, BIG, 1, DDX_NORMALIZE_CLIP, NULL);
-    setrlimit(RLIMIT_FSIZE, &old_lim);
+    fsize_unlimit(&old_lim);
     CHECK(st == DDX_E_IO && strstr(ddx_last_error(), path), "write past the size limit: %s '%s'", ddx_status_name(st),
           ddx_last_error());
     int w, h, c;

@@ -20,6 +20,7 @@
 #include "status.h"
 
 #include "check.h"
+#include "fs_util.h"
 
 static char g_dir[256];
 
@@ -104,17 +105,6 @@ static bool write_all(const char *path, const void *buf, size_t len) {
     if (!fp) return false;
     bool ok = fwrite(buf, 1, len, fp) == len;
     return fclose(fp) == 0 && ok;
-}
-
-static int count_temps(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) n++;
-    closedir(d);
-    return n;
 }
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -501,15 +491,11 @@ static void test_atomic(void) {
         ddx_st_writer wb;
         ddx_st_writer_init(&wb);
         ddx_st_writer_add(&wb, "w", DDX_ST_F32, 1, (int64_t[]){4096}, big);
-        struct rlimit old_lim, lim;
-        getrlimit(RLIMIT_FSIZE, &old_lim);
-        lim = old_lim;
-        lim.rlim_cur = 1000;
-        signal(SIGXFSZ, SIG_IGN);
-        CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0, "atomic: setrlimit");
+        struct rlimit old_lim;
+        CHECK(fsize_limit(1000, &old_lim), "atomic: setrlimit");
         ddx_clear_error();
         st = ddx_st_write(&wb, path);
-        setrlimit(RLIMIT_FSIZE, &old_lim);
+        fsize_unlimit(&old_lim);
         CHECK(st == DDX_E_IO && msg_ok("atomic.safetensors"), "atomic: write past the size limit gave %s (%s)",
               ddx_status_name(st), ddx_last_error());
         ddx_st_writer_free(&wb);
