@@ -892,22 +892,11 @@ static ddx_status check_tabs(const loader *L) {
     return DDX_OK;
 }
 
-// O_NONBLOCK so that opening a FIFO returns at once (a blocking open waits for a writer that
-// never comes); the fstat then refuses anything that is not a regular file.
 static ddx_status read_file(const char *path, unsigned char **out, size_t *out_len) {
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return ddx_errorf(DDX_E_IO, "%s: cannot open config file: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return ddx_errorf(DDX_E_IO, "%s: cannot stat config file: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return ddx_errorf(DDX_E_INPUT, "%s: not a regular file (%s); give the path of a YAML config file", path,
-                          S_ISDIR(sb.st_mode) ? "a folder" : S_ISFIFO(sb.st_mode) ? "a FIFO" : "a device or socket");
-    }
+    int fd;
+    ddx_status st = ddx_input_open(path, "config file", &fd, NULL);
+    if (st == DDX_E_INPUT) return ddx_errorf(st, "%s; give the path of a YAML config file", ddx_last_error());
+    if (st != DDX_OK) return st;
     FILE *f = fdopen(fd, "rb");
     if (!f) {
         int e = errno;

@@ -11,17 +11,36 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static const char *kind_of(mode_t m) {
+    return S_ISDIR(m) ? "a folder" : S_ISLNK(m) ? "a symbolic link" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : "a device";
+}
+
+ddx_status ddx_input_open(const char *path, const char *what, int *fd, int64_t *size) {
+    *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (*fd < 0) return ddx_errorf(DDX_E_IO, "%s: cannot open %s: %s", what, path, strerror(errno));
+    struct stat sb;
+    if (fstat(*fd, &sb) != 0) {
+        const int e = errno;
+        close(*fd);
+        *fd = -1;
+        return ddx_errorf(DDX_E_IO, "%s: cannot stat %s: %s", what, path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return ddx_errorf(DDX_E_INPUT, "%s: %s: not a regular file (%s)", what, path, kind_of(sb.st_mode));
+    }
+    if (size) *size = (int64_t)sb.st_size;
+    return DDX_OK;
+}
+
 ddx_status ddx_output_check(const char *path, const char *what) {
     if (!path || !*path) return ddx_errorf(DDX_E_INPUT, "%s: empty output path", what);
     struct stat sb;
     if (lstat(path, &sb) == 0) {
         if (!S_ISREG(sb.st_mode))
             return ddx_errorf(DDX_E_INPUT, "%s: '%s' exists and is not a regular file (%s); choose another path", what, path,
-                              S_ISDIR(sb.st_mode)    ? "a folder"
-                              : S_ISLNK(sb.st_mode)  ? "a symbolic link"
-                              : S_ISFIFO(sb.st_mode) ? "a FIFO"
-                              : S_ISSOCK(sb.st_mode) ? "a socket"
-                                                     : "a device");
+                              kind_of(sb.st_mode));
     } else if (errno != ENOENT) {
         return ddx_errorf(DDX_E_INPUT, "%s: cannot look at '%s': %s", what, path, strerror(errno));
     }

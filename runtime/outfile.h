@@ -1,5 +1,7 @@
-// Output paths: every file ddx writes (PNGs, checkpoints, configs, logs) goes through these
-// checks, so a mistyped --out never replaces a device node, a FIFO, a folder or a symlink.
+// Paths ddx writes and reads. Every file ddx writes (PNGs, checkpoints, configs, logs) goes
+// through these checks, so a mistyped --out never replaces a device node, a FIFO, a folder or a
+// symlink; every file it reads by path is opened through ddx_input_open, so a FIFO or a device
+// given as an input is refused at once instead of blocking or being read forever.
 #ifndef DDX_OUTFILE_H
 #define DDX_OUTFILE_H
 
@@ -19,6 +21,14 @@ extern "C" {
 // Otherwise DDX_E_INPUT with one line naming `what` (the flag or key the user typed) and the
 // path. Meant to run before any expensive work, and again by each writer just before it writes.
 ddx_status ddx_output_check(const char *path, const char *what);
+
+// Opens `path` for reading (O_RDONLY, close-on-exec) when it is a regular file. The open is
+// non-blocking, so naming a FIFO cannot wait for a writer (on a regular file the flag changes
+// nothing); anything but a regular file is
+// DDX_E_INPUT "WHAT: PATH: not a regular file (a FIFO)", an open or stat failure DDX_E_IO.
+// what: the flag, key or kind of file ("config file", "data.path"). *size (may be NULL) gets
+// the file's size.
+ddx_status ddx_input_open(const char *path, const char *what, int *fd, int64_t *size);
 
 // The one atomic writer. open checks the path (ddx_output_check), creates "PATH.tmp.XXXXXX"
 // in the target's folder and hands out a FILE*; write through it (ddx_atomic_write or any

@@ -307,25 +307,14 @@ fail:
 
 ddx_status ddx_st_read(const char *path, ddx_st_file *out) {
     memset(out, 0, sizeof *out);
-    // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; the S_ISREG check below
-    // then refuses it (on a regular file the flag changes nothing).
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return ddx_errorf(DDX_E_IO, "%s: cannot open safetensors file: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
+    int fd;
+    int64_t fsize = 0;
+    DDX_TRY(ddx_input_open(path, "safetensors file", &fd, &fsize));
+    if (fsize < 0 || (uint64_t)fsize > SIZE_MAX - 16) {
         close(fd);
-        return ddx_errorf(DDX_E_IO, "%s: cannot stat: %s", path, strerror(e));
+        return ddx_errorf(DDX_E_INPUT, "%s: file size %lld is not addressable", path, (long long)fsize);
     }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return ddx_errorf(DDX_E_INPUT, "%s: not a regular file", path);
-    }
-    if (sb.st_size < 0 || (uint64_t)sb.st_size > SIZE_MAX - 16) {
-        close(fd);
-        return ddx_errorf(DDX_E_INPUT, "%s: file size %lld is not addressable", path, (long long)sb.st_size);
-    }
-    size_t size = (size_t)sb.st_size;
+    size_t size = (size_t)fsize;
     uint8_t head[8] = {0};
     ssize_t got_head = pread(fd, head, sizeof head, 0);
     // Shifting the load address by the header length mod 8 puts the data buffer (and so every

@@ -9,6 +9,7 @@
 // The two ranges never overlap, so flips and permutations are independent draws, and both are
 // pure functions of (seed, k), which is what makes batch_at and a resumed run exact.
 #include "train/data.h"
+#include "runtime/outfile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -183,21 +184,10 @@ static const char *gz_reason(gzFile g, const char *path) {
     return msg;
 }
 
-// O_NONBLOCK so that a FIFO named as a data file cannot block the open (waiting for a
-// writer); anything but a regular file is then refused. On a regular file the flag is a no-op.
-static ddx_status open_regular(const char *path, int *fd) {
-    *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (*fd < 0) return ddx_errorf(DDX_E_IO, "data.path: cannot open %s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(*fd, &sb) == 0 && S_ISREG(sb.st_mode)) return DDX_OK;
-    close(*fd);
-    return ddx_errorf(DDX_E_INPUT, "data.path: %s is not a regular file", path);
-}
-
 // The whole decompressed content of a gzip file.
 static ddx_status gz_slurp(const char *path, uint8_t **out, size_t *out_len) {
     int fd;
-    DDX_TRY(open_regular(path, &fd));
+    DDX_TRY(ddx_input_open(path, "data.path", &fd, NULL));
     gzFile g = gzdopen(fd, "rb");
     if (!g) {
         close(fd);
@@ -373,7 +363,7 @@ static ddx_status load_cifar10(const ddx_config *cfg, ddx_dataset *d) {
     int64_t at = 0;
     for (int b = 0; b < NB && !st; b++) {
         int fd;
-        if ((st = open_regular(paths[b], &fd))) break;
+        if ((st = ddx_input_open(paths[b], "data.path", &fd, NULL))) break;
         FILE *f = fdopen(fd, "rb");
         if (!f) {
             close(fd);
