@@ -27,7 +27,6 @@ struct ddx_sampling {
     ddx_device dev;
     ddx_ctx own;                      // the sampler's context, unless it borrows the caller's
     ddx_ctx *c;                       // the context it runs in: &own or the caller's
-    bool borrowed;
     int *ts;                          // the timesteps visited, decreasing
     int S;
     int64_t H, W, C, Cc;              // x is [., H, W, C]; the conditioning input [., H, W, Cc]
@@ -79,7 +78,7 @@ static ddx_status create(const ddx_model *m, const ddx_schedule *s, const ddx_sa
     sp->Cc = cfg->model.in_channels - cfg->model.out_channels;
     sp->S = ddx_sampler_timesteps(s, o->sampler, o->steps, o->spacing, sp->ts);
     if (borrow) {
-        sp->c = borrow, sp->borrowed = true;
+        sp->c = borrow;
     } else {
         ddx_status st = ddx_ctx_init(&sp->own, dev, (size_t)16 << 20);
         if (st != DDX_OK) {
@@ -117,7 +116,7 @@ static void free_buffers(ddx_sampling *sp) {
 void ddx_sampling_free(ddx_sampling *sp) {
     if (!sp) return;
     free_buffers(sp);
-    if (!sp->borrowed) ddx_ctx_free(&sp->own);
+    if (sp->c == &sp->own) ddx_ctx_free(&sp->own);
     free(sp->ts);
     free(sp);
 }
@@ -146,7 +145,7 @@ static size_t in_bytes(int cap) { return IN_OFF_T + 2 * (size_t)cap * sizeof(flo
 
 size_t ddx_sampling_bytes(const ddx_sampling *sp) {
     const size_t cap = (size_t)sp->cap, hw = (size_t)(sp->H * sp->W);
-    size_t b = sp->borrowed ? 0 : ddx_arena_capacity(&sp->own.act);
+    size_t b = sp->c == &sp->own ? ddx_arena_capacity(&sp->own.act) : 0;
     if (sp->xbuf) b += cap * hw * (size_t)sp->C * sizeof(float);
     if (sp->ybuf) b += (sp->cap_guided ? 2 : 1) * cap * sizeof(int32_t);
     if (sp->cbuf) b += cap * hw * (size_t)sp->Cc * sizeof(float);
