@@ -446,10 +446,10 @@ static ddx_tensor *forward(ddx_inception *net, ddx_tensor *x) {
     x = keep(net, block_d(net, x, "Mixed_7a"), m);
     x = keep(net, block_e(net, x, "Mixed_7b", false), m);
     x = block_e(net, x, "Mixed_7c", true);
+    // bf16: the features are averaged in f32 (a bf16 mean would round the result to 8 bits).
+    if (x && x->dtype != DDX_F32) x = ddx_cast(c, x, DDX_F32);
     x = ddx_global_avg_pool(c, x);
-    if (!x) return NULL;
-    x = ddx_reshape(c, x, 2, (int64_t[]){x->shape[0], DDX_INCEPTION_FEATURES});
-    return x && x->dtype != DDX_F32 ? ddx_cast(c, x, DDX_F32) : x;
+    return x ? ddx_reshape(c, x, 2, (int64_t[]){x->shape[0], DDX_INCEPTION_FEATURES}) : NULL;
 }
 
 ddx_status ddx_inception_features(ddx_inception *net, const float *images, int n, int h, int w, int c, float *pool3,
@@ -460,7 +460,7 @@ ddx_status ddx_inception_features(ddx_inception *net, const float *images, int n
     if (logits && !net->has_fc)
         return ddx_errorf(DDX_E_INPUT, "inception: logits asked for, but the weights have no fc.weight/fc.bias");
     ddx_ctx *cx = &net->ctx;
-    const size_t img = (size_t)h * w * 3, need = img * (size_t)net->batch;
+    const size_t img = (size_t)h * w * 3, need = img * (size_t)(n < net->batch ? n : net->batch);
     if (net->stage_elems < need) {
         float *s = realloc(net->stage, need * sizeof(float));
         if (!s) return ddx_errorf(DDX_E_NOMEM, "inception: out of host memory for %d images of %dx%d", net->batch, h, w);
