@@ -439,6 +439,11 @@ def write_atomic(path, blob):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+        dfd = os.open(d, os.O_RDONLY)   # the rename itself survives a crash only once the folder is synced
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
     except BaseException:
         try:
             os.unlink(tmp)
