@@ -5,4 +5,6 @@
 int ddx_bench_kernels(int argc, char **argv);
 // `ddx-bench step`: a config's training step and sampling forward (bench/bench_step.c).
 int ddx_bench_step(int argc, char **argv);
+// `ddx-bench inpaint`: inpainting and RePaint sampling vs plain sampling (bench/bench_inpaint.c).
+int ddx_bench_inpaint(int argc, char **argv);
 #endif
