@@ -248,6 +248,7 @@ int main(int argc, char **argv) {
     if (!st && from_s) {
         ddx_dataset ds;
         st = ddx_dataset_load(&cfg, &ds);
+        const bool loaded = st == DDX_OK;
         if (!st && (ds.size != S || ds.channels != C))
             st = ddx_errorf(DDX_E_INPUT, "--from-data: %s is %dx%dx%d but the model works on %dx%dx%d", ds.desc, ds.size,
                             ds.size, ds.channels, S, S, C);
@@ -260,7 +261,7 @@ int main(int argc, char **argv) {
             for (int j = 0; j < per && labels; j++) labels[i * per + j] = ds.labels[start + i] < nc ? ds.labels[start + i] : 0;
         }
         if (!st) printf("inputs: images %ld..%ld of %s\n", start, start + nin - 1, ds.desc);
-        if (!st) ddx_dataset_free(&ds);
+        if (loaded) ddx_dataset_free(&ds);
     }
     for (int i = 0; i < nin && !st; i++) st = ddx_mask_make(&mspec, "--mask", S, S, cfg.run.seed, i, masks + i * hw);
     free(u8);

@@ -16,7 +16,7 @@
 //     caller's because the networks have no extra "null" class row: a model trained for
 //     guidance reserves one of its num_classes for it. w == 1 runs the plain, undoubled forward.
 //   - a post-step hook (ddx_sampling_set_post_step), called after each update with the new x;
-//     what it returns replaces x (inpainting: x = m * known + (1 - m) * x). It runs host code per
+//     what it returns replaces x (inpainting has its fused path below). It runs host code per
 //     step, so a sampler with a hook runs eagerly (no CUDA graph).
 //   - inpainting (ddx_sampling_set_inpaint): a known image and a mask per image; every update
 //     is fused with the blend x_{t_prev} = m * q_sample(known, t_prev) + (1 - m) * x_{t_prev}

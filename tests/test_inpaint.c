@@ -128,7 +128,7 @@ static void test_mask_files(void) {
     char spec[300];
     snprintf(spec, sizeof spec, "file:%s", p);
     ddx_mask_spec sp;
-    uint8_t m[64];
+    uint8_t m[128];   // room for the 8x9 request below
     CHECK(ddx_mask_parse(spec, "--mask", &sp) == DDX_OK, "parse file:");
     CHECK(ddx_mask_make(&sp, "--mask", 8, 8, 1, 0, m) == DDX_OK, "read mask file: %s", ddx_last_error());
     int ok = 1;
