@@ -174,21 +174,6 @@ template <int MODE> struct StepBlend {
                         mix(w.z, lin2(b.kc0, k.z, b.kc1, q[2]), v.z), mix(w.w, lin2(b.kc0, k.w, b.kc1, q[3]), v.w));
     }
 };
-        if (b.kc1 != 0.0f) {
-            const uint64_t e = b.key.offset + (uint64_t)i;
-            if ((e & 3u) == 0) {
-                draw4(b.key, e >> 2, q);
-            } else {
-#pragma unroll
-                for (int l = 0; l < 4; l++) q[l] = zk(i + l);
-            }
-        }
-        *reinterpret_cast<float4 *>(s.y + i) = make_float4(mix(w.x, lin2(b.kc0, k.x, b.kc1, q[0]), s.f(x.x, m.x, z[0])),
-                                                           mix(w.y, lin2(b.kc0, k.y, b.kc1, q[1]), s.f(x.y, m.y, z[1])),
-                                                           mix(w.z, lin2(b.kc0, k.z, b.kc1, q[2]), s.f(x.z, m.z, z[2])),
-                                                           mix(w.w, lin2(b.kc0, k.w, b.kc1, q[3]), s.f(x.w, m.w, z[3])));
-    }
-};
 
 // Global indices [key.offset, end): grid-stride over the Philox groups that touch them.
 template <class Op, bool VEC>
