@@ -117,9 +117,10 @@ else
 fi
 # --image (a mask PNG is a grey 28x28 picture), DDPM over all 20 steps, --n 2; RePaint over 8 DDIM
 # steps, jump 2, resample 3: jumps from states 0, 2, 4, two each, up 1 and down 2: 8 + 3 x 2 x 3 = 26.
-if run --image "$tmp/center.png" --mask half:left --out "$tmp/d.png" --n 2; then
+if run --image "$tmp/center.png" --mask half:left --sampler ddpm --out "$tmp/d.png" --n 2; then
     ok
     grep -q "image 0 sample 1:" "$tmp/o" && ok || bad "--n 2 gives two results: $(cat "$tmp/o")"
+    grep -q "ddpm, 20 steps" "$tmp/o" && ok || bad "DDPM runs all 20 steps: $(head -2 "$tmp/o")"
 else bad "ddx-inpaint --image: $(cat "$tmp/e")"; fi
 if run --from-data 1 --mask center --sampler ddim --steps 8 --resample 3 --jump 2 --out "$tmp/r.png"; then
     grep -q "RePaint resample 3 jump 2: 26 updates" "$tmp/o" && ok || bad "RePaint updates: $(head -3 "$tmp/o")"
