@@ -161,7 +161,7 @@ int ddx_bench_inpaint(int argc, char **argv) {
     // The op alone.
     ddx_ctx c;
     st = ddx_ctx_init(&c, dev, (size_t)64 << 20);
-    double op[2] = {0, 0};
+    double op[2] = {0, 0}, opc[2] = {0, 0};
     if (!st) {
         ddx_ctx_set_grad(&c, false);
         const int64_t shape[4] = {batch, S, S, C};
@@ -180,28 +180,29 @@ int ddx_bench_inpaint(int argc, char **argv) {
         p.kc0 = 0.9f, p.kc1 = 0.43f, p.known_stream = DDX_RNG_STREAM_INPAINT;
         const int inner = 50;
         double *ts[2] = {malloc((size_t)reps * sizeof(double)), malloc((size_t)reps * sizeof(double))};
+        double *tc[2] = {malloc((size_t)reps * sizeof(double)), malloc((size_t)reps * sizeof(double))};
         const ddx_arena_mark mark = ddx_arena_mark_get(&c.act);
         for (int r = -1; r < reps && !st; r++)
             for (int k = 0; k < 2 && !st; k++) {
                 if (c.cuda) st = ddx_cuda_sync(c.cuda);
-                const double t0 = now_s();
+                const double t0 = now_s(), c0 = cpu_s();
                 for (int i = 0; i < inner && !st; i++) {
                     ddx_tensor *yv = k ? ddx_sampler_step_blend(&c, x, o, kt, mt, &p) : ddx_sampler_step(&c, x, o, &p);
                     st = yv ? DDX_OK : ddx_ctx_status(&c);
                     ddx_arena_rewind(&c.act, mark);
                 }
                 if (!st && c.cuda) st = ddx_cuda_sync(c.cuda);
-                if (r >= 0) ts[k][r] = (now_s() - t0) / inner;
+                if (r >= 0) ts[k][r] = (now_s() - t0) / inner, tc[k][r] = (cpu_s() - c0) / inner;
             }
-        if (!st) op[0] = med(ts[0], reps), op[1] = med(ts[1], reps);
-        free(ts[0]);
-        free(ts[1]);
+        if (!st) op[0] = med(ts[0], reps), op[1] = med(ts[1], reps), opc[0] = med(tc[0], reps), opc[1] = med(tc[1], reps);
+        for (int k = 0; k < 2; k++) free(ts[k]), free(tc[k]);
         ddx_ctx_free(&c);
     }
     if (st) return bfail(st);
-    printf("op alone [%d,%d,%d,%d]: sampler_step %.1f us, with the blend %.1f us (ratio %.3f); per update the model takes "
-           "the rest (%.1f%% of plain sampling's update is the op)\n",
-           batch, S, S, C, 1e6 * op[0], 1e6 * op[1], op[1] / op[0], 100.0 * 1e3 * op[0] / per_update[0]);
+    printf("op alone [%d,%d,%d,%d]: sampler_step %.1f us, with the blend %.1f us (ratio %.3f); CPU time %.1f and %.1f us "
+           "(ratio %.3f); the blend's extra CPU time is %.2f%% of plain sampling's CPU time per update\n",
+           batch, S, S, C, 1e6 * op[0], 1e6 * op[1], op[1] / op[0], 1e6 * opc[0], 1e6 * opc[1], opc[1] / opc[0],
+           100.0 * 1e3 * (opc[1] - opc[0]) / cpu_upd[0]);
     for (int k = 0; k < 3; k++) ddx_sampling_free(sp[k]), free(t[k]), free(u[k]);
     ddx_schedule_free(&sched);
     ddx_model_free(m);

@@ -97,6 +97,13 @@ static ddx_status out_name(const char *out, int i, int n, char *buf, size_t cap)
     return DDX_OK;
 }
 
+// A metric for the JSON file: non-finite values (SSIM of an image under 11 pixels, PSNR of an
+// identical region) are null, which JSON can hold, rather than nan or inf, which it cannot.
+static void json_num(ddx_json_buf *b, const char *key, double v, int prec) {
+    if (isfinite(v)) ddx_json_buf_printf(b, "\"%s\": %.*f", key, prec, v);
+    else ddx_json_buf_printf(b, "\"%s\": null", key);
+}
+
 static float to01(float x) {
     const float u = (x + 1.0f) * 0.5f;
     return u < 0.0f ? 0.0f : (u > 1.0f ? 1.0f : (u == u ? u : 0.0f));
@@ -421,13 +428,21 @@ int main(int argc, char **argv) {
                             cfg.sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm",
                             cfg.sample.sampler == DDX_SAMPLER_DDIM ? cfg.sample.steps : cfg.diffusion.timesteps, resample, jump,
                             (unsigned long long)cfg.run.seed, dt);
-        for (int64_t r = 0; r < total; r++)
-            ddx_json_buf_printf(&jb, "%s{\"image\": %lld, \"sample\": %lld, \"psnr\": %.4f, \"ssim\": %.5f, \"psnr_filled\": %.4f, "
-                                     "\"ssim_filled\": %.5f}",
-                                r ? ", " : "", (long long)(r / per + (from_s ? start : 0)), (long long)(r % per), m4[r * 4],
-                                m4[r * 4 + 1], m4[r * 4 + 2], m4[r * 4 + 3]);
-        ddx_json_buf_printf(&jb, "], \"mean\": {\"psnr\": %.4f, \"ssim\": %.5f, \"psnr_filled\": %.4f, \"ssim_filled\": %.5f}}\n",
-                            sum[0], sum[1], sum[2], sum[3]);
+        static const char *const keys[4] = {"psnr", "ssim", "psnr_filled", "ssim_filled"};
+        for (int64_t r = 0; r <= total; r++) {
+            const double *v = r < total ? m4 + r * 4 : sum;
+            if (r < total)
+                ddx_json_buf_printf(&jb, "%s{\"image\": %lld, \"sample\": %lld", r ? ", " : "",
+                                    (long long)(r / per + (from_s ? start : 0)), (long long)(r % per));
+            else
+                ddx_json_buf_printf(&jb, "], \"mean\": {");
+            for (int q = 0; q < 4; q++) {
+                if (r < total || q) ddx_json_buf_printf(&jb, ", ");
+                json_num(&jb, keys[q], v[q], q % 2 ? 5 : 4);
+            }
+            ddx_json_buf_printf(&jb, "}");
+        }
+        ddx_json_buf_printf(&jb, "}\n");
         if (jb.failed) st = ddx_errorf(DDX_E_NOMEM, "--json: out of host memory");
         ddx_atomic_file af;
         if (!st) st = ddx_atomic_open(&af, json, "--json");
