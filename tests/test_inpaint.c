@@ -8,7 +8,8 @@
 //   - the sampler (a stand-in model out = 0.5 x + 0.01 t, so every step can be recomputed
 //     here): after every update the composite equals the reference formula, the known pixels
 //     of the result equal the input exactly, an all-keep mask returns the image, batch size
-//     does not change a bit (DDPM, DDIM and RePaint);
+//     does not change a bit (DDPM, DDIM and RePaint); a class-conditional model (with and without
+//     guidance) keeps the known pixels exactly and its labels steer the fill;
 //   - RePaint: ddx_repaint_schedule equals tests/data/inpaint/repaint_schedules.txt (made by
 //     tests/reference/make_repaint_schedule.py from the paper's description), and the sampler
 //     runs the denoising updates of that schedule in order.
@@ -264,6 +265,60 @@ static ddx_model *lin_model(int size, int C) {
     m->cfg.model.num_classes = 0;
     m->forward = lin_forward;
     return m;
+}
+
+// Class-conditional: out = 0.5 x + 0.01 t + 0.1 (label + 1), so the label changes the fill.
+static ddx_tensor *label_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx_tensor *t, ddx_tensor *y) {
+    if (!x || !t || !y) return NULL;
+    const int nc = m->cfg.model.num_classes, C = m->cfg.model.out_channels;
+    ddx_tensor *table = ddx_new(c, DDX_F32, 2, (int64_t[]){nc, C});   // [nc, C]
+    if (!table) return NULL;
+    for (int i = 0; i < nc * C; i++) ((float *)table->data)[i] = 0.1f * (float)(i / C + 1);
+    const int64_t N = x->shape[0];
+    ddx_tensor *e = ddx_reshape(c, ddx_embedding(c, y, table), 4, (int64_t[]){N, 1, 1, C});   // [N, 1, 1, C]
+    return ddx_add(c, lin_forward(c, m, x, t, y), e);
+}
+
+static void make_inputs(int n, int H, int C, float *known, float *mask, int kind);
+static bool known_exact(const float *out, const float *known, const float *mask, int64_t n);
+
+// Inpainting with a class-conditional model, with and without classifier-free guidance: the
+// known pixels are the input exactly and the labels steer the filled region.
+static void test_conditional(void) {
+    const int H = 6, C = 3, n = 4;
+    const int64_t tot = (int64_t)n * H * H * C;
+    ddx_model *m = lin_model(H, C);
+    m->cfg.model.num_classes = 3;
+    m->forward = label_forward;
+    ddx_schedule s;
+    ddx_config cfg;
+    ddx_config_defaults(&cfg);
+    cfg.diffusion.timesteps = 40;
+    ddx_schedule_init(&s, &cfg);
+    float *known = malloc((size_t)tot * sizeof(float)), *mask = malloc((size_t)tot * sizeof(float));
+    float *a = malloc((size_t)tot * sizeof(float)), *b = malloc((size_t)tot * sizeof(float));
+    make_inputs(n, H, C, known, mask, 1);
+    const int32_t y0[4] = {0, 0, 0, 0}, y2[4] = {2, 2, 2, 2};
+    for (int gi = 0; gi < 2; gi++) {
+        const ddx_sample_opts o = {.sampler = DDX_SAMPLER_DDIM, .steps = 8, .eta = 0.0, .spacing = DDX_SPACING_UNIFORM,
+                                   .seed = 4, .batch = 3, .graphs = true};
+        ddx_sampling *sp = NULL;
+        ddx_status st = ddx_sampling_create(m, &s, &o, DDX_CPU, &sp);
+        if (!st && gi) st = ddx_sampling_set_guidance(sp, 2.0, 1);
+        if (!st) st = ddx_sampling_set_inpaint(sp, known, mask);
+        if (!st) st = ddx_sampling_run(sp, n, y0, NULL, a, NULL, NULL);
+        if (!st) st = ddx_sampling_run(sp, n, y2, NULL, b, NULL, NULL);
+        CHECK(st == DDX_OK, "conditional inpainting%s: %s", gi ? " with guidance" : "", ddx_last_error());
+        CHECK(known_exact(a, known, mask, tot) && known_exact(b, known, mask, tot),
+              "conditional%s: the known pixels equal the input exactly", gi ? " with guidance" : "");
+        int differ = 0;
+        for (int64_t i = 0; i < tot; i++) differ += mask[i] == 0.0f && a[i] != b[i];
+        CHECK(differ > 0, "conditional%s: another label changes the filled region", gi ? " with guidance" : "");
+        ddx_sampling_free(sp);
+    }
+    free(known), free(mask), free(a), free(b);
+    ddx_schedule_free(&s);
+    free(m);
 }
 
 typedef struct hook_state {
@@ -546,6 +601,7 @@ int main(int argc, char **argv) {
     test_mask_files();
     test_op();
     test_sampler();
+    test_conditional();
     test_schedule_fixture();
     return ddx_test_finish("test_inpaint");
 }
