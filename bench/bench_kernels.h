@@ -7,4 +7,6 @@ int ddx_bench_kernels(int argc, char **argv);
 int ddx_bench_step(int argc, char **argv);
 // `ddx-bench inception`: FID Inception features img/s (bench/bench_inception.c).
 int ddx_bench_inception(int argc, char **argv);
+// `ddx-bench inpaint`: inpainting and RePaint sampling vs plain sampling (bench/bench_inpaint.c).
+int ddx_bench_inpaint(int argc, char **argv);
 #endif

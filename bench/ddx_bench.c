@@ -175,6 +175,7 @@ static const bench_cmd g_cmds[] = {
     {"kernels", ddx_bench_kernels, "CUDA conv and attention vs cuBLAS GEMM and cuDNN, the fused optimizer vs the copy, same run"},
     {"step", ddx_bench_step, "time a config's training step and sampling forward (compare: bench/reference/torch_step.py)"},
     {"inception", ddx_bench_inception, "FID Inception features img/s (compare: bench/reference/torch_inception.py)"},
+    {"inpaint", ddx_bench_inpaint, "inpainting and RePaint sampling cost per step vs plain sampling, same batch and run"},
 };
 
 static void usage(FILE *f) {

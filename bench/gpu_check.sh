@@ -138,6 +138,11 @@ if [ -x build-gpu/tests/test_cuda ]; then
     for p in fp32 tf32 bf16; do
         run_step "ddx-bench inception cuda $p" 60 "build-gpu/bench/ddx-bench inception --device cuda --precision $p --batch 64 --images 512 --reps 3"
     done
+    # Inpainting (fused blend) and RePaint against plain sampling, same batch, same run (graphs on
+    # and off); the goal is the plain per-step cost within 5%.
+    run_step "ddx-bench inpaint fashion b64 graphs" 60 "build-gpu/bench/ddx-bench inpaint --device cuda --batch 64 --steps 50 --reps 7 --graphs on"
+    run_step "ddx-bench inpaint fashion b64 eager" 60 "build-gpu/bench/ddx-bench inpaint --device cuda --batch 64 --steps 50 --reps 7 --graphs off"
+    run_step "ddx-bench inpaint cifar10 b128 bf16" 120 "build-gpu/bench/ddx-bench inpaint --config configs/cifar10_ddpm.yaml --set run.precision=bf16 --device cuda --batch 128 --steps 20 --reps 5 --graphs on"
     # Where the bf16 step's time goes, op by op (eager, CUDA events around each op: the ops'
     # stretches of the GPU timeline; the first steps are left out as warm-up).
     run_step "op profile cifar10 bf16 (DDX_PROFILE)" 90 "DDX_PROFILE=1 DDX_PROFILE_SKIP=3 build-gpu/bench/ddx-bench step --config configs/cifar10_ddpm.yaml --device cuda --steps 3 --sample-batch 256 --set run.precision=bf16 2>&1 | grep -E 'DDX_PROFILE|ms'"

@@ -121,6 +121,60 @@ template <int MODE> struct Step {
     }
 };
 
+// The update followed by the inpainting blend (ddx_k_blend). The known noise of element i is
+// normal number b.key.offset + i of its own key: a four() whose elements do not start a Philox
+// group of that key (an offset not a multiple of 4) draws per lane.
+template <int MODE> struct StepBlend {
+    static constexpr bool kNoise = MODE != STEP_CLEAN;
+    Step<MODE> s;
+    ddx_k_blend b;
+    __device__ void load() {
+        s.load();
+        if (MODE == STEP_DEV) b.kc0 = __ldg(b.dev + 0), b.kc1 = __ldg(b.dev + 1);
+        if (b.key.step_dev) b.key.step = __ldg(b.key.step_dev);
+    }
+    __device__ bool noise() const { return s.noise(); }
+    __device__ float zk(int64_t i) const {
+        const uint64_t e = b.key.offset + (uint64_t)i;
+        float z[4];
+        draw4(b.key, e >> 2, z);
+        return z[e & 3u];
+    }
+    // Kept and generated pixels pass through untouched (as on the CPU): the known pixels of the
+    // result are the input exactly at the last step.
+    __device__ float mix(float w, float kn, float v) const {
+        if (w == 1.0f) return kn;
+        if (w == 0.0f) return v;
+        return ddx_rng_add(ddx_rng_mul(w, kn), ddx_rng_mul(ddx_rng_sub(1.0f, w), v));
+    }
+    // The update is Step's own (whatever it reads), written to y and read back by the same
+    // thread (plain loads: y is not read-only), then blended in place.
+    __device__ void one(int64_t i, float z) const {
+        s.one(i, z);
+        const float kn = lin2(b.kc0, __ldg(b.known + i), b.kc1, b.kc1 != 0.0f ? zk(i) : 0.0f);
+        s.y[i] = mix(__ldg(b.mask + i), kn, s.y[i]);
+    }
+    __device__ void four(int64_t i, const float z[4]) const {
+        s.four(i, z);
+        const float4 v = *reinterpret_cast<const float4 *>(s.y + i);
+        const float4 k = __ldg(reinterpret_cast<const float4 *>(b.known + i));
+        const float4 w = __ldg(reinterpret_cast<const float4 *>(b.mask + i));
+        float q[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (b.kc1 != 0.0f) {
+            const uint64_t e = b.key.offset + (uint64_t)i;
+            if ((e & 3u) == 0) {
+                draw4(b.key, e >> 2, q);
+            } else {
+#pragma unroll
+                for (int l = 0; l < 4; l++) q[l] = zk(i + l);
+            }
+        }
+        *reinterpret_cast<float4 *>(s.y + i) =
+            make_float4(mix(w.x, lin2(b.kc0, k.x, b.kc1, q[0]), v.x), mix(w.y, lin2(b.kc0, k.y, b.kc1, q[1]), v.y),
+                        mix(w.z, lin2(b.kc0, k.z, b.kc1, q[2]), v.z), mix(w.w, lin2(b.kc0, k.w, b.kc1, q[3]), v.w));
+    }
+};
+
 // Global indices [key.offset, end): grid-stride over the Philox groups that touch them.
 template <class Op, bool VEC>
 __global__ void __launch_bounds__(kThreads) group_kernel(Op op_in, ddx_k_rng_key key, uint64_t end) {
@@ -207,4 +261,21 @@ extern "C" int ddx_k_sampler_step_f32(float *y, const float *x_t, const float *o
     // boundaries fall on; key it at 0 so the 16-byte path applies whatever the caller's offset.
     key.offset = 0;
     return launch(Step<STEP_CLEAN>{y, x_t, out, co}, n, key, vec, stream);
+}
+
+extern "C" int ddx_k_sampler_step_blend_f32(float *y, const float *x_t, const float *out, int64_t n, ddx_k_sampler_coefs co,
+                                            ddx_k_rng_key key, ddx_k_blend b, void *stream) {
+    if (n > 0 && (!y || !x_t || !out || !b.known || !b.mask)) return (int)cudaErrorInvalidValue;
+    if (n < 0 || b.key.offset > UINT64_MAX - (uint64_t)n) return (int)cudaErrorInvalidValue;
+    if (b.key.step == DDX_K_STEP_ON_DEVICE && !b.key.step_dev) return (int)cudaErrorInvalidValue;
+    const bool vec = aligned16(y) && aligned16(x_t) && aligned16(out) && aligned16(b.known) && aligned16(b.mask);
+    if (co.dev) {
+        if (!key.step_dev || !b.dev) return (int)cudaErrorInvalidValue;
+        return launch(StepBlend<STEP_DEV>{Step<STEP_DEV>{y, x_t, out, co}, b}, n, key, vec, stream);
+    }
+    if (co.sigma != 0.0f) return launch(StepBlend<STEP_NOISY>{Step<STEP_NOISY>{y, x_t, out, co}, b}, n, key, vec, stream);
+    // As for the plain update: no update noise, so the launch is keyed at 0 for the 16-byte
+    // path; the blend's noise is addressed by b.key.offset + i, which does not move.
+    key.offset = 0;
+    return launch(StepBlend<STEP_CLEAN>{Step<STEP_CLEAN>{y, x_t, out, co}, b}, n, key, vec, stream);
 }

@@ -57,6 +57,20 @@ int ddx_k_q_sample_f32(float *y, const float *x0, const float *coef, int64_t n, 
 int ddx_k_sampler_step_f32(float *y, const float *x_t, const float *out, int64_t n, ddx_k_sampler_coefs co,
                            ddx_k_rng_key key, void *stream);
 
+// The inpainting blend fused into the update (runtime/ops.h's ddx_sampler_step_params):
+//   kn = kc0 known + kc1 zk (zk: normal number key.offset + i of `key`, not drawn when kc1 == 0)
+//   y  = kn where mask == 1, y where mask == 0, else mask kn + (1 - mask) y
+// key: the known-noise key (its own stream; the update's step word and offset). dev: when
+// non-NULL (graphs, with the update's dev) kc0, kc1 are read from these 2 device floats.
+typedef struct ddx_k_blend {
+    const float *known, *mask;
+    float kc0, kc1;
+    const float *dev;
+    ddx_k_rng_key key;
+} ddx_k_blend;
+int ddx_k_sampler_step_blend_f32(float *y, const float *x_t, const float *out, int64_t n, ddx_k_sampler_coefs co,
+                                 ddx_k_rng_key key, ddx_k_blend b, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

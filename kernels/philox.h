@@ -65,6 +65,8 @@ enum {
     DDX_RNG_STREAM_SAMPLER = 0x40000002u,      // sampler noise (initial x_T and per-step)
     DDX_RNG_STREAM_DATA = 0x40000003u,         // shuffling / augmentation
     DDX_RNG_STREAM_INIT = 0x40000004u,         // parameter initialisation
+    DDX_RNG_STREAM_INPAINT = 0x40000005u,      // inpainting: the known region noised to the next step
+    DDX_RNG_STREAM_MASK = 0x40000006u,         // random inpainting masks (step = image index)
 };
 
 #define DDX_PHILOX_M0 0xD2511F53u

@@ -9,6 +9,7 @@
 // invalidates the graph (step 1 eager, step 2 captured, the rest replayed).
 #include "models/sampler.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@
 #include "runtime/philox.h"
 
 #define IN_OFF_COEFS 0
+#define IN_OFF_KNOWN 128   // the blend's q_sample coefficients (kc0, kc1) of the update
 #define IN_OFF_STEP 256
 #define IN_OFF_T 512
 
@@ -35,6 +37,17 @@ struct ddx_sampling {
     int32_t null_label;
     ddx_sampling_post_step_fn post;
     void *user;
+    // Inpainting: the caller's host arrays [n, H, W, C], copied per batch into kbuf / mbuf.
+    const float *known_h, *mask_h;
+    void *kbuf, *mbuf;               // [cap, H, W, C] f32
+    bool cap_inpaint;
+    // RePaint: the schedule of states (ddx_repaint_schedule); jumps run through their own graph.
+    int resample, jump;
+    int *sched;
+    int64_t L;
+    bool have_jgraph;
+    ddx_graph_step gj;
+    ddx_sampler_step_params pj;
     // Buffers for up to cap images, made by the first run that needs them.
     int cap;
     bool cap_guided, cap_cond, cap_graphs;
@@ -106,6 +119,11 @@ ddx_status ddx_sampling_create_in(const ddx_model *m, const ddx_schedule *s, con
 static void free_buffers(ddx_sampling *sp) {
     if (sp->have_graph) ddx_graph_step_free(&sp->g, sp->c);
     sp->have_graph = false;
+    if (sp->have_jgraph) ddx_graph_step_free(&sp->gj, sp->c);
+    sp->have_jgraph = false;
+    ddx_dev_free(sp->dev, sp->kbuf);
+    ddx_dev_free(sp->dev, sp->mbuf);
+    sp->kbuf = sp->mbuf = NULL;
     ddx_dev_free(sp->dev, sp->xbuf);
     ddx_dev_free(sp->dev, sp->ybuf);
     ddx_dev_free(sp->dev, sp->cbuf);
@@ -117,6 +135,7 @@ void ddx_sampling_free(ddx_sampling *sp) {
     if (!sp) return;
     free_buffers(sp);
     if (sp->c == &sp->own) ddx_ctx_free(&sp->own);
+    free(sp->sched);
     free(sp->ts);
     free(sp);
 }
@@ -141,6 +160,57 @@ void ddx_sampling_set_post_step(ddx_sampling *sp, ddx_sampling_post_step_fn fn, 
 
 int ddx_sampling_steps(const ddx_sampling *sp) { return sp->S; }
 
+ddx_status ddx_sampling_set_inpaint(ddx_sampling *sp, const float *known, const float *mask) {
+    if ((known == NULL) != (mask == NULL))
+        return ddx_errorf(DDX_E_INTERNAL, "sampler inpainting: give both the known image and the mask, or neither");
+    sp->known_h = known;
+    sp->mask_h = mask;
+    return DDX_OK;
+}
+
+int64_t ddx_repaint_schedule(int n, int jump, int resample, int *out, int64_t cap) {
+    if (n < 1 || jump < 1 || resample < 1) return -1;
+    int64_t len = 0;
+    int *left = calloc((size_t)n, sizeof *left);   // jumps still to make from each state
+    if (!left) return -1;
+    for (int j = 0; j + jump < n; j += jump) left[j] = resample - 1;
+    int i = n - 1;
+    if (out && len < cap) out[len] = i;
+    len++;
+    while (i > -1) {
+        i--;
+        if (out && len < cap) out[len] = i;
+        len++;
+        if (i >= 0 && left[i] > 0) {
+            left[i]--;
+            i += jump;
+            if (out && len < cap) out[len] = i;
+            len++;
+        }
+    }
+    free(left);
+    return len;
+}
+
+ddx_status ddx_sampling_set_repaint(ddx_sampling *sp, int resample, int jump) {
+    if (resample < 1 || resample > 1000)
+        return ddx_errorf(DDX_E_INPUT, "--resample: %d is out of range 1..1000 (1: no resampling)", resample);
+    if (resample > 1 && (jump < 1 || jump >= sp->S))
+        return ddx_errorf(DDX_E_INPUT, "--jump: %d is out of range 1..%d (less than the %d sampler steps)", jump, sp->S - 1,
+                          sp->S);
+    free(sp->sched);
+    sp->sched = NULL;
+    sp->resample = resample, sp->jump = jump;
+    if (resample == 1) return DDX_OK;
+    const int64_t L = ddx_repaint_schedule(sp->S, jump, resample, NULL, 0);
+    if (L < 2 || L > ((int64_t)1 << 31) - 1) return ddx_errorf(DDX_E_INPUT, "--resample %d --jump %d: schedule too long", resample, jump);
+    if (!(sp->sched = malloc((size_t)L * sizeof(int)))) return ddx_errorf(DDX_E_NOMEM, "sampler: out of host memory");
+    sp->L = ddx_repaint_schedule(sp->S, jump, resample, sp->sched, L);
+    return DDX_OK;
+}
+
+int ddx_sampling_visits(const ddx_sampling *sp) { return sp->sched ? (int)(sp->L - 1) : sp->S; }
+
 static size_t in_bytes(int cap) { return IN_OFF_T + 2 * (size_t)cap * sizeof(float); }
 
 size_t ddx_sampling_bytes(const ddx_sampling *sp) {
@@ -149,23 +219,33 @@ size_t ddx_sampling_bytes(const ddx_sampling *sp) {
     if (sp->xbuf) b += cap * hw * (size_t)sp->C * sizeof(float);
     if (sp->ybuf) b += (sp->cap_guided ? 2 : 1) * cap * sizeof(int32_t);
     if (sp->cbuf) b += cap * hw * (size_t)sp->Cc * sizeof(float);
+    if (sp->kbuf) b += 2 * cap * hw * (size_t)sp->C * sizeof(float);
     if (sp->have_graph) b += in_bytes(sp->cap);
+    if (sp->have_jgraph) b += in_bytes(sp->cap);
     return b;
 }
 
 // Buffers for batches of up to B images with the current hooks.
 static ddx_status ensure(ddx_sampling *sp, int B, bool labels, bool cond) {
     const bool g2 = guided(sp), graphs = sp->o.graphs && !sp->post;
+    const bool inp = sp->known_h != NULL, jumps = sp->sched != NULL;
     if (sp->cap >= B && sp->cap_guided == g2 && sp->cap_graphs == graphs && (sp->ybuf != NULL) == labels &&
-        (sp->cbuf != NULL) == cond)
+        (sp->cbuf != NULL) == cond && sp->cap_inpaint == inp && sp->have_jgraph == jumps)
         return DDX_OK;
     free_buffers(sp);
     const size_t hw = (size_t)(sp->H * sp->W);
     DDX_TRY(ddx_dev_alloc(sp->dev, (size_t)B * hw * (size_t)sp->C * sizeof(float), &sp->xbuf));
     if (labels) DDX_TRY(ddx_dev_alloc(sp->dev, (g2 ? 2 : 1) * (size_t)B * sizeof(int32_t), &sp->ybuf));
     if (cond) DDX_TRY(ddx_dev_alloc(sp->dev, (size_t)B * hw * (size_t)sp->Cc * sizeof(float), &sp->cbuf));
+    if (inp) DDX_TRY(ddx_dev_alloc(sp->dev, (size_t)B * hw * (size_t)sp->C * sizeof(float), &sp->kbuf));
+    if (inp) DDX_TRY(ddx_dev_alloc(sp->dev, (size_t)B * hw * (size_t)sp->C * sizeof(float), &sp->mbuf));
+    sp->cap_inpaint = inp;
     DDX_TRY(ddx_graph_step_init(&sp->g, sp->c, graphs, in_bytes(B), "sampling step"));
     sp->have_graph = true;
+    if (jumps) {
+        DDX_TRY(ddx_graph_step_init(&sp->gj, sp->c, graphs, in_bytes(B), "RePaint jump"));
+        sp->have_jgraph = true;
+    }
     sp->cap = B, sp->cap_guided = g2, sp->cap_graphs = graphs;
     return DDX_OK;
 }
@@ -220,7 +300,15 @@ static ddx_status step_body(ddx_ctx *c, bool captured, void *arg) {
             pred = NULL;
         }
     }
-    ddx_tensor *xp = ddx_sampler_step(c, x, pred, &p);   // [nb, H, W, C]
+    ddx_tensor *xp;
+    if (sp->kbuf) {
+        ddx_tensor *kt = wrap(c, sp->kbuf, DDX_F32, 4, (int64_t[]){nb, sp->H, sp->W, sp->C});   // [nb, H, W, C]
+        ddx_tensor *mt = wrap(c, sp->mbuf, DDX_F32, 4, (int64_t[]){nb, sp->H, sp->W, sp->C});   // [nb, H, W, C]
+        if (captured) p.known_coefs_dev = (const float *)(in + IN_OFF_KNOWN);
+        xp = kt && mt ? ddx_sampler_step_blend(c, x, pred, kt, mt, &p) : NULL;   // [nb, H, W, C]
+    } else {
+        xp = ddx_sampler_step(c, x, pred, &p);   // [nb, H, W, C]
+    }
     if (sp->post && xp) xp = sp->post(c, xp, sp->k, sp->t, sp->t_prev, sp->i0, sp->user);
     ddx_ctx_set_step_dev(c, NULL);
     DDX_TRY(ddx_ctx_status(c));
@@ -228,6 +316,44 @@ static ddx_status step_body(ddx_ctx *c, bool captured, void *arg) {
     if (xp->ndim != 4 || ddx_numel(xp) != ddx_numel(x) || xp->dtype != DDX_F32)
         return ddx_errorf(DDX_E_INTERNAL, "sampler: the post-step hook returned a tensor of another shape or dtype");
     return ddx_memcpy(sp->xbuf, c->device, xp->data, c->device, (size_t)ddx_numel(x) * sizeof(float));
+}
+
+// A RePaint jump of the current batch: x <- sqrt(r) x + sqrt(1 - r) z, r = abar_hi / abar_lo,
+// one sampler_step with only d and sigma set (no model call).
+static ddx_status jump_body(ddx_ctx *c, bool captured, void *arg) {
+    ddx_sampling *sp = arg;
+    uint8_t *in = ddx_graph_step_inputs_dev(&sp->gj);
+    ddx_tensor *x = wrap(c, sp->xbuf, DDX_F32, 4, (int64_t[]){sp->nb, sp->H, sp->W, sp->C});   // [nb, H, W, C]
+    if (!x) return ddx_ctx_status(c) != DDX_OK ? ddx_ctx_status(c) : DDX_E_NOMEM;
+    ddx_sampler_step_params p = sp->pj;
+    if (captured) {
+        p.coefs_dev = (const float *)(in + IN_OFF_COEFS);
+        ddx_ctx_set_step_dev(c, (const uint32_t *)(in + IN_OFF_STEP));
+    }
+    ddx_tensor *xp = ddx_sampler_step(c, x, x, &p);   // [nb, H, W, C]
+    ddx_ctx_set_step_dev(c, NULL);
+    DDX_TRY(ddx_ctx_status(c));
+    return ddx_memcpy(sp->xbuf, c->device, xp->data, c->device, (size_t)ddx_numel(x) * sizeof(float));
+}
+
+// The timestep of schedule state i (-1: the result).
+static int state_t(const ddx_sampling *sp, int i) { return i >= 0 ? sp->ts[sp->S - 1 - i] : -1; }
+
+static ddx_status run_jump(ddx_sampling *sp, ddx_ctx *c, int k, int t_lo, int t_hi, uint64_t off) {
+    const double r = sp->s->alphas_cumprod[t_hi] / sp->s->alphas_cumprod[t_lo];
+    ddx_sampler_step_params p;
+    memset(&p, 0, sizeof p);
+    p.d = (float)sqrt(r);
+    p.sigma = (float)sqrt(1.0 - r);
+    p.key = (ddx_rng_key){.seed = sp->o.seed, .stream = DDX_RNG_STREAM_SAMPLER, .step = (uint32_t)k, .offset = off};
+    const float co[9] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, p.d, 0.0f, p.sigma, 0.0f};
+    uint8_t *h = NULL;
+    DDX_TRY(ddx_graph_step_inputs(&sp->gj, (void **)&h));
+    memcpy(h + IN_OFF_COEFS, co, sizeof co);
+    const uint32_t k32 = (uint32_t)k;
+    memcpy(h + IN_OFF_STEP, &k32, sizeof k32);
+    sp->pj = p;
+    return ddx_graph_step_run(&sp->gj, c, IN_OFF_STEP + sizeof k32, jump_body, sp);
 }
 
 ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const float *cond, float *out,
@@ -265,6 +391,8 @@ ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const flo
     const int64_t hwc = sp->H * sp->W * sp->C, hwcc = sp->H * sp->W * sp->Cc;
     int32_t *yh = y ? malloc(2 * (size_t)B * sizeof *yh) : NULL;
     const int S = sp->S, nbatches = (n + B - 1) / B;
+    // The states visited: S-1 .. -1 one by one, or RePaint's schedule.
+    const int V = ddx_sampling_visits(sp);
     ddx_status st = y && !yh ? ddx_errorf(DDX_E_NOMEM, "sampler: out of host memory") : DDX_OK;
     for (int b0 = 0, bi = 0; b0 < n && st == DDX_OK; b0 += B, bi++) {
         const int nb = n - b0 < B ? n - b0 : B;
@@ -274,6 +402,7 @@ ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const flo
         sp->nb = nb, sp->i0 = b0;
         // A new batch: its row count and noise offset are baked into a capture.
         if ((st = ddx_graph_step_invalidate(&sp->g, c)) != DDX_OK || (st = ddx_ctx_reset(c)) != DDX_OK) break;
+        if (sp->have_jgraph && (st = ddx_graph_step_invalidate(&sp->gj, c)) != DDX_OK) break;
         const ddx_rng_key k0 = {.seed = sp->o.seed, .stream = DDX_RNG_STREAM_SAMPLER, .step = 0, .offset = off};
         ddx_tensor *xT = ddx_randn(c, DDX_F32, 4, (int64_t[]){nb, sp->H, sp->W, sp->C}, k0);   // [nb, H, W, C]
         if ((st = ddx_ctx_status(c)) != DDX_OK) break;
@@ -286,8 +415,18 @@ ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const flo
         if (st == DDX_OK && sp->cbuf)
             st = ddx_memcpy(sp->cbuf, c->device, cond + (size_t)b0 * (size_t)hwcc, DDX_CPU,
                             (size_t)((int64_t)nb * hwcc) * sizeof(float));
-        for (int k = 1; k <= S && st == DDX_OK; k++) {
-            const int t = sp->ts[k - 1], t_prev = k < S ? sp->ts[k] : -1;
+        if (st == DDX_OK && sp->kbuf)
+            st = ddx_memcpy(sp->kbuf, c->device, sp->known_h + off, DDX_CPU, xbytes);
+        if (st == DDX_OK && sp->kbuf)
+            st = ddx_memcpy(sp->mbuf, c->device, sp->mask_h + off, DDX_CPU, xbytes);
+        for (int k = 1; k <= V && st == DDX_OK; k++) {
+            const int from = sp->sched ? sp->sched[k - 1] : S - k, to = sp->sched ? sp->sched[k] : S - k - 1;
+            if (to > from) {
+                st = run_jump(sp, c, k, state_t(sp, from), state_t(sp, to), off);
+                if (st == DDX_OK && progress) progress(bi * V + k, nbatches * V, arg);
+                continue;
+            }
+            const int t = state_t(sp, from), t_prev = state_t(sp, to);
             ddx_sampler_step_params p = ddx_sampler_coefs(sp->s, sp->o.sampler, t, t_prev, sp->o.eta);
             p.key = (ddx_rng_key){.seed = sp->o.seed, .stream = DDX_RNG_STREAM_SAMPLER, .step = (uint32_t)k, .offset = off};
             const float co[9] = {p.a, p.b, p.f, p.g, p.c, p.d, p.e, p.sigma, p.clip ? 1.0f : 0.0f};
@@ -300,13 +439,22 @@ ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const flo
             if (st == DDX_OK) st = ddx_graph_step_inputs(&sp->g, (void **)&h);
             if (st != DDX_OK) break;
             memcpy(h + IN_OFF_COEFS, co, sizeof co);
+            if (sp->kbuf) {
+                // q_sample(known, t_prev): (sqrt(abar), sqrt(1 - abar)); exactly (1, 0) at the end.
+                const double ab = t_prev >= 0 ? sp->s->alphas_cumprod[t_prev] : 1.0;
+                p.kc0 = t_prev >= 0 ? (float)sqrt(ab) : 1.0f;
+                p.kc1 = t_prev >= 0 ? (float)sqrt(1.0 - ab) : 0.0f;
+                p.known_stream = DDX_RNG_STREAM_INPAINT;
+                const float kc[2] = {p.kc0, p.kc1};
+                memcpy(h + IN_OFF_KNOWN, kc, sizeof kc);
+            }
             const uint32_t k32 = (uint32_t)k;
             memcpy(h + IN_OFF_STEP, &k32, sizeof k32);
             float *tf = (float *)(h + IN_OFF_T);
             for (int64_t i = 0; i < rows; i++) tf[i] = (float)t;
             sp->k = k, sp->t = t, sp->t_prev = t_prev, sp->p = p;
             st = ddx_graph_step_run(&sp->g, c, IN_OFF_T + (size_t)rows * sizeof(float), step_body, sp);
-            if (st == DDX_OK && progress) progress(bi * S + k, nbatches * S, arg);
+            if (st == DDX_OK && progress) progress(bi * V + k, nbatches * V, arg);
         }
         if (st == DDX_OK) st = ddx_memcpy(out + off, DDX_CPU, sp->xbuf, c->device, xbytes);
     }

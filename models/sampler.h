@@ -16,8 +16,18 @@
 //     caller's because the networks have no extra "null" class row: a model trained for
 //     guidance reserves one of its num_classes for it. w == 1 runs the plain, undoubled forward.
 //   - a post-step hook (ddx_sampling_set_post_step), called after each update with the new x;
-//     what it returns replaces x (inpainting: x = m * known + (1 - m) * x). It runs host code per
+//     what it returns replaces x (inpainting has its fused path below). It runs host code per
 //     step, so a sampler with a hook runs eagerly (no CUDA graph).
+//   - inpainting (ddx_sampling_set_inpaint): a known image and a mask per image; every update
+//     is fused with the blend x_{t_prev} = m * q_sample(known, t_prev) + (1 - m) * x_{t_prev}
+//     inside the sampler_step op (ddx_sampler_step_blend), so CUDA graphs stay on. The known
+//     region's noise is Philox (seed, DDX_RNG_STREAM_INPAINT, update k, offset i*H*W*C): like
+//     the sampler's noise it is the same for any batch size and device. The last update's
+//     coefficients are (1, 0): where m == 1 the result IS the known image, bit for bit.
+//   - RePaint (ddx_sampling_set_repaint, Lugmayr et al. 2022): the time schedule of
+//     ddx_repaint_schedule; each jump back by J steps is one draw of q(x_{t+J} | x_t), run as a
+//     sampler_step with no model call (its own captured graph on CUDA), noise keyed like an
+//     update (stream DDX_RNG_STREAM_SAMPLER, step = the visit number).
 //   - a conditioning input per image, [n, H, W, Cc] (a low-res image upsampled, ...),
 //     concatenated to x_t on the channel axis before each forward: the model's in_channels is
 //     out_channels + Cc.
@@ -73,6 +83,21 @@ ddx_status ddx_sampling_set_guidance(ddx_sampling *sp, double w, int32_t null_la
 void ddx_sampling_set_post_step(ddx_sampling *sp, ddx_sampling_post_step_fn fn, void *user);
 // The number of timesteps a run visits (DDPM: diffusion.timesteps; DDIM: at most steps).
 int ddx_sampling_steps(const ddx_sampling *sp);
+// Inpainting for the next runs: known and mask are host f32 [n, H, W, C] for the n images of a
+// run (read during ddx_sampling_run; the caller keeps them alive), known in [-1, 1], mask in
+// [0, 1] (1 = keep, 0 = generate). Both NULL turns inpainting off.
+ddx_status ddx_sampling_set_inpaint(ddx_sampling *sp, const float *known, const float *mask);
+// RePaint resampling: resample r >= 1 passes over each segment of `jump` steps (r = 1: off).
+ddx_status ddx_sampling_set_repaint(ddx_sampling *sp, int resample, int jump);
+// The updates a run makes per batch (denoising steps plus RePaint jumps).
+int ddx_sampling_visits(const ddx_sampling *sp);
+// The RePaint time schedule over n sampler steps, as states: i = n-1 .. 0 is x at the i-th
+// smallest of the sampler's timesteps (n-1: the start x_T), -1 the result. From state n-1 the
+// schedule steps down one state at a time; on arriving (going down) at a state j that is a
+// multiple of `jump` with j + jump < n, it jumps back up to j + jump, resample - 1 times per
+// such j, and comes down again. Writes the states visited, the first n-1 and the last -1, into
+// out (capacity cap; NULL to count) and returns how many there are (-1: bad arguments).
+int64_t ddx_repaint_schedule(int n, int jump, int resample, int *out, int64_t cap);
 // Device bytes the sampler holds now (x, labels, conditioning, step inputs, and its own
 // activation arena's capacity; a borrowed context's arena is the caller's).
 size_t ddx_sampling_bytes(const ddx_sampling *sp);

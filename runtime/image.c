@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <stb_image.h>
 #include <stb_image_write.h>
 
 #include "outfile.h"
@@ -122,5 +123,55 @@ ddx_status ddx_image_write(const char *path, const float *x, int h, int w, int c
     for (int64_t k = 0; k < (int64_t)h * w * c; k++) pix[k] = map_u8(x[k], lo, scale);
     ddx_status st = write_png_atomic(path, pix, w, h, c);
     free(pix);
+    return st;
+}
+
+static const char *channel_words(int n) {
+    switch (n) {
+    case 1: return "grey";
+    case 2: return "grey + alpha";
+    case 3: return "RGB";
+    case 4: return "RGBA";
+    default: return "unknown";
+    }
+}
+
+ddx_status ddx_image_read_u8(const char *path, const char *what, int h, int w, int c, uint8_t *out) {
+    if (h < 1 || w < 1 || (c != 1 && c != 3) || !out)
+        return ddx_errorf(DDX_E_INTERNAL, "%s: bad read request %dx%dx%d", what, h, w, c);
+    int fd = -1;
+    DDX_TRY(ddx_input_open(path, what, &fd, NULL));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        const int e = errno;
+        close(fd);
+        return ddx_errorf(DDX_E_IO, "%s: cannot read %s: %s", what, path, strerror(e));
+    }
+    int fw = 0, fh = 0, fc = 0;
+    ddx_status st = DDX_OK;
+    if (!stbi_info_from_file(f, &fw, &fh, &fc)) {
+        const char *why = stbi_failure_reason();
+        st = ddx_errorf(DDX_E_INPUT, "%s: %s: not a readable PNG (%s)", what, path, why ? why : "unknown reason");
+    } else if (fw != w || fh != h) {
+        st = ddx_errorf(DDX_E_INPUT, "%s: %s is %dx%d pixels but the model works on %dx%d; resize it first", what, path, fw,
+                        fh, w, h);
+    } else if (fc != c) {
+        st = ddx_errorf(DDX_E_INPUT, "%s: %s is %s (%d channel%s) but %s is wanted; convert it first", what, path,
+                        channel_words(fc), fc, fc == 1 ? "" : "s", c == 1 ? "grey (1 channel)" : "RGB (3 channels)");
+    }
+    if (!st) {
+        int rw = 0, rh = 0, rc = 0;
+        uint8_t *img = stbi_load_from_file(f, &rw, &rh, &rc, c);
+        if (!img) {
+            const char *why = stbi_failure_reason();
+            st = ddx_errorf(DDX_E_INPUT, "%s: %s: cannot decode the image (%s)", what, path, why ? why : "unknown reason");
+        } else if (rw != w || rh != h) {
+            st = ddx_errorf(DDX_E_INPUT, "%s: %s decoded to %dx%d, not the %dx%d its header says", what, path, rw, rh, w, h);
+        } else {
+            memcpy(out, img, (size_t)h * (size_t)w * (size_t)c);
+        }
+        stbi_image_free(img);
+    }
+    fclose(f);
     return st;
 }

@@ -24,6 +24,13 @@ ddx_status ddx_image_grid_write(const char *path, const float *x, int n, int h, 
 // One image [h, w, c] the same way.
 ddx_status ddx_image_write(const char *path, const float *x, int h, int w, int c, ddx_normalize mode, bool *stretched);
 
+// PNG input (stb_image, via ddx_input_open): the file must be exactly h x w pixels with c
+// channels (1: grey, 3: RGB; an alpha channel or another count is refused, as is another size)
+// -- checked from the header before anything is decoded, so memory is bounded by the caller's
+// h, w, c, never by what the file claims. out: [h, w, c] 8-bit values. what: the flag or kind
+// of file for the one-line DDX_E_INPUT message.
+ddx_status ddx_image_read_u8(const char *path, const char *what, int h, int w, int c, uint8_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -43,7 +43,7 @@ extern "C" {
     X(MEAN, mean, 1, 1)                    \
     X(RANDN, randn, 0, 0)                  \
     X(Q_SAMPLE, q_sample, 2, 0)            \
-    X(SAMPLER_STEP, sampler_step, 2, 0)
+    X(SAMPLER_STEP, sampler_step, 4, 0)
 
 typedef enum ddx_op {
 #define DDX_X_ENUM(E, n, ni, d) DDX_OP_##E,
@@ -109,6 +109,14 @@ typedef struct ddx_sampler_step_params {
     bool clip;
     ddx_rng_key key;
     const float *coefs_dev;
+    // Inpainting blend (ddx_sampler_step_blend only; the plain op ignores these):
+    //   kn   = kc0 * known + kc1 * zk,  zk ~ N(0, 1) keyed (key.seed, known_stream, key.step,
+    //          key.offset) (not drawn when kc1 == 0), i.e. q_sample(known, t_prev)
+    //   prev = m * kn + (1 - m) * prev,  exactly kn where m == 1 and prev where m == 0
+    // known_coefs_dev (CUDA graphs, with coefs_dev): kc0, kc1 read from these 2 device floats.
+    float kc0, kc1;
+    uint32_t known_stream;
+    const float *known_coefs_dev;
 } ddx_sampler_step_params;
 
 typedef union ddx_op_params {
@@ -255,6 +263,11 @@ ddx_tensor *ddx_randn(ddx_ctx *c, ddx_dtype dt, int ndim, const int64_t *shape, 
 ddx_tensor *ddx_q_sample(ddx_ctx *c, ddx_tensor *x0, ddx_tensor *coef, ddx_rng_key key);
 // One DDPM/DDIM update: x_t, out [N,H,W,C] -> x_prev (see ddx_sampler_step_params; no grad).
 ddx_tensor *ddx_sampler_step(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, const ddx_sampler_step_params *p);
+// The same update fused with the inpainting blend (see ddx_sampler_step_params): known (the
+// image to keep, in [-1, 1]) and mask (1 = keep, 0 = generate, values in [0, 1]) have x_t's
+// shape. One pass over memory, so inpainting costs what plain sampling costs and keeps CUDA graphs.
+ddx_tensor *ddx_sampler_step_blend(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, ddx_tensor *known, ddx_tensor *mask,
+                                   const ddx_sampler_step_params *p);
 
 // ---- backends ----------------------------------------------------------------------------
 // A forward writes every element of n->out (already allocated with its final shape; poisoned

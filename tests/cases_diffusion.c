@@ -43,6 +43,16 @@ static ddx_tensor *apply_sampler_step(ddx_ctx *c, ddx_tensor **in, const ddx_op_
     return ddx_sampler_step(c, in[0], in[1], &tc->p.sampler_step);
 }
 
+// The inpainting blend: in[3] holds f32 integers; 'soft' halves them ({0, 0.5, 1}: kept,
+// mixed and generated pixels), otherwise they are the binary mask itself.
+static ddx_tensor *apply_sampler_step_blend(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
+    const bool soft = tc->p.sampler_step.known_stream == DDX_RNG_STREAM_INPAINT + 1;
+    ddx_tensor *m = soft ? ddx_scale(c, in[3], 0.5f, 0.0f) : in[3];
+    ddx_sampler_step_params p = tc->p.sampler_step;
+    p.known_stream = DDX_RNG_STREAM_INPAINT;
+    return ddx_sampler_step_blend(c, in[0], in[1], in[2], m, &p);
+}
+
 #define RANDN(shape_idx, off) \
     {.randn = {.seed = ((uint64_t)(shape_idx) << 32) | 0x5eedu, .stream = DDX_RNG_STREAM_SAMPLER, .step = 3, .offset = (off)}}
 #define QKEY(off) {.q_sample = {.seed = 42, .stream = DDX_RNG_STREAM_Q_SAMPLE, .step = 11, .offset = (off)}}
@@ -58,6 +68,20 @@ static ddx_tensor *apply_sampler_step(ddx_ctx *c, ddx_tensor **in, const ddx_op_
 #define STEP_V(off)                                                                                           \
     {.sampler_step = {.a = 0.27074f, .b = -0.96265f, .f = 0.96265f, .g = 0.27074f, .c = 0.28805f, .d = 0.0f,       \
                       .e = 0.95761f, .sigma = 0.05f, .clip = true, .key = {.seed = 10, .stream = DDX_RNG_STREAM_SAMPLER, .step = 7, .offset = (off)}}}
+
+// Blend steps: the update of STEP_DDPM / STEP_DDIM, then the known image noised to the next
+// level (kc0, kc1 of t = 499 and the last step's (1, 0)); soft = 1 picks the {0, 0.5, 1} mask.
+#define BLEND_DDPM(off, k0, k1, soft)                                                                               \
+    {.sampler_step = {.a = 3.6935f, .b = -3.5553f, .f = 0.0f, .g = 1.0f, .c = 0.02106f, .d = 0.99396f, .e = 0.0f,      \
+                      .sigma = 0.11535f, .clip = true, .key = {.seed = 9, .stream = DDX_RNG_STREAM_SAMPLER, .step = 5, .offset = (off)}, \
+                      .kc0 = (k0), .kc1 = (k1), .known_stream = DDX_RNG_STREAM_INPAINT + (soft)}}
+#define BLEND_DDIM(off, k0, k1, soft)                                                                               \
+    {.sampler_step = {.a = 3.6935f, .b = -3.5553f, .f = 0.0f, .g = 1.0f, .c = 0.28805f, .d = 0.0f, .e = 0.95761f,      \
+                      .sigma = 0.0f, .clip = false, .key = {.seed = 9, .stream = DDX_RNG_STREAM_SAMPLER, .step = 6, .offset = (off)}, \
+                      .kc0 = (k0), .kc1 = (k1), .known_stream = DDX_RNG_STREAM_INPAINT + (soft)}}
+#define BLEND_IN(a, b, c_, d, mgen)                                                                          \
+    {IN4(a, b, c_, d, DDX_GEN_NORMAL), IN4(a, b, c_, d, DDX_GEN_NORMAL), IN4(a, b, c_, d, DDX_GEN_UNIFORM), \
+     {.ndim = 4, .shape = {a, b, c_, d}, .gen = DDX_GEN_TIMESTEP, .gen_arg = (mgen)}}
 
 static const ddx_op_case diffusion_cases[] = {
     // ---- randn ---------------------------------------------------------------------------
@@ -109,6 +133,22 @@ static const ddx_op_case diffusion_cases[] = {
     {DDX_OP_SAMPLER_STEP, "sampler_step DDIM eta 0 CIFAR batch [128,32,32,3]", 2,
      {IN4(128, 32, 32, 3, DDX_GEN_NORMAL), IN4(128, 32, 32, 3, DDX_GEN_NORMAL)}, apply_sampler_step,
      .p = STEP_DDIM(0.0f, 0), .no_grad = true},
+
+    // ---- sampler_step with the inpainting blend (4 inputs) ---------------------------------
+    {DDX_OP_SAMPLER_STEP, "sampler_step+blend DDPM batch 1 [1,3,3,1]", 4, BLEND_IN(1, 3, 3, 1, 2),
+     apply_sampler_step_blend, .p = BLEND_DDPM(0, 0.99494f, 0.10044f, 0), .no_grad = true},
+    {DDX_OP_SAMPLER_STEP, "sampler_step+blend DDPM [3,5,7,3] offset 7 (unaligned groups)", 4, BLEND_IN(3, 5, 7, 3, 2),
+     apply_sampler_step_blend, .p = BLEND_DDPM(7, 0.99494f, 0.10044f, 0), .no_grad = true},
+    {DDX_OP_SAMPLER_STEP, "sampler_step+blend DDIM eta 0 [3,4,4,3] offset 2 (known noise off the groups)", 4,
+     BLEND_IN(3, 4, 4, 3, 2), apply_sampler_step_blend, .p = BLEND_DDIM(2, 0.5367f, 0.8438f, 0), .no_grad = true},
+    {DDX_OP_SAMPLER_STEP, "sampler_step+blend soft mask [2,3,3,3] offset 27", 4, BLEND_IN(2, 3, 3, 3, 3),
+     apply_sampler_step_blend, .p = BLEND_DDPM(27, 0.7f, 0.71414f, 1), .no_grad = true},
+    {DDX_OP_SAMPLER_STEP, "sampler_step+blend last step (1, 0) soft mask [2,4,4,3]", 4, BLEND_IN(2, 4, 4, 3, 3),
+     apply_sampler_step_blend, .p = BLEND_DDIM(0, 1.0f, 0.0f, 1), .no_grad = true},
+    {DDX_OP_SAMPLER_STEP, "sampler_step+blend DDPM CIFAR batch [128,32,32,3]", 4, BLEND_IN(128, 32, 32, 3, 2),
+     apply_sampler_step_blend, .p = BLEND_DDPM(0, 0.99494f, 0.10044f, 0), .no_grad = true},
+    {DDX_OP_SAMPLER_STEP, "sampler_step+blend DDIM eta 0 CIFAR batch [128,32,32,3] offset 3072", 4,
+     BLEND_IN(128, 32, 32, 3, 2), apply_sampler_step_blend, .p = BLEND_DDIM(3072, 0.5367f, 0.8438f, 0), .no_grad = true},
 };
 
 ddx_case_list ddx_cases_diffusion(void) {

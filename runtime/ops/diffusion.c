@@ -126,9 +126,11 @@ ddx_status ddx_cpu_q_sample_fwd(ddx_ctx *c, ddx_node *n) {
 // =========================================================================================
 static bool finite_f(float v) { return v == v && v - v == 0.0f; }
 
-ddx_tensor *ddx_sampler_step(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, const ddx_sampler_step_params *p) {
+// known and mask: both NULL (the plain update) or both given (the inpainting blend).
+static ddx_tensor *sampler_step4(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, ddx_tensor *known, ddx_tensor *mask,
+                                 const ddx_sampler_step_params *p) {
     if (!ddx_op_ok(c, "sampler_step", 2, (ddx_tensor *[]){x_t, out})) return NULL;
-    char sa[DDX_SHAPE_BUF], sb[DDX_SHAPE_BUF];
+    char sa[DDX_SHAPE_BUF], sb[DDX_SHAPE_BUF], sk[DDX_SHAPE_BUF];
     if (!p) return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: params are NULL");
     if (x_t->dtype != DDX_F32 || out->dtype != DDX_F32)
         return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: x_t and the model output must be f32, got %s and %s",
@@ -150,7 +152,62 @@ ddx_tensor *ddx_sampler_step(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, const
         return NULL;
     ddx_op_params op = {.sampler_step = *p};
     if (!device_step(c, "sampler_step", &op.sampler_step.key)) return NULL;
+    if (known) {
+        if (!ddx_op_ok(c, "sampler_step", 2, (ddx_tensor *[]){known, mask})) return NULL;
+        if (known->dtype != DDX_F32 || mask->dtype != DDX_F32)
+            return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: the known image and the mask must be f32, got %s and %s",
+                               ddx_dtype_name(known->dtype), ddx_dtype_name(mask->dtype));
+        if (!ddx_same_shape(x_t, known) || !ddx_same_shape(x_t, mask))
+            return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: the known image %s and the mask %s must have x_t's shape %s",
+                               ddx_shape_str(known, sa, sizeof sa), ddx_shape_str(mask, sb, sizeof sb),
+                               ddx_shape_str(x_t, sk, sizeof sk));
+        if (p->coefs_dev && !p->known_coefs_dev)
+            return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: device coefficients need the blend's device coefficients too");
+        if (!p->coefs_dev && (!finite_f(p->kc0) || !finite_f(p->kc1)))
+            return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: blend coefficients (%g, %g) are not finite; check the schedule",
+                               (double)p->kc0, (double)p->kc1);
+        if (refuse_grad(c, "sampler_step", known, "the known image") || refuse_grad(c, "sampler_step", mask, "the mask"))
+            return NULL;
+        return ddx_op_run(c, DDX_OP_SAMPLER_STEP, 4, (ddx_tensor *[]){x_t, out, known, mask}, &op, DDX_F32, x_t->ndim,
+                          x_t->shape);
+    }
     return ddx_op_run(c, DDX_OP_SAMPLER_STEP, 2, (ddx_tensor *[]){x_t, out}, &op, DDX_F32, x_t->ndim, x_t->shape);
+}
+
+ddx_tensor *ddx_sampler_step(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, const ddx_sampler_step_params *p) {
+    return sampler_step4(c, x_t, out, NULL, NULL, p);
+}
+
+ddx_tensor *ddx_sampler_step_blend(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, ddx_tensor *known, ddx_tensor *mask,
+                                   const ddx_sampler_step_params *p) {
+    if (!known || !mask) {
+        if (c->status == DDX_OK) ddx_op_fail(c, DDX_E_INTERNAL, "sampler_step: the blend needs both the known image and the mask");
+        return NULL;
+    }
+    return sampler_step4(c, x_t, out, known, mask, p);
+}
+
+// The blend, after the update has written y: where the mask keeps, the known image noised to
+// the next step's level. Its noise is drawn in chunks (element e: number key.offset + e of the
+// known stream), so no second full-size buffer is needed.
+static ddx_status blend_known(const ddx_sampler_step_params *p, const float *known, const float *mask, float *y,
+                              int64_t cnt) {
+    float z[1024];
+    const bool noise = p->kc1 != 0.0f;
+    for (int64_t i0 = 0; i0 < cnt; i0 += 1024) {
+        const int64_t m = cnt - i0 < 1024 ? cnt - i0 : 1024;
+        if (noise) DDX_TRY(ddx_philox_normal(z, m, p->key.seed, p->known_stream, p->key.step, p->key.offset + (uint64_t)i0));
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t i = i0 + j;
+            const float kn = ddx_rng_add(ddx_rng_mul(p->kc0, known[i]), ddx_rng_mul(p->kc1, noise ? z[j] : 0.0f));
+            const float w = mask[i];
+            // A kept or generated pixel is taken as it is: the result's known pixels ARE the
+            // input at the last step, whatever the update produced there (even a NaN).
+            if (w == 1.0f) y[i] = kn;
+            else if (w != 0.0f) y[i] = ddx_rng_add(ddx_rng_mul(w, kn), ddx_rng_mul(ddx_rng_sub(1.0f, w), y[i]));
+        }
+    }
+    return DDX_OK;
 }
 
 ddx_status ddx_cpu_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
@@ -172,6 +229,11 @@ ddx_status ddx_cpu_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
         float v = ddx_rng_add(ddx_rng_add(ddx_rng_mul(p->c, x0), ddx_rng_mul(p->d, xt[i])), ddx_rng_mul(p->e, eps));
         if (noise) v = ddx_rng_add(v, ddx_rng_mul(p->sigma, y[i]));
         y[i] = v;
+    }
+    if (n->n_inputs == 4 && n->in[2] && n->in[3]) {
+        DDX_TRY(ddx_cpu_need_f32("sampler_step", n->in[2], "known image"));
+        DDX_TRY(ddx_cpu_need_f32("sampler_step", n->in[3], "mask"));
+        return blend_known(p, ddx_f32c(n->in[2]), ddx_f32c(n->in[3]), y, cnt);
     }
     return DDX_OK;
 }

@@ -42,6 +42,19 @@ ddx_status ddx_cuda_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
     const ddx_sampler_step_params *p = &n->p.sampler_step;
     const ddx_k_sampler_coefs co = {.a = p->a, .b = p->b, .f = p->f, .g = p->g, .c = p->c, .d = p->d, .e = p->e,
                                     .sigma = p->sigma, .clip = p->clip ? 1 : 0, .dev = p->coefs_dev};
+    if (n->n_inputs == 4 && n->in[2] && n->in[3]) {
+        const ddx_tensor *kn = n->in[2], *mk = n->in[3];
+        if (kn->dtype != DDX_F32 || mk->dtype != DDX_F32)
+            return ddx_errorf(DDX_E_UNSUPPORTED, "sampler_step on CUDA: f32 only, got known %s, mask %s",
+                              ddx_dtype_name(kn->dtype), ddx_dtype_name(mk->dtype));
+        ddx_rng_key kk = p->key;
+        kk.stream = p->known_stream;
+        const ddx_k_blend b = {.known = kn->data, .mask = mk->data, .kc0 = p->kc0, .kc1 = p->kc1,
+                               .dev = p->coefs_dev ? p->known_coefs_dev : NULL, .key = k_key(c, &kk)};
+        DDX_CUDA_CHECK(ddx_k_sampler_step_blend_f32(n->out->data, xt->data, o->data, ddx_numel(xt), co, k_key(c, &p->key), b,
+                                                    ddx_cuda_stream_of(c)));
+        return DDX_OK;
+    }
     DDX_CUDA_CHECK(ddx_k_sampler_step_f32(n->out->data, xt->data, o->data, ddx_numel(xt), co, k_key(c, &p->key), ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
