@@ -241,7 +241,7 @@ ddx_status ddx_comm_rendezvous(const char *addr, int port, int rank, int world, 
             int r = left > 0 ? poll(&pf, 1, (int)(left * 1000) + 1) : 0;
             if (r < 0 && errno == EINTR) continue;
             if (r <= 0) {
-                st = ddx_errorf(DDX_E_IO, "rendezvous: rank 0 heard from %d of %d ranks on port %d within %.0f s "
+                st = ddx_errorf(DDX_E_IO, "rendezvous: rank 0 heard from %d of %d ranks on port %d within %g s "
                                           "(run.comm_timeout_s); check that every rank was started with MASTER_ADDR=%s MASTER_PORT=%d",
                                 got, world, port, timeout_s, addr ? addr : "?", port);
                 break;
@@ -323,7 +323,7 @@ ddx_status ddx_comm_rendezvous(const char *addr, int port, int rank, int world, 
         if (rep.status) return ddx_errorf(DDX_E_IO, "rendezvous: rank %d: %s", rank, rep.msg);
         return DDX_OK;
     }
-    return ddx_errorf(DDX_E_IO, "rendezvous: rank %d could not reach rank 0 at %s:%d within %.0f s (run.comm_timeout_s)%s%s; "
+    return ddx_errorf(DDX_E_IO, "rendezvous: rank %d could not reach rank 0 at %s:%d within %g s (run.comm_timeout_s)%s%s; "
                                 "check MASTER_ADDR/MASTER_PORT and that rank 0 runs",
                       rank, addr, port, timeout_s, last ? ": " : "", last ? strerror(last) : "");
 }
