@@ -845,7 +845,7 @@ ddx_status ddx_comm_allreduce(ddx_comm *c, void *buf, int64_t n, ddx_dtype dt, d
     return ddx_comm_wait_all(c, "an all-reduce");
 }
 
-ddx_status ddx_comm_allreduce_host(ddx_comm *c, double *v, int n, ddx_comm_op op) {
+ddx_status ddx_comm_allreduce_host(ddx_comm *c, double *v, int n, ddx_comm_op op, const char *what) {
     if (!c || c->backend == DDX_COMM_SINGLE || n == 0) return DDX_OK;
     if (n < 0 || n > 64) return ddx_errorf(DDX_E_INTERNAL, "comm: %d host values (at most 64)", n);
 #if DDX_HAVE_MPI
@@ -853,7 +853,7 @@ ddx_status ddx_comm_allreduce_host(ddx_comm *c, double *v, int n, ddx_comm_op op
         MPI_Request rq;
         MPI_Op o = op == DDX_COMM_MAX ? MPI_MAX : op == DDX_COMM_MIN ? MPI_MIN : MPI_SUM;
         MPI_CHECK(c, MPI_Iallreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, o, c->mcomm, &rq));
-        DDX_TRY(mpi_wait(c, &rq, 1, "a control all-reduce"));
+        DDX_TRY(mpi_wait(c, &rq, 1, what));
         if (op == DDX_COMM_AVG)
             for (int i = 0; i < n; i++) v[i] /= c->world;
         return DDX_OK;
@@ -864,10 +864,10 @@ ddx_status ddx_comm_allreduce_host(ddx_comm *c, double *v, int n, ddx_comm_op op
         DDX_CUDA_CHECK(cudaMemcpyAsync(c->dscratch, v, (size_t)n * sizeof *v, cudaMemcpyHostToDevice, c->stream));
         DDX_NCCL_CHECK(ncclAllReduce(c->dscratch, c->dscratch, (size_t)n, ncclFloat64, nccl_op(op), c->nccl, c->stream));
         DDX_CUDA_CHECK(cudaMemcpyAsync(v, c->dscratch, (size_t)n * sizeof *v, cudaMemcpyDeviceToHost, c->stream));
-        return nccl_wait(c, "a control all-reduce");
+        return nccl_wait(c, what);
     }
 #endif
-    (void)v, (void)op;
+    (void)v, (void)op, (void)what;
     return DDX_OK;
 }
 
@@ -904,7 +904,7 @@ ddx_status ddx_comm_barrier(ddx_comm *c) {
     }
 #endif
     double one = 1;
-    return ddx_comm_allreduce_host(c, &one, 1, DDX_COMM_SUM);
+    return ddx_comm_allreduce_host(c, &one, 1, DDX_COMM_SUM, "a barrier");
 }
 
 void ddx_comm_watch_begin(ddx_comm *c, const char *what) {

@@ -91,8 +91,9 @@ void ddx_comm_progress(ddx_comm *c);
 // `what` names the collective in a timeout message ("gradient all-reduce of step 12").
 ddx_status ddx_comm_wait_all(ddx_comm *c, const char *what);
 // Host doubles on every backend (control values: the stop flag, the loss, parameter
-// checksums); nccl without MPI goes through a small device buffer.
-ddx_status ddx_comm_allreduce_host(ddx_comm *c, double *v, int n, ddx_comm_op op);
+// checksums); nccl without MPI goes through a small device buffer. `what` names it in a
+// timeout message.
+ddx_status ddx_comm_allreduce_host(ddx_comm *c, double *v, int n, ddx_comm_op op, const char *what);
 // `bytes` bytes from `root` (host memory for single/mpi, device memory for nccl).
 ddx_status ddx_comm_broadcast(ddx_comm *c, void *buf, size_t bytes, int root);
 ddx_status ddx_comm_barrier(ddx_comm *c);

@@ -102,7 +102,7 @@ int main(void) {
     float v[3] = {1, 2, 3};
     double d[2] = {4, 5};
     CHECK(ddx_comm_allreduce(c, v, 3, DDX_F32, DDX_COMM_AVG) == DDX_OK && v[0] == 1 && v[2] == 3, "single all-reduce");
-    CHECK(ddx_comm_allreduce_host(c, d, 2, DDX_COMM_SUM) == DDX_OK && d[1] == 5, "single host all-reduce");
+    CHECK(ddx_comm_allreduce_host(c, d, 2, DDX_COMM_SUM, "test") == DDX_OK && d[1] == 5, "single host all-reduce");
     CHECK(ddx_comm_allreduce(c, v, 3, DDX_I32, DDX_COMM_SUM) == DDX_E_UNSUPPORTED, "i32 all-reduce refused");
     CHECK(ddx_comm_broadcast(c, v, sizeof v, 0) == DDX_OK && ddx_comm_barrier(c) == DDX_OK, "single broadcast, barrier");
     ddx_comm_finalize(c);

@@ -79,10 +79,10 @@ int main(int argc, char **argv) {
     if (dp.dp) {
         double share[2] = {(double)dp.dp->n, (double)dp.dp->n};
         double lo = (double)dp.dp->lo;
-        ddx_comm_allreduce_host(comm, share, 1, DDX_COMM_SUM);
-        ddx_comm_allreduce_host(comm, share + 1, 1, DDX_COMM_MAX);
+        ddx_comm_allreduce_host(comm, share, 1, DDX_COMM_SUM, "shares");
+        ddx_comm_allreduce_host(comm, share + 1, 1, DDX_COMM_MAX, "shares");
         double mn = (double)dp.dp->n;
-        ddx_comm_allreduce_host(comm, &mn, 1, DDX_COMM_MIN);
+        ddx_comm_allreduce_host(comm, &mn, 1, DDX_COMM_MIN, "shares");
         CHECK(share[0] == B && share[1] - mn <= 1 && lo == (double)(B * rank / W), "shares: sum %g max %g min %g lo %g", share[0],
               share[1], mn, lo);
     }

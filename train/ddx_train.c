@@ -395,7 +395,11 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
         int64_t k;
         st = ddx_loader_next(r->loader, r->x, cfg->model.num_classes > 0 ? r->y : NULL, &k);
         if (st) return fail(st);
+        // NCCL: the watchdog ends the job if this step blocks (inside CUDA, on a dead peer)
+        // for longer than run.comm_timeout_s.
+        ddx_comm_watch_begin(r->comm, "a training step");
         st = ddx_trainer_step(&r->tr, r->x, cfg->model.num_classes > 0 ? r->y : NULL, NULL, NULL);
+        ddx_comm_watch_end(r->comm);
         if (st == DDX_E_NOMEM) {
             fprintf(stderr, "ddx-train: step %" PRId64 ": %s: the activations do not fit; lower train.batch_size, model.image_size or model.ch\n",
                     r->tr.step + 1, ddx_last_error());
@@ -412,7 +416,9 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
             // A signal on any rank stops every rank after this step; the parameters of all
             // ranks must stay bit-identical (checked at each log interval).
             double sig = (double)g_signal;
-            if ((st = ddx_comm_allreduce_host(r->comm, &sig, 1, DDX_COMM_MAX))) return fail(st);
+            char what[96];
+            snprintf(what, sizeof what, "the stop-signal all-reduce after step %" PRId64, step);
+            if ((st = ddx_comm_allreduce_host(r->comm, &sig, 1, DDX_COMM_MAX, what))) return fail(st);
             if (sig > 0 && !g_signal) g_signal = (int)sig;
             r->stop_all = sig > 0;
             if (cfg->train.log_every > 0 && step % cfg->train.log_every == 0 && (st = ddx_dp_check_drift(r->tr.dp, step)))
@@ -667,7 +673,11 @@ int main(int argc, char **argv) {
     bool cpu_fallback = false;
     st = ddx_device_pick(cfg->run.device, &dev, why, sizeof why, &cpu_fallback);
     // Before the trainer makes its CUDA context: the comm selects this rank's GPU.
-    if (!st) st = ddx_comm_init(&launch, dev, cfg->run.comm_timeout_s, false, &r.comm);
+    // DDX_COMM=nccl: the NCCL path even at world 1 (one GPU: the GPU suite checks it).
+    const char *force = getenv("DDX_COMM");
+    if (!st && force && *force && strcmp(force, "nccl") != 0)
+        st = ddx_errorf(DDX_E_INPUT, "DDX_COMM='%s': the only value is nccl (unset it otherwise)", force);
+    if (!st) st = ddx_comm_init(&launch, dev, cfg->run.comm_timeout_s, force && !strcmp(force, "nccl"), &r.comm);
     if (!st) st = ddx_dataset_load(cfg, &r.data);
     if (!st && cfg->train.batch_size > r.data.n)
         st = ddx_errorf(DDX_E_INPUT, "train.batch_size %d is larger than the data set (%lld images): lower train.batch_size",

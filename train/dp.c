@@ -163,7 +163,9 @@ ddx_status ddx_dp_check_drift(ddx_dp *dp, int64_t step) {
     }
     // Halves of 32 bits are exact in a double: min == max on both means every rank agrees.
     double v[4] = {(double)(h >> 32), (double)(h & 0xffffffffu), -(double)(h >> 32), -(double)(h & 0xffffffffu)};
-    DDX_TRY(ddx_comm_allreduce_host(dp->comm, v, 4, DDX_COMM_MAX));
+    char what[96];
+    snprintf(what, sizeof what, "the parameter check of step %lld", (long long)step);
+    DDX_TRY(ddx_comm_allreduce_host(dp->comm, v, 4, DDX_COMM_MAX, what));
     if (v[0] != -v[2] || v[1] != -v[3])
         return ddx_errorf(DDX_E_INTERNAL, "step %lld: the parameters differ between ranks (rank %d hash %016llx); the ranks "
                                           "no longer train one model: report this as a bug",
