@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
     if (ddx_dev_alloc(dev, numel * sizeof(float), (void **)&buf)) return die("buffer");
     if (ddx_dev_memset(dev, buf, 0, numel * sizeof(float))) return die("memset");
     if (rank == 0) {
-        printf("model %s: %zu parameters, gradient %.1f MB (f32, padded), %zu buckets of <= %g MiB (launch order):", config,
+        printf("model %s: %zu parameters, gradient %.1f MB (f32, padded), %zu buckets (each closed at the first parameter boundary past %g MiB; launch order):", config,
                ddx_param_count(&ps), numel * 4e-6, dp->n_buckets, bucket_mb);
         for (size_t b = 0; b < dp->n_buckets; b++) printf(" %.2f", (double)(dp->b[b].hi - dp->b[b].lo) * 4e-6);
         printf(" MB\nworld %d, %s backend, %d reps, median\n", W, ddx_comm_backend_name(ddx_comm_backend_of(comm)), reps);

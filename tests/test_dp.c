@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (rank == 0)
-        printf("world %d, global batch %d, %zu buckets of <= %.2f MiB, rank 0 rows [%lld, %lld)\n", W, B,
+        printf("world %d, global batch %d, %zu buckets of about %.2f MiB, rank 0 rows [%lld, %lld)\n", W, B,
                dp.dp ? dp.dp->n_buckets : 0, bucket_mb, dp.dp ? (long long)dp.dp->lo : 0LL,
                dp.dp ? (long long)(dp.dp->lo + dp.dp->n) : (long long)B);
     CHECK(W == 1 || dp.dp != NULL, "a world of %d gives a data-parallel trainer", W);
