@@ -174,6 +174,9 @@ if [ -x build-gpu/tests/test_cuda ]; then
         run_step "memcheck test_cuda" 120 "DDX_TEST_QUICK=1 $san build-gpu/tests/test_cuda"
         run_step "memcheck test_ops --backend cuda" 150 "$san build-gpu/tests/test_ops --backend cuda --grad"
         # Shared-memory races in the kernels that reuse buffers within a tile (attention).
+        # The NCCL data-parallel path at world 1 (buckets on NCCL's stream during backward,
+        # eager so every access is checked): no invalid access.
+        run_step "memcheck ddx-train nccl world 1" 120 "DDX_COMM=nccl DDX_CUDA_GRAPHS=0 $san build-gpu/train/ddx-train configs/fashion_mnist_ddpm.yaml --set run.device=cuda --set train.total_steps=3 --set train.checkpoint_every=0 --set train.sample_every=0 --set sample.n=1 --set sample.sampler=ddim --set sample.steps=1 --set run.out_dir=/tmp/ddx-dp-san ${DDX_FASHION_DIR:+--set data.path=$DDX_FASHION_DIR}"
         run_step "racecheck test_ops attention" 60 "$sanitizer --tool racecheck --error-exitcode 99 build-gpu/tests/test_ops --backend cuda --grad -o attention"
     else
         say "compute-sanitizer not found (PATH, /usr/local/cuda/bin): memcheck skipped"
