@@ -871,6 +871,14 @@ ddx_status ddx_comm_allreduce_host(ddx_comm *c, double *v, int n, ddx_comm_op op
     return DDX_OK;
 }
 
+bool ddx_comm_host_cheap(const ddx_comm *c) {
+    if (!c || c->backend == DDX_COMM_SINGLE) return true;
+#if DDX_HAVE_MPI
+    if (c->have_mcomm) return true;
+#endif
+    return false;
+}
+
 ddx_status ddx_comm_broadcast(ddx_comm *c, void *buf, size_t bytes, int root) {
     if (!c || c->backend == DDX_COMM_SINGLE || bytes == 0) return DDX_OK;
     if (root < 0 || root >= c->world) return ddx_errorf(DDX_E_INTERNAL, "broadcast: root %d of a world of %d", root, c->world);

@@ -94,6 +94,9 @@ ddx_status ddx_comm_wait_all(ddx_comm *c, const char *what);
 // checksums); nccl without MPI goes through a small device buffer. `what` names it in a
 // timeout message.
 ddx_status ddx_comm_allreduce_host(ddx_comm *c, double *v, int n, ddx_comm_op op, const char *what);
+// Whether ddx_comm_allreduce_host is a host-only exchange (single, mpi, or nccl bootstrapped
+// by MPI); otherwise it goes through the GPU and waits for the comm stream.
+bool ddx_comm_host_cheap(const ddx_comm *c);
 // `bytes` bytes from `root` (host memory for single/mpi, device memory for nccl).
 ddx_status ddx_comm_broadcast(ddx_comm *c, void *buf, size_t bytes, int root);
 ddx_status ddx_comm_barrier(ddx_comm *c);

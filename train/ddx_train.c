@@ -412,7 +412,11 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
         }
         data_batch = k + 1;
         int64_t step = r->tr.step;
-        if (r->tr.dp) {
+        // NCCL without MPI exchanges the flag through the GPU, a host wait that would cost
+        // the graph step its run-ahead: there the ranks agree every 10 steps (and at log lines).
+        const bool agree = ddx_comm_host_cheap(r->comm) || step % 10 == 0 ||
+                           (cfg->train.log_every > 0 && step % cfg->train.log_every == 0) || step == total;
+        if (r->tr.dp && agree) {
             // A signal on any rank stops every rank after this step; the parameters of all
             // ranks must stay bit-identical (checked at each log interval).
             double sig = (double)g_signal;
