@@ -36,8 +36,9 @@ static void usage(FILE *f) {
             "Trains into run.out_dir/<run.name>_<timestamp>/: config.yaml, log.jsonl, checkpoints/, samples/.\n"
             "--resume continues a run exactly where its last checkpoint left it; only train.total_steps,\n"
             "train.log_every, train.sample_every, train.checkpoint_every, train.keep_checkpoints,\n"
-            "train.max_loss_ratio, run.device, data.path, data.max_image_pixels and data.num_workers\n"
-            "may differ from the run's config. One ddx-train at a time per run folder (RUN/.lock).\n");
+            "train.max_loss_ratio, run.device, run.comm_timeout_s, run.comm_bucket_mb, data.path,\n"
+            "data.max_image_pixels and data.num_workers may differ from the run's config, and so may\n"
+            "the number of ranks. One ddx-train at a time per run folder (RUN/.lock).\n");
 }
 
 static int fail(ddx_status st) {
