@@ -143,6 +143,17 @@ if [ -x build-gpu/tests/test_cuda ]; then
     run_step "ddx-bench inpaint fashion b64 graphs" 60 "build-gpu/bench/ddx-bench inpaint --device cuda --batch 64 --steps 50 --reps 7 --graphs on"
     run_step "ddx-bench inpaint fashion b64 eager" 60 "build-gpu/bench/ddx-bench inpaint --device cuda --batch 64 --steps 50 --reps 7 --graphs off"
     run_step "ddx-bench inpaint cifar10 b128 bf16" 120 "build-gpu/bench/ddx-bench inpaint --config configs/cifar10_ddpm.yaml --set run.precision=bf16 --device cuda --batch 128 --steps 20 --reps 5 --graphs on"
+    # Data parallelism at world 1 (one GPU): the NCCL all-reduce at the CIFAR-10 U-Net's bucket
+    # sizes (nccl-tests' algbw; busbw is 0 by definition at one rank), and the step with the
+    # NCCL path (buckets on NCCL's stream during backward) against the plain step: the overlap.
+    run_step "ddx-bench-allreduce nccl (world 1)" 60 "build-gpu/bench/ddx-bench-allreduce --device cuda --reps 20"
+    dp_step() {   # label env...
+        local label=$1
+        shift
+        run_step "dp step fashion b256 ($label)" 90 "env $* build-gpu/train/ddx-train configs/fashion_mnist_ddpm.yaml --set run.device=cuda --set train.batch_size=256 --set train.total_steps=200 --set train.log_every=100 --set train.checkpoint_every=0 --set train.sample_every=0 --set sample.n=1 --set sample.sampler=ddim --set sample.steps=1 --set run.out_dir=/tmp/ddx-dp-\$\$ ${DDX_FASHION_DIR:+--set data.path=$DDX_FASHION_DIR} | grep -E '^(world|step)'"
+    }
+    dp_step single DDX_CUDA_GRAPHS=1
+    dp_step "nccl world 1" DDX_COMM=nccl DDX_CUDA_GRAPHS=1
     # Where the bf16 step's time goes, op by op (eager, CUDA events around each op: the ops'
     # stretches of the GPU timeline; the first steps are left out as warm-up).
     run_step "op profile cifar10 bf16 (DDX_PROFILE)" 90 "DDX_PROFILE=1 DDX_PROFILE_SKIP=3 build-gpu/bench/ddx-bench step --config configs/cifar10_ddpm.yaml --device cuda --steps 3 --sample-batch 256 --set run.precision=bf16 2>&1 | grep -E 'DDX_PROFILE|ms'"
@@ -173,6 +184,9 @@ if [ -x build-gpu/tests/test_cuda ]; then
         run_step "memcheck test_cuda" 120 "DDX_TEST_QUICK=1 $san build-gpu/tests/test_cuda"
         run_step "memcheck test_ops --backend cuda" 150 "$san build-gpu/tests/test_ops --backend cuda --grad"
         # Shared-memory races in the kernels that reuse buffers within a tile (attention).
+        # The NCCL data-parallel path at world 1 (buckets on NCCL's stream during backward,
+        # eager so every access is checked): no invalid access.
+        run_step "memcheck ddx-train nccl world 1" 120 "DDX_COMM=nccl DDX_CUDA_GRAPHS=0 $san build-gpu/train/ddx-train configs/fashion_mnist_ddpm.yaml --set run.device=cuda --set train.total_steps=3 --set train.checkpoint_every=0 --set train.sample_every=0 --set sample.n=1 --set sample.sampler=ddim --set sample.steps=1 --set run.out_dir=/tmp/ddx-dp-san ${DDX_FASHION_DIR:+--set data.path=$DDX_FASHION_DIR}"
         run_step "racecheck test_ops attention" 60 "$sanitizer --tool racecheck --error-exitcode 99 build-gpu/tests/test_ops --backend cuda --grad -o attention"
     else
         say "compute-sanitizer not found (PATH, /usr/local/cuda/bin): memcheck skipped"

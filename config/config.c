@@ -78,6 +78,11 @@ static const cfg_key KEYS[] = {
     K_U64("run.seed", run.seed, "0", "seed of every random stream (noise, init, data order)"),
     K_ENUM("run.device", run.device, ddx_run_device, N_DEVICE, "auto", "auto = cuda when a GPU is present"),
     K_ENUM("run.precision", run.precision, ddx_precision, N_PRECISION, "fp32", "GPU compute precision"),
+    K_F64("run.comm_timeout_s", run.comm_timeout_s, "300", 0, 1e6, OPEN_LO,
+          "multi-rank runs: seconds any collective may take before every rank stops naming the missing rank(s); "
+          "must exceed a sample grid's time (rank 0 samples while the others wait)"),
+    K_F64("run.comm_bucket_mb", run.comm_bucket_mb, "25", 0.01, 4096, 0,
+          "multi-rank runs: MiB per gradient all-reduce bucket (started during backward)"),
 
     K_ENUM("model.type", model.type, ddx_model_type, N_MODEL, "unet_ddpm", "network architecture"),
     K_INT("model.in_channels", model.in_channels, "3", 1, 64, "image channels in"),

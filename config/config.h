@@ -65,6 +65,8 @@ typedef struct ddx_config {
         uint64_t seed;
         ddx_run_device device;
         ddx_precision precision;           // GPU compute precision; CPU always runs fp32
+        double comm_timeout_s;             // data parallel: bound on every collective
+        double comm_bucket_mb;             // data parallel: gradient all-reduce bucket size
     } run;
     struct {
         ddx_model_type type;

@@ -515,16 +515,18 @@ template <bool kBwd> __device__ __forceinline__ float dropout_one(bool keep, flo
 template <typename T, bool kBwd>
 __global__ void __launch_bounds__(kThreads)
     dropout_k(T *__restrict__ out, const T *__restrict__ in, int64_t n, ddx_k_dropout_key key, bool vec) {
-    const int64_t groups = (n + 3) / 4;
+    // Element e is Philox index offset + e: local group g covers elements 4g - sh .. 4g - sh + 3.
+    const int64_t sh = (int64_t)(key.offset & 3);
+    const int64_t groups = (n + sh + 3) / 4;
     const uint32_t step = key.step_dev ? __ldg(key.step_dev) : key.step;
     for (int64_t g = global_tid(); g < groups; g += grid_stride()) {
         uint32_t w[4];
-        ddx_philox_group(key.seed, key.stream, step, (uint64_t)g, w);
+        ddx_philox_group(key.seed, key.stream, step, (key.offset >> 2) + (uint64_t)g, w);
         bool keep[4];
 #pragma unroll
         for (int l = 0; l < 4; l++) keep[l] = (int32_t)(((w[l] >> 9) << 1) | 1u) >= key.threshold;
-        const int64_t e0 = 4 * g;
-        if (vec && e0 + 4 <= n) {
+        const int64_t e0 = 4 * g - sh;
+        if (vec && sh == 0 && e0 + 4 <= n) {
             float a[4], o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             load<4>(in + e0, a);
             if (kBwd) load<4>(out + e0, o);
@@ -535,7 +537,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
             for (int l = 0; l < 4; l++) {
                 const int64_t e = e0 + l;
-                if (e >= n || (kBwd && !keep[l])) continue;
+                if (e < 0 || e >= n || (kBwd && !keep[l])) continue;
                 const float o = kBwd ? to_f(out[e]) : 0.0f;
                 out[e] = from_f<T>(dropout_one<kBwd>(keep[l], to_f(in[e]), o, key.scale));
             }
@@ -574,7 +576,7 @@ int dropout_launch(T *out, const T *in, int64_t n, ddx_k_dropout_key key, void *
     if (n < 0 || key.threshold < 0 || key.threshold > (1 << 24)) return kBad;
     if (n == 0) return 0;
     const bool vec = aligned(out, 4 * sizeof(T)) && aligned(in, 4 * sizeof(T));
-    const int64_t groups = (n + 3) / 4;
+    const int64_t groups = (n + (int64_t)(key.offset & 3) + 3) / 4;
     dropout_k<T, kBwd><<<grid_for(groups, kThreads), kThreads, 0, st(stream)>>>(out, in, n, key, vec);
     return (int)cudaGetLastError();
 }

@@ -106,6 +106,8 @@ typedef struct ddx_k_dropout_key {
     // Non-NULL under CUDA graphs: the step word is read from this device address when the
     // kernel runs (`step` is then ignored), so a replayed step draws that step's masks.
     const uint32_t *step_dev;
+    // Philox element index of element 0 (a data-parallel rank's rows: their global index).
+    uint64_t offset;
 } ddx_k_dropout_key;
 
 // y = keep ? x * scale : +0

@@ -111,12 +111,17 @@ ddx_status ddx_schedule_init(ddx_schedule *s, const ddx_config *cfg) {
 // ---- the training loss -----------------------------------------------------------------------
 ddx_status ddx_diffusion_loss_inputs(const ddx_schedule *s, int64_t N, uint64_t seed, uint64_t step, float *tf, float *coef,
                                      float *vcoef) {
+    return ddx_diffusion_loss_inputs_at(s, N, seed, step, 0, tf, coef, vcoef);
+}
+
+ddx_status ddx_diffusion_loss_inputs_at(const ddx_schedule *s, int64_t N, uint64_t seed, uint64_t step, uint64_t sample0,
+                                        float *tf, float *coef, float *vcoef) {
     if (!s || !s->alphas_cumprod) return ddx_errorf(DDX_E_INTERNAL, "diffusion_loss: no schedule");
     if (step > UINT32_MAX)
         return ddx_errorf(DDX_E_INPUT, "diffusion_loss: step %llu does not fit the 32-bit Philox step word",
                           (unsigned long long)step);
     // The uniforms land in tf first and become the timesteps in place.
-    DDX_TRY(ddx_philox_uniform(tf, N, seed, DDX_RNG_STREAM_TIMESTEP, step, 0));
+    DDX_TRY(ddx_philox_uniform(tf, N, seed, DDX_RNG_STREAM_TIMESTEP, step, sample0));
     const int T = s->T;
     for (int64_t i = 0; i < N; i++) {
         // u < 1 always, so floor(u T) <= T - 1; the clamp guards the rounding of the product.
@@ -169,6 +174,11 @@ ddx_tensor *ddx_diffusion_loss_from(ddx_ctx *c, const ddx_model *m, const ddx_sc
 
 ddx_tensor *ddx_diffusion_loss(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
                                ddx_tensor *y, uint64_t seed, uint64_t step) {
+    return ddx_diffusion_loss_at(c, m, s, x0, y, seed, step, 0);
+}
+
+ddx_tensor *ddx_diffusion_loss_at(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
+                                  ddx_tensor *y, uint64_t seed, uint64_t step, uint64_t sample0) {
     if (!loss_x0_ok(c, m, s, x0)) return NULL;
     const int64_t N = x0->shape[0];
     const bool v = s->param == DDX_PARAMETERIZATION_V;
@@ -177,7 +187,7 @@ ddx_tensor *ddx_diffusion_loss(ddx_ctx *c, const ddx_model *m, const ddx_schedul
     float *h = malloc((size_t)N * 5 * sizeof(float));
     if (!h) return ddx_op_fail(c, DDX_E_NOMEM, "diffusion_loss: out of host memory for %lld samples", (long long)N);
     float *tf = h, *coef = h + N, *vcoef = h + 3 * N;
-    ddx_status st = ddx_diffusion_loss_inputs(s, N, seed, step, tf, coef, v ? vcoef : NULL);
+    ddx_status st = ddx_diffusion_loss_inputs_at(s, N, seed, step, sample0, tf, coef, v ? vcoef : NULL);
     if (st != DDX_OK) {
         free(h);
         ddx_ctx_fail(c, st);
@@ -199,7 +209,12 @@ ddx_tensor *ddx_diffusion_loss(ddx_ctx *c, const ddx_model *m, const ddx_schedul
         ddx_ctx_fail(c, st);
         return NULL;
     }
-    const ddx_rng_key key = {.seed = seed, .stream = DDX_RNG_STREAM_Q_SAMPLE, .step = (uint32_t)step, .offset = 0};
+    // Noise element e of row i is element (sample0 + i) * H*W*C + e of the global batch's draw.
+    const uint64_t per = (uint64_t)(ddx_numel(x0) / N);
+    if (sample0 > (UINT64_MAX - (uint64_t)ddx_numel(x0)) / per)
+        return ddx_op_fail(c, DDX_E_INPUT, "diffusion_loss: sample index %llu overflows the 64-bit Philox index",
+                           (unsigned long long)sample0);
+    const ddx_rng_key key = {.seed = seed, .stream = DDX_RNG_STREAM_Q_SAMPLE, .step = (uint32_t)step, .offset = sample0 * per};
     return ddx_diffusion_loss_from(c, m, s, x0, y, t_t, coef_t, vcoef_t, key);
 }
 

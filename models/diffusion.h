@@ -35,6 +35,13 @@ void ddx_schedule_free(ddx_schedule *s);
 // with target eps / x0 / v by parameterization. Returns the [1] loss (NULL on error, sticky).
 ddx_tensor *ddx_diffusion_loss(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
                                ddx_tensor *y, uint64_t seed, uint64_t step);
+// Data parallelism: the same loss for rows sample0 .. sample0 + N - 1 of a global batch: their
+// timesteps and noise are the draws the whole batch's loss makes for those rows (Philox offset
+// by the global sample index), so a rank's share computes its rows of the 1-rank step.
+ddx_tensor *ddx_diffusion_loss_at(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
+                                  ddx_tensor *y, uint64_t seed, uint64_t step, uint64_t sample0);
+ddx_status ddx_diffusion_loss_inputs_at(const ddx_schedule *s, int64_t N, uint64_t seed, uint64_t step, uint64_t sample0,
+                                        float *t, float *coef, float *vcoef);
 // The loss in two halves, for a step whose per-step inputs are staged in device memory
 // (a CUDA graph): ddx_diffusion_loss = inputs on the host, copied, then _from.
 // Host half: t[N] (as floats), coef[2N] and, for v only, vcoef[2N] (may be NULL otherwise) at

@@ -166,6 +166,11 @@ void ddx_ctx_set_tf32(ddx_ctx *c, bool on) { c->tf32 = on; }
 void ddx_ctx_set_seed(ddx_ctx *c, uint64_t seed) { c->seed = seed; }
 void ddx_ctx_set_step(ddx_ctx *c, uint64_t step) { c->step = step; }
 void ddx_ctx_set_step_dev(ddx_ctx *c, const uint32_t *step_dev) { c->step_dev = step_dev; }
+void ddx_ctx_set_sample0(ddx_ctx *c, uint64_t sample0) { c->sample0 = sample0; }
+void ddx_ctx_set_bwd_hook(ddx_ctx *c, void (*hook)(void *arg, const ddx_node *n), void *arg) {
+    c->bwd_hook = hook;
+    c->bwd_hook_arg = arg;
+}
 
 ddx_status ddx_ctx_reset(ddx_ctx *c) {
     if (c->cuda) DDX_TRY(ddx_cuda_sync(c->cuda));
@@ -355,7 +360,10 @@ static ddx_status run_backward(ddx_ctx *c) {
     const ddx_backend_op *table = backend_table(c->device);
     for (size_t k = c->n_nodes; k-- > 0;) {
         ddx_node *n = &c->tape[k];
-        if (!n->out->grad) continue;   // nothing downstream used this output
+        if (!n->out->grad) {   // nothing downstream used this output
+            if (c->bwd_hook) c->bwd_hook(c->bwd_hook_arg, n);
+            continue;
+        }
         if (!table[n->op].bwd)
             return ddx_errorf(DDX_E_UNSUPPORTED, "op %s has no backward on %s", ddx_op_name(n->op), ddx_device_name(c->device));
         const bool prof = prof_on();
@@ -369,6 +377,7 @@ static ddx_status run_backward(ddx_ctx *c) {
         for (int i = 0; i < n->n_inputs; i++)
             if (n->in[i] && n->in[i]->grad && !ddx_same_shape(n->in[i]->grad, n->in[i]))
                 return ddx_errorf(DDX_E_INTERNAL, "op %s: grad of input %d has the wrong shape", ddx_op_name(n->op), i);
+        if (c->bwd_hook) c->bwd_hook(c->bwd_hook_arg, n);
     }
     return DDX_OK;
 }

@@ -130,7 +130,7 @@ typedef union ddx_op_params {
     struct { int ho, wo; } resize;                        // output size
     struct { int heads; float scale; } attention;         // scale 0 means 1/sqrt(head_dim)
     ddx_timestep_emb_params timestep_emb;
-    struct { float p; uint64_t seed; uint32_t stream; uint64_t counter; } dropout;
+    struct { float p; uint64_t seed; uint32_t stream; uint64_t counter; uint64_t offset; } dropout;   // offset: first element's Philox index
     struct { ddx_dtype to; } cast;
     ddx_rng_key randn;
     ddx_rng_key q_sample;
@@ -174,6 +174,14 @@ typedef struct ddx_ctx {
     // keyed op of the context uses instead of its host step, read when the kernel runs, so a
     // step captured once replays with each step's noise. Set only around a captured body.
     const uint32_t *step_dev;
+    // Data parallelism: the global index of this batch's first sample, so dropout draws each
+    // sample's mask by its global index (a rank's share of the batch draws what a 1-rank step
+    // draws for those rows). 0 for a whole batch.
+    uint64_t sample0;
+    // Called after each tape node's backward (skipped nodes too), in tape order reversed: the
+    // gradient all-reduce starts a bucket as soon as its last parameter grad is final.
+    void (*bwd_hook)(void *arg, const ddx_node *n);
+    void *bwd_hook_arg;
 } ddx_ctx;
 
 ddx_status ddx_ctx_init(ddx_ctx *c, ddx_device dev, size_t act_bytes);
@@ -194,6 +202,10 @@ void ddx_ctx_set_step(ddx_ctx *c, uint64_t step);
 // CUDA graphs: the device step word the context's Philox-keyed ops read instead of `step`
 // while a step is captured; NULL turns it off (ddx_ctx_reset does too).
 void ddx_ctx_set_step_dev(ddx_ctx *c, const uint32_t *step_dev);
+// The global index of the batch's first sample (dropout keys by it; ddx_ctx_reset keeps it).
+void ddx_ctx_set_sample0(ddx_ctx *c, uint64_t sample0);
+// The per-node backward hook (NULL: none); kept across resets until changed.
+void ddx_ctx_set_bwd_hook(ddx_ctx *c, void (*hook)(void *arg, const ddx_node *n), void *arg);
 // Records `st` (with the current error message) as the sticky status if none is set yet.
 void ddx_ctx_fail(ddx_ctx *c, ddx_status st);
 

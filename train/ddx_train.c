@@ -18,9 +18,11 @@
 #include <unistd.h>
 
 #include "models/checkpoint.h"
+#include "runtime/comm.h"
 #include "runtime/image.h"
 #include "runtime/outfile.h"
 #include "train/data.h"
+#include "train/dp.h"
 #include "train/trainer.h"
 
 static volatile sig_atomic_t g_signal = 0;
@@ -34,8 +36,9 @@ static void usage(FILE *f) {
             "Trains into run.out_dir/<run.name>_<timestamp>/: config.yaml, log.jsonl, checkpoints/, samples/.\n"
             "--resume continues a run exactly where its last checkpoint left it; only train.total_steps,\n"
             "train.log_every, train.sample_every, train.checkpoint_every, train.keep_checkpoints,\n"
-            "train.max_loss_ratio, run.device, data.path, data.max_image_pixels and data.num_workers\n"
-            "may differ from the run's config. One ddx-train at a time per run folder (RUN/.lock).\n");
+            "train.max_loss_ratio, run.device, run.comm_timeout_s, run.comm_bucket_mb, data.path,\n"
+            "data.max_image_pixels and data.num_workers may differ from the run's config, and so may\n"
+            "the number of ranks. One ddx-train at a time per run folder (RUN/.lock).\n");
 }
 
 static int fail(ddx_status st) {
@@ -153,6 +156,8 @@ static void copy_resume_keys(ddx_config *dst, const ddx_config *src) {
     dst->data.max_image_pixels = src->data.max_image_pixels;
     dst->train.keep_checkpoints = src->train.keep_checkpoints;
     dst->train.max_loss_ratio = src->train.max_loss_ratio;
+    dst->run.comm_timeout_s = src->run.comm_timeout_s;
+    dst->run.comm_bucket_mb = src->run.comm_bucket_mb;
 }
 
 typedef struct run {
@@ -172,6 +177,10 @@ typedef struct run {
     float *x;
     int32_t *y;
     float *samples;
+    // Data parallelism: rank 0 (lead) owns the run folder (lock, log, checkpoints, samples);
+    // every rank trains. collective_end: the run ended where every rank ended it together.
+    ddx_comm *comm;
+    bool lead, collective_end, stop_all;
 } run;
 
 static int cmp_ll(const void *a, const void *b) {
@@ -285,6 +294,10 @@ static void run_free(run *r) {
     free(r->x);
     free(r->y);
     free(r->samples);
+    // World 1 only: a multi-rank start that failed exits without MPI_Finalize (which would
+    // wait for the other ranks), and mpirun then ends the job.
+    if (r->comm && ddx_comm_world(r->comm) == 1) ddx_comm_finalize(r->comm);
+    r->comm = NULL;
 }
 
 // Appends one line to log.jsonl with one write(); a failed or short write is cut back off
@@ -377,11 +390,17 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
     double t_start = now_s(), t_log = t_start;
     int64_t step_log = r->tr.step;
     bool printed_arena = false;
-    while (r->tr.step < total && !g_signal) {
+    // Multi-rank runs stop on the signal only as every rank learns of it (after a step), so
+    // that no rank waits in a collective the others never start.
+    while (r->tr.step < total && !(r->tr.dp ? r->stop_all : g_signal)) {
         int64_t k;
         st = ddx_loader_next(r->loader, r->x, cfg->model.num_classes > 0 ? r->y : NULL, &k);
         if (st) return fail(st);
+        // NCCL: the watchdog ends the job if this step blocks (inside CUDA, on a dead peer)
+        // for longer than run.comm_timeout_s.
+        ddx_comm_watch_begin(r->comm, "a training step");
         st = ddx_trainer_step(&r->tr, r->x, cfg->model.num_classes > 0 ? r->y : NULL, NULL, NULL);
+        ddx_comm_watch_end(r->comm);
         if (st == DDX_E_NOMEM) {
             fprintf(stderr, "ddx-train: step %" PRId64 ": %s: the activations do not fit; lower train.batch_size, model.image_size or model.ch\n",
                     r->tr.step + 1, ddx_last_error());
@@ -394,6 +413,23 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
         }
         data_batch = k + 1;
         int64_t step = r->tr.step;
+        // NCCL without MPI exchanges the flag through the GPU, a host wait that would cost
+        // the graph step its run-ahead: there the ranks agree every 10 steps (and at log lines).
+        const bool agree = ddx_comm_host_cheap(r->comm) || step % 10 == 0 ||
+                           (cfg->train.log_every > 0 && step % cfg->train.log_every == 0) || step == total;
+        if (r->tr.dp && agree) {
+            // A signal on any rank stops every rank after this step; the parameters of all
+            // ranks must stay bit-identical (checked at each log interval).
+            double sig = (double)g_signal;
+            char what[96];
+            snprintf(what, sizeof what, "the stop-signal all-reduce after step %" PRId64, step);
+            if ((st = ddx_comm_allreduce_host(r->comm, &sig, 1, DDX_COMM_MAX, what))) return fail(st);
+            if (sig > 0 && !g_signal) g_signal = (int)sig;
+            r->stop_all = sig > 0;
+            if (cfg->train.log_every > 0 && step % cfg->train.log_every == 0 && (st = ddx_dp_check_drift(r->tr.dp, step)))
+                return fail(st);
+        }
+        if (!r->lead) continue;   // the run folder is rank 0's
         if (!printed_arena) {
             printf("memory: activation arena %.1f MiB peak (after step 1)\n", (double)r->tr.ctx.act.peak / (1 << 20));
             printed_arena = true;
@@ -444,6 +480,8 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
         }
     }
     // Interrupted or done: both leave a checkpoint to resume from.
+    r->collective_end = true;
+    if (!r->lead) return g_signal ? 128 + g_signal : 0;
     if ((st = ddx_trainer_stats_read(&r->tr, &stats))) return fail(st);
     if (stats.loss_n > 0 && diverged(r, stats.loss_sum / (double)stats.loss_n, stats.last_loss)) return 2;
     st = save_checkpoint(r, data_batch, stats.loss_sum, stats.loss_n, r->elapsed0 + (now_s() - t_start));
@@ -566,6 +604,13 @@ int main(int argc, char **argv) {
     r.log_fd = r.lock_fd = -1;
     r.good_step = -1;
     ddx_status st;
+    // Who this process is in a multi-rank job (mpirun, srun or torchrun-style variables).
+    ddx_launch launch;
+    if ((st = ddx_launch_from_env(&launch))) {
+        free(sets);
+        return fail(st);
+    }
+    r.lead = launch.rank == 0;
     ddx_checkpoint ck = {0};
     bool have_ck = false;
     if (resume) {
@@ -611,7 +656,7 @@ int main(int argc, char **argv) {
         }
         // Reading the checkpoint needs no lock (it is replaced by rename, never rewritten in
         // place); everything from here on writes into the run folder.
-        if ((st = lock_run(&r))) {
+        if (r.lead && (st = lock_run(&r))) {
             ddx_checkpoint_close(&ck);
             free(sets);
             return fail(st);
@@ -632,6 +677,12 @@ int main(int argc, char **argv) {
     char why[512];
     bool cpu_fallback = false;
     st = ddx_device_pick(cfg->run.device, &dev, why, sizeof why, &cpu_fallback);
+    // Before the trainer makes its CUDA context: the comm selects this rank's GPU.
+    // DDX_COMM=nccl: the NCCL path even at world 1 (one GPU: the GPU suite checks it).
+    const char *force = getenv("DDX_COMM");
+    if (!st && force && *force && strcmp(force, "nccl") != 0)
+        st = ddx_errorf(DDX_E_INPUT, "DDX_COMM='%s': the only value is nccl (unset it otherwise)", force);
+    if (!st) st = ddx_comm_init(&launch, dev, cfg->run.comm_timeout_s, force && !strcmp(force, "nccl"), &r.comm);
     if (!st) st = ddx_dataset_load(cfg, &r.data);
     if (!st && cfg->train.batch_size > r.data.n)
         st = ddx_errorf(DDX_E_INPUT, "train.batch_size %d is larger than the data set (%lld images): lower train.batch_size",
@@ -643,6 +694,7 @@ int main(int argc, char **argv) {
                             "model.ch_mult, model.num_res_blocks or model.image_size (train.batch_size sizes the activations)",
                             ddx_last_error());
     }
+    if (!st) st = ddx_trainer_set_comm(&r.tr, r.comm, cfg->run.comm_bucket_mb);
     if (!st && have_ck) {
         st = ddx_checkpoint_load(&ck, &r.tr.ps, DDX_CKPT_WEIGHTS | DDX_CKPT_EMA | DDX_CKPT_ADAM);
         r.tr.step = ck.state.step;
@@ -660,6 +712,18 @@ int main(int argc, char **argv) {
     }
 
     bool created = false;
+    if (!r.lead) {
+        // Every other rank trains along; rank 0 alone writes the run folder.
+        if (have_ck) ddx_checkpoint_close(&ck);
+        int rc = train(&r, have_ck ? &resumed : NULL);
+        bool together = r.collective_end;
+        ddx_comm *comm = r.comm;
+        r.comm = NULL;
+        run_free(&r);
+        if (!together) ddx_comm_abort(comm, rc ? rc : 1, "this rank stopped on its own; stopping every rank");
+        ddx_comm_finalize(comm);
+        return rc;
+    }
     if (!have_ck) {
         // A new folder every time: an earlier run's files are never touched.
         st = make_dirs(cfg->run.out_dir, "run.out_dir");
@@ -726,11 +790,24 @@ int main(int argc, char **argv) {
                (double)swept_bytes / (1 << 20));
     if (have_ck) printf("resuming at step %" PRId64 " (data batch %" PRId64 ")\n", resumed.step, resumed.data_batch);
     fflush(stdout);
+    if (r.tr.dp) {
+        char w[256];
+        ddx_comm_describe(r.comm, &launch, w, sizeof w);
+        printf("world: %s; global batch %d, %lld row(s) on rank 0\n", w, cfg->train.batch_size, (long long)r.tr.dp->n);
+        fflush(stdout);
+    }
     int rc = train(&r, have_ck ? &resumed : NULL);
     // A new run that failed before its first step (the activations of step 1 did not fit) has
     // nothing worth keeping: it goes like any other failed start.
     bool empty = created && rc != 0 && r.tr.step == 0 && r.good_step < 0;
+    bool together = r.collective_end;
+    ddx_comm *comm = r.comm;
+    r.comm = NULL;
     run_free(&r);
     if (empty) remove_new_run(&r);
+    // A rank that ends alone (an error, the divergence rule) takes the others down with it
+    // rather than leave them waiting in the next collective; its files are already final.
+    if (ddx_comm_world(comm) > 1 && !together) ddx_comm_abort(comm, rc ? rc : 1, "stopping every rank");
+    ddx_comm_finalize(comm);
     return rc;
 }

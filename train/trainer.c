@@ -8,6 +8,7 @@
 #include "runtime/graph.h"
 #include "runtime/philox.h"
 #include "train/trainer.h"
+#include "train/dp.h"
 
 #include <math.h>
 
@@ -82,7 +83,15 @@ ddx_status ddx_trainer_stats_reset(ddx_trainer *t, double loss_sum, int64_t loss
     return DDX_OK;
 }
 
+ddx_status ddx_trainer_set_comm(ddx_trainer *t, struct ddx_comm *comm, double bucket_mb) {
+    if (t->graph || t->step != 0 || t->dp) return ddx_errorf(DDX_E_INTERNAL, "ddx_trainer_set_comm: call it once, before the first step");
+    if (!comm || (ddx_comm_world(comm) == 1 && ddx_comm_backend_of(comm) == DDX_COMM_SINGLE)) return DDX_OK;
+    if (t->ctx.cuda) ddx_comm_set_compute(comm, t->ctx.cuda);
+    return ddx_dp_create(comm, &t->ps, t->cfg.train.batch_size, bucket_mb, &t->dp);
+}
+
 void ddx_trainer_free(ddx_trainer *t) {
+    ddx_dp_free(t->dp);
     graph_free(t);
     ddx_sampling_free(t->sampler);
     if (t->ctx.act.name) ddx_ctx_free(&t->ctx);
@@ -123,9 +132,13 @@ ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, fl
     ddx_ctx_set_training(c, true);
     ddx_ctx_set_grad(c, true);
     int64_t B = cfg->train.batch_size, S = cfg->model.image_size, C = cfg->model.in_channels;
+    // Data parallel: this rank's rows lo .. lo + B - 1 of the global batch (train/dp.h).
+    const int64_t lo = t->dp ? t->dp->lo : 0;
+    if (t->dp) B = t->dp->n, x += lo * S * S * C, y = y ? y + lo : NULL;
+    ddx_ctx_set_sample0(c, (uint64_t)lo);
     ddx_tensor *x0 = ddx_new(c, DDX_F32, 4, (int64_t[]){B, S, S, C});   // [B, S, S, C]
     if (!x0) return c->status ? c->status : DDX_E_NOMEM;
-    DDX_TRY(ddx_memcpy(x0->data, c->device, x, DDX_CPU, t->batch_elems * sizeof *x));
+    DDX_TRY(ddx_memcpy(x0->data, c->device, x, DDX_CPU, (size_t)(B * S * S * C) * sizeof *x));
     ddx_tensor *yt = NULL;
     if (cfg->model.num_classes > 0) {
         if (!y) return ddx_errorf(DDX_E_INPUT, "model.num_classes is %d but the data set has no labels", cfg->model.num_classes);
@@ -133,10 +146,20 @@ ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, fl
         if (!yt) return c->status ? c->status : DDX_E_NOMEM;
         DDX_TRY(ddx_memcpy(yt->data, c->device, y, DDX_CPU, (size_t)B * sizeof *y));
     }
-    ddx_tensor *l = ddx_diffusion_loss(c, t->model, &t->sched, x0, yt, cfg->run.seed, (uint64_t)step);
+    ddx_tensor *l = ddx_diffusion_loss_at(c, t->model, &t->sched, x0, yt, cfg->run.seed, (uint64_t)step, (uint64_t)lo);
     DDX_TRY(ddx_ctx_status(c));
     DDX_TRY(ddx_dev_memset(t->device, t->ps.buf[DDX_PBUF_GRAD], 0, t->ps.numel * sizeof(float)));
-    DDX_TRY(ddx_backward(c, l, 1.0f));
+    if (t->dp) {
+        DDX_TRY(ddx_dp_backward_begin(t->dp, c, step));
+        ddx_status bst = ddx_backward(c, l, (float)((double)B / (double)cfg->train.batch_size));
+        ddx_status est = ddx_dp_backward_end(t->dp, c);
+        DDX_TRY(bst);
+        DDX_TRY(est);
+        l = ddx_dp_global_loss(t->dp, c, l);
+        DDX_TRY(ddx_ctx_status(c));
+    } else {
+        DDX_TRY(ddx_backward(c, l, 1.0f));
+    }
     float lv;
     DDX_TRY(ddx_memcpy(&lv, DDX_CPU, l->data, c->device, sizeof lv));
     double gn = 0;
@@ -231,9 +254,9 @@ static size_t al256(size_t n) { return (n + 255) & ~(size_t)255; }
 static ddx_status graph_init(ddx_trainer *t) {
     ddx_trainer_graph *g = calloc(1, sizeof *g);
     if (!g) return ddx_errorf(DDX_E_NOMEM, "CUDA graph state: out of host memory");
-    const size_t B = (size_t)t->cfg.train.batch_size;
+    const size_t B = (size_t)(t->dp ? t->dp->n : t->cfg.train.batch_size);   // this rank's rows
     size_t o = 0;
-    g->off_x = o, o = al256(o + t->batch_elems * sizeof(float));
+    g->off_x = o, o = al256(o + t->batch_elems / (size_t)t->cfg.train.batch_size * B * sizeof(float));
     g->off_y = o, o = al256(o + B * sizeof(int32_t));
     g->off_t = o, o = al256(o + B * sizeof(float));
     g->off_coef = o, o = al256(o + 2 * B * sizeof(float));
@@ -297,7 +320,9 @@ static ddx_status device_body(ddx_ctx *c, bool captured, void *arg) {
     ddx_ctx_set_training(c, true);
     ddx_ctx_set_grad(c, true);
     uint8_t *dev = ddx_graph_step_inputs_dev(&g->gs);
-    const int64_t B = cfg->train.batch_size, S = cfg->model.image_size, C = cfg->model.in_channels;
+    const int64_t B = t->dp ? t->dp->n : cfg->train.batch_size, S = cfg->model.image_size, C = cfg->model.in_channels;
+    const int64_t lo = t->dp ? t->dp->lo : 0;
+    ddx_ctx_set_sample0(c, (uint64_t)lo);
     ddx_tensor *x0 = ddx_meta_tensor(c), *yt = NULL, *tt = ddx_meta_tensor(c), *coef = ddx_meta_tensor(c);
     ddx_tensor *vcoef = NULL;
     if (!x0 || !tt || !coef) return c->status ? c->status : DDX_E_NOMEM;
@@ -313,12 +338,23 @@ static ddx_status device_body(ddx_ctx *c, bool captured, void *arg) {
         *vcoef = ddx_tensor_wrap(dev + g->off_vcoef, DDX_F32, DDX_CUDA, 2, (int64_t[]){B, 2});   // [B, 2]
     }
     const uint32_t *step_dev = (const uint32_t *)(dev + g->off_step);
-    const ddx_rng_key key = {.seed = cfg->run.seed, .stream = DDX_RNG_STREAM_Q_SAMPLE, .step = (uint32_t)step, .offset = 0};
+    const ddx_rng_key key = {.seed = cfg->run.seed, .stream = DDX_RNG_STREAM_Q_SAMPLE, .step = (uint32_t)step,
+                             .offset = (uint64_t)(lo * S * S * C)};
     if (captured) ddx_ctx_set_step_dev(c, step_dev);   // the ops key their noise by the uploaded step word
     ddx_tensor *l = ddx_diffusion_loss_from(c, t->model, &t->sched, x0, yt, tt, coef, vcoef, key);
     ddx_status st = ddx_ctx_status(c);
     if (st == DDX_OK) st = ddx_dev_memset(DDX_CUDA, t->ps.buf[DDX_PBUF_GRAD], 0, t->ps.numel * sizeof(float));
-    if (st == DDX_OK) st = ddx_backward(c, l, 1.0f);
+    if (st == DDX_OK && t->dp) {
+        // NCCL on its own stream inside the captured step: each bucket's all-reduce waits on
+        // an event of the backward work so far, and the optimizer waits on the last one.
+        st = ddx_dp_backward_begin(t->dp, c, step);
+        ddx_status bst = st == DDX_OK ? ddx_backward(c, l, (float)((double)B / (double)cfg->train.batch_size)) : st;
+        ddx_status est = st == DDX_OK ? ddx_dp_backward_end(t->dp, c) : st;
+        st = bst != DDX_OK ? bst : est;
+        if (st == DDX_OK && !(l = ddx_dp_global_loss(t->dp, c, l))) st = ddx_ctx_status(c);
+    } else if (st == DDX_OK) {
+        st = ddx_backward(c, l, 1.0f);
+    }
     ddx_ctx_set_step_dev(c, NULL);
     if (st != DDX_OK) return st;
     return ddx_optim_step_dev(&t->ps, &t->optim, (const ddx_k_adamw_args *)(dev + g->off_args), g->stats, l->data, step_dev);
@@ -335,9 +371,11 @@ static ddx_status graph_step(ddx_trainer *t, const float *x, const int32_t *y, i
     // 1. This step's inputs, computed exactly as the eager step computes them.
     uint8_t *h;
     DDX_TRY(ddx_graph_step_inputs(&g->gs, (void **)&h));
-    memcpy(h + g->off_x, x, t->batch_elems * sizeof(float));
-    if (cfg->model.num_classes > 0) memcpy(h + g->off_y, y, (size_t)B * sizeof(int32_t));
-    DDX_TRY(ddx_diffusion_loss_inputs(&t->sched, B, cfg->run.seed, (uint64_t)step, (float *)(h + g->off_t),
+    const int64_t lo = t->dp ? t->dp->lo : 0, Bl = t->dp ? t->dp->n : B;   // this rank's rows
+    const size_t row = t->batch_elems / (size_t)B;
+    memcpy(h + g->off_x, x + (size_t)lo * row, (size_t)Bl * row * sizeof(float));
+    if (cfg->model.num_classes > 0) memcpy(h + g->off_y, y + lo, (size_t)Bl * sizeof(int32_t));
+    DDX_TRY(ddx_diffusion_loss_inputs_at(&t->sched, Bl, cfg->run.seed, (uint64_t)step, (uint64_t)lo, (float *)(h + g->off_t),
                                       (float *)(h + g->off_coef),
                                       t->sched.param == DDX_PARAMETERIZATION_V ? (float *)(h + g->off_vcoef) : NULL));
     const uint32_t step32 = (uint32_t)step;

@@ -14,6 +14,8 @@ extern "C" {
 #include "train/optim.h"
 
 struct ddx_trainer_graph;   // CUDA graph state (train/trainer.c)
+struct ddx_dp;              // data parallelism (train/dp.h)
+struct ddx_comm;
 
 // What the log needs, kept where the steps run: on the host for the CPU and the eager CUDA
 // step, in device memory for graph-replayed steps (read back only when asked).
@@ -45,6 +47,7 @@ typedef struct ddx_trainer {
     ddx_sampling *sampler;         // made by the first ddx_trainer_sample, kept for the next grids
     ddx_sample_opts sampler_opts;  // what it was made with
     ddx_trainer_stats stats;   // host-side stats (CPU and eager steps)
+    struct ddx_dp *dp;         // data parallelism (NULL: the whole batch on this process)
 } ddx_trainer;
 
 // On by default: tests/test_train_devices.sh showed graph and eager runs bit-identical (losses,
@@ -64,6 +67,13 @@ void ddx_trainer_free(ddx_trainer *t);
 // skips that step's update on the device and is reported by the next call that reads the
 // statistics (a step with loss/grad_norm, or ddx_trainer_stats_read).
 ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, float *loss, double *grad_norm);
+
+// Data parallelism over `comm` (runtime/comm.h), before the first step: this rank computes
+// its share of each global batch of train.batch_size rows and the gradients are summed over
+// the ranks (train/dp.h). ddx_trainer_step still takes the whole global batch (x, y) and
+// reads only this rank's rows; loss and grad norm are the global ones. bucket_mb: the size of
+// the all-reduce buckets. A comm of world 1 with the single backend changes nothing.
+ddx_status ddx_trainer_set_comm(ddx_trainer *t, struct ddx_comm *comm, double bucket_mb);
 
 // Turns CUDA graphs on or off for the training and sampling steps: on CUDA only (dropout,
 // like the other noise, reads the captured step's word from device memory). Call

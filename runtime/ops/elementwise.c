@@ -562,6 +562,15 @@ ddx_tensor *ddx_dropout(ddx_ctx *c, ddx_tensor *x, float p) {
     // dropouts in one step draw different masks; the key, not the mask, goes on the tape.
     ddx_op_params op = {.dropout = {.p = p, .seed = c->seed, .stream = DDX_RNG_STREAM_DROPOUT + c->rng_calls,
                                     .counter = c->step}};
+    // A data-parallel rank's rows start at global sample c->sample0: key each element by its
+    // index in the global batch (x is [N, ...], sample-major).
+    if (c->sample0 && x->ndim > 0 && x->shape[0] > 0) {
+        const uint64_t per = (uint64_t)(ddx_numel(x) / x->shape[0]);
+        if (per && c->sample0 > (UINT64_MAX - (uint64_t)ddx_numel(x)) / per)
+            return ddx_op_fail(c, DDX_E_INPUT, "dropout: sample index %llu overflows the 64-bit Philox index",
+                               (unsigned long long)c->sample0);
+        op.dropout.offset = c->sample0 * per;
+    }
     c->rng_calls++;
     return ddx_op_run(c, DDX_OP_DROPOUT, 1, (ddx_tensor *[]){x}, &op, x->dtype, x->ndim, x->shape);
 }
@@ -580,6 +589,7 @@ ddx_tensor *ddx_dropout(ddx_ctx *c, ddx_tensor *x, float p) {
 typedef struct dropout_key {
     uint32_t k0, k1, stream, step;
     int32_t threshold;   // ceil(p * 2^24), in [0, 2^24]
+    uint64_t offset;     // Philox element index of element 0
 } dropout_key;
 
 static dropout_key dropout_key_of(const ddx_node *n) {
@@ -588,7 +598,8 @@ static dropout_key dropout_key_of(const ddx_node *n) {
                          .k1 = (uint32_t)(n->p.dropout.seed >> 32),
                          .stream = n->p.dropout.stream,
                          .step = (uint32_t)n->p.dropout.counter,
-                         .threshold = (int32_t)t};
+                         .threshold = (int32_t)t,
+                         .offset = n->p.dropout.offset};
 }
 
 // keep[e] = all-ones or 0 for elements 4 * g0 + e, e in [0, DROPOUT_BLOCK): element 4g + l is
@@ -644,12 +655,13 @@ ddx_status ddx_cpu_dropout_fwd(ddx_ctx *c, ddx_node *n) {
     float *y = ddx_f32(n->out);
     const dropout_key key = dropout_key_of(n);
     uint32_t keep[DROPOUT_BLOCK];
-    for (int64_t e0 = 0; e0 < cnt; e0 += DROPOUT_BLOCK) {
-        dropout_mask_block(&key, (uint64_t)e0 >> 2, keep);
-        const int64_t m = cnt - e0 < DROPOUT_BLOCK ? cnt - e0 : DROPOUT_BLOCK;
-        const float *xb = x + e0;
-        float *yb = y + e0;
-        for (int64_t i = 0; i < m; i++) yb[i] = mask_f32(xb[i] * scale, keep[i]);
+    // Blocks start on a Philox group: element e is Philox index offset + e, i.e. block entry
+    // e + sh of the blocks counted from group offset / 4.
+    const int64_t sh = (int64_t)(key.offset & 3);
+    for (int64_t v0 = 0; v0 < cnt + sh; v0 += DROPOUT_BLOCK) {
+        dropout_mask_block(&key, (key.offset >> 2) + ((uint64_t)v0 >> 2), keep);
+        const int64_t lo = v0 < sh ? sh - v0 : 0, hi = cnt + sh - v0 < DROPOUT_BLOCK ? cnt + sh - v0 : DROPOUT_BLOCK;
+        for (int64_t i = lo; i < hi; i++) y[v0 - sh + i] = mask_f32(x[v0 - sh + i] * scale, keep[i]);
     }
     return DDX_OK;
 }
@@ -663,19 +675,19 @@ ddx_status ddx_cpu_dropout_bwd(ddx_ctx *c, ddx_node *n) {
     float *dx = ddx_f32(gx);
     const dropout_key key = dropout_key_of(n);
     uint32_t keep[DROPOUT_BLOCK];
-    for (int64_t e0 = 0; e0 < cnt; e0 += DROPOUT_BLOCK) {
-        dropout_mask_block(&key, (uint64_t)e0 >> 2, keep);
-        const int64_t m = cnt - e0 < DROPOUT_BLOCK ? cnt - e0 : DROPOUT_BLOCK;
-        const float *db = dy + e0;
-        float *xb = dx + e0;
+    const int64_t sh = (int64_t)(key.offset & 3);   // as in the forward
+    for (int64_t v0 = 0; v0 < cnt + sh; v0 += DROPOUT_BLOCK) {
+        dropout_mask_block(&key, (key.offset >> 2) + ((uint64_t)v0 >> 2), keep);
+        const int64_t lo = v0 < sh ? sh - v0 : 0, hi = cnt + sh - v0 < DROPOUT_BLOCK ? cnt + sh - v0 : DROPOUT_BLOCK;
+        const int64_t b = v0 - sh;   // block entry i is element b + i
         // Dropped elements add nothing (not even +0, which would turn a -0 grad into +0).
-        for (int64_t i = 0; i < m; i++) {
-            const float add = xb[i] + db[i] * scale;
+        for (int64_t i = lo; i < hi; i++) {
+            const float add = dx[b + i] + dy[b + i] * scale;
             uint32_t ua, uo;
             memcpy(&ua, &add, sizeof ua);
-            memcpy(&uo, &xb[i], sizeof uo);
+            memcpy(&uo, &dx[b + i], sizeof uo);
             const uint32_t u = (ua & keep[i]) | (uo & ~keep[i]);
-            memcpy(&xb[i], &u, sizeof u);
+            memcpy(&dx[b + i], &u, sizeof u);
         }
     }
     return DDX_OK;

@@ -328,7 +328,8 @@ static ddx_status dropout_key_of(const ddx_ctx *c, const ddx_node *n, ddx_k_drop
                              .step = (uint32_t)n->p.dropout.counter,
                              .threshold = (int32_t)ceil((double)p * 16777216.0),
                              .scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f,
-                             .step_dev = c->step_dev};   // CUDA graphs: the step word at run time
+                             .step_dev = c->step_dev,   // CUDA graphs: the step word at run time
+                             .offset = n->p.dropout.offset};
     return DDX_OK;
 }
 
