@@ -1,4 +1,4 @@
-// Kernels of the resampling family: upsample2x and pool2x (see resample.h for the launcher
+// Kernels of the resampling family: upsample2x, pool2x, pool2d and resize (see resample.h for the launcher
 // contract).
 //
 // All of them are memory-bound gathers: one thread produces one 16-byte vector of output
@@ -246,6 +246,184 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
+// ---- pool2d -------------------------------------------------------------------------------
+// Any window, stride and symmetric padding, one element per thread (Inception's pools are a
+// few percent of its time; the window loops dominate, not the loads). Same operation order as
+// ddx_cpu_pool2d_fwd/_bwd, so results are bit-identical.
+struct PoolGeom {
+    int64_t H, W, C, Ho, Wo;
+    int kh, kw, stride, ph, pw;
+    bool avg, include_pad;
+};
+
+struct Win {
+    int64_t y0, y1, x0, x1;
+};
+
+__device__ __forceinline__ Win win_of(const PoolGeom &g, int64_t oy, int64_t ox) {
+    Win w;
+    w.y0 = oy * g.stride - g.ph;
+    w.x0 = ox * g.stride - g.pw;
+    w.y1 = min(w.y0 + (int64_t)g.kh, g.H);
+    w.x1 = min(w.x0 + (int64_t)g.kw, g.W);
+    w.y0 = max(w.y0, (int64_t)0);
+    w.x0 = max(w.x0, (int64_t)0);
+    return w;
+}
+
+__device__ __forceinline__ float divisor_of(const PoolGeom &g, const Win &w) {
+    return g.include_pad ? (float)(g.kh * g.kw) : (float)((w.y1 - w.y0) * (w.x1 - w.x0));
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) pool2d_k(T *__restrict__ y, const T *__restrict__ x, PoolGeom g, int64_t n) {
+    for (int64_t i = global_tid(); i < n; i += grid_stride()) {
+        int64_t e = i;
+        const int64_t c = e % g.C;
+        e /= g.C;
+        const int64_t ox = e % g.Wo;
+        e /= g.Wo;
+        const int64_t oy = e % g.Ho;
+        const int64_t b = e / g.Ho;
+        const Win w = win_of(g, oy, ox);
+        const T *xb = x + b * g.H * g.W * g.C + c;
+        float acc = g.avg ? 0.0f : -INFINITY;
+        for (int64_t iy = w.y0; iy < w.y1; iy++)
+            for (int64_t ix = w.x0; ix < w.x1; ix++) {
+                const float v = to_f(xb[(iy * g.W + ix) * g.C]);
+                if (g.avg) acc = __fadd_rn(acc, v);
+                else if (v > acc || isnan(v)) acc = v;
+            }
+        if (g.avg) acc = __fdiv_rn(acc, divisor_of(g, w));
+        y[i] = from_f<T>(acc);
+    }
+}
+
+// One thread per dx element: the windows holding (iy, ix) in row-major order, as the CPU's
+// scatter visits them.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    pool2d_bwd_k(T *__restrict__ dx, const T *__restrict__ x, const T *__restrict__ dy, PoolGeom g, int64_t n) {
+    for (int64_t i = global_tid(); i < n; i += grid_stride()) {
+        int64_t e = i;
+        const int64_t c = e % g.C;
+        e /= g.C;
+        const int64_t ix = e % g.W;
+        e /= g.W;
+        const int64_t iy = e % g.H;
+        const int64_t b = e / g.H;
+        // Outputs whose window [o*s - p, o*s - p + k) holds the input coordinate.
+        const int64_t oy0 = max((iy + g.ph - g.kh + g.stride) / g.stride, (int64_t)0);
+        const int64_t oy1 = min((iy + g.ph) / g.stride, g.Ho - 1);
+        const int64_t ox0 = max((ix + g.pw - g.kw + g.stride) / g.stride, (int64_t)0);
+        const int64_t ox1 = min((ix + g.pw) / g.stride, g.Wo - 1);
+        const T *xb = x + b * g.H * g.W * g.C + c;
+        const T *gb = dy + b * g.Ho * g.Wo * g.C + c;
+        float acc = to_f(dx[i]);
+        for (int64_t oy = oy0; oy <= oy1; oy++)
+            for (int64_t ox = ox0; ox <= ox1; ox++) {
+                const Win w = win_of(g, oy, ox);
+                const float gv = to_f(gb[(oy * g.Wo + ox) * g.C]);
+                if (g.avg) {
+                    acc = __fadd_rn(acc, __fdiv_rn(gv, divisor_of(g, w)));
+                    continue;
+                }
+                int64_t by = w.y0, bx = w.x0;
+                float bv = -INFINITY;
+                for (int64_t yy = w.y0; yy < w.y1; yy++)
+                    for (int64_t xx = w.x0; xx < w.x1; xx++) {
+                        const float v = to_f(xb[(yy * g.W + xx) * g.C]);
+                        if (v > bv || isnan(v)) {
+                            bv = v;
+                            by = yy;
+                            bx = xx;
+                        }
+                    }
+                if (by == iy && bx == ix) acc = __fadd_rn(acc, gv);
+            }
+        dx[i] = from_f<T>(acc);
+    }
+}
+
+// ---- resize -------------------------------------------------------------------------------
+// resize_tap_of in runtime/ops/resample.c, with the same fp32 operations.
+__device__ __forceinline__ Tap<int64_t> rtap_of(int64_t o, int64_t n, float scale) {
+    float src = __fsub_rn(__fmul_rn(scale, __fadd_rn((float)o, 0.5f)), 0.5f);
+    if (src < 0.0f) src = 0.0f;
+    Tap<int64_t> t;
+    t.i0 = min((int64_t)src, n - 1);
+    t.i1 = t.i0 + (t.i0 < n - 1 ? 1 : 0);
+    t.w1 = __fsub_rn(src, (float)t.i0);
+    t.w0 = __fsub_rn(1.0f, t.w1);
+    return t;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) resize_k(T *__restrict__ y, const T *__restrict__ x, int64_t H, int64_t W,
+                                                     int64_t C, int64_t Ho, int64_t Wo, float sy, float sx, int64_t n) {
+    for (int64_t i = global_tid(); i < n; i += grid_stride()) {
+        int64_t e = i;
+        const int64_t c = e % C;
+        e /= C;
+        const int64_t ox = e % Wo;
+        e /= Wo;
+        const int64_t oy = e % Ho;
+        const int64_t b = e / Ho;
+        const Tap<int64_t> ty = rtap_of(oy, H, sy), tx = rtap_of(ox, W, sx);
+        const T *xb = x + b * H * W * C + c;
+        const float p00 = to_f(xb[(ty.i0 * W + tx.i0) * C]), p01 = to_f(xb[(ty.i0 * W + tx.i1) * C]);
+        const float p10 = to_f(xb[(ty.i1 * W + tx.i0) * C]), p11 = to_f(xb[(ty.i1 * W + tx.i1) * C]);
+        const float top = __fadd_rn(__fmul_rn(tx.w0, p00), __fmul_rn(tx.w1, p01));
+        const float bot = __fadd_rn(__fmul_rn(tx.w0, p10), __fmul_rn(tx.w1, p11));
+        y[i] = from_f<T>(__fadd_rn(__fmul_rn(ty.w0, top), __fmul_rn(ty.w1, bot)));
+    }
+}
+
+// The outputs [lo, hi] along an axis whose taps may read input coordinate i: src(o) within
+// [i - 1, i + 1) (with a margin of one for rounding), each then tested exactly.
+__device__ __forceinline__ void rrange(int64_t i, int64_t out, float scale, int64_t &lo, int64_t &hi) {
+    lo = (int64_t)floorf(((float)i - 0.5f) / scale - 0.5f) - 1;
+    hi = (int64_t)ceilf(((float)i + 1.5f) / scale - 0.5f) + 1;
+    lo = max(lo, (int64_t)0);
+    hi = min(hi, out - 1);
+}
+
+// One thread per dx element, gathering the output pixels in row-major order and per pixel the
+// taps 00, 01, 10, 11, as the CPU's scatter adds them.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) resize_bwd_k(T *__restrict__ dx, const T *__restrict__ dy, int64_t H,
+                                                         int64_t W, int64_t C, int64_t Ho, int64_t Wo, float sy,
+                                                         float sx, int64_t n) {
+    for (int64_t i = global_tid(); i < n; i += grid_stride()) {
+        int64_t e = i;
+        const int64_t c = e % C;
+        e /= C;
+        const int64_t ix = e % W;
+        e /= W;
+        const int64_t iy = e % H;
+        const int64_t b = e / H;
+        int64_t oy0, oy1, ox0, ox1;
+        rrange(iy, Ho, sy, oy0, oy1);
+        rrange(ix, Wo, sx, ox0, ox1);
+        const T *gb = dy + b * Ho * Wo * C + c;
+        float acc = to_f(dx[i]);
+        for (int64_t oy = oy0; oy <= oy1; oy++) {
+            const Tap<int64_t> ty = rtap_of(oy, H, sy);
+            if (ty.i0 != iy && ty.i1 != iy) continue;
+            for (int64_t ox = ox0; ox <= ox1; ox++) {
+                const Tap<int64_t> tx = rtap_of(ox, W, sx);
+                if (tx.i0 != ix && tx.i1 != ix) continue;
+                const float g = to_f(gb[(oy * Wo + ox) * C]);
+                if (ty.i0 == iy && tx.i0 == ix) acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(ty.w0, tx.w0), g));
+                if (ty.i0 == iy && tx.i1 == ix) acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(ty.w0, tx.w1), g));
+                if (ty.i1 == iy && tx.i0 == ix) acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(ty.w1, tx.w0), g));
+                if (ty.i1 == iy && tx.i1 == ix) acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(ty.w1, tx.w1), g));
+            }
+        }
+        dx[i] = from_f<T>(acc);
+    }
+}
+
 // ---- host side ----------------------------------------------------------------------------
 bool aligned(const void *p, size_t bytes) { return ((uintptr_t)p % bytes) == 0; }
 
@@ -314,6 +492,35 @@ int pool_launch(T *out, const T *x, const T *dy, int64_t N, int64_t H, int64_t W
                : pool_go<1, T, int64_t>(out, x, dy, N, H / 2, W / 2, C, avg != 0, s);
 }
 
+// ---- pool2d / resize ----
+template <typename T>
+int pool2d_launch(T *out, const T *x, const T *dy, int64_t N, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo,
+                  int kh, int kw, int stride, int ph, int pw, int avg, int include_pad, void *stream) {
+    if (N < 0 || H < 1 || W < 1 || C < 0 || Ho < 1 || Wo < 1 || kh < 1 || kw < 1 || stride < 1 || ph < 0 || pw < 0 ||
+        2 * ph > kh || 2 * pw > kw || (avg != 0 && avg != 1))
+        return kBad;
+    const PoolGeom g = {H, W, C, Ho, Wo, kh, kw, stride, ph, pw, avg != 0, include_pad != 0};
+    const int64_t n = dy ? N * H * W * C : N * Ho * Wo * C;
+    if (n == 0) return 0;
+    const int grid = grid_for(n, kThreads);
+    if (dy) pool2d_bwd_k<T><<<grid, kThreads, 0, st(stream)>>>(out, x, dy, g, n);
+    else pool2d_k<T><<<grid, kThreads, 0, st(stream)>>>(out, x, g, n);
+    return (int)cudaGetLastError();
+}
+
+template <typename T>
+int resize_launch(T *out, const T *in, int64_t N, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo, bool bwd,
+                  void *stream) {
+    if (N < 0 || H < 1 || W < 1 || C < 0 || Ho < 1 || Wo < 1) return kBad;
+    const float sy = (float)H / (float)Ho, sx = (float)W / (float)Wo;
+    const int64_t n = bwd ? N * H * W * C : N * Ho * Wo * C;
+    if (n == 0) return 0;
+    const int grid = grid_for(n, kThreads);
+    if (bwd) resize_bwd_k<T><<<grid, kThreads, 0, st(stream)>>>(out, in, H, W, C, Ho, Wo, sy, sx, n);
+    else resize_k<T><<<grid, kThreads, 0, st(stream)>>>(out, in, H, W, C, Ho, Wo, sy, sx, n);
+    return (int)cudaGetLastError();
+}
+
 }  // namespace
 
 // ---- extern "C" launchers -----------------------------------------------------------------
@@ -352,6 +559,49 @@ int ddx_k_pool2x_bwd_bf16(uint16_t *dx, const uint16_t *x, const uint16_t *dy, i
                           int64_t C, int avg, void *stream) {
     if (!dy) return kBad;
     return pool_launch<uint16_t>(dx, x, dy, N, H, W, C, avg, stream);
+}
+
+int ddx_k_pool2d_f32(float *y, const float *x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo,
+                     int kh, int kw, int stride, int pad_h, int pad_w, int avg, int count_include_pad, void *stream) {
+    return pool2d_launch<float>(y, x, nullptr, N, H, W, C, Ho, Wo, kh, kw, stride, pad_h, pad_w, avg, count_include_pad,
+                                stream);
+}
+int ddx_k_pool2d_bf16(uint16_t *y, const uint16_t *x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t Ho,
+                      int64_t Wo, int kh, int kw, int stride, int pad_h, int pad_w, int avg, int count_include_pad,
+                      void *stream) {
+    return pool2d_launch<uint16_t>(y, x, nullptr, N, H, W, C, Ho, Wo, kh, kw, stride, pad_h, pad_w, avg,
+                                   count_include_pad, stream);
+}
+int ddx_k_pool2d_bwd_f32(float *dx, const float *x, const float *dy, int64_t N, int64_t H, int64_t W, int64_t C,
+                         int64_t Ho, int64_t Wo, int kh, int kw, int stride, int pad_h, int pad_w, int avg,
+                         int count_include_pad, void *stream) {
+    if (!dy) return kBad;
+    return pool2d_launch<float>(dx, x, dy, N, H, W, C, Ho, Wo, kh, kw, stride, pad_h, pad_w, avg, count_include_pad,
+                                stream);
+}
+int ddx_k_pool2d_bwd_bf16(uint16_t *dx, const uint16_t *x, const uint16_t *dy, int64_t N, int64_t H, int64_t W,
+                          int64_t C, int64_t Ho, int64_t Wo, int kh, int kw, int stride, int pad_h, int pad_w, int avg,
+                          int count_include_pad, void *stream) {
+    if (!dy) return kBad;
+    return pool2d_launch<uint16_t>(dx, x, dy, N, H, W, C, Ho, Wo, kh, kw, stride, pad_h, pad_w, avg,
+                                   count_include_pad, stream);
+}
+
+int ddx_k_resize_f32(float *y, const float *x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo,
+                     void *stream) {
+    return resize_launch<float>(y, x, N, H, W, C, Ho, Wo, false, stream);
+}
+int ddx_k_resize_bf16(uint16_t *y, const uint16_t *x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t Ho,
+                      int64_t Wo, void *stream) {
+    return resize_launch<uint16_t>(y, x, N, H, W, C, Ho, Wo, false, stream);
+}
+int ddx_k_resize_bwd_f32(float *dx, const float *dy, int64_t N, int64_t H, int64_t W, int64_t C, int64_t Ho,
+                         int64_t Wo, void *stream) {
+    return resize_launch<float>(dx, dy, N, H, W, C, Ho, Wo, true, stream);
+}
+int ddx_k_resize_bwd_bf16(uint16_t *dx, const uint16_t *dy, int64_t N, int64_t H, int64_t W, int64_t C, int64_t Ho,
+                          int64_t Wo, void *stream) {
+    return resize_launch<uint16_t>(dx, dy, N, H, W, C, Ho, Wo, true, stream);
 }
 
 }  // extern "C"

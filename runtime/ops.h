@@ -32,6 +32,8 @@ extern "C" {
     X(GROUP_NORM, group_norm, 3, 1)        \
     X(UPSAMPLE2X, upsample2x, 1, 1)        \
     X(POOL2X, pool2x, 1, 1)                \
+    X(POOL2D, pool2d, 1, 1)                \
+    X(RESIZE, resize, 1, 1)                \
     X(ATTENTION, attention, 3, 1)          \
     X(EMBEDDING, embedding, 2, 1)          \
     X(TIMESTEP_EMB, timestep_emb, 1, 0)    \
@@ -62,6 +64,16 @@ typedef struct ddx_conv2d_params {
 
 typedef enum ddx_upsample_mode { DDX_UPSAMPLE_NEAREST = 0, DDX_UPSAMPLE_BILINEAR } ddx_upsample_mode;
 typedef enum ddx_pool_mode { DDX_POOL_MAX = 0, DDX_POOL_AVG } ddx_pool_mode;
+
+// pool2d: PyTorch's max_pool2d / avg_pool2d (floor mode, dilation 1) with symmetric padding
+// pad_h, pad_w <= half the kernel (PyTorch's limit: every window holds an input pixel). Max
+// pads with -inf; avg divides by kh*kw (count_include_pad) or by the window's pixels inside the
+// input (count_include_pad = false, TensorFlow's "SAME" average that Inception needs).
+typedef struct ddx_pool2d_params {
+    ddx_pool_mode mode;
+    int kh, kw, stride, pad_h, pad_w;
+    bool count_include_pad;
+} ddx_pool2d_params;
 
 typedef struct ddx_timestep_emb_params {
     int dim;                    // output width; must be even
@@ -106,6 +118,8 @@ typedef union ddx_op_params {
     struct { int groups; float eps; bool fuse_silu; } group_norm;
     struct { ddx_upsample_mode mode; } upsample2x;
     struct { ddx_pool_mode mode; } pool2x;
+    ddx_pool2d_params pool2d;
+    struct { int ho, wo; } resize;                        // output size
     struct { int heads; float scale; } attention;         // scale 0 means 1/sqrt(head_dim)
     ddx_timestep_emb_params timestep_emb;
     struct { float p; uint64_t seed; uint32_t stream; uint64_t counter; } dropout;
@@ -215,6 +229,13 @@ ddx_tensor *ddx_linear(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bia
 ddx_tensor *ddx_group_norm(ddx_ctx *c, ddx_tensor *x, ddx_tensor *gamma, ddx_tensor *beta, int groups, float eps, bool fuse_silu);
 ddx_tensor *ddx_upsample2x(ddx_ctx *c, ddx_tensor *x, ddx_upsample_mode mode);   // [N,H,W,C] -> [N,2H,2W,C]
 ddx_tensor *ddx_pool2x(ddx_ctx *c, ddx_tensor *x, ddx_pool_mode mode);           // [N,H,W,C] -> [N,H/2,W/2,C]
+// [N,H,W,C] -> [N,(H+2ph-kh)/s+1,(W+2pw-kw)/s+1,C] (see ddx_pool2d_params)
+ddx_tensor *ddx_pool2d(ddx_ctx *c, ddx_tensor *x, ddx_pool2d_params p);
+// [N,H,W,C] -> [N,1,1,C]: the mean over H*W (pool2d avg with the whole image as the window).
+ddx_tensor *ddx_global_avg_pool(ddx_ctx *c, ddx_tensor *x);
+// [N,H,W,C] -> [N,ho,wo,C]: F.interpolate(size=(ho, wo), mode='bilinear', align_corners=False),
+// no antialiasing, growing or shrinking: src = max(0, (dst + 0.5) * in/out - 0.5).
+ddx_tensor *ddx_resize_bilinear(ddx_ctx *c, ddx_tensor *x, int ho, int wo);
 // q, k, v [N, L, C] with C = heads * head_dim -> [N, L, C]; softmax(q k^T * scale) v per head.
 ddx_tensor *ddx_attention(ddx_ctx *c, ddx_tensor *q, ddx_tensor *k, ddx_tensor *v, int heads, float scale);
 // idx [N] i32, table [V, D] -> [N, D]
