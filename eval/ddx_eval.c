@@ -273,11 +273,14 @@ static int cmd_stats(int argc, char **argv) {
     ddx_device dev = DDX_CPU;
     char why[256];
     if (!st) st = ddx_device_pick(cfg.run.device, &dev, why, sizeof why, NULL);
-    if (!st) st = load_inception(incep, dev, (int)batch, &net, ipath, sizeof ipath);
+    // The weights' path, then the data set, then the network: the cheap refusals first.
+    if (!st) st = ddx_inception_path(incep, "--inception", ipath, sizeof ipath, NULL);
     ddx_dataset ds = {0};
     if (!st) st = ddx_dataset_load_split(&cfg, !strcmp(split, "test"), &ds);
+    if (!st) st = load_inception(incep, dev, (int)batch, &net, ipath, sizeof ipath);
     if (st) {
         ddx_inception_free(net);
+        ddx_dataset_free(&ds);
         return fail(st);
     }
     int64_t n = limit && limit < ds.n ? limit : ds.n;
@@ -481,23 +484,37 @@ static void remove_work(const char *dir, int64_t shards) {
     rmdir(dir);
 }
 
+static bool is_dir(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+#define MAX_PIXELS (INT64_C(1) << 26)
+
 static int fid_images(const char *images, const char *ref, const char *incep, int64_t batch) {
     char ipath[PATH_MAX];
     ddx_inception *net = NULL;
     ddx_device dev;
     char why[256];
-    ddx_status st = ddx_device_pick(DDX_RUN_DEVICE_AUTO, &dev, why, sizeof why, NULL);
-    ddx_imgdir d = {0};
-    if (!st) st = ddx_imgdir_list(images, "--images", &d);
-    if (!st) st = load_inception(incep, dev, (int)batch, &net, ipath, sizeof ipath);
+    // Cheap refusals first (a .npz of the wrong shape, a broken image, no weights), then the
+    // network.
     ddx_ref r = {0};
-    if (!st) st = ddx_ref_load(ref, "--ref", net, INT64_C(1) << 26, &r, ref_progress);
+    ddx_status st = is_dir(ref) ? DDX_OK : ddx_ref_load(ref, "--ref", NULL, MAX_PIXELS, &r, NULL);
+    ddx_imgdir d = {0}, rd = {0};
+    if (!st) st = ddx_imgdir_list(images, "--images", &d);
+    if (!st) st = ddx_imgdir_check(&d, MAX_PIXELS);
+    if (!st && is_dir(ref)) st = ddx_imgdir_list(ref, "--ref", &rd);
+    if (!st && is_dir(ref)) st = ddx_imgdir_check(&rd, MAX_PIXELS);
+    ddx_imgdir_free(&rd);
+    if (!st) st = ddx_device_pick(DDX_RUN_DEVICE_AUTO, &dev, why, sizeof why, NULL);
+    if (!st) st = load_inception(incep, dev, (int)batch, &net, ipath, sizeof ipath);
+    if (!st && is_dir(ref)) st = ddx_ref_load(ref, "--ref", net, MAX_PIXELS, &r, ref_progress);
     ddx_featset f = {0};
     bool logits = net && ddx_inception_has_logits(net);
     if (!st) st = ddx_featset_init(&f, DDX_KID_KEEP, logits);
     double t0 = ddx_now_s();
     g_ref_prog.what = NULL;
-    if (!st) st = ddx_features_dir(net, &d, INT64_C(1) << 26, &f, ref_progress, "images");
+    if (!st) st = ddx_features_dir(net, &d, MAX_PIXELS, &f, ref_progress, "images");
     double dt = ddx_now_s() - t0;
     ddx_fid_result res;
     if (!st && ddx_fstats_count(f.st) < 2)
@@ -593,13 +610,20 @@ static int cmd_fid(int argc, char **argv) {
     if (st) return fail(st);
 
     // Everything that can be refused is refused before minutes of work.
+    ddx_ref r = {0};
+    if (!is_dir(ref) && (st = ddx_ref_load(ref, "--ref", NULL, MAX_PIXELS, &r, NULL))) return fail(st);
     char ipath[PATH_MAX];
     const char *source = NULL;
-    if ((st = ddx_inception_path(incep, "--inception", ipath, sizeof ipath, &source))) return fail(st);
     ddx_gen g;
-    if ((st = ddx_gen_open(&g, ckpt, config, no_ema))) return fail(st);
+    if (!st) st = ddx_inception_path(incep, "--inception", ipath, sizeof ipath, &source);
+    if (!st) st = ddx_gen_open(&g, ckpt, config, no_ema);
+    if (st) {
+        ddx_ref_free(&r);
+        return fail(st);
+    }
     if (g.cfg.model.num_classes > 0) {
         ddx_gen_close(&g);
+        ddx_ref_free(&r);
         return fail(ddx_errorf(DDX_E_INPUT, "%s: a class-conditional model (model.num_classes %d); ddx-eval fid samples "
                                             "unconditional models only for now",
                                ckpt, g.cfg.model.num_classes));
@@ -608,6 +632,7 @@ static int cmd_fid(int argc, char **argv) {
         st = ddx_errorf(DDX_E_INPUT, "--steps: %" PRId64 " is more than the model's diffusion.timesteps (%d)", steps,
                         g.cfg.diffusion.timesteps);
         ddx_gen_close(&g);
+        ddx_ref_free(&r);
         return fail(st);
     }
     if (seed < 0) seed = (int64_t)g.cfg.run.seed;
@@ -643,9 +668,9 @@ static int cmd_fid(int argc, char **argv) {
         if (st)
             st = ddx_errorf(st, "%s; fetch the weights with %s", ddx_last_error(), DDX_INCEPTION_FETCH);
     }
-    ddx_ref r = {0};
-    if (!st) st = ddx_ref_load(ref, "--ref", net, INT64_C(1) << 26, &r, ref_progress);
+    if (!st && is_dir(ref)) st = ddx_ref_load(ref, "--ref", net, MAX_PIXELS, &r, ref_progress);
     if (st) {
+        ddx_ref_free(&r);
         ddx_inception_free(net);
         ddx_gen_close(&g);
         return fail(st);

@@ -164,6 +164,16 @@ ddx_status ddx_image_load_rgb(const char *path, int64_t max_pixels, uint8_t **pi
     return DDX_OK;
 }
 
+ddx_status ddx_imgdir_check(const ddx_imgdir *d, int64_t max_pixels) {
+    for (int64_t i = 0; i < d->n; i++) {
+        uint8_t *px;
+        int h, w;
+        DDX_TRY(ddx_image_load_rgb(d->paths[i], max_pixels, &px, &h, &w));
+        stbi_image_free(px);
+    }
+    return DDX_OK;
+}
+
 ddx_status ddx_features_dir(ddx_inception *net, const ddx_imgdir *d, int64_t max_pixels, ddx_featset *f,
                             void (*progress)(int64_t done, int64_t total, const char *label), const char *label) {
     const int b = ddx_inception_batch(net) > 0 ? ddx_inception_batch(net) : 8;
@@ -244,8 +254,10 @@ ddx_status ddx_ref_load(const char *ref, const char *what, ddx_inception *net, i
     if (S_ISDIR(sb.st_mode)) {
         ddx_imgdir d;
         DDX_TRY(ddx_imgdir_list(ref, what, &d));
-        ddx_featset f;
-        ddx_status st = ddx_featset_init(&f, DDX_KID_KEEP, false);
+        ddx_featset f = {0};
+        ddx_status st = ddx_imgdir_check(&d, max_pixels);
+        if (!st && !net) st = ddx_errorf(DDX_E_INTERNAL, "%s: a reference folder needs the network", what);
+        if (!st) st = ddx_featset_init(&f, DDX_KID_KEEP, false);
         if (!st) st = ddx_features_dir(net, &d, max_pixels, &f, progress, "reference");
         if (!st && ddx_fstats_count(f.st) < 2)
             st = ddx_errorf(DDX_E_INPUT, "%s: %s holds %lld image; statistics need at least 2", what, ref, (long long)d.n);

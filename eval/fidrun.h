@@ -48,6 +48,9 @@ typedef struct ddx_imgdir {
 // No image file: DDX_E_INPUT naming `what` and the folder.
 ddx_status ddx_imgdir_list(const char *dir, const char *what, ddx_imgdir *out);
 void ddx_imgdir_free(ddx_imgdir *d);
+// Decodes every file once (and drops the pixels), so a broken file stops an evaluation before
+// any work, naming the file.
+ddx_status ddx_imgdir_check(const ddx_imgdir *d, int64_t max_pixels);
 // Decodes one file as RGB8 (grey is repeated, alpha dropped: what PIL's convert('RGB') gives
 // pytorch-fid). A file that does not decode, or one over max_pixels, is DDX_E_INPUT naming it.
 ddx_status ddx_image_load_rgb(const char *path, int64_t max_pixels, uint8_t **pix, int *h, int *w);
