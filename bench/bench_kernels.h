@@ -5,4 +5,6 @@
 int ddx_bench_kernels(int argc, char **argv);
 // `ddx-bench step`: a config's training step and sampling forward (bench/bench_step.c).
 int ddx_bench_step(int argc, char **argv);
+// `ddx-bench inception`: FID Inception features img/s (bench/bench_inception.c).
+int ddx_bench_inception(int argc, char **argv);
 #endif

@@ -133,6 +133,11 @@ if [ -x build-gpu/tests/test_cuda ]; then
     step_bench "ddx-bench step cifar10 bf16 eager" 120 configs/cifar10_ddpm.yaml --steps 10 --sample-batch 256 --set run.precision=bf16 --graphs off
     step_bench "ddx-bench step cifar10 b128 tf32" 120 configs/cifar10_ddpm.yaml --steps 5 --sample-batch 256 --set run.precision=tf32 --graphs on
     step_bench "ddx-bench step cifar10 b128 fp32" 120 configs/cifar10_ddpm.yaml --steps 5 --sample-batch 256 --graphs on
+    # FID Inception features img/s in each precision (issue 11), then PyTorch's pytorch-fid model
+    # on the same card below when torch, torchvision and pytorch-fid import.
+    for p in fp32 tf32 bf16; do
+        run_step "ddx-bench inception cuda $p" 60 "build-gpu/bench/ddx-bench inception --device cuda --precision $p --batch 64 --images 512 --reps 3"
+    done
     # Where the bf16 step's time goes, op by op (eager, CUDA events around each op: the ops'
     # stretches of the GPU timeline; the first steps are left out as warm-up).
     run_step "op profile cifar10 bf16 (DDX_PROFILE)" 90 "DDX_PROFILE=1 DDX_PROFILE_SKIP=3 build-gpu/bench/ddx-bench step --config configs/cifar10_ddpm.yaml --device cuda --steps 3 --sample-batch 256 --set run.precision=bf16 2>&1 | grep -E 'DDX_PROFILE|ms'"
@@ -169,6 +174,13 @@ if [ -x build-gpu/tests/test_cuda ]; then
         record "memcheck" "SKIP(absent)" 0
     fi
     run_step "torch_kernels.py (PyTorch per-op)" 90 "python3 bench/reference/torch_kernels.py"
+    if python3 -c "import torch, torchvision, pytorch_fid" >/dev/null 2>&1; then
+        for p in fp32 bf16; do
+            run_step "torch_inception.py cuda $p" 90 "python3 bench/reference/torch_inception.py --device cuda --precision $p --batch 64 --images 512 --reps 3"
+        done
+    else
+        record "torch_inception.py" "SKIP(no pytorch-fid)" 0
+    fi
     # The whole ddx-eval fid pipeline (DDIM-50 + quantisation + Inception + FID) vs diffusers DDIM +
     # pytorch-fid on the CIFAR-10 U-Net with random weights (a timing; issue 11 asks n 50000, which
     # does not fit this budget: GPU_FID_N, default 5000). The Inception weights cannot be fetched

@@ -446,10 +446,10 @@ static ddx_tensor *forward(ddx_inception *net, ddx_tensor *x) {
     x = keep(net, block_d(net, x, "Mixed_7a"), m);
     x = keep(net, block_e(net, x, "Mixed_7b", false), m);
     x = block_e(net, x, "Mixed_7c", true);
+    // bf16: the features are averaged in f32 (a bf16 mean would round the result to 8 bits).
+    if (x && x->dtype != DDX_F32) x = ddx_cast(c, x, DDX_F32);
     x = ddx_global_avg_pool(c, x);
-    if (!x) return NULL;
-    x = ddx_reshape(c, x, 2, (int64_t[]){x->shape[0], DDX_INCEPTION_FEATURES});
-    return x && x->dtype != DDX_F32 ? ddx_cast(c, x, DDX_F32) : x;
+    return x ? ddx_reshape(c, x, 2, (int64_t[]){x->shape[0], DDX_INCEPTION_FEATURES}) : NULL;
 }
 
 ddx_status ddx_inception_features(ddx_inception *net, const float *images, int n, int h, int w, int c, float *pool3,
@@ -460,7 +460,7 @@ ddx_status ddx_inception_features(ddx_inception *net, const float *images, int n
     if (logits && !net->has_fc)
         return ddx_errorf(DDX_E_INPUT, "inception: logits asked for, but the weights have no fc.weight/fc.bias");
     ddx_ctx *cx = &net->ctx;
-    const size_t img = (size_t)h * w * 3, need = img * (size_t)net->batch;
+    const size_t img = (size_t)h * w * 3, need = img * (size_t)(n < net->batch ? n : net->batch);
     if (net->stage_elems < need) {
         float *s = realloc(net->stage, need * sizeof(float));
         if (!s) return ddx_errorf(DDX_E_NOMEM, "inception: out of host memory for %d images of %dx%d", net->batch, h, w);
@@ -496,4 +496,83 @@ ddx_status ddx_inception_features(ddx_inception *net, const float *images, int n
                                (size_t)nb * DDX_INCEPTION_LOGITS * sizeof(float)));
     }
     return DDX_OK;
+}
+
+// ---- formula weights (tests/reference/gen_inception.py) -------------------------------------
+static uint64_t fnv1a64(const char *s) {
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (; *s; s++) {
+        h ^= (uint8_t)*s;
+        h *= 0x100000001B3ull;
+    }
+    return h;
+}
+
+// u = (splitmix64(h + (i + 1) * golden) >> 40) * 2^-24, then by kind (in double, rounded once):
+// conv/fc weights (2u - 1) sqrt(6 / fan_in), BatchNorm scale and variance 0.5 + u, the rest
+// 0.2u - 0.1.
+static void formula_fill(const char *name, int kind, int64_t n, int64_t fan_in, float *out) {
+    const uint64_t h = fnv1a64(name);
+    const double a = sqrt(6.0 / (double)fan_in);
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t z = h + ((uint64_t)i + 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        const double u = (double)(z >> 40) * 0x1p-24;
+        out[i] = (float)(kind == 0 ? (2.0 * u - 1.0) * a : kind == 1 ? 0.5 + u : 0.2 * u - 0.1);
+    }
+}
+
+ddx_status ddx_inception_write_test_weights(const char *path, bool with_fc) {
+    ddx_inception *arch = calloc(1, sizeof *arch);
+    if (!arch) return ddx_errorf(DDX_E_NOMEM, "%s: out of host memory", path);
+    build_arch(arch);
+    // Names and buffers live until the write: 5 tensors per conv plus the fc.
+    const int nt = 5 * arch->n_conv + 2;
+    char (*names)[64] = calloc((size_t)nt, sizeof *names);
+    float **bufs = calloc((size_t)nt, sizeof *bufs);
+    ddx_st_writer w;
+    ddx_st_writer_init(&w);
+    ddx_status st = names && bufs ? DDX_OK : ddx_errorf(DDX_E_NOMEM, "%s: out of host memory", path);
+    int k = 0;
+    static const char *const parts[5] = {"conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"};
+    static const int kinds[5] = {0, 1, 2, 2, 1};
+    for (int i = 0; i < arch->n_conv && st == DDX_OK; i++) {
+        const inc_conv *c = &arch->conv[i];
+        for (int p = 0; p < 5 && st == DDX_OK; p++, k++) {
+            const int64_t fan_in = (int64_t)c->ci * c->kh * c->kw;
+            const int64_t n = p == 0 ? c->co * fan_in : c->co;
+            snprintf(names[k], sizeof names[k], "%s.%s", c->name, parts[p]);
+            bufs[k] = malloc(sizeof(float) * (size_t)n);
+            if (!bufs[k]) {
+                st = ddx_errorf(DDX_E_NOMEM, "%s: out of host memory", path);
+                break;
+            }
+            formula_fill(names[k], kinds[p], n, fan_in, bufs[k]);
+            if (p == 0) st = ddx_st_writer_add(&w, names[k], DDX_ST_F32, 4, (int64_t[]){c->co, c->ci, c->kh, c->kw}, bufs[k]);
+            else st = ddx_st_writer_add(&w, names[k], DDX_ST_F32, 1, (int64_t[]){c->co}, bufs[k]);
+        }
+    }
+    if (with_fc && st == DDX_OK) {
+        const int64_t nw = (int64_t)DDX_INCEPTION_LOGITS * DDX_INCEPTION_FEATURES;
+        snprintf(names[k], sizeof names[k], "fc.weight");
+        snprintf(names[k + 1], sizeof names[k + 1], "fc.bias");
+        bufs[k] = malloc(sizeof(float) * (size_t)nw);
+        bufs[k + 1] = malloc(sizeof(float) * DDX_INCEPTION_LOGITS);
+        if (!bufs[k] || !bufs[k + 1]) st = ddx_errorf(DDX_E_NOMEM, "%s: out of host memory", path);
+        if (st == DDX_OK) {
+            formula_fill(names[k], 0, nw, DDX_INCEPTION_FEATURES, bufs[k]);
+            formula_fill(names[k + 1], 2, DDX_INCEPTION_LOGITS, 1, bufs[k + 1]);
+            st = ddx_st_writer_add(&w, names[k], DDX_ST_F32, 2,
+                                   (int64_t[]){DDX_INCEPTION_LOGITS, DDX_INCEPTION_FEATURES}, bufs[k]);
+        }
+        if (st == DDX_OK)
+            st = ddx_st_writer_add(&w, names[k + 1], DDX_ST_F32, 1, (int64_t[]){DDX_INCEPTION_LOGITS}, bufs[k + 1]);
+    }
+    if (st == DDX_OK) st = ddx_st_write(&w, path);
+    ddx_st_writer_free(&w);
+    for (int i = 0; bufs && i < nt; i++) free(bufs[i]);
+    free(bufs), free(names), free(arch);
+    return st;
 }

@@ -54,6 +54,13 @@ int ddx_inception_batch(const ddx_inception *net);
 ddx_status ddx_inception_features(ddx_inception *net, const float *images, int n, int h, int w, int c, float *pool3,
                                   float *logits);
 
+// Writes a weights file holding every tensor ddx_inception_load reads (and the fc when with_fc),
+// filled by a fixed formula of each tensor's name and element index (the one
+// tests/reference/gen_inception.py documents and tests/test_inception.c checks against
+// pytorch-fid): not a trained network, but the real names, shapes and value ranges, for tests and
+// benchmarks of the whole pipeline without the real weights. Atomic (runtime/safetensors.h).
+ddx_status ddx_inception_write_test_weights(const char *path, bool with_fc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -116,6 +116,38 @@ static const ddx_op_case conv_cases[] = {
     CONV_FWD("conv2d U-Net output 3x3 128->3 32x32 batch 2", 2, 32, 32, 128, 3, 3, 3, 1, 1, 1, 1, 1),
     CONV_FWD("conv2d U-Net downsample 3x3 s2 (0,1,0,1) 128 32x32 -> 16x16 batch 2", 2, 32, 32, 128, 128, 3, 3, 2, 0, 1, 0, 1),
     CONV_FWD("conv2d U-Net skip 1x1 256->128 16x16 batch 2", 2, 16, 16, 256, 128, 1, 1, 1, 0, 0, 0, 0),
+
+    // Inception's kernels (models/inception.c): 1x7 / 7x1 (pad 0,3 / 3,0), 1x3 / 3x1, 5x5 pad 2,
+    // 3x3 stride 2 unpadded, 1x1; f32 with gradients, then the tensor-core paths (channels % 8)
+    // and real Inception shapes forward only.
+    CONV("conv2d 1x7 pad (0,0,3,3) [2,5,9,3] -> 5, bias", 2, 5, 9, 3, 5, 1, 7, 1, 0, 0, 3, 3, true),
+    CONV("conv2d 7x1 pad (3,3,0,0) [2,9,5,3] -> 4, bias", 2, 9, 5, 3, 4, 7, 1, 1, 3, 3, 0, 0, true),
+    CONV("conv2d 1x7 pad (0,0,3,3) on W=4 < 7 [1,3,4,2] -> 3, no bias", 1, 3, 4, 2, 3, 1, 7, 1, 0, 0, 3, 3, false),
+    CONV("conv2d 1x3 pad (0,0,1,1) [2,4,5,3] -> 5, bias", 2, 4, 5, 3, 5, 1, 3, 1, 0, 0, 1, 1, true),
+    CONV("conv2d 5x5 p2 [2,6,7,3] -> 4, bias", 2, 6, 7, 3, 4, 5, 5, 1, 2, 2, 2, 2, true),
+    CONV("conv2d 3x3 s2 p0 [2,9,8,3] -> 5, bias", 2, 9, 8, 3, 5, 3, 3, 2, 0, 0, 0, 0, true),
+    CONV_TF32("conv2d tf32 1x7 pad (0,0,3,3) [2,7,9,8] -> 12, bias", 2, 7, 9, 8, 12, 1, 7, 1, 0, 0, 3, 3, true, true),
+    CONV_TF32("conv2d tf32 7x1 pad (3,3,0,0) [2,9,7,8] -> 12, bias", 2, 9, 7, 8, 12, 7, 1, 1, 3, 3, 0, 0, true, true),
+    CONV_TF32("conv2d tf32 1x3 pad (0,0,1,1) [2,5,6,16] -> 8, bias", 2, 5, 6, 16, 8, 1, 3, 1, 0, 0, 1, 1, true, true),
+    CONV_TF32("conv2d tf32 3x1 pad (1,1,0,0) [2,6,5,16] -> 8, bias", 2, 6, 5, 16, 8, 3, 1, 1, 1, 1, 0, 0, true, true),
+    CONV_TF32("conv2d tf32 5x5 p2 [2,7,6,8] -> 12, bias", 2, 7, 6, 8, 12, 5, 5, 1, 2, 2, 2, 2, true, true),
+    CONV_TF32("conv2d tf32 3x3 s2 p0 [2,9,9,8] -> 16, bias", 2, 9, 9, 8, 16, 3, 3, 2, 0, 0, 0, 0, true, true),
+    CONV_TF32("conv2d tf32 Inception 1x7 160->160 17x17 batch 2", 2, 17, 17, 160, 160, 1, 7, 1, 0, 0, 3, 3, true, false),
+    CONV_TF32("conv2d tf32 Inception 3x3 s2 288->384 35x35 batch 2", 2, 35, 35, 288, 384, 3, 3, 2, 0, 0, 0, 0, true, false),
+    CONV_BF16("conv2d bf16 1x7 pad (0,0,3,3) [2,7,9,8] -> 16, bias", 2, 7, 9, 8, 16, 1, 7, 1, 0, 0, 3, 3, true, true),
+    CONV_BF16("conv2d bf16 7x1 pad (3,3,0,0) [2,9,7,8] -> 16, bias", 2, 9, 7, 8, 16, 7, 1, 1, 3, 3, 0, 0, true, true),
+    CONV_BF16("conv2d bf16 1x3 pad (0,0,1,1) [2,5,6,16] -> 8, bias", 2, 5, 6, 16, 8, 1, 3, 1, 0, 0, 1, 1, true, true),
+    CONV_BF16("conv2d bf16 3x1 pad (1,1,0,0) [2,6,5,16] -> 8, bias", 2, 6, 5, 16, 8, 3, 1, 1, 1, 1, 0, 0, true, true),
+    CONV_BF16("conv2d bf16 5x5 p2 [2,7,6,8] -> 16, bias", 2, 7, 6, 8, 16, 5, 5, 1, 2, 2, 2, 2, true, true),
+    CONV_BF16("conv2d bf16 3x3 s2 p0 [2,9,9,8] -> 16, bias", 2, 9, 9, 8, 16, 3, 3, 2, 0, 0, 0, 0, true, true),
+    CONV_BF16("conv2d bf16 Inception 7x1 192->192 17x17 batch 2", 2, 17, 17, 192, 192, 7, 1, 1, 3, 3, 0, 0, true, false),
+    CONV_BF16("conv2d bf16 Inception 3x3 s2 3->32 299x299 (SIMT) batch 1", 1, 299, 299, 3, 32, 3, 3, 2, 0, 0, 0, 0, true, false),
+    CONV_FWD("conv2d Inception 1x7 128->128 17x17 batch 2", 2, 17, 17, 128, 128, 1, 7, 1, 0, 0, 3, 3),
+    CONV_FWD("conv2d Inception 7x1 160->192 17x17 batch 2", 2, 17, 17, 160, 192, 7, 1, 1, 3, 3, 0, 0),
+    CONV_FWD("conv2d Inception 5x5 48->64 35x35 batch 2", 2, 35, 35, 48, 64, 5, 5, 1, 2, 2, 2, 2),
+    CONV_FWD("conv2d Inception 1x3 384->384 8x8 batch 2", 2, 8, 8, 384, 384, 1, 3, 1, 0, 0, 1, 1),
+    CONV_FWD("conv2d Inception 3x3 s2 3->32 299x299 batch 1", 1, 299, 299, 3, 32, 3, 3, 2, 0, 0, 0, 0),
+    CONV_FWD("conv2d Inception 1x1 2048->448 8x8 batch 2", 2, 8, 8, 2048, 448, 1, 1, 1, 0, 0, 0, 0),
 };
 
 ddx_case_list ddx_cases_conv(void) {

@@ -6,6 +6,7 @@
 
 // Input specs: F32 (default dtype) by shape, optionally with a gradient check.
 #define IN4(a, b, c_, d, g, gr) {.ndim = 4, .shape = {a, b, c_, d}, .gen = (g), .grad = (gr)}
+#define IN4B(a, b, c_, d, g, gr) {.ndim = 4, .shape = {a, b, c_, d}, .dtype = DDX_BF16, .gen = (g), .grad = (gr)}
 
 static ddx_tensor *apply_upsample(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
     return ddx_upsample2x(c, in[0], tc->p.upsample2x.mode);
@@ -78,6 +79,10 @@ static const ddx_op_case resample_cases[] = {
      .p = {.pool2d = {.mode = DDX_POOL_MAX, .kh = 2, .kw = 3, .stride = 3, .pad_h = 1, .pad_w = 0}}},
     {DDX_OP_POOL2D, "global avg pool [2,5,3,6]", 1, {IN4(2, 5, 3, 6, DDX_GEN_NORMAL, true)}, apply_gap,
      .p = POOL2D(DDX_POOL_AVG, 0, 1, 0, false)},
+    {DDX_OP_POOL2D, "pool2d bf16 max 3x3 s2 p0 [1,5,5,8]", 1, {IN4B(1, 5, 5, 8, DDX_GEN_DISTINCT, true)}, apply_pool2d,
+     .p = POOL2D(DDX_POOL_MAX, 3, 2, 0, false), .bf16_ref_f32 = true},
+    {DDX_OP_POOL2D, "pool2d bf16 avg 3x3 s1 p1 exclude pad [2,5,6,8]", 1, {IN4B(2, 5, 6, 8, DDX_GEN_NORMAL, true)},
+     apply_pool2d, .p = POOL2D(DDX_POOL_AVG, 3, 1, 1, false), .bf16_ref_f32 = true},
     {DDX_OP_POOL2D, "pool2d max 3x3 s2 Inception [2,147,147,64]", 1, {IN4(2, 147, 147, 64, DDX_GEN_DISTINCT, false)},
      apply_pool2d, .p = POOL2D(DDX_POOL_MAX, 3, 2, 0, false), .no_grad = true},
     {DDX_OP_POOL2D, "pool2d avg 3x3 s1 p1 Inception [2,35,35,192]", 1, {IN4(2, 35, 35, 192, DDX_GEN_NORMAL, false)},
@@ -96,6 +101,8 @@ static const ddx_op_case resample_cases[] = {
      .p = RESIZE(6, 17)},
     {DDX_OP_RESIZE, "resize [2,7,3,1] -> 2x9 (shrink rows, grow columns)", 1, {IN4(2, 7, 3, 1, DDX_GEN_NORMAL, true)},
      apply_resize, .p = RESIZE(2, 9)},
+    {DDX_OP_RESIZE, "resize bf16 [2,7,5,8] -> 4x11", 1, {IN4B(2, 7, 5, 8, DDX_GEN_NORMAL, true)}, apply_resize,
+     .p = RESIZE(4, 11), .bf16_ref_f32 = true},
     {DDX_OP_RESIZE, "resize Inception [2,28,28,3] -> 299x299", 1, {IN4(2, 28, 28, 3, DDX_GEN_UNIFORM, false)},
      apply_resize, .p = RESIZE(299, 299), .no_grad = true},
 };

@@ -266,6 +266,29 @@ static void test_bad_weights(const char *dir) {
           "bf16 on the CPU refused");
 }
 
+// The library's formula weights (ddx_inception_write_test_weights, from its own architecture
+// table) are the same file as the one built here from PyTorch's state-dict list.
+static void test_write_test_weights(const char *dir, const char *ref_path) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/lib.safetensors", dir);
+    ddx_status st = ddx_inception_write_test_weights(path, true);
+    CHECK(st == DDX_OK, "ddx_inception_write_test_weights: %s", ddx_last_error());
+    ddx_st_file a, b;
+    if (st != DDX_OK || ddx_st_read(path, &a) != DDX_OK) return;
+    if (ddx_st_read(ref_path, &b) != DDX_OK) {
+        ddx_st_close(&a);
+        return;
+    }
+    bool same = a.n_tensors == b.n_tensors && a.n_tensors == (size_t)g_nt;
+    for (size_t i = 0; same && i < a.n_tensors; i++)
+        same = strcmp(a.tensors[i].name, b.tensors[i].name) == 0 && a.tensors[i].nbytes == b.tensors[i].nbytes &&
+               memcmp(a.tensors[i].data, b.tensors[i].data, a.tensors[i].nbytes) == 0;
+    CHECK(same, "the library's test weights equal the fixture's (%zu vs %zu tensors)", a.n_tensors, b.n_tensors);
+    ddx_st_close(&a);
+    ddx_st_close(&b);
+    unlink(path);
+}
+
 // ---- CUDA: every precision against the CPU --------------------------------------------------------
 static void test_cuda(const fixture *fx, const char *path) {
     ddx_inception *cpu = NULL;
@@ -341,6 +364,7 @@ int main(int argc, char **argv) {
             test_cuda(&fx, path);
         } else {
             test_cpu_parity(&fx, path);
+            test_write_test_weights(dir, path);
             test_bad_weights(dir);
         }
     }

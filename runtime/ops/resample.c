@@ -281,15 +281,18 @@ static void pool2d_rows(void *arg, int64_t r0, int64_t r1, int tid) {
         const int64_t b = r / j->Ho, oy = r % j->Ho;
         for (int64_t ox = 0; ox < j->Wo; ox++) {
             const pool_win w = pool_win_of(j->p, H, W, oy, ox);
-            float *yo = j->y + (r * j->Wo + ox) * C;
+            float *restrict yo = j->y + (r * j->Wo + ox) * C;
             for (int64_t ch = 0; ch < C; ch++) yo[ch] = is_max ? -INFINITY : 0.0f;
             for (int64_t iy = w.y0; iy < w.y1; iy++)
                 for (int64_t ix = w.x0; ix < w.x1; ix++) {
-                    const float *xi = j->x + ((b * H + iy) * W + ix) * C;
+                    const float *restrict xi = j->x + ((b * H + iy) * W + ix) * C;
                     if (is_max) {
-                        // A NaN wins, as in PyTorch's max_pool2d.
-                        for (int64_t ch = 0; ch < C; ch++)
-                            if (xi[ch] > yo[ch] || isnan(xi[ch])) yo[ch] = xi[ch];
+                        // A NaN wins, as in PyTorch's max_pool2d. Written as a select (v != v is
+                        // isnan) so that GCC vectorises it over the channels.
+                        for (int64_t ch = 0; ch < C; ch++) {
+                            const float v = xi[ch], m = yo[ch];
+                            yo[ch] = (v > m || v != v) ? v : m;
+                        }
                     } else {
                         for (int64_t ch = 0; ch < C; ch++) yo[ch] += xi[ch];
                     }

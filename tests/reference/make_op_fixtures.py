@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes tests/data/embed_fixtures.h and tests/data/resample_fixtures.h: PyTorch reference
+"""Writes tests/data/embed_fixtures.h and tests/data/resample_fixtures.h (upsample, pool2x, and
+pool2d / global average pool / bilinear resize to any size with their backward): PyTorch reference
 values for tests/test_embed_ref.c and tests/test_resample_ref.c.
 
 Run from the repository root (needs torch, numpy; CI does not: the output is committed):
@@ -88,6 +89,60 @@ def main():
     out.append(c_floats("pool_x", xp.permute(0, 2, 3, 1).reshape(-1).tolist()))
     out.append(c_floats("pool_max", F.max_pool2d(xp, 2, 2).permute(0, 2, 3, 1).reshape(-1).tolist()))
     out.append(c_floats("pool_avg", F.avg_pool2d(xp, 2, 2).permute(0, 2, 3, 1).reshape(-1).tolist()))
+    # pool2d / global average pool / resize (any size): forward and backward (x.grad for a fixed
+    # dy) from PyTorch, on NHWC tensors (permuted to NCHW for torch and back).
+    out.append("typedef struct pool2d_fixture { int n, h, w, c, avg, k, s, pad, include_pad, ho, wo;")
+    out.append("    const float *x, *y, *dy, *dx; } pool2d_fixture;")
+    pool_cases = [  # (name, shape NHWC, avg, k, s, pad, include_pad); k = 0: global average
+        ("p2d_max_k3s2p0", (2, 9, 7, 3), 0, 3, 2, 0, 0),
+        ("p2d_max_k3s1p1", (1, 5, 6, 3), 0, 3, 1, 1, 0),
+        ("p2d_avg_k3s1p1_excl", (1, 5, 6, 3), 1, 3, 1, 1, 0),
+        ("p2d_avg_k3s1p1_incl", (1, 5, 6, 3), 1, 3, 1, 1, 1),
+        ("p2d_gap", (2, 5, 3, 4), 1, 0, 1, 0, 0),
+    ]
+    rows = []
+    for name, shp, avg, k, st, pad, inc in pool_cases:
+        xh = torch.randn(*shp, generator=g, dtype=torch.float32)
+        xc = xh.permute(0, 3, 1, 2).contiguous().requires_grad_(True)
+        if k == 0:
+            y = F.adaptive_avg_pool2d(xc, (1, 1))
+        elif avg:
+            y = F.avg_pool2d(xc, k, st, pad, count_include_pad=bool(inc))
+        else:
+            y = F.max_pool2d(xc, k, st, pad)
+        dy = torch.randn(y.shape, generator=g, dtype=torch.float32)
+        y.backward(dy)
+        for suffix, t in (("x", xh), ("y", y.detach()), ("dy", dy), ("dx", xc.grad)):
+            tt = t if suffix == "x" else t.permute(0, 2, 3, 1)
+            out.append(c_floats(name + "_" + suffix, tt.reshape(-1).tolist()))
+        rows.append("    {%d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %s_x, %s_y, %s_dy, %s_dx}," % (
+            shp[0], shp[1], shp[2], shp[3], avg, k, st, pad, inc, y.shape[2], y.shape[3], name, name, name, name))
+    out.append("static const pool2d_fixture pool2d_fixtures[] = {")
+    out.extend(rows)
+    out.append("};\n")
+
+    out.append("typedef struct resize_fixture { int n, h, w, c, ho, wo; const float *x, *y, *dy, *dx; } resize_fixture;")
+    resize_cases = [  # F.interpolate(size=...): the scale is in/out, growing, shrinking and mixed
+        ("rs_grow", (1, 5, 7, 2), (12, 9)),
+        ("rs_shrink", (1, 13, 11, 2), (4, 5)),
+        ("rs_mixed", (2, 3, 10, 1), (7, 3)),
+        ("rs_to_37x41", (1, 6, 5, 1), (37, 41)),
+    ]
+    rows = []
+    for name, shp, (ho, wo) in resize_cases:
+        xh = torch.randn(*shp, generator=g, dtype=torch.float32)
+        xc = xh.permute(0, 3, 1, 2).contiguous().requires_grad_(True)
+        y = F.interpolate(xc, size=(ho, wo), mode="bilinear", align_corners=False)
+        dy = torch.randn(y.shape, generator=g, dtype=torch.float32)
+        y.backward(dy)
+        for suffix, t in (("x", xh), ("y", y.detach()), ("dy", dy), ("dx", xc.grad)):
+            tt = t if suffix == "x" else t.permute(0, 2, 3, 1)
+            out.append(c_floats(name + "_" + suffix, tt.reshape(-1).tolist()))
+        rows.append("    {%d, %d, %d, %d, %d, %d, %s_x, %s_y, %s_dy, %s_dx}," % (
+            shp[0], shp[1], shp[2], shp[3], ho, wo, name, name, name, name))
+    out.append("static const resize_fixture resize_fixtures[] = {")
+    out.extend(rows)
+    out.append("};\n")
     out.append("#endif")
     write("resample", out)
 
