@@ -97,6 +97,9 @@ YAML
     expect2 "--out" "$cmp" --checkpoint "$ck" --out /dev/null
     expect2 "--ddim-steps" "$cmp" --checkpoint "$ck" --ddim-steps 50
     expect2 "--n" "$cmp" --checkpoint "$ck" --n 0
+    expect2 "--fid 100" "$cmp" --checkpoint "$ck" --fid 100 --ref $B
+    expect2 "--ref" "$cmp" --checkpoint "$ck" --fid 4 --allow-small
+    expect2 "stats1.npz" "$cmp" --checkpoint "$ck" --fid 4 --allow-small --ref data/fid/stats1.npz
     head -c 1000 "$ck" >"$tmp/trunc.safetensors"
     expect2 "trunc.safetensors" "$cmp" --checkpoint "$tmp/trunc.safetensors" --out "$tmp/c2.png"
     [ ! -e "$tmp/c2.png" ] && ok || bad "a refused ddx-compare wrote its figure"
