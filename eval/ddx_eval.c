@@ -496,6 +496,19 @@ static bool is_dir(const char *p) {
 
 #define MAX_PIXELS (INT64_C(1) << 26)
 
+// Progress inside a shard: the sampler reports denoising steps over its batches.
+typedef struct shard_prog {
+    prog *p;
+    int64_t first, count, n;
+} shard_prog;
+
+static void shard_progress(int done, int total, void *arg) {
+    shard_prog *sp = arg;
+    // Sampling is most of a shard's time; count a shard's images as done when its steps are.
+    int64_t at = sp->first + (total > 0 ? sp->count * done / total : 0);
+    if (at < sp->first + sp->count) prog_show(sp->p, at, sp->n, false);
+}
+
 static int fid_images(const char *images, const char *ref, const char *incep, int64_t batch) {
     char ipath[PATH_MAX];
     ddx_inception *net = NULL;
@@ -726,7 +739,8 @@ static int cmd_fid(int argc, char **argv) {
             started = true;
         }
         double ta = ddx_now_s();
-        st = ddx_sampling_run_at(sp, first, (int)count, NULL, NULL, x, NULL, NULL);
+        shard_prog spg = {&p, first, count, n};
+        st = ddx_sampling_run_at(sp, first, (int)count, NULL, NULL, x, shard_progress, &spg);
         double tb = ddx_now_s();
         if (!st) {
             ddx_quantize_u8(x, (size_t)count * per, u8);
