@@ -2,7 +2,7 @@
 # FID Inception features on the CPU: ddx (ddx-bench inception) against PyTorch with pytorch-fid's
 # InceptionV3 (bench/reference/torch_inception.py) at the same thread count, image size and
 # batch, run alternately ROUNDS times so that load from other processes hits both alike; prints
-# the per-round rates, the medians and the ratio, and writes them to
+# the per-round rates, the medians and the ratio, and appends them to
 # bench/results/<date>_inception_cpu.md. PyTorch is optional: without torch, torchvision and
 # pytorch-fid the ddx side runs alone.
 #
@@ -57,5 +57,5 @@ out=$root/bench/results/$(date -u +%Y-%m-%d)_inception_cpu.md
     echo "| median | $dm | $tm |"
     echo
     echo "ddx / PyTorch = $ratio"
-} | tee "$out"
+} | tee -a "$out"
 echo "written: $out"

@@ -213,6 +213,30 @@ static void test_cpu_parity(const fixture *fx, const char *path) {
             CHECK(el <= 1e-4, "image %d: logits vs pytorch-fid: rel err %.3g > 1e-4", i, el);
         }
     }
+    ddx_inception_free(net);
+
+    // Batches: three RGB images in chunks of 2 + 1 (the fixture image, its mirror, the fixture
+    // image again); the first and the last must each be PyTorch's features for that image.
+    st = ddx_inception_load(path, DDX_CPU, DDX_INCEPTION_FP32, 2, &net);
+    CHECK(st == DDX_OK && ddx_inception_batch(net) == 2, "load with batch 2: %s", ddx_last_error());
+    if (st != DDX_OK) return;
+    enum { PX = 32 * 32 * 3 };
+    static float three[3 * PX], f3[3 * DDX_INCEPTION_FEATURES];
+    for (int k = 0; k < PX; k++) {
+        const int y = k / (32 * 3), x = (k / 3) % 32, ch = k % 3;
+        three[k] = three[2 * PX + k] = fx->rgb[k];
+        three[PX + k] = fx->rgb[(y * 32 + 31 - x) * 3 + ch];
+    }
+    st = ddx_inception_features(net, three, 3, 32, 32, 3, f3, NULL);
+    CHECK(st == DDX_OK, "batched features: %s", ddx_last_error());
+    if (st == DDX_OK) {
+        const double e0 = rel_err(f3, fx->pool3, DDX_INCEPTION_FEATURES);
+        const double e2 = rel_err(f3 + 2 * DDX_INCEPTION_FEATURES, fx->pool3, DDX_INCEPTION_FEATURES);
+        const double em = rel_err(f3 + DDX_INCEPTION_FEATURES, fx->pool3, DDX_INCEPTION_FEATURES);
+        CHECK(e0 <= 1e-4 && e2 <= 1e-4, "batch of 2 + 1: images 0 and 2 vs pytorch-fid: %.3g, %.3g", e0, e2);
+        CHECK(em > 1e-3, "the mirrored image gives other features (%.3g)", em);
+    }
+
     // Bad calls on a good network.
     CHECK(ddx_inception_features(net, fx->rgb, 1, 32, 32, 2, pool3, NULL) == DDX_E_INPUT, "2 channels refused");
     CHECK(ddx_inception_features(net, fx->rgb, 0, 32, 32, 3, pool3, NULL) == DDX_E_INPUT, "n = 0 refused");
