@@ -51,9 +51,10 @@ const float *ddx_fstats_kept(const ddx_fstats *s, int64_t *n_rows);
 
 // ---- Fréchet distance -----------------------------------------------------------------------
 // |mu1-mu2|^2 + tr S1 + tr S2 - 2 tr sqrtm(S1 S2), as pytorch-fid's calculate_frechet_distance.
-// tr sqrtm(S1 S2) = sum sqrt(max(eig(A S2 A), 0)) with A = sqrtm(S1) from S1's symmetric
-// eigendecomposition (LAPACK dsyevd), which equals the trace of scipy's sqrtm(S1 @ S2) for
-// covariance matrices without forming the non-symmetric product. Dimensions must agree.
+// tr sqrtm(S1 S2) = sum sqrt(max(eig(sqrt(S1) S2 sqrt(S1)), 0)), computed as the eigenvalues of
+// the symmetric B S2 B^T with B = diag(sqrt l) V^T from S1 = V diag(l) V^T (LAPACK dsyevd; the
+// same eigenvalues), which equals the trace of scipy's sqrtm(S1 @ S2) for covariance matrices
+// without forming the non-symmetric product. Dimensions must agree.
 ddx_status ddx_frechet_distance(const ddx_gauss *a, const ddx_gauss *b, double *fid);
 
 // ---- KID (torch-fidelity's kid) -------------------------------------------------------------
@@ -73,7 +74,8 @@ ddx_kid_opts ddx_kid_defaults(void);
 // Unbiased MMD^2 with the polynomial kernel (g x.y + c)^p per subset pair; mean and population
 // std (numpy's np.std) over the subsets. Subsets are drawn as numpy.random.RandomState(seed)
 // draws them in torch-fidelity (choice(n, size, replace=False) for set 1 then set 2, per
-// subset), so the same features give torch-fidelity's number. f1: n1 x d, f2: n2 x d floats.
+// subset), so the same features give torch-fidelity's formula on the same subsets (torch-fidelity
+// evaluates it in float32, ddx in fp64: see docs/ARCHITECTURE.md). f1: n1 x d, f2: n2 x d floats.
 ddx_status ddx_kid(const float *f1, int64_t n1, const float *f2, int64_t n2, int64_t d,
                    const ddx_kid_opts *opts, double *mean, double *std);
 

