@@ -530,6 +530,7 @@ static int fid_images(const char *images, const char *ref, const char *incep, in
     ddx_featset f = {0};
     bool logits = net && ddx_inception_has_logits(net);
     if (!st) st = ddx_featset_init(&f, DDX_KID_KEEP, logits);
+    if (!st && logits) st = ddx_featset_unbias(&f, ipath);
     double t0 = ddx_now_s();
     g_ref_prog.what = NULL;
     if (!st) st = ddx_features_dir(net, &d, MAX_PIXELS, &f, ref_progress, "images");
@@ -704,6 +705,7 @@ static int cmd_fid(int argc, char **argv) {
     const bool want_logits = ddx_inception_has_logits(net);
     ddx_featset f;
     st = ddx_featset_init(&f, DDX_KID_KEEP, want_logits);
+    if (!st && want_logits) st = ddx_featset_unbias(&f, ipath);
     ddx_sampling *sp = NULL;
     if (!st) st = ddx_gen_sampler(&g, kind, key.steps, key.eta, (uint64_t)seed, (int)batch, &sp);
     const int S = g.cfg.model.image_size, C = g.cfg.model.out_channels;

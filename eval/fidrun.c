@@ -33,14 +33,32 @@ ddx_status ddx_featset_add(ddx_featset *f, const float *pool3, const float *logi
         f->logits = p;
         f->cap_logits = nc;
     }
-    memcpy(f->logits + (size_t)f->n_logits * DDX_INCEPTION_LOGITS, logits, (size_t)n * DDX_INCEPTION_LOGITS * sizeof *logits);
+    float *dst = f->logits + (size_t)f->n_logits * DDX_INCEPTION_LOGITS;
+    memcpy(dst, logits, (size_t)n * DDX_INCEPTION_LOGITS * sizeof *logits);
+    for (int64_t i = 0; f->bias && i < n; i++)
+        for (int k = 0; k < DDX_INCEPTION_LOGITS; k++) dst[(size_t)i * DDX_INCEPTION_LOGITS + k] -= f->bias[k];
     f->n_logits += n;
     return DDX_OK;
+}
+
+ddx_status ddx_featset_unbias(ddx_featset *f, const char *weights) {
+    ddx_st_file sf;
+    DDX_TRY(ddx_st_read(weights, &sf));
+    const ddx_st_tensor *t = ddx_st_find(&sf, "fc.bias");
+    ddx_status st = DDX_OK;
+    if (!t || t->dtype != DDX_ST_F32 || t->ndim != 1 || t->shape[0] != DDX_INCEPTION_LOGITS)
+        st = ddx_errorf(DDX_E_INPUT, "%s: no F32 fc.bias [%d] for the Inception Score", weights, DDX_INCEPTION_LOGITS);
+    if (!st && !f->bias && !(f->bias = malloc(DDX_INCEPTION_LOGITS * sizeof *f->bias)))
+        st = ddx_errorf(DDX_E_NOMEM, "out of memory");
+    if (!st) memcpy(f->bias, t->data, DDX_INCEPTION_LOGITS * sizeof *f->bias);
+    ddx_st_close(&sf);
+    return st;
 }
 
 void ddx_featset_free(ddx_featset *f) {
     ddx_fstats_free(f->st);
     free(f->logits);
+    free(f->bias);
     memset(f, 0, sizeof *f);
 }
 

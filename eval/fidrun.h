@@ -28,7 +28,13 @@ typedef struct ddx_featset {
     bool want_logits;
     float *logits;           // [n_logits, 1008] when want_logits
     int64_t n_logits, cap_logits;
+    // torch-fidelity's IS takes the fc output without its bias ("logits_unbiased"): set from
+    // the weights' fc.bias by ddx_featset_unbias, subtracted as logits are added.
+    float *bias;
 } ddx_featset;
+
+// Reads fc.bias [1008] of the weights file into f (IS as torch-fidelity computes it).
+ddx_status ddx_featset_unbias(ddx_featset *f, const char *weights);
 
 ddx_status ddx_featset_init(ddx_featset *f, int64_t keep_max, bool want_logits);
 // pool3: [n, 2048]; logits: [n, 1008] or NULL (required when want_logits).

@@ -15,7 +15,13 @@
 // fp32 features through ~100 layers computed with another summation order than PyTorch's.
 #define TOL 1e-4
 
-int main(void) {
+int main(int argc, char **argv) {
+    // For test_fid_real.sh: formula weights with the fc (models/inception.h), to exercise IS.
+    if (argc == 3 && !strcmp(argv[1], "--write-test-weights")) {
+        ddx_status ws = ddx_inception_write_test_weights(argv[2], true);
+        if (ws) fprintf(stderr, "%s\n", ddx_last_error());
+        return ws ? 1 : 0;
+    }
     char path[4096];
     const char *source;
     ddx_status st = ddx_inception_path(NULL, NULL, path, sizeof path, &source);

@@ -56,6 +56,13 @@ print(f"ddx-eval FID {got:.6f}, pytorch-fid {want:.6f}, relative difference {rel
 sys.exit(rel > 1e-3)
 PY
 
+# IS (and the fc path) with formula weights that have the fc: the score is finite and within
+# [1, 1008] (a distribution over 1008 classes), KID and FID present.
+"$tbin" --write-test-weights "$tmp/fc.safetensors" || bad "writing formula weights with the fc"
+"$ev" fid --images data/fid_real/A --ref data/fid_real/B --inception "$tmp/fc.safetensors" >"$tmp/is.json" 2>"$tmp/e" &&
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(not (1 <= r["is"] <= 1008 and r["is_std"] >= 0 and r["fid"] >= 0 and r["kid"] is not None))' "$tmp/is.json" &&
+    ok || bad "IS with fc weights: $(cat "$tmp/is.json" "$tmp/e" | tail -3)"
+
 # 4. a tiny checkpoint in a run folder
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     cat >"$tmp/tiny.yaml" <<YAML

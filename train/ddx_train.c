@@ -167,6 +167,7 @@ typedef struct run {
     ddx_loader *loader;
     ddx_inception *fid_net;   // eval.fid_every > 0: the FID Inception and the reference
     ddx_ref fid_ref;
+    char fid_weights[PATH_MAX];
     int log_fd;
     char log_path[PATH_MAX + 64];
     int lock_fd;
@@ -285,6 +286,7 @@ static ddx_status run_fid(run *r, int64_t data_batch, double elapsed) {
                         ? ddx_errorf(DDX_E_NOMEM, "eval.fid_samples: out of host memory for %lld images", (long long)n)
                         : DDX_OK;
     if (!st) st = ddx_featset_init(&f, DDX_KID_KEEP, want_logits);
+    if (!st && want_logits) st = ddx_featset_unbias(&f, r->fid_weights);
     if (!st) st = ddx_trainer_sample(&r->tr, cfg->train.ema_decay > 0, (int)n, cfg->run.seed, x);
     double t1 = now_s();
     if (!st) ddx_quantize_u8(x, (size_t)n * per, u8);
@@ -725,9 +727,8 @@ int main(int argc, char **argv) {
     if (!st && cfg->eval.fid_every > 0) {
         // The weights and the reference are read now: a missing file stops the start, not the
         // first evaluation hours later.
-        char ipath[PATH_MAX];
-        st = ddx_inception_path(cfg->eval.inception, "eval.inception", ipath, sizeof ipath, NULL);
-        if (!st) st = ddx_inception_load(ipath, dev, DDX_INCEPTION_FP32, 0, &r.fid_net);
+        st = ddx_inception_path(cfg->eval.inception, "eval.inception", r.fid_weights, sizeof r.fid_weights, NULL);
+        if (!st) st = ddx_inception_load(r.fid_weights, dev, DDX_INCEPTION_FP32, 0, &r.fid_net);
         if (!st) st = ddx_ref_load(cfg->eval.ref, "eval.ref", r.fid_net, cfg->data.max_image_pixels, &r.fid_ref, NULL);
         if (!st && cfg->eval.fid_samples > INT_MAX)
             st = ddx_errorf(DDX_E_INPUT, "eval.fid_samples: %lld is too many for one evaluation", (long long)cfg->eval.fid_samples);
