@@ -200,6 +200,17 @@ if [ -x build-gpu/tests/test_cuda ]; then
     else
         record "torch_inception.py" "SKIP(no pytorch-fid)" 0
     fi
+    # The whole ddx-eval fid pipeline (DDIM-50 + quantisation + Inception + FID) vs diffusers DDIM +
+    # pytorch-fid on the CIFAR-10 U-Net with random weights (a timing; issue 11 asks n 50000, which
+    # does not fit this budget: GPU_FID_N, default 5000). The Inception weights cannot be fetched
+    # here: carry them and set DDX_INCEPTION.
+    if [ $have_diffusers = 1 ] && [ -f "${DDX_INCEPTION:-}" ] && python3 -c "import pytorch_fid" >/dev/null 2>&1; then
+        fidw=$(mktemp -d /tmp/gpu_fid.XXXXXX)
+        run_step "fid pipeline cifar10 n${GPU_FID_N:-5000} (ddx vs PyTorch)" 240 "python3 bench/reference/make_random_unet.py configs/cifar10_ddpm.yaml $fidw >/dev/null && bash bench/fid_pipeline.sh build-gpu $fidw/unet.safetensors configs/cifar10_ddpm.yaml $DDX_INCEPTION $fidw/ref.npz ${GPU_FID_N:-5000} 50 $jobs 256"
+        rm -rf "$fidw"
+    else
+        record "fid pipeline (ddx vs PyTorch)" "SKIP(no DDX_INCEPTION/diffusers/pytorch-fid)" 0
+    fi
     # torch.compile takes minutes to start; last, so a tight budget drops it first.
     if [ $have_diffusers = 1 ] && [ "${GPU_CHECK_COMPILE:-1}" = 1 ]; then
         run_step "torch_unet.py cifar10 (compile bf16)" 300 "python3 bench/reference/torch_unet.py configs/cifar10_ddpm.yaml --modes bf16 --compile-only"

@@ -141,6 +141,14 @@ static const cfg_key KEYS[] = {
     K_F64("sample.eta", sample.eta, "0", 0, 1, 0, "DDIM noise scale; 0 = deterministic"),
     K_INT("sample.n", sample.n, "64", 1, 1000000, "images to sample"),
     K_ENUM("sample.spacing", sample.spacing, ddx_spacing, N_SPACING, "uniform", "timestep spacing for strided sampling"),
+
+    K_I64("eval.fid_every", eval.fid_every, "0", 0, BIG,
+          "ddx-train: steps between FID/KID evaluations logged to log.jsonl (and one at the end); 0 = never"),
+    K_I64("eval.fid_samples", eval.fid_samples, "2048", 2, 10000000,
+          "images sampled (sample.sampler/steps/eta, EMA weights) for each training FID"),
+    K_STR("eval.ref", eval.ref, "", "reference statistics for the training FID: a .npz from ddx-eval stats, or an image folder"),
+    K_STR("eval.inception", eval.inception, "",
+          "FID Inception weights; \"\" = $DDX_INCEPTION, else ~/.cache/ddx/ (python3 tools/fetch_inception.py fetches them)"),
 };
 
 #define N_KEYS ((int)(sizeof(KEYS) / sizeof(KEYS[0])))
@@ -1087,6 +1095,10 @@ ddx_status ddx_config_validate(const ddx_config *c) {
     if (c->train.warmup_steps > c->train.total_steps)
         return invalid(c, "train.warmup_steps", "%lld exceeds train.total_steps %lld", (long long)c->train.warmup_steps,
                        (long long)c->train.total_steps);
+    if (c->eval.fid_every > 0 && !c->eval.ref[0])
+        return invalid(c, "eval.ref", "is empty but eval.fid_every is %lld; make reference statistics with ddx-eval stats "
+                                      "--config CONFIG --split test --out ref.npz and set eval.ref: ref.npz",
+                       (long long)c->eval.fid_every);
     return DDX_OK;
 }
 

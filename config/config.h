@@ -12,7 +12,7 @@
 //     ddx_config_save(&cfg, "RUN/config.yaml");          // and keep it with the run
 //
 // Rules of the file format (strict on purpose: a typo must never silently train the wrong model):
-//   - the top level is a mapping of sections (run, model, diffusion, data, train, sample), each a
+//   - the top level is a mapping of sections (run, model, diffusion, data, train, sample, eval), each a
 //     mapping of keys; `train.lr: 2e-4` (a dotted key at the top level) is accepted too;
 //   - unknown keys, wrong types, out-of-range values, unknown enum names, duplicate keys,
 //     anchors/aliases, tags, several documents, tabs used for indentation and non-UTF-8 bytes are
@@ -120,6 +120,12 @@ typedef struct ddx_config {
         int n;                             // number of images
         ddx_spacing spacing;
     } sample;
+    struct {
+        int64_t fid_every;                 // ddx-train: steps between FID evaluations; 0 = never
+        int64_t fid_samples;               // images per training FID
+        char ref[DDX_CONFIG_STR_MAX];      // reference .npz or image folder
+        char inception[DDX_CONFIG_STR_MAX];  // weights; "" = DDX_INCEPTION / the cache path
+    } eval;
     // Where each key got its value, for messages about cross-key problems found after loading
     // and --set: the file's path, and per schema key 0 = default, > 0 = line in `source`,
     // -1 = a --set override. Not part of the value: ddx_config_diff ignores it.

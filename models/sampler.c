@@ -358,6 +358,13 @@ static ddx_status run_jump(ddx_sampling *sp, ddx_ctx *c, int k, int t_lo, int t_
 
 ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const float *cond, float *out,
                             void (*progress)(int done, int total, void *arg), void *arg) {
+    return ddx_sampling_run_at(sp, 0, n, y, cond, out, progress, arg);
+}
+
+ddx_status ddx_sampling_run_at(ddx_sampling *sp, int64_t first, int n, const int32_t *y, const float *cond, float *out,
+                               void (*progress)(int done, int total, void *arg), void *arg) {
+    if (first < 0 || first > INT64_MAX / 2 / (int64_t)DDX_SAMPLER_MAX_HWC)
+        return ddx_errorf(DDX_E_INPUT, "sampler: first image index %lld out of range", (long long)first);
     if (!sp || (n > 0 && !out)) return ddx_errorf(DDX_E_INTERNAL, "sampler: NULL sampler or output");
     if (n < 0) return ddx_errorf(DDX_E_INPUT, "sample.n: %d images requested; must be >= 0", n);
     if (n == 0) return DDX_OK;
@@ -397,9 +404,9 @@ ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const flo
     for (int b0 = 0, bi = 0; b0 < n && st == DDX_OK; b0 += B, bi++) {
         const int nb = n - b0 < B ? n - b0 : B;
         const int64_t rows = g2 ? 2 * nb : nb;
-        const uint64_t off = (uint64_t)b0 * (uint64_t)hwc;
+        const uint64_t off = (uint64_t)(first + b0) * (uint64_t)hwc;   // the noise of image first + b0
         const size_t xbytes = (size_t)((int64_t)nb * hwc) * sizeof(float);
-        sp->nb = nb, sp->i0 = b0;
+        sp->nb = nb, sp->i0 = first + b0;
         // A new batch: its row count and noise offset are baked into a capture.
         if ((st = ddx_graph_step_invalidate(&sp->g, c)) != DDX_OK || (st = ddx_ctx_reset(c)) != DDX_OK) break;
         if (sp->have_jgraph && (st = ddx_graph_step_invalidate(&sp->gj, c)) != DDX_OK) break;
@@ -456,7 +463,7 @@ ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const flo
             st = ddx_graph_step_run(&sp->g, c, IN_OFF_T + (size_t)rows * sizeof(float), step_body, sp);
             if (st == DDX_OK && progress) progress(bi * V + k, nbatches * V, arg);
         }
-        if (st == DDX_OK) st = ddx_memcpy(out + off, DDX_CPU, sp->xbuf, c->device, xbytes);
+        if (st == DDX_OK) st = ddx_memcpy(out + (size_t)b0 * (size_t)hwc, DDX_CPU, sp->xbuf, c->device, xbytes);
     }
     free(yh);
     ddx_status rst = ddx_ctx_reset(c);

@@ -107,6 +107,13 @@ size_t ddx_sampling_bytes(const ddx_sampling *sp);
 ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const float *cond, float *out,
                             void (*progress)(int done, int total, void *arg), void *arg);
 
+// The same for images first .. first + n - 1 of the sequence a run of first + n images would
+// draw (their noise keys), so a long evaluation can be drawn in resumable shards that give the
+// images of one long run. y, cond and out hold the n images of this call.
+#define DDX_SAMPLER_MAX_HWC ((int64_t)1 << 24)
+ddx_status ddx_sampling_run_at(ddx_sampling *sp, int64_t first, int n, const int32_t *y, const float *cond, float *out,
+                               void (*progress)(int done, int total, void *arg), void *arg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,7 +3,7 @@
 # The CUDA toolkit is not installed here: when nvcc is on PATH (or in /usr/local/cuda) the
 # build adds the CUDA backend, otherwise it builds CPU-only and says so.
 set -euo pipefail
-pkgs=(meson ninja-build pkg-config gcc python3 libyaml-dev libstb-dev libopenblas-dev zlib1g-dev
+pkgs=(meson ninja-build pkg-config gcc python3 python3-pip libyaml-dev libstb-dev libopenblas-dev zlib1g-dev
       libopenmpi-dev openmpi-bin dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done

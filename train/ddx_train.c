@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "eval/fidrun.h"
+#include "eval/gen.h"
 #include "models/checkpoint.h"
 #include "runtime/comm.h"
 #include "runtime/image.h"
@@ -37,8 +39,8 @@ static void usage(FILE *f) {
             "--resume continues a run exactly where its last checkpoint left it; only train.total_steps,\n"
             "train.log_every, train.sample_every, train.checkpoint_every, train.keep_checkpoints,\n"
             "train.max_loss_ratio, run.device, run.comm_timeout_s, run.comm_bucket_mb, data.path,\n"
-            "data.max_image_pixels and data.num_workers may differ from the run's config, and so may\n"
-            "the number of ranks. One ddx-train at a time per run folder (RUN/.lock).\n");
+            "data.max_image_pixels, data.num_workers and eval.* may differ from the run's config, and so\n"
+            "may the number of ranks. One ddx-train at a time per run folder (RUN/.lock).\n");
 }
 
 static int fail(ddx_status st) {
@@ -158,6 +160,7 @@ static void copy_resume_keys(ddx_config *dst, const ddx_config *src) {
     dst->train.max_loss_ratio = src->train.max_loss_ratio;
     dst->run.comm_timeout_s = src->run.comm_timeout_s;
     dst->run.comm_bucket_mb = src->run.comm_bucket_mb;
+    dst->eval = src->eval;   // evaluation settings change what is measured, not what is trained
 }
 
 typedef struct run {
@@ -167,6 +170,9 @@ typedef struct run {
     ddx_trainer tr;
     ddx_dataset data;
     ddx_loader *loader;
+    ddx_inception *fid_net;   // eval.fid_every > 0: the FID Inception and the reference
+    ddx_ref fid_ref;
+    char fid_weights[PATH_MAX];
     int log_fd;
     char log_path[PATH_MAX + 64];
     int lock_fd;
@@ -265,6 +271,68 @@ static ddx_status save_checkpoint(run *r, int64_t data_batch, double loss_sum, i
     return prune_step_files(dir, keep);
 }
 
+// eval.fid_every: eval.fid_samples images with the grids' sampler settings and weights, quantised
+// as PNGs are, against eval.ref (eval/fidrun.h); one log line {"step":S,"eval":"fid",...}
+// (no "loss" key, so a resume's loss history ignores it; a resume cuts it with the steps after
+// its checkpoint like any other line).
+static ddx_status log_append(run *r, const char *line, size_t n);
+static int stop_on_log_error(run *r, const char *line, int64_t data_batch, double elapsed);
+
+static ddx_status run_fid(run *r, int64_t data_batch, double elapsed) {
+    const ddx_config *cfg = &r->cfg;
+    const int64_t n = cfg->eval.fid_samples;
+    const int S = cfg->model.image_size, C = cfg->model.out_channels;
+    const size_t per = (size_t)S * S * C;
+    double t0 = now_s();
+    float *x = malloc((size_t)n * per * sizeof *x);
+    uint8_t *u8 = malloc((size_t)n * per);
+    const int64_t chunk = 256;
+    float *pool3 = malloc((size_t)chunk * DDX_INCEPTION_FEATURES * sizeof *pool3);
+    const bool want_logits = ddx_inception_has_logits(r->fid_net);
+    float *logits = want_logits ? malloc((size_t)chunk * DDX_INCEPTION_LOGITS * sizeof *logits) : NULL;
+    ddx_featset f = {0};
+    ddx_status st = (!x || !u8 || !pool3 || (want_logits && !logits))
+                        ? ddx_errorf(DDX_E_NOMEM, "eval.fid_samples: out of host memory for %lld images", (long long)n)
+                        : DDX_OK;
+    if (!st) st = ddx_featset_init(&f, DDX_KID_KEEP, want_logits);
+    if (!st && want_logits) st = ddx_featset_unbias(&f, r->fid_weights);
+    if (!st) st = ddx_trainer_sample(&r->tr, cfg->train.ema_decay > 0, (int)n, cfg->run.seed, x);
+    double t1 = now_s();
+    if (!st) ddx_quantize_u8(x, (size_t)n * per, u8);
+    for (int64_t i0 = 0; i0 < n && !st; i0 += chunk) {
+        int64_t k = n - i0 < chunk ? n - i0 : chunk;
+        st = ddx_features_u8(r->fid_net, u8 + (size_t)i0 * per, k, S, S, C, pool3, logits);
+        if (!st) st = ddx_featset_add(&f, pool3, logits, k);
+    }
+    ddx_fid_result res;
+    if (!st) st = ddx_fid_finish(&f, &r->fid_ref, &res);
+    free(x);
+    free(u8);
+    free(pool3);
+    free(logits);
+    ddx_featset_free(&f);
+    if (st) return st;
+    double t2 = now_s();
+    char kid[96] = "", is[96] = "";
+    if (res.have_kid) snprintf(kid, sizeof kid, ",\"kid\":%.10g,\"kid_std\":%.10g", res.kid, res.kid_std);
+    if (res.have_is) snprintf(is, sizeof is, ",\"is\":%.10g,\"is_std\":%.10g", res.is, res.is_std);
+    char line[1024];
+    int len = snprintf(line, sizeof line,
+                       "{\"step\":%" PRId64 ",\"eval\":\"fid\",\"n\":%lld,\"fid\":%.10g%s%s,\"sample_s\":%.3f,"
+                       "\"features_s\":%.3f}\n",
+                       r->tr.step, (long long)n, res.fid, kid, is, t1 - t0, t2 - t1);
+    printf("fid: step %" PRId64 ": FID %.4f%s against %s (%lld images; sampling %.1f s, features %.1f s)\n", r->tr.step, res.fid,
+           res.have_kid ? (snprintf(kid, sizeof kid, ", KID %.5f", res.kid), kid) : "", r->fid_ref.desc, (long long)n, t1 - t0,
+           t2 - t1);
+    fflush(stdout);
+    if (len < 0 || (size_t)len >= sizeof line) return ddx_errorf(DDX_E_INTERNAL, "fid log line too long");
+    if (log_append(r, line, (size_t)len)) {
+        stop_on_log_error(r, line, data_batch, elapsed);
+        return DDX_E_IO;
+    }
+    return DDX_OK;
+}
+
 static ddx_status save_samples(run *r, const char *name) {
     const ddx_config *cfg = &r->cfg;
     int n = cfg->sample.n;
@@ -290,6 +358,9 @@ static void run_free(run *r) {
     if (r->lock_fd >= 0) close(r->lock_fd);   // releases the run folder's lock
     r->lock_fd = -1;
     ddx_trainer_free(&r->tr);
+    ddx_inception_free(r->fid_net);
+    r->fid_net = NULL;
+    ddx_ref_free(&r->fid_ref);
     ddx_dataset_free(&r->data);
     free(r->x);
     free(r->y);
@@ -478,6 +549,11 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
             st = save_samples(r, name);
             if (st) return fail(st);
         }
+        if (cfg->eval.fid_every > 0 && step % cfg->eval.fid_every == 0 && step != total) {
+            st = run_fid(r, data_batch, r->elapsed0 + (now_s() - t_start));
+            if (st == DDX_E_IO) return 2;   // the log failed: stop_on_log_error said so and saved
+            if (st) return fail(st);
+        }
     }
     // Interrupted or done: both leave a checkpoint to resume from.
     r->collective_end = true;
@@ -496,6 +572,11 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
     snprintf(name, sizeof name, "step_%07" PRId64, r->tr.step);
     st = save_samples(r, name);
     if (st) return fail(st);
+    if (cfg->eval.fid_every > 0) {
+        st = run_fid(r, data_batch, r->elapsed0 + (now_s() - t_start));
+        if (st == DDX_E_IO) return 2;
+        if (st) return fail(st);
+    }
     int fd = r->log_fd;
     r->log_fd = -1;
     bool synced = fsync(fd) == 0;
@@ -695,6 +776,16 @@ int main(int argc, char **argv) {
                             ddx_last_error());
     }
     if (!st) st = ddx_trainer_set_comm(&r.tr, r.comm, cfg->run.comm_bucket_mb);
+    if (!st && r.lead && cfg->eval.fid_every > 0) {
+        // Rank 0 evaluates (the other ranks wait in the next collective). The weights and the
+        // reference are read now: a missing file stops the start, not the
+        // first evaluation hours later.
+        st = ddx_inception_path(cfg->eval.inception, "eval.inception", r.fid_weights, sizeof r.fid_weights, NULL);
+        if (!st) st = ddx_inception_load(r.fid_weights, dev, DDX_INCEPTION_FP32, 0, &r.fid_net);
+        if (!st) st = ddx_ref_load(cfg->eval.ref, "eval.ref", r.fid_net, cfg->data.max_image_pixels, &r.fid_ref, NULL);
+        if (!st && cfg->eval.fid_samples > INT_MAX)
+            st = ddx_errorf(DDX_E_INPUT, "eval.fid_samples: %lld is too many for one evaluation", (long long)cfg->eval.fid_samples);
+    }
     if (!st && have_ck) {
         st = ddx_checkpoint_load(&ck, &r.tr.ps, DDX_CKPT_WEIGHTS | DDX_CKPT_EMA | DDX_CKPT_ADAM);
         r.tr.step = ck.state.step;
