@@ -230,16 +230,17 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-static ddx_status load_fashion_mnist(const ddx_config *cfg, ddx_dataset *d) {
+static ddx_status load_fashion_mnist(const ddx_config *cfg, bool test, ddx_dataset *d) {
     const char *dir = cfg->data.path[0] ? cfg->data.path : FMNIST_DEFAULT_PATH;
-    if (cfg->model.in_channels != 1)
+    if (cfg->model.out_channels != 1)
         return ddx_errorf(DDX_E_INPUT,
-                          "data.dataset: fashion_mnist images have 1 channel but model.in_channels is %d: set "
-                          "model.in_channels: 1 (and model.out_channels: 1)",
-                          cfg->model.in_channels);
+                          "data.dataset: fashion_mnist images have 1 channel but model.out_channels is %d: set "
+                          "model.out_channels: 1 (and model.in_channels: 1, or 2 with model.cond lowres)",
+                          cfg->model.out_channels);
     char ipath[DDX_CONFIG_STR_MAX + 64], lpath[DDX_CONFIG_STR_MAX + 64];
-    snprintf(ipath, sizeof ipath, "%s/train-images-idx3-ubyte.gz", dir);
-    snprintf(lpath, sizeof lpath, "%s/train-labels-idx1-ubyte.gz", dir);
+    const char *split = test ? "t10k" : "train";
+    snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte.gz", dir, split);
+    snprintf(lpath, sizeof lpath, "%s/%s-labels-idx1-ubyte.gz", dir, split);
     const char *paths[2] = {ipath, lpath};
     for (int i = 0; i < 2; i++) {
         bool missing;
@@ -248,8 +249,8 @@ static ddx_status load_fashion_mnist(const ddx_config *cfg, ddx_dataset *d) {
             return ddx_errorf(DDX_E_INPUT,
                               "data.path: %s not found: install the Debian package dataset-fashion-mnist (apt-get "
                               "install dataset-fashion-mnist) or set data.path to a folder with "
-                              "train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz",
-                              paths[i]);
+                              "%s-images-idx3-ubyte.gz and %s-labels-idx1-ubyte.gz",
+                              paths[i], split, split);
     }
     uint8_t *img = NULL, *lab = NULL;
     size_t ilen = 0, llen = 0;
@@ -319,24 +320,28 @@ static ddx_status load_fashion_mnist(const ddx_config *cfg, ddx_dataset *d) {
     d->num_classes = 10;
     char resized[48] = "";
     if ((int64_t)s != (int64_t)rows || rows != cols) snprintf(resized, sizeof resized, " resized to %dx%d", s, s);
-    set_desc(d, "Fashion-MNIST train, %llu images %llux%llux1%s from %s",
+    set_desc(d, "Fashion-MNIST %s, %llu images %llux%llux1%s from %s", test ? "test" : "train",
              (unsigned long long)n, (unsigned long long)rows, (unsigned long long)cols, resized, dir);
     return DDX_OK;
 }
 
 // ---- CIFAR-10 --------------------------------------------------------------------------------
-static ddx_status load_cifar10(const ddx_config *cfg, ddx_dataset *d) {
+static ddx_status load_cifar10(const ddx_config *cfg, bool test, ddx_dataset *d) {
     const char *dir = cfg->data.path[0] ? cfg->data.path : CIFAR_DEFAULT_PATH;
-    if (cfg->model.in_channels != 3)
+    if (cfg->model.out_channels != 3)
         return ddx_errorf(DDX_E_INPUT,
-                          "data.dataset: cifar10 images have 3 channels but model.in_channels is %d: set "
-                          "model.in_channels: 3 (and model.out_channels: 3)",
-                          cfg->model.in_channels);
-    enum { REC = 3073, NB = 5 };
-    char paths[NB][DDX_CONFIG_STR_MAX + 32];
-    int64_t counts[NB], total = 0;
+                          "data.dataset: cifar10 images have 3 channels but model.out_channels is %d: set "
+                          "model.out_channels: 3 (and model.in_channels: 3, or 6 with model.cond lowres)",
+                          cfg->model.out_channels);
+    enum { REC = 3073, NB_MAX = 5 };
+    const int NB = test ? 1 : NB_MAX;   // the test split is test_batch.bin alone
+    char paths[NB_MAX][DDX_CONFIG_STR_MAX + 32];
+    int64_t counts[NB_MAX], total = 0;
     for (int b = 0; b < NB; b++) {
-        snprintf(paths[b], sizeof paths[b], "%s/data_batch_%d.bin", dir, b + 1);
+        if (test)
+            snprintf(paths[b], sizeof paths[b], "%s/test_batch.bin", dir);
+        else
+            snprintf(paths[b], sizeof paths[b], "%s/data_batch_%d.bin", dir, b + 1);
         bool missing;
         DDX_TRY(file_missing(paths[b], &missing));
         if (missing)
@@ -405,7 +410,7 @@ static ddx_status load_cifar10(const ddx_config *cfg, ddx_dataset *d) {
     d->num_classes = 10;
     char resized[48] = "";
     if (d->size != 32) snprintf(resized, sizeof resized, " resized to %dx%d", d->size, d->size);
-    set_desc(d, "CIFAR-10 train, %lld images 32x32x3%s from %s", (long long)total, resized,
+    set_desc(d, "CIFAR-10 %s, %lld images 32x32x3%s from %s", test ? "test" : "train", (long long)total, resized,
              dir);
     return DDX_OK;
 }
@@ -555,10 +560,10 @@ static void *folder_worker(void *arg) {
 
 static ddx_status load_image_folder(const ddx_config *cfg, ddx_dataset *d) {
     const char *dir = cfg->data.path;
-    int c = cfg->model.in_channels, s = cfg->data.image_size;
+    int c = cfg->model.out_channels, s = cfg->data.image_size;
     if (c != 1 && c != 3)
         return ddx_errorf(DDX_E_INPUT,
-                          "model.in_channels is %d: data.dataset image_folder gives 1 (grey) or 3 (RGB) channels", c);
+                          "model.out_channels is %d: data.dataset image_folder gives 1 (grey) or 3 (RGB) channels", c);
     if (!dir[0])
         return ddx_errorf(DDX_E_INPUT,
                           "data.path is empty: data.dataset image_folder needs data.path set to a folder of "
@@ -626,7 +631,9 @@ static ddx_status load_image_folder(const ddx_config *cfg, ddx_dataset *d) {
     return DDX_OK;
 }
 
-ddx_status ddx_dataset_load(const ddx_config *cfg, ddx_dataset *out) {
+ddx_status ddx_dataset_load(const ddx_config *cfg, ddx_dataset *out) { return ddx_dataset_load_split(cfg, false, out); }
+
+ddx_status ddx_dataset_load_split(const ddx_config *cfg, bool test, ddx_dataset *out) {
     if (!cfg || !out) return ddx_errorf(DDX_E_INPUT, "ddx_dataset_load: NULL argument");
     memset(out, 0, sizeof *out);
     if (cfg->data.image_size < 1 || cfg->data.image_size > 4096)
@@ -634,8 +641,8 @@ ddx_status ddx_dataset_load(const ddx_config *cfg, ddx_dataset *out) {
     ddx_dataset d = {0};
     ddx_status st;
     switch (cfg->data.dataset) {
-    case DDX_DATASET_FASHION_MNIST: st = load_fashion_mnist(cfg, &d); break;
-    case DDX_DATASET_CIFAR10: st = load_cifar10(cfg, &d); break;
+    case DDX_DATASET_FASHION_MNIST: st = load_fashion_mnist(cfg, test, &d); break;
+    case DDX_DATASET_CIFAR10: st = load_cifar10(cfg, test, &d); break;
     case DDX_DATASET_IMAGE_FOLDER: st = load_image_folder(cfg, &d); break;
     default: st = ddx_errorf(DDX_E_INPUT, "data.dataset: unknown value %d", (int)cfg->data.dataset); break;
     }
