@@ -5,4 +5,5 @@
 int ddx_bench_kernels(int argc, char **argv);
 // `ddx-bench step`: a config's training step and sampling forward (bench/bench_step.c).
 int ddx_bench_step(int argc, char **argv);
+int ddx_bench_sr(int argc, char **argv);
 #endif
