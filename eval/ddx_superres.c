@@ -30,6 +30,7 @@
 #include "models/lowres.h"
 #include "models/sampler.h"
 #include "runtime/image.h"
+#include "runtime/json.h"
 #include "runtime/outfile.h"
 #include "train/data.h"
 
@@ -353,13 +354,18 @@ int main(int argc, char **argv) {
     if (!st && out) st = ddx_image_grid_write(out, pic, (int)(rows * panels), S, S, C, panels, DDX_NORMALIZE_CLIP, NULL);
     if (!st && eval_s) {
         const double m = (double)ms.n;
-        printf("{\"checkpoint\": \"%s\", \"step\": %lld, \"images\": %lld, \"split\": \"test\", \"factor\": %d, \"low\": %d, "
+        // The path as a JSON string (escaped), or null when it is not UTF-8.
+        ddx_json_buf jb = {0};
+        if (ddx_json_utf8_valid(ckpt, strlen(ckpt))) ddx_json_buf_string(&jb, ckpt, strlen(ckpt));
+        const char *ckj = jb.data && !jb.failed ? jb.data : "null";
+        printf("{\"checkpoint\": %s, \"step\": %lld, \"images\": %lld, \"split\": \"test\", \"factor\": %d, \"low\": %d, "
                "\"size\": %d, \"sampler\": \"%s\", \"steps\": %d, \"eta\": %g, \"seed\": %llu, \"weights\": \"%s\", "
                "\"model\": {\"psnr\": %.4f, \"ssim\": %.5f}, \"bicubic\": {\"psnr\": %.4f, \"ssim\": %.5f}, "
                "\"seconds\": %.1f}\n",
-               ckpt, (long long)ck_step, (long long)ms.n, f, s, S, cfg.sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm",
+               ckj, (long long)ck_step, (long long)ms.n, f, s, S, cfg.sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm",
                ddx_sampling_steps(sp), cfg.sample.eta, (unsigned long long)cfg.run.seed, use_ema ? "ema" : "model",
                ms.psnr_sr / m, ms.ssim_sr / m, ms.psnr_bi / m, ms.ssim_bi / m, dt);
+        ddx_json_buf_free(&jb);
     } else if (!st) {
         for (int64_t i = 0; !image && i < ms.n && ms.n == 1; i++)
             printf("test image %lld: SR PSNR %.2f dB SSIM %.4f; bicubic PSNR %.2f dB SSIM %.4f\n", from, ms.psnr_sr,
