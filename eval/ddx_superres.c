@@ -1,6 +1,6 @@
 // ddx-superres --checkpoint F (--image small.png | --from-data N [--n K] | --eval N)
 //              [--sampler ddpm|ddim] [--steps S] [--eta E] [--seed S] [--batch B] [--no-ema]
-//              [--data-path DIR] [--out big.png]
+//              [--samples K] [--data-path DIR] [--out big.png]
 //
 // Super-resolution with a model.cond lowres checkpoint (models/lowres.h): the low-res image is
 // upsampled bicubically, the sampler draws x0 with it concatenated to x_t, and the output shows
@@ -11,9 +11,13 @@
 // Metrics (eval/metrics.h, data range 1) compare images as they are saved: [-1, 1] mapped to
 // [0, 1], clipped, rounded to 8 bits; the truth is the 8-bit data set image itself.
 // --eval N: mean PSNR/SSIM over test images 0..N-1 for the model and for plain bicubic
-// upsampling, as JSON on stdout. Images are sampled in chunks of CHUNK; chunk k uses seed
-// run.seed + k (within a chunk the sampler keys each image's noise by its position), so the
-// numbers do not depend on --batch.
+// upsampling, as JSON on stdout. Images are sampled in chunks of CHUNK; sample j of chunk k uses
+// seed run.seed + k K + j (within a chunk the sampler keys each image's noise by its position),
+// so the numbers do not depend on --batch.
+// --samples K (K > 1): K samples per image; the SR panel and "model" are the first, and the
+// per-pixel mean of the K ("model_mean", one more panel) estimates the posterior mean E[x0 | low],
+// which is what PSNR rewards: a perfect sampler's single draw has twice the MSE of that mean, so
+// single samples can lose to a blurry estimate in PSNR while looking far sharper.
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -50,6 +54,7 @@ static void usage(FILE *f) {
             "  --eta E                DDIM eta in [0, 1] (default sample.eta)\n"
             "  --seed S               noise seed (default run.seed)\n"
             "  --batch B              images per forward pass (default min(images, 64))\n"
+            "  --samples K            K samples per image (default 1): also reports and shows their mean\n"
             "  --no-ema               use the raw weights instead of the EMA weights\n"
             "  --data-path DIR        the data set's folder, if not the checkpoint's data.path\n"
             "  --out big.png          low-res | bicubic | SR | truth, one row per image (required unless --eval)\n");
@@ -138,13 +143,13 @@ static void to_unit8(const float *x, int64_t n, float *out) {
 }
 
 typedef struct metric_sums {
-    double psnr_sr, ssim_sr, psnr_bi, ssim_bi;
+    double psnr_sr, ssim_sr, psnr_bi, ssim_bi, psnr_mean, ssim_mean;
     int64_t n;
 } metric_sums;
 
 int main(int argc, char **argv) {
     const char *ckpt = NULL, *image = NULL, *from_s = NULL, *n_s = NULL, *eval_s = NULL, *out = NULL, *data_path = NULL;
-    const char *sampler = NULL, *steps = NULL, *eta = NULL, *seed_s = NULL, *batch_s = NULL;
+    const char *sampler = NULL, *steps = NULL, *eta = NULL, *seed_s = NULL, *batch_s = NULL, *samples_s = NULL;
     bool no_ema = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -167,6 +172,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--eta")) slot = &eta;
         else if (!strcmp(a, "--seed")) slot = &seed_s;
         else if (!strcmp(a, "--batch")) slot = &batch_s;
+        else if (!strcmp(a, "--samples")) slot = &samples_s;
         else {
             fprintf(stderr, "ddx-superres: unknown argument '%s' (see ddx-superres --help)\n", a);
             return 2;
@@ -189,12 +195,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ddx-superres: --n goes with --from-data\n");
         return 2;
     }
-    long long from = 0, count = 1, neval = 0, batch = 0;
+    long long from = 0, count = 1, neval = 0, batch = 0, K = 1;
     ddx_status st = DDX_OK;
     if (from_s) st = parse_count("--from-data", from_s, 0, INT_MAX, &from);
     if (!st && n_s) st = parse_count("--n", n_s, 1, 1 << 20, &count);
     if (!st && eval_s) st = parse_count("--eval", eval_s, 1, 1 << 24, &neval);
     if (!st && batch_s) st = parse_count("--batch", batch_s, 1, 1 << 16, &batch);
+    if (!st && samples_s) st = parse_count("--samples", samples_s, 1, 64, &K);
     // Outputs are checked before minutes of sampling, not after.
     if (!st && out) st = ddx_output_check(out, "--out");
     if (st) return fail(st);
@@ -296,12 +303,15 @@ int main(int argc, char **argv) {
     // Per chunk: truth, bicubic (the conditioning itself) and SR, [chunk, S, S, C] each.
     float *truth = malloc((size_t)chunk * per * sizeof *truth), *bic = malloc((size_t)chunk * per * sizeof *bic);
     float *sr = malloc((size_t)chunk * per * sizeof *sr);
+    // K > 1: another draw, and the running sum of the K draws.
+    float *draw = K > 1 ? malloc((size_t)chunk * per * sizeof *draw) : NULL;
+    float *mean = K > 1 ? malloc((size_t)chunk * per * sizeof *mean) : NULL;
     float *ua = malloc(per * sizeof *ua), *ub = malloc(per * sizeof *ub);
-    // The picture: up to MAX_ROWS rows of 3 or 4 panels.
-    const int panels = image ? 3 : 4;
+    // The picture: up to MAX_ROWS rows of 3 or 4 panels (one more for the mean of K samples).
+    const int panels = (image ? 3 : 4) + (K > 1);
     const int64_t rows = n < MAX_ROWS ? n : MAX_ROWS;
     float *pic = out ? malloc((size_t)rows * panels * per * sizeof *pic) : NULL;
-    if (!st && (!truth || !bic || !sr || !ua || !ub || (out && !pic))) st = ddx_errorf(DDX_E_NOMEM, "out of host memory");
+    if (!st && (!truth || !bic || !sr || !ua || !ub || (out && !pic) || (K > 1 && (!draw || !mean)))) st = ddx_errorf(DDX_E_NOMEM, "out of host memory");
     if (!st)
         fprintf(stderr, "ddx-superres: %lld image%s %dx%d -> %dx%d (x%d): %s, %d steps, seed %llu, %s weights of %s (step %lld), "
                         "device %s\n",
@@ -318,14 +328,18 @@ int main(int argc, char **argv) {
             st = ddx_area_downsample(truth, nb, S, S, C, f, low);
         }
         if (!st) st = ddx_lowres_cond_from_low(&cfg, low, nb, bic);
-        so.seed = cfg.run.seed + (uint64_t)k;
-        if (!st && k > 0) {
-            // A new seed: a new sampler (the options are fixed at creation).
-            ddx_sampling_free(sp);
-            sp = NULL;
-            st = ddx_sampling_create(model, &sched, &so, dev, &sp);
+        for (int64_t j = 0; j < K && !st; j++) {
+            so.seed = cfg.run.seed + (uint64_t)k * (uint64_t)K + (uint64_t)j;
+            if (k > 0 || j > 0) {
+                // A new seed: a new sampler (the options are fixed at creation).
+                ddx_sampling_free(sp);
+                sp = NULL;
+                st = ddx_sampling_create(model, &sched, &so, dev, &sp);
+            }
+            if (!st) st = ddx_sampling_run(sp, (int)nb, NULL, bic, j ? draw : sr, NULL, NULL);
+            for (size_t i = 0; !st && K > 1 && i < (size_t)nb * per; i++) mean[i] = j ? mean[i] + draw[i] : sr[i];
         }
-        if (!st) st = ddx_sampling_run(sp, (int)nb, NULL, bic, sr, NULL, NULL);
+        for (size_t i = 0; !st && K > 1 && i < (size_t)nb * per; i++) mean[i] /= (float)K;
         for (int64_t i = 0; !st && !image && i < nb; i++) {
             // The truth is an 8-bit image already: to_unit8 gives its exact values.
             to_unit8(truth + i * per, (int64_t)per, ua);
@@ -335,6 +349,11 @@ int main(int argc, char **argv) {
             to_unit8(bic + i * per, (int64_t)per, ub);
             ms.psnr_bi += ddx_psnr(ua, ub, S, S, C, NULL);
             ms.ssim_bi += ddx_ssim(ua, ub, S, S, C, NULL);
+            if (K > 1) {
+                to_unit8(mean + i * per, (int64_t)per, ub);
+                ms.psnr_mean += ddx_psnr(ua, ub, S, S, C, NULL);
+                ms.ssim_mean += ddx_ssim(ua, ub, S, S, C, NULL);
+            }
             ms.n++;
         }
         for (int64_t i = 0; !st && pic && c0 + i < rows && i < nb; i++) {
@@ -346,7 +365,8 @@ int main(int argc, char **argv) {
                         row[((size_t)y * S + x) * C + ch] = low[(size_t)i * lper + ((size_t)(y / f) * s + x / f) * C + ch];
             memcpy(row + per, bic + i * per, per * sizeof *row);
             memcpy(row + 2 * per, sr + i * per, per * sizeof *row);
-            if (panels == 4) memcpy(row + 3 * per, truth + i * per, per * sizeof *row);
+            if (K > 1) memcpy(row + 3 * per, mean + i * per, per * sizeof *row);
+            if (!image) memcpy(row + (size_t)(panels - 1) * per, truth + i * per, per * sizeof *row);
         }
         if (!st && eval_s) fprintf(stderr, "ddx-superres: %lld/%lld images (%.1f s)\n", (long long)(c0 + nb), (long long)n, now_s() - t0);
     }
@@ -360,11 +380,14 @@ int main(int argc, char **argv) {
         const char *ckj = jb.data && !jb.failed ? jb.data : "null";
         printf("{\"checkpoint\": %s, \"step\": %lld, \"images\": %lld, \"split\": \"test\", \"factor\": %d, \"low\": %d, "
                "\"size\": %d, \"sampler\": \"%s\", \"steps\": %d, \"eta\": %g, \"seed\": %llu, \"weights\": \"%s\", "
-               "\"model\": {\"psnr\": %.4f, \"ssim\": %.5f}, \"bicubic\": {\"psnr\": %.4f, \"ssim\": %.5f}, "
-               "\"seconds\": %.1f}\n",
+               "\"model\": {\"psnr\": %.4f, \"ssim\": %.5f}, \"bicubic\": {\"psnr\": %.4f, \"ssim\": %.5f}, ",
                ckj, (long long)ck_step, (long long)ms.n, f, s, S, cfg.sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm",
                ddx_sampling_steps(sp), cfg.sample.eta, (unsigned long long)cfg.run.seed, use_ema ? "ema" : "model",
-               ms.psnr_sr / m, ms.ssim_sr / m, ms.psnr_bi / m, ms.ssim_bi / m, dt);
+               ms.psnr_sr / m, ms.ssim_sr / m, ms.psnr_bi / m, ms.ssim_bi / m);
+        if (K > 1)
+            printf("\"model_mean\": {\"samples\": %lld, \"psnr\": %.4f, \"ssim\": %.5f}, ", K, ms.psnr_mean / m,
+                   ms.ssim_mean / m);
+        printf("\"seconds\": %.1f}\n", dt);
         ddx_json_buf_free(&jb);
     } else if (!st) {
         for (int64_t i = 0; !image && i < ms.n && ms.n == 1; i++)
@@ -373,13 +396,17 @@ int main(int argc, char **argv) {
         if (!image && ms.n > 1)
             printf("test images %lld..%lld: mean SR PSNR %.2f dB SSIM %.4f; bicubic PSNR %.2f dB SSIM %.4f\n", from,
                    from + ms.n - 1, ms.psnr_sr / ms.n, ms.ssim_sr / ms.n, ms.psnr_bi / ms.n, ms.ssim_bi / ms.n);
-        printf("%s: %lld row%s of low-res | bicubic | SR%s (%.1f s)\n", out, (long long)rows, rows == 1 ? "" : "s",
-               panels == 4 ? " | truth" : "", dt);
+        if (!image && K > 1)
+            printf("mean of %lld samples: PSNR %.2f dB SSIM %.4f\n", K, ms.psnr_mean / ms.n, ms.ssim_mean / ms.n);
+        printf("%s: %lld row%s of low-res | bicubic | SR%s%s (%.1f s)\n", out, (long long)rows, rows == 1 ? "" : "s",
+               K > 1 ? " | SR mean" : "", image ? "" : " | truth", dt);
     }
     free(low);
     free(truth);
     free(bic);
     free(sr);
+    free(draw);
+    free(mean);
     free(ua);
     free(ub);
     free(pic);

@@ -2,7 +2,7 @@
 # ddx-superres end to end on a tiny model.cond lowres checkpoint over Fashion-MNIST (7 -> 28):
 #   - --from-data writes low-res | bicubic | SR | truth and prints PSNR/SSIM; --image writes
 #     three panels; --eval prints one JSON object with the model's and bicubic's mean PSNR/SSIM,
-#     the same for the same seed whatever --batch;
+#     the same for the same seed whatever --batch; --samples K adds the mean of K draws;
 #   - ddx-train's grids of a lowres model are made;
 #   - bad input exits 2 with one line and leaves an existing --out untouched: a low-res image of
 #     the wrong size (the full-size one), the wrong channel count, not a PNG, a checkpoint that is
@@ -81,6 +81,12 @@ m1=$(json_get "$tmp/j1" 2>&1) m2=$(json_get "$tmp/j2" 2>&1) m3=$(json_get "$tmp/
 [ "$m1" = "$m2" ] && [ "$(echo "$m1" | awk '{print NF, $5}')" = "5 6" ] && ok || bad "--eval by batch: '$m1' vs '$m2'"
 [ "$(echo "$m1" | cut -d' ' -f3-)" = "$(echo "$m3" | cut -d' ' -f3-)" ] && [ "$(echo "$m1" | cut -d' ' -f1)" != "$(echo "$m3" | cut -d' ' -f1)" ] &&
     ok || bad "--eval seeds: '$m1' vs '$m3'"
+# --samples 2: the first draw is the K = 1 result; their mean is reported beside it, and a fifth panel.
+"$sr" --checkpoint "$ck" --eval 6 --samples 2 >"$tmp/j4" 2>/dev/null || bad "--eval --samples 2 failed"
+python3 -c "import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); sys.exit(not (a['model'] == b['model'] and b['model_mean']['samples'] == 2 and 'model_mean' not in a))" "$tmp/j1" "$tmp/j4" &&
+    ok || bad "--samples 2: $(cat "$tmp/j4")"
+"$sr" --checkpoint "$ck" --from-data 5 --samples 2 --out "$tmp/c.png" >"$tmp/o" 2>&1 && [ "$(png_size "$tmp/c.png")" = "152 32" ] &&
+    grep -q "mean of 2 samples: PSNR" "$tmp/o" && ok || bad "--from-data --samples 2: $(head -c 300 "$tmp/o")"
 # Bicubic from 7x7 on Fashion-MNIST: far from perfect, far from noise.
 echo "$m1" | awk '{ exit !($3 > 10 && $3 < 30 && $4 > 0.1 && $4 < 0.95) }' && ok || bad "bicubic PSNR/SSIM implausible: $m1"
 
@@ -107,6 +113,7 @@ expect2 "not a super-resolution model" "$sr" --checkpoint "$pk" --from-data 0 --
 expect2 "the test split has 10000" "$sr" --checkpoint "$ck" --from-data 9999 --n 2 --out "$tmp/keep.png"
 expect2 "--out" "$sr" --checkpoint "$ck" --from-data 0 --out "$tmp"
 expect2 "--out big.png is required" "$sr" --checkpoint "$ck" --from-data 0
+expect2 "--samples" "$sr" --checkpoint "$ck" --from-data 0 --samples 0 --out "$tmp/keep.png"
 expect2 "exactly one of" "$sr" --checkpoint "$ck" --from-data 0 --image "$tmp/s7.png" --out "$tmp/keep.png"
 expect2 "--steps" "$sr" --checkpoint "$ck" --from-data 0 --sampler ddpm --steps 5 --out "$tmp/keep.png"
 expect2 "use ddx-superres" "$sample" --checkpoint "$ck" --out "$tmp/keep.png"
