@@ -218,7 +218,8 @@ ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed
             st = ddx_errorf(DDX_E_INTERNAL, "sample: a model.cond lowres model needs ddx_trainer_set_sample_cond first");
         else if (!(cond = malloc((size_t)n * img * sizeof *cond)))
             st = ddx_errorf(DDX_E_NOMEM, "sample: out of host memory");
-        for (int i = 0; st == DDX_OK && i < n; i++) memcpy(cond + (size_t)i * img, t->grid_cond + (size_t)(i % t->grid_n) * img, img * sizeof *cond);
+        for (int i = 0; st == DDX_OK && i < n; i++)
+            memcpy(cond + (size_t)i * img, t->grid_cond + (size_t)(i % t->grid_n) * img, img * sizeof *cond);
     }
     if (st == DDX_OK) st = ddx_sampling_run(t->sampler, n, y, cond, out, NULL, NULL);
     free(cond);
