@@ -9,4 +9,5 @@ int ddx_bench_step(int argc, char **argv);
 int ddx_bench_inception(int argc, char **argv);
 // `ddx-bench inpaint`: inpainting and RePaint sampling vs plain sampling (bench/bench_inpaint.c).
 int ddx_bench_inpaint(int argc, char **argv);
+int ddx_bench_sr(int argc, char **argv);
 #endif

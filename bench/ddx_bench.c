@@ -176,6 +176,7 @@ static const bench_cmd g_cmds[] = {
     {"step", ddx_bench_step, "time a config's training step and sampling forward (compare: bench/reference/torch_step.py)"},
     {"inception", ddx_bench_inception, "FID Inception features img/s (compare: bench/reference/torch_inception.py)"},
     {"inpaint", ddx_bench_inpaint, "inpainting and RePaint sampling cost per step vs plain sampling, same batch and run"},
+    {"sr", ddx_bench_sr, "super-resolution sampling step vs plain sampling at the same batch (ratio, same run)"},
 };
 
 static void usage(FILE *f) {

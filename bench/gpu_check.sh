@@ -154,6 +154,11 @@ if [ -x build-gpu/tests/test_cuda ]; then
     }
     dp_step single DDX_CUDA_GRAPHS=1
     dp_step "nccl world 1" DDX_COMM=nccl DDX_CUDA_GRAPHS=1
+    # Super-resolution sampling vs plain sampling at the same batch (goal: ratio <= 1.05).
+    if build-gpu/bench/ddx-bench --help 2>&1 | grep -qw sr; then
+        run_step "ddx-bench sr cifar10 x2 b128" 60 "build-gpu/bench/ddx-bench sr --config configs/cifar10_sr2.yaml --device cuda --batch 128 --steps 20 --reps 5"
+        run_step "ddx-bench sr fashion x4 b64" 45 "build-gpu/bench/ddx-bench sr --config configs/fashion_mnist_sr4.yaml --device cuda --batch 64 --steps 20 --reps 5"
+    fi
     # Where the bf16 step's time goes, op by op (eager, CUDA events around each op: the ops'
     # stretches of the GPU timeline; the first steps are left out as warm-up).
     run_step "op profile cifar10 bf16 (DDX_PROFILE)" 90 "DDX_PROFILE=1 DDX_PROFILE_SKIP=3 build-gpu/bench/ddx-bench step --config configs/cifar10_ddpm.yaml --device cuda --steps 3 --sample-batch 256 --set run.precision=bf16 2>&1 | grep -E 'DDX_PROFILE|ms'"

@@ -56,7 +56,7 @@ _Static_assert(sizeof(ddx_run_device) == sizeof(int) && sizeof(ddx_precision) ==
                sizeof(ddx_model_type) == sizeof(int) && sizeof(ddx_beta_schedule) == sizeof(int) &&
                sizeof(ddx_variance) == sizeof(int) && sizeof(ddx_parameterization) == sizeof(int) &&
                sizeof(ddx_dataset_kind) == sizeof(int) && sizeof(ddx_sampler) == sizeof(int) &&
-               sizeof(ddx_spacing) == sizeof(int), "enum fields must be int-sized");
+               sizeof(ddx_spacing) == sizeof(int) && sizeof(ddx_cond) == sizeof(int), "enum fields must be int-sized");
 
 static const char *const N_DEVICE[] = {"auto", "cpu", "cuda", NULL};
 static const char *const N_PRECISION[] = {"fp32", "tf32", "bf16", NULL};
@@ -67,6 +67,7 @@ static const char *const N_PARAM[] = {"eps", "x0", "v", NULL};
 static const char *const N_DATASET[] = {"fashion_mnist", "cifar10", "image_folder", NULL};
 static const char *const N_SAMPLER[] = {"ddpm", "ddim", NULL};
 static const char *const N_SPACING[] = {"uniform", "quadratic", NULL};
+static const char *const N_COND[] = {"none", "lowres", NULL};
 
 #define BIG 1e12  // step counts: far beyond any run, far below int64 overflow
 
@@ -102,6 +103,9 @@ static const cfg_key KEYS[] = {
     K_BOOL("model.flip_sin_to_cos", model.flip_sin_to_cos, "false", "unet_ddpm timestep embedding order: false [sin, cos], true [cos, sin]"),
     K_INT("model.freq_shift", model.freq_shift, "1", 0, 65536, "unet_ddpm timestep embedding frequency shift (diffusers freq_shift)"),
     K_INT("model.downsample_padding", model.downsample_padding, "0", 0, 1, "unet_ddpm downsampling: 0 pads right/bottom, 1 pads every side"),
+    K_ENUM("model.cond", model.cond, ddx_cond, N_COND, "none",
+           "input besides x_t: none, or lowres (super-resolution: x0 area-downsampled by data.sr_factor, bicubic-upsampled back, "
+           "clamped to [-1, 1], concatenated on the channel axis; in_channels = 2 * out_channels)"),
 
     K_INT("diffusion.timesteps", diffusion.timesteps, "1000", 1, 100000, "diffusion steps T"),
     K_ENUM("diffusion.beta_schedule", diffusion.beta_schedule, ddx_beta_schedule, N_SCHEDULE, "linear", "noise schedule"),
@@ -117,6 +121,9 @@ static const cfg_key KEYS[] = {
     K_INT("data.num_workers", data.num_workers, "2", 0, 256, "loader threads"),
     K_I64("data.max_image_pixels", data.max_image_pixels, "16777216", 1, 4294836225LL,
           "image_folder: largest image (width x height) decoded; larger files are refused before decoding"),
+    K_INT("data.sr_factor", data.sr_factor, "0", 0, 8,
+          "model.cond lowres: 2, 4 or 8, the low-res side is image_size / sr_factor (box average of factor x factor pixels); "
+          "0 = no super-resolution"),
 
     K_INT("train.batch_size", train.batch_size, "128", 1, 1 << 20, "global batch over all ranks"),
     K_I64("train.total_steps", train.total_steps, "800000", 1, BIG, "optimizer steps"),
@@ -1016,13 +1023,27 @@ ddx_status ddx_config_validate(const ddx_config *c) {
     if (c->data.image_size != size)
         return invalid(c, "data.image_size", "%d differs from model.image_size %d; the model is built for the data's size, set both",
                        c->data.image_size, size);
-    if (c->model.out_channels != c->model.in_channels)
-        return invalid(c, "model.out_channels", "%d differs from model.in_channels %d; eps, x0 and v predictions all have the image's channels",
-                       c->model.out_channels, c->model.in_channels);
-    if (c->data.dataset == DDX_DATASET_FASHION_MNIST && c->model.in_channels != 1)
-        return invalid(c, "model.in_channels", "Fashion-MNIST images have 1 channel, got %d", c->model.in_channels);
-    if (c->data.dataset == DDX_DATASET_CIFAR10 && c->model.in_channels != 3)
-        return invalid(c, "model.in_channels", "CIFAR-10 images have 3 channels, got %d", c->model.in_channels);
+    // The image's channels are out_channels (eps, x0 and v predictions all have them); a
+    // low-res conditioning input adds as many again.
+    const bool lowres = c->model.cond == DDX_COND_LOWRES;
+    const int want_in = lowres ? 2 * c->model.out_channels : c->model.out_channels;
+    if (c->model.in_channels != want_in)
+        return invalid(c, "model.in_channels", "%d must be %s (%d): %s", c->model.in_channels,
+                       lowres ? "2 x model.out_channels" : "model.out_channels", want_in,
+                       lowres ? "x_t and the upsampled low-res image are concatenated on the channel axis (model.cond lowres)"
+                              : "eps, x0 and v predictions all have the image's channels");
+    if (lowres && c->data.sr_factor != 2 && c->data.sr_factor != 4 && c->data.sr_factor != 8)
+        return invalid(c, "data.sr_factor", "%d: model.cond lowres needs 2, 4 or 8", c->data.sr_factor);
+    if (lowres && size % c->data.sr_factor != 0)
+        return invalid(c, "data.sr_factor", "%d does not divide model.image_size %d (the low-res side must be whole)",
+                       c->data.sr_factor, size);
+    if (!lowres && c->data.sr_factor != 0)
+        return invalid(c, "data.sr_factor", "%d is set but model.cond is none; set model.cond: lowres or leave sr_factor at 0",
+                       c->data.sr_factor);
+    if (c->data.dataset == DDX_DATASET_FASHION_MNIST && c->model.out_channels != 1)
+        return invalid(c, "model.out_channels", "Fashion-MNIST images have 1 channel, got %d", c->model.out_channels);
+    if (c->data.dataset == DDX_DATASET_CIFAR10 && c->model.out_channels != 3)
+        return invalid(c, "model.out_channels", "CIFAR-10 images have 3 channels, got %d", c->model.out_channels);
     if (c->data.dataset == DDX_DATASET_IMAGE_FOLDER && !c->data.path[0])
         return invalid(c, "data.path", "dataset image_folder needs data.path (the folder of images)");
     // unet_plain (models/unet_plain.c) is fixed at three levels and has no GroupNorm or
@@ -1095,6 +1116,10 @@ ddx_status ddx_config_validate(const ddx_config *c) {
     if (c->train.warmup_steps > c->train.total_steps)
         return invalid(c, "train.warmup_steps", "%lld exceeds train.total_steps %lld", (long long)c->train.warmup_steps,
                        (long long)c->train.total_steps);
+    if (c->eval.fid_every > 0 && c->model.cond == DDX_COND_LOWRES)
+        return invalid(c, "eval.fid_every", "is %lld but model.cond is lowres: a super-resolution model is measured by "
+                       "ddx-superres --eval (PSNR/SSIM against bicubic); set eval.fid_every: 0",
+                       (long long)c->eval.fid_every);
     if (c->eval.fid_every > 0 && !c->eval.ref[0])
         return invalid(c, "eval.ref", "is empty but eval.fid_every is %lld; make reference statistics with ddx-eval stats "
                                       "--config CONFIG --split test --out ref.npz and set eval.ref: ref.npz",

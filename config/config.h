@@ -52,6 +52,10 @@ typedef enum ddx_dataset_kind { DDX_DATASET_FASHION_MNIST = 0, DDX_DATASET_CIFAR
 typedef enum ddx_sampler { DDX_SAMPLER_DDPM = 0, DDX_SAMPLER_DDIM } ddx_sampler;
 // How `sample.steps` timesteps are picked out of `diffusion.timesteps` (DDIM paper, appendix D.2).
 typedef enum ddx_spacing { DDX_SPACING_UNIFORM = 0, DDX_SPACING_QUADRATIC } ddx_spacing;
+// What the network sees besides x_t (concatenated on the channel axis): nothing, or the
+// low-resolution image of x0 upsampled bicubically to the model's size (super-resolution,
+// models/lowres.h; the factor is data.sr_factor).
+typedef enum ddx_cond { DDX_COND_NONE = 0, DDX_COND_LOWRES } ddx_cond;
 
 typedef struct ddx_int_list {
     int n;
@@ -85,6 +89,7 @@ typedef struct ddx_config {
         bool flip_sin_to_cos;              // timestep embedding [cos, sin] instead of [sin, cos]
         int freq_shift;                    // timestep embedding frequencies exp(-ln(1e4) i / (ch/2 - freq_shift))
         int downsample_padding;            // 0: pad right/bottom by 1; 1: pad 1 on every side
+        ddx_cond cond;                     // lowres: in_channels = 2 * out_channels
     } model;
     struct {
         int timesteps;
@@ -100,6 +105,7 @@ typedef struct ddx_config {
         bool hflip;                        // random horizontal flips
         int num_workers;
         int64_t max_image_pixels;          // image_folder: width x height limit checked before decoding
+        int sr_factor;                     // model.cond lowres: low-res side = image_size / sr_factor; else 0
     } data;
     struct {
         int batch_size;                    // global batch, over all ranks

@@ -276,6 +276,9 @@ static int cmd_stats(int argc, char **argv) {
     // The weights' path, then the data set, then the network: the cheap refusals first.
     if (!st) st = ddx_inception_path(incep, "--inception", ipath, sizeof ipath, NULL);
     ddx_dataset ds = {0};
+    if (!st && cfg.data.dataset == DDX_DATASET_IMAGE_FOLDER && !strcmp(split, "test"))
+        st = ddx_errorf(DDX_E_INPUT, "--split test: an image folder has no test split; set data.path to the test images "
+                                     "and use --split train");
     if (!st) st = ddx_dataset_load_split(&cfg, !strcmp(split, "test"), &ds);
     if (!st) st = load_inception(incep, dev, (int)batch, &net, ipath, sizeof ipath);
     if (st) {

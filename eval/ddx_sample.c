@@ -163,6 +163,9 @@ int main(int argc, char **argv) {
         st = ddx_errorf(DDX_E_INPUT, "--steps: DDPM always runs diffusion.timesteps (%d) steps; use --sampler ddim for fewer",
                         cfg.diffusion.timesteps);
     if (!st) st = ddx_config_validate(&cfg);
+    if (!st && cfg.model.cond == DDX_COND_LOWRES)
+        st = ddx_errorf(DDX_E_INPUT, "%s: a super-resolution model (model.cond lowres) needs a low-res image: use ddx-superres",
+                        ckpt);
     if (!st && !batch_s && cfg.sample.n < cfg.train.batch_size) cfg.train.batch_size = cfg.sample.n;
     if (st) {
         ddx_checkpoint_close(&ck);

@@ -157,11 +157,24 @@ static bool loss_x0_ok(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, dd
 
 ddx_tensor *ddx_diffusion_loss_from(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0, ddx_tensor *y,
                                     ddx_tensor *t_t, ddx_tensor *coef_t, ddx_tensor *vcoef_t, ddx_rng_key key) {
+    return ddx_diffusion_loss_from_cond(c, m, s, x0, NULL, y, t_t, coef_t, vcoef_t, key);
+}
+
+ddx_tensor *ddx_diffusion_loss_from_cond(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
+                                         ddx_tensor *cond, ddx_tensor *y, ddx_tensor *t_t, ddx_tensor *coef_t,
+                                         ddx_tensor *vcoef_t, ddx_rng_key key) {
     if (!loss_x0_ok(c, m, s, x0)) return NULL;
     if (!t_t || !coef_t || (s->param == DDX_PARAMETERIZATION_V && !vcoef_t))
         return ddx_op_fail(c, DDX_E_INTERNAL, "diffusion_loss: missing timestep or coefficient tensors");
+    if (cond && (cond->ndim != 4 || cond->shape[0] != x0->shape[0] || cond->shape[1] != x0->shape[1] ||
+                 cond->shape[2] != x0->shape[2])) {
+        char b[64], b2[64];
+        return ddx_op_fail(c, DDX_E_INPUT, "diffusion_loss: conditioning input %s does not match x0 %s",
+                           ddx_shape_str(cond, b, sizeof b), ddx_shape_str(x0, b2, sizeof b2));
+    }
     ddx_tensor *x_t = ddx_q_sample(c, x0, coef_t, key);        // [N, H, W, C]
-    ddx_tensor *pred = ddx_model_forward(c, m, x_t, t_t, y);   // [N, H, W, C]
+    ddx_tensor *xin = cond ? ddx_concat(c, x_t, cond) : x_t;   // [N, H, W, C + Cc]
+    ddx_tensor *pred = ddx_model_forward(c, m, xin, t_t, y);   // [N, H, W, C]
     ddx_tensor *target = NULL;
     switch (s->param) {
     case DDX_PARAMETERIZATION_EPS: target = ddx_randn(c, DDX_F32, x0->ndim, x0->shape, key); break;
@@ -174,11 +187,11 @@ ddx_tensor *ddx_diffusion_loss_from(ddx_ctx *c, const ddx_model *m, const ddx_sc
 
 ddx_tensor *ddx_diffusion_loss(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
                                ddx_tensor *y, uint64_t seed, uint64_t step) {
-    return ddx_diffusion_loss_at(c, m, s, x0, y, seed, step, 0);
+    return ddx_diffusion_loss_at(c, m, s, x0, NULL, y, seed, step, 0);
 }
 
 ddx_tensor *ddx_diffusion_loss_at(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
-                                  ddx_tensor *y, uint64_t seed, uint64_t step, uint64_t sample0) {
+                                  ddx_tensor *cond, ddx_tensor *y, uint64_t seed, uint64_t step, uint64_t sample0) {
     if (!loss_x0_ok(c, m, s, x0)) return NULL;
     const int64_t N = x0->shape[0];
     const bool v = s->param == DDX_PARAMETERIZATION_V;
@@ -215,7 +228,7 @@ ddx_tensor *ddx_diffusion_loss_at(ddx_ctx *c, const ddx_model *m, const ddx_sche
         return ddx_op_fail(c, DDX_E_INPUT, "diffusion_loss: sample index %llu overflows the 64-bit Philox index",
                            (unsigned long long)sample0);
     const ddx_rng_key key = {.seed = seed, .stream = DDX_RNG_STREAM_Q_SAMPLE, .step = (uint32_t)step, .offset = sample0 * per};
-    return ddx_diffusion_loss_from(c, m, s, x0, y, t_t, coef_t, vcoef_t, key);
+    return ddx_diffusion_loss_from_cond(c, m, s, x0, cond, y, t_t, coef_t, vcoef_t, key);
 }
 
 // ---- sampler timesteps -----------------------------------------------------------------------

@@ -38,8 +38,9 @@ ddx_tensor *ddx_diffusion_loss(ddx_ctx *c, const ddx_model *m, const ddx_schedul
 // Data parallelism: the same loss for rows sample0 .. sample0 + N - 1 of a global batch: their
 // timesteps and noise are the draws the whole batch's loss makes for those rows (Philox offset
 // by the global sample index), so a rank's share computes its rows of the 1-rank step.
+// cond: as ddx_diffusion_loss_from_cond (NULL: none).
 ddx_tensor *ddx_diffusion_loss_at(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
-                                  ddx_tensor *y, uint64_t seed, uint64_t step, uint64_t sample0);
+                                  ddx_tensor *cond, ddx_tensor *y, uint64_t seed, uint64_t step, uint64_t sample0);
 ddx_status ddx_diffusion_loss_inputs_at(const ddx_schedule *s, int64_t N, uint64_t seed, uint64_t step, uint64_t sample0,
                                         float *t, float *coef, float *vcoef);
 // The loss in two halves, for a step whose per-step inputs are staged in device memory
@@ -52,6 +53,12 @@ ddx_status ddx_diffusion_loss_inputs(const ddx_schedule *s, int64_t N, uint64_t 
 // device; key = the noise key (seed, DDX_RNG_STREAM_Q_SAMPLE, step), or with step_dev.
 ddx_tensor *ddx_diffusion_loss_from(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0, ddx_tensor *y,
                                     ddx_tensor *t_t, ddx_tensor *coef_t, ddx_tensor *vcoef_t, ddx_rng_key key);
+// The device half for a model that takes a conditioning input (model.cond lowres):
+// cond [N, H, W, Cc] on the context's device is concatenated to x_t on the channel axis
+// before the forward; no gradient flows into it. cond NULL is the unconditioned loss.
+ddx_tensor *ddx_diffusion_loss_from_cond(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
+                                         ddx_tensor *cond, ddx_tensor *y, ddx_tensor *t_t, ddx_tensor *coef_t,
+                                         ddx_tensor *vcoef_t, ddx_rng_key key);
 
 // The timesteps a sampler visits, in decreasing order: DDPM all T; DDIM `steps` of them with
 // uniform (t = k * T / steps) or quadratic spacing (DDIM paper appendix D.2). Returns the count

@@ -286,7 +286,7 @@ static void test_validate(void) {
     expect_error("groups", st, DDX_E_INPUT, "key 'model.groups' (default)", "does not divide", (const char *)NULL);
     const char *set_ch[] = {"model.in_channels=1", "model.out_channels=1"};
     st = ddx_config_resolve(&c, NULL, set_ch, 2);
-    expect_error("cifar channels", st, DDX_E_INPUT, "key 'model.in_channels' (from --set)", "CIFAR-10", (const char *)NULL);
+    expect_error("cifar channels", st, DDX_E_INPUT, "key 'model.out_channels' (from --set)", "CIFAR-10", (const char *)NULL);
     const char *set_levels[] = {"model.image_size=28", "data.image_size=28"};
     st = ddx_config_resolve(&c, NULL, set_levels, 2);
     expect_error("halving", st, DDX_E_INPUT, "key 'model.image_size'", "cannot be halved 3 times", (const char *)NULL);

@@ -133,8 +133,8 @@ static void test_fashion_synthetic(void) {
     CHECK(worst <= 1, "fashion 28->32 bilinear differs from the formula by %d", worst);
     ddx_dataset_free(&d);
 
-    cfg.model.in_channels = 3;
-    CHECK_INPUT_ERR(ddx_dataset_load(&cfg, &d), "model.in_channels", "fashion with 3 channels");
+    cfg.model.in_channels = cfg.model.out_channels = 3;
+    CHECK_INPUT_ERR(ddx_dataset_load(&cfg, &d), "model.out_channels", "fashion with 3 channels");
 }
 
 static void test_fashion_bad(void) {
@@ -251,7 +251,7 @@ static void test_cifar(void) {
     ddx_dataset_free(&d);
 
     cfg_for(&cfg, DDX_DATASET_CIFAR10, "cifar", 32, 1);
-    CHECK_INPUT_ERR(ddx_dataset_load(&cfg, &d), "model.in_channels", "cifar with 1 channel");
+    CHECK_INPUT_ERR(ddx_dataset_load(&cfg, &d), "model.out_channels", "cifar with 1 channel");
 
     char p[600];
     write_cifar("cifar_missing");
@@ -389,7 +389,7 @@ static void test_image_folder(void) {
     CHECK_INPUT_ERR(ddx_dataset_load(&cfg, &d), "imgs_nowhere", "missing folder");
 
     cfg_for(&cfg, DDX_DATASET_IMAGE_FOLDER, "imgs", 2, 4);
-    CHECK_INPUT_ERR(ddx_dataset_load(&cfg, &d), "model.in_channels", "4-channel folder");
+    CHECK_INPUT_ERR(ddx_dataset_load(&cfg, &d), "model.out_channels", "4-channel folder");
 }
 
 static uint32_t png_crc(const uint8_t *p, size_t n) {

@@ -688,6 +688,13 @@ int main(void) {
     test_parity("tiny", &cfg, 177427);
     tiny_cfg(&cfg, 16, 1, 2, 8, 1, 2, 2, 16, 4, 5);
     test_parity("tiny_cond", &cfg, 60346);
+    // Super-resolution: in_channels = 2 x out_channels (x_t next to the upsampled low-res image).
+    tiny_cfg(&cfg, 16, 6, 3, 8, 1, 2, 1, 8, 4, 0);
+    cfg.model.cond = DDX_COND_LOWRES;
+    cfg.data.sr_factor = 2;
+    cfg.data.image_size = 16;
+    CHECK(ddx_config_validate(&cfg) == DDX_OK, "sr: the conditioned settings do not validate: %s", ddx_last_error());
+    test_parity("sr", &cfg, 45475);
     // Must match DIFFUSERS in tests/reference/make_unet_ddpm_fixtures.py (the converter writes
     // widths that are multiples of the first as ch * ch_mult).
     tiny_cfg(&cfg, 16, 3, 3, 16, 1, 1, 1, 16, 4, 0);

@@ -33,11 +33,13 @@ typedef struct tcase {
     int in_channels, out_channels, ch, ch_mult[3], num_classes, size;
     float t[2];
     int y[2];
+    int sr_factor;      // > 0: a super-resolution model (model.cond lowres, in = 2 x out)
 } tcase;
 
 static const tcase CASES[] = {
-    {"gray", 1, 1, 8, {1, 2, 4}, 0, 16, {3.0f, 517.0f}, {0, 0}},
-    {"rgb", 3, 3, 8, {1, 2, 3}, 10, 12, {999.0f, 40.0f}, {7, 2}},
+    {"gray", 1, 1, 8, {1, 2, 4}, 0, 16, {3.0f, 517.0f}, {0, 0}, 0},
+    {"rgb", 3, 3, 8, {1, 2, 3}, 10, 12, {999.0f, 40.0f}, {7, 2}, 0},
+    {"sr", 2, 1, 8, {1, 2, 2}, 0, 16, {250.0f, 731.0f}, {0, 0}, 4},
 };
 #define BATCH 2
 
@@ -52,7 +54,9 @@ static void case_config(const tcase *tc, ddx_config *cfg) {
     cfg->model.num_classes = tc->num_classes;
     cfg->model.image_size = tc->size;
     cfg->data.image_size = tc->size;
-    cfg->data.dataset = tc->in_channels == 1 ? DDX_DATASET_FASHION_MNIST : DDX_DATASET_CIFAR10;
+    cfg->data.dataset = tc->out_channels == 1 ? DDX_DATASET_FASHION_MNIST : DDX_DATASET_CIFAR10;
+    cfg->model.cond = tc->sr_factor > 0 ? DDX_COND_LOWRES : DDX_COND_NONE;
+    cfg->data.sr_factor = tc->sr_factor;
 }
 
 // Same text as settings_string() in the fixture script: a regenerated fixture with other

@@ -231,16 +231,16 @@ static uint32_t be32(const uint8_t *p) {
 }
 
 static ddx_status load_fashion_mnist(const ddx_config *cfg, bool test, ddx_dataset *d) {
-    const char *pre = test ? "t10k" : "train";
     const char *dir = cfg->data.path[0] ? cfg->data.path : FMNIST_DEFAULT_PATH;
-    if (cfg->model.in_channels != 1)
+    if (cfg->model.out_channels != 1)
         return ddx_errorf(DDX_E_INPUT,
-                          "data.dataset: fashion_mnist images have 1 channel but model.in_channels is %d: set "
-                          "model.in_channels: 1 (and model.out_channels: 1)",
-                          cfg->model.in_channels);
+                          "data.dataset: fashion_mnist images have 1 channel but model.out_channels is %d: set "
+                          "model.out_channels: 1 (and model.in_channels: 1, or 2 with model.cond lowres)",
+                          cfg->model.out_channels);
     char ipath[DDX_CONFIG_STR_MAX + 64], lpath[DDX_CONFIG_STR_MAX + 64];
-    snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte.gz", dir, pre);
-    snprintf(lpath, sizeof lpath, "%s/%s-labels-idx1-ubyte.gz", dir, pre);
+    const char *split = test ? "t10k" : "train";
+    snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte.gz", dir, split);
+    snprintf(lpath, sizeof lpath, "%s/%s-labels-idx1-ubyte.gz", dir, split);
     const char *paths[2] = {ipath, lpath};
     for (int i = 0; i < 2; i++) {
         bool missing;
@@ -250,7 +250,7 @@ static ddx_status load_fashion_mnist(const ddx_config *cfg, bool test, ddx_datas
                               "data.path: %s not found: install the Debian package dataset-fashion-mnist (apt-get "
                               "install dataset-fashion-mnist) or set data.path to a folder with "
                               "%s-images-idx3-ubyte.gz and %s-labels-idx1-ubyte.gz",
-                              paths[i], pre, pre);
+                              paths[i], split, split);
     }
     uint8_t *img = NULL, *lab = NULL;
     size_t ilen = 0, llen = 0;
@@ -320,26 +320,28 @@ static ddx_status load_fashion_mnist(const ddx_config *cfg, bool test, ddx_datas
     d->num_classes = 10;
     char resized[48] = "";
     if ((int64_t)s != (int64_t)rows || rows != cols) snprintf(resized, sizeof resized, " resized to %dx%d", s, s);
-    set_desc(d, "Fashion-MNIST %s, %llu images %llux%llux1%s from %s",
-             pre, (unsigned long long)n, (unsigned long long)rows, (unsigned long long)cols, resized, dir);
+    set_desc(d, "Fashion-MNIST %s, %llu images %llux%llux1%s from %s", test ? "test" : "train",
+             (unsigned long long)n, (unsigned long long)rows, (unsigned long long)cols, resized, dir);
     return DDX_OK;
 }
 
 // ---- CIFAR-10 --------------------------------------------------------------------------------
 static ddx_status load_cifar10(const ddx_config *cfg, bool test, ddx_dataset *d) {
     const char *dir = cfg->data.path[0] ? cfg->data.path : CIFAR_DEFAULT_PATH;
-    if (cfg->model.in_channels != 3)
+    if (cfg->model.out_channels != 3)
         return ddx_errorf(DDX_E_INPUT,
-                          "data.dataset: cifar10 images have 3 channels but model.in_channels is %d: set "
-                          "model.in_channels: 3 (and model.out_channels: 3)",
-                          cfg->model.in_channels);
+                          "data.dataset: cifar10 images have 3 channels but model.out_channels is %d: set "
+                          "model.out_channels: 3 (and model.in_channels: 3, or 6 with model.cond lowres)",
+                          cfg->model.out_channels);
     enum { REC = 3073, NB_MAX = 5 };
-    const int NB = test ? 1 : NB_MAX;
+    const int NB = test ? 1 : NB_MAX;   // the test split is test_batch.bin alone
     char paths[NB_MAX][DDX_CONFIG_STR_MAX + 32];
     int64_t counts[NB_MAX], total = 0;
     for (int b = 0; b < NB; b++) {
-        if (test) snprintf(paths[b], sizeof paths[b], "%s/test_batch.bin", dir);
-        else snprintf(paths[b], sizeof paths[b], "%s/data_batch_%d.bin", dir, b + 1);
+        if (test)
+            snprintf(paths[b], sizeof paths[b], "%s/test_batch.bin", dir);
+        else
+            snprintf(paths[b], sizeof paths[b], "%s/data_batch_%d.bin", dir, b + 1);
         bool missing;
         DDX_TRY(file_missing(paths[b], &missing));
         if (missing)
@@ -558,10 +560,10 @@ static void *folder_worker(void *arg) {
 
 static ddx_status load_image_folder(const ddx_config *cfg, ddx_dataset *d) {
     const char *dir = cfg->data.path;
-    int c = cfg->model.in_channels, s = cfg->data.image_size;
+    int c = cfg->model.out_channels, s = cfg->data.image_size;
     if (c != 1 && c != 3)
         return ddx_errorf(DDX_E_INPUT,
-                          "model.in_channels is %d: data.dataset image_folder gives 1 (grey) or 3 (RGB) channels", c);
+                          "model.out_channels is %d: data.dataset image_folder gives 1 (grey) or 3 (RGB) channels", c);
     if (!dir[0])
         return ddx_errorf(DDX_E_INPUT,
                           "data.path is empty: data.dataset image_folder needs data.path set to a folder of "
@@ -641,12 +643,7 @@ ddx_status ddx_dataset_load_split(const ddx_config *cfg, bool test, ddx_dataset 
     switch (cfg->data.dataset) {
     case DDX_DATASET_FASHION_MNIST: st = load_fashion_mnist(cfg, test, &d); break;
     case DDX_DATASET_CIFAR10: st = load_cifar10(cfg, test, &d); break;
-    case DDX_DATASET_IMAGE_FOLDER:
-        // A folder is one set: a test set is another folder (data.path).
-        st = test ? ddx_errorf(DDX_E_INPUT, "--split test: an image folder has no test split; set data.path to the test images "
-                                            "and use --split train")
-                  : load_image_folder(cfg, &d);
-        break;
+    case DDX_DATASET_IMAGE_FOLDER: st = load_image_folder(cfg, &d); break;
     default: st = ddx_errorf(DDX_E_INPUT, "data.dataset: unknown value %d", (int)cfg->data.dataset); break;
     }
     if (st) {

@@ -35,8 +35,9 @@ typedef struct ddx_dataset {
 // A missing set is DDX_E_INPUT with one line saying where to get it and where to put it;
 // a corrupt file is DDX_E_INPUT naming the file. Sizes other than the native one are resized.
 ddx_status ddx_dataset_load(const ddx_config *cfg, ddx_dataset *out);
-// The same for the held-out split when test is true: Fashion-MNIST t10k-images/labels, CIFAR-10
-// test_batch.bin; an image folder has none (DDX_E_INPUT). What ddx-eval stats measures.
+// The same for a split: test = false is the training set above; test = true the held-out one
+// (Fashion-MNIST t10k-images-idx3-ubyte.gz + t10k-labels-idx1-ubyte.gz, CIFAR-10
+// test_batch.bin). An image folder has no split: both read data.path.
 ddx_status ddx_dataset_load_split(const ddx_config *cfg, bool test, ddx_dataset *out);
 void ddx_dataset_free(ddx_dataset *d);
 

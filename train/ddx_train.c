@@ -786,6 +786,16 @@ int main(int argc, char **argv) {
         if (!st && cfg->eval.fid_samples > INT_MAX)
             st = ddx_errorf(DDX_E_INPUT, "eval.fid_samples: %lld is too many for one evaluation", (long long)cfg->eval.fid_samples);
     }
+    if (!st && cfg->model.cond == DDX_COND_LOWRES) {
+        // The grids super-resolve the data set's first images (low-res from models/lowres.h).
+        const int gn = (int64_t)cfg->sample.n < r.data.n ? cfg->sample.n : (int)r.data.n;
+        const size_t img = (size_t)r.data.size * (size_t)r.data.size * (size_t)r.data.channels;
+        float *g = malloc((size_t)gn * img * sizeof *g);
+        if (!g) st = ddx_errorf(DDX_E_NOMEM, "out of host memory");
+        for (size_t i = 0; g && i < (size_t)gn * img; i++) g[i] = (float)r.data.pixels[i] / 127.5f - 1.0f;
+        if (!st) st = ddx_trainer_set_sample_cond(&r.tr, g, gn);
+        free(g);
+    }
     if (!st && have_ck) {
         st = ddx_checkpoint_load(&ck, &r.tr.ps, DDX_CKPT_WEIGHTS | DDX_CKPT_EMA | DDX_CKPT_ADAM);
         r.tr.step = ck.state.step;

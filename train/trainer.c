@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ddx_config.h"
+#include "models/lowres.h"
 #include "runtime/cuda.h"
 #include "runtime/graph.h"
 #include "runtime/philox.h"
@@ -49,7 +50,11 @@ ddx_status ddx_trainer_init(ddx_trainer *t, const ddx_config *cfg, ddx_device de
     ddx_ctx_set_tf32(&t->ctx, dev == DDX_CUDA && cfg->run.precision == DDX_PRECISION_TF32);
     t->optim = ddx_optim_cfg_from(cfg);
     t->batch_elems = (size_t)cfg->train.batch_size * (size_t)cfg->model.image_size * (size_t)cfg->model.image_size *
-                     (size_t)cfg->model.in_channels;
+                     (size_t)cfg->model.out_channels;
+    if (cfg->model.cond == DDX_COND_LOWRES && !(t->cond_host = malloc(t->batch_elems * sizeof(float)))) {
+        ddx_trainer_free(t);
+        return ddx_errorf(DDX_E_NOMEM, "trainer: out of host memory for the low-res conditioning");
+    }
     const char *env = getenv("DDX_CUDA_GRAPHS");
     ddx_trainer_use_graphs(t, env && *env ? strcmp(env, "0") != 0 : DDX_TRAINER_GRAPHS_DEFAULT);
     return DDX_OK;
@@ -98,6 +103,8 @@ void ddx_trainer_free(ddx_trainer *t) {
     ddx_schedule_free(&t->sched);
     ddx_model_free(t->model);
     ddx_param_store_free(&t->ps);
+    free(t->cond_host);
+    free(t->grid_cond);
     memset(t, 0, sizeof *t);
 }
 
@@ -131,7 +138,7 @@ ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, fl
     ddx_ctx_set_step(c, (uint64_t)step);
     ddx_ctx_set_training(c, true);
     ddx_ctx_set_grad(c, true);
-    int64_t B = cfg->train.batch_size, S = cfg->model.image_size, C = cfg->model.in_channels;
+    int64_t B = cfg->train.batch_size, S = cfg->model.image_size, C = cfg->model.out_channels;
     // Data parallel: this rank's rows lo .. lo + B - 1 of the global batch (train/dp.h).
     const int64_t lo = t->dp ? t->dp->lo : 0;
     if (t->dp) B = t->dp->n, x += lo * S * S * C, y = y ? y + lo : NULL;
@@ -139,6 +146,14 @@ ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, fl
     ddx_tensor *x0 = ddx_new(c, DDX_F32, 4, (int64_t[]){B, S, S, C});   // [B, S, S, C]
     if (!x0) return c->status ? c->status : DDX_E_NOMEM;
     DDX_TRY(ddx_memcpy(x0->data, c->device, x, DDX_CPU, (size_t)(B * S * S * C) * sizeof *x));
+    ddx_tensor *cond = NULL;
+    if (t->cond_host) {
+        // The rank's rows only: the low-res image of a row depends on that row alone.
+        DDX_TRY(ddx_lowres_cond(cfg, x, B, t->cond_host));
+        cond = ddx_new(c, DDX_F32, 4, (int64_t[]){B, S, S, C});   // [B, S, S, C]
+        if (!cond) return c->status ? c->status : DDX_E_NOMEM;
+        DDX_TRY(ddx_memcpy(cond->data, c->device, t->cond_host, DDX_CPU, (size_t)(B * S * S * C) * sizeof *x));
+    }
     ddx_tensor *yt = NULL;
     if (cfg->model.num_classes > 0) {
         if (!y) return ddx_errorf(DDX_E_INPUT, "model.num_classes is %d but the data set has no labels", cfg->model.num_classes);
@@ -146,7 +161,7 @@ ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, fl
         if (!yt) return c->status ? c->status : DDX_E_NOMEM;
         DDX_TRY(ddx_memcpy(yt->data, c->device, y, DDX_CPU, (size_t)B * sizeof *y));
     }
-    ddx_tensor *l = ddx_diffusion_loss_at(c, t->model, &t->sched, x0, yt, cfg->run.seed, (uint64_t)step, (uint64_t)lo);
+    ddx_tensor *l = ddx_diffusion_loss_at(c, t->model, &t->sched, x0, cond, yt, cfg->run.seed, (uint64_t)step, (uint64_t)lo);
     DDX_TRY(ddx_ctx_status(c));
     DDX_TRY(ddx_dev_memset(t->device, t->ps.buf[DDX_PBUF_GRAD], 0, t->ps.numel * sizeof(float)));
     if (t->dp) {
@@ -218,7 +233,20 @@ ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed
         }
         for (int i = 0; i < n; i++) y[i] = i % cfg->model.num_classes;   // one class per grid column
     }
-    ddx_status st = ddx_sampling_run(t->sampler, n, y, NULL, out, NULL, NULL);
+    float *cond = NULL;
+    ddx_status st = DDX_OK;
+    if (cfg->model.cond == DDX_COND_LOWRES) {
+        // Grid image i super-resolves sample-cond image i % grid_n.
+        const size_t img = (size_t)cfg->model.image_size * (size_t)cfg->model.image_size * (size_t)cfg->model.out_channels;
+        if (!t->grid_cond || t->grid_n < 1)
+            st = ddx_errorf(DDX_E_INTERNAL, "sample: a model.cond lowres model needs ddx_trainer_set_sample_cond first");
+        else if (!(cond = malloc((size_t)n * img * sizeof *cond)))
+            st = ddx_errorf(DDX_E_NOMEM, "sample: out of host memory");
+        for (int i = 0; st == DDX_OK && i < n; i++)
+            memcpy(cond + (size_t)i * img, t->grid_cond + (size_t)(i % t->grid_n) * img, img * sizeof *cond);
+    }
+    if (st == DDX_OK) st = ddx_sampling_run(t->sampler, n, y, cond, out, NULL, NULL);
+    free(cond);
     free(y);
     if (saved) {
         ddx_status st2 = ddx_memcpy(t->ps.buf[DDX_PBUF_VALUE], t->device, saved, t->device, bytes);
@@ -226,6 +254,24 @@ ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed
         if (!st) st = st2;
     }
     return st;
+}
+
+ddx_status ddx_trainer_set_sample_cond(ddx_trainer *t, const float *x0, int n) {
+    const ddx_config *cfg = &t->cfg;
+    if (cfg->model.cond != DDX_COND_LOWRES) return DDX_OK;
+    if (n < 1) return ddx_errorf(DDX_E_INPUT, "sample: no images to condition the grids on");
+    const size_t img = (size_t)cfg->model.image_size * (size_t)cfg->model.image_size * (size_t)cfg->model.out_channels;
+    float *g = malloc((size_t)n * img * sizeof *g);
+    if (!g) return ddx_errorf(DDX_E_NOMEM, "sample: out of host memory");
+    ddx_status st = ddx_lowres_cond(cfg, x0, n, g);
+    if (st != DDX_OK) {
+        free(g);
+        return st;
+    }
+    free(t->grid_cond);
+    t->grid_cond = g;
+    t->grid_n = n;
+    return DDX_OK;
 }
 
 // ---- CUDA graphs ----------------------------------------------------------------------------
@@ -245,6 +291,7 @@ typedef struct ddx_trainer_graph {
     ddx_graph_step gs;                // the staged inputs, the capture and its replays
     bool have_gs;
     size_t off_x, off_y, off_t, off_coef, off_vcoef, off_step, off_args, in_bytes;
+    size_t off_cond;                  // model.cond lowres: the batch's conditioning input
     ddx_k_train_stats *stats;         // device
     uint64_t step;                    // the step the body runs
 } ddx_trainer_graph;
@@ -263,6 +310,7 @@ static ddx_status graph_init(ddx_trainer *t) {
     g->off_vcoef = o, o = al256(o + 2 * B * sizeof(float));
     g->off_step = o, o = al256(o + sizeof(uint32_t));
     g->off_args = o, o = al256(o + sizeof(ddx_k_adamw_args));
+    g->off_cond = o, o = al256(o + (t->cond_host ? t->batch_elems * sizeof(float) : 0));
     g->in_bytes = o;
     ddx_status st = ddx_graph_step_init(&g->gs, &t->ctx, true, g->in_bytes, "training step");
     g->have_gs = st == DDX_OK;
@@ -320,11 +368,15 @@ static ddx_status device_body(ddx_ctx *c, bool captured, void *arg) {
     ddx_ctx_set_training(c, true);
     ddx_ctx_set_grad(c, true);
     uint8_t *dev = ddx_graph_step_inputs_dev(&g->gs);
-    const int64_t B = t->dp ? t->dp->n : cfg->train.batch_size, S = cfg->model.image_size, C = cfg->model.in_channels;
+    const int64_t B = t->dp ? t->dp->n : cfg->train.batch_size, S = cfg->model.image_size, C = cfg->model.out_channels;
     const int64_t lo = t->dp ? t->dp->lo : 0;
     ddx_ctx_set_sample0(c, (uint64_t)lo);
     ddx_tensor *x0 = ddx_meta_tensor(c), *yt = NULL, *tt = ddx_meta_tensor(c), *coef = ddx_meta_tensor(c);
-    ddx_tensor *vcoef = NULL;
+    ddx_tensor *vcoef = NULL, *cond = NULL;
+    if (t->cond_host) {
+        if (!(cond = ddx_meta_tensor(c))) return c->status;
+        *cond = ddx_tensor_wrap(dev + g->off_cond, DDX_F32, DDX_CUDA, 4, (int64_t[]){B, S, S, C});   // [B, S, S, C]
+    }
     if (!x0 || !tt || !coef) return c->status ? c->status : DDX_E_NOMEM;
     *x0 = ddx_tensor_wrap(dev + g->off_x, DDX_F32, DDX_CUDA, 4, (int64_t[]){B, S, S, C});   // [B, S, S, C]
     *tt = ddx_tensor_wrap(dev + g->off_t, DDX_F32, DDX_CUDA, 1, (int64_t[]){B});            // [B]
@@ -341,7 +393,7 @@ static ddx_status device_body(ddx_ctx *c, bool captured, void *arg) {
     const ddx_rng_key key = {.seed = cfg->run.seed, .stream = DDX_RNG_STREAM_Q_SAMPLE, .step = (uint32_t)step,
                              .offset = (uint64_t)(lo * S * S * C)};
     if (captured) ddx_ctx_set_step_dev(c, step_dev);   // the ops key their noise by the uploaded step word
-    ddx_tensor *l = ddx_diffusion_loss_from(c, t->model, &t->sched, x0, yt, tt, coef, vcoef, key);
+    ddx_tensor *l = ddx_diffusion_loss_from_cond(c, t->model, &t->sched, x0, cond, yt, tt, coef, vcoef, key);
     ddx_status st = ddx_ctx_status(c);
     if (st == DDX_OK) st = ddx_dev_memset(DDX_CUDA, t->ps.buf[DDX_PBUF_GRAD], 0, t->ps.numel * sizeof(float));
     if (st == DDX_OK && t->dp) {
@@ -374,6 +426,7 @@ static ddx_status graph_step(ddx_trainer *t, const float *x, const int32_t *y, i
     const int64_t lo = t->dp ? t->dp->lo : 0, Bl = t->dp ? t->dp->n : B;   // this rank's rows
     const size_t row = t->batch_elems / (size_t)B;
     memcpy(h + g->off_x, x + (size_t)lo * row, (size_t)Bl * row * sizeof(float));
+    if (t->cond_host) DDX_TRY(ddx_lowres_cond(cfg, x + (size_t)lo * row, Bl, (float *)(h + g->off_cond)));
     if (cfg->model.num_classes > 0) memcpy(h + g->off_y, y + lo, (size_t)Bl * sizeof(int32_t));
     DDX_TRY(ddx_diffusion_loss_inputs_at(&t->sched, Bl, cfg->run.seed, (uint64_t)step, (uint64_t)lo, (float *)(h + g->off_t),
                                       (float *)(h + g->off_coef),

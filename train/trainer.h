@@ -35,7 +35,12 @@ typedef struct ddx_trainer {
     ddx_ctx ctx;
     ddx_optim_cfg optim;
     int64_t step;              // optimizer steps done
-    size_t batch_elems;        // batch * H * W * C
+    size_t batch_elems;        // batch * H * W * C (C = out_channels, the image's)
+    // model.cond lowres: the step's conditioning input, made on the host from the batch
+    // (models/lowres.h) [batch, H, W, C]; and the one the sample grids use [grid_n, H, W, C].
+    float *cond_host;
+    float *grid_cond;
+    int grid_n;
     // CUDA graphs (runtime/graph.h): the step is run from device-resident inputs, captured on
     // its second run and replayed from then on; the sampler captures one denoising step per
     // batch. Set by init from
@@ -90,6 +95,10 @@ ddx_status ddx_trainer_stats_reset(ddx_trainer *t, double loss_sum, int64_t loss
 // are restored), so a grid needs no second activation arena. The live weights are restored
 // afterwards.
 ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed, float *out);
+// model.cond lowres: the clean images x0 [n, S, S, C] in [-1, 1] whose low-res versions the
+// sample grids super-resolve (grid image i uses image i % n). Needed before ddx_trainer_sample
+// for such a model.
+ddx_status ddx_trainer_set_sample_cond(ddx_trainer *t, const float *x0, int n);
 
 #ifdef __cplusplus
 }

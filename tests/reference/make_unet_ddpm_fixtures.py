@@ -2,7 +2,7 @@
 """Writes the fixtures of tests/test_unet_ddpm.c from diffusers' UNet2DModel (CPU, float32).
 
 Run from anywhere (needs torch, safetensors and diffusers; CI does not: the outputs are committed):
-    python3 tests/reference/make_unet_ddpm_fixtures.py
+    python3 tests/reference/make_unet_ddpm_fixtures.py [VARIANT ...]   (no names: every file)
 
 tests/data/unet_ddpm/cifar10_names.txt
     "name d0,d1,..." per line: every state-dict key and shape (conv weights OIHW) of the
@@ -86,7 +86,12 @@ VARIANTS = {
     # up block), in_channels != out_channels, two resnets per level
     "tiny_cond": (dict(image_size=16, in_ch=1, out_ch=2, ch=8, ch_mult=[1, 2], num_res_blocks=2, attn_res=[16],
                        groups=4, num_classes=5), [500.0, 3.0], [4, 1]),
+    # super-resolution (model.cond lowres, factor 2): UNet2DModel with in_channels = 2 * out_channels,
+    # x = x_t next to the bicubic-upsampled area-downsampled image (SR_FACTOR below)
+    "sr": (dict(image_size=16, in_ch=6, out_ch=3, ch=8, ch_mult=[1, 2], num_res_blocks=1, attn_res=[8], groups=4),
+           [120.0, 880.0], None),
 }
+SR_FACTOR = {"sr": 2}
 
 
 # Settings outside google/ddpm-cifar10-32's, as UNet2DModel arguments (what a config.json holds):
@@ -134,6 +139,11 @@ def write_variant(name, cfg, ts, labels, diffusers_kwargs=None):
     N, S = len(ts), cfg["image_size"]
     x = torch.randn(N, cfg["in_ch"], S, S)
     noise = torch.randn(N, cfg["out_ch"], S, S)
+    if name in SR_FACTOR:
+        f, co = SR_FACTOR[name], cfg["out_ch"]
+        low = torch.nn.functional.avg_pool2d(torch.rand(N, co, S, S) * 2 - 1, f)
+        cond = torch.nn.functional.interpolate(low, scale_factor=f, mode="bicubic", align_corners=False).clamp(-1, 1)
+        x = torch.cat([x[:, :co], cond], dim=1)
     t = torch.tensor(ts, dtype=torch.float32)
     y = torch.tensor(labels, dtype=torch.long) if labels is not None else None
     out = m(x, t, class_labels=y).sample
@@ -168,14 +178,19 @@ def write_variant(name, cfg, ts, labels, diffusers_kwargs=None):
 
 
 def main():
+    # Variant names as arguments: write only those (a new variant need not rewrite the others).
+    only = set(sys.argv[1:])
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     os.makedirs(DATA, exist_ok=True)
-    write_names()
+    if not only:
+        write_names()
     for name, (cfg, ts, labels) in VARIANTS.items():
-        write_variant(name, cfg, ts, labels)
+        if not only or name in only:
+            write_variant(name, cfg, ts, labels)
     for name, (kwargs, ts, labels) in DIFFUSERS.items():
-        write_variant(name, None, ts, labels, kwargs)
+        if not only or name in only:
+            write_variant(name, None, ts, labels, kwargs)
 
 
 if __name__ == "__main__":

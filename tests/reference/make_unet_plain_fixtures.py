@@ -127,6 +127,10 @@ CASES = [
          t=[3.0, 517.0], y=None, seed=1),
     dict(name="rgb", in_channels=3, out_channels=3, ch=8, ch_mult=[1, 2, 3], num_classes=10, size=12,
          t=[999.0, 40.0], y=[7, 2], seed=2),
+    # Super-resolution (model.cond lowres, factor 4): x is x_t next to the bicubic-upsampled
+    # area-downsampled image, so in_channels = 2 * out_channels.
+    dict(name="sr", in_channels=2, out_channels=1, ch=8, ch_mult=[1, 2, 2], num_classes=0, size=16,
+         t=[250.0, 731.0], y=None, seed=3, sr_factor=4),
 ]
 
 
@@ -145,6 +149,12 @@ def make_case(cs, tensors, meta):
     n, s = 2, cs["size"]
     x = torch.randn(n, cs["in_channels"], s, s)
     noise = torch.randn(n, cs["out_channels"], s, s)
+    if cs.get("sr_factor"):
+        f, co = cs["sr_factor"], cs["out_channels"]
+        x0 = torch.rand(n, co, s, s) * 2 - 1
+        low = F.avg_pool2d(x0, f)
+        cond = F.interpolate(low, scale_factor=f, mode="bicubic", align_corners=False).clamp(-1, 1)
+        x = torch.cat([x[:, :co], cond], dim=1)
     t = torch.tensor(cs["t"], dtype=torch.float32)
     y = torch.tensor(cs["y"], dtype=torch.int32) if cs["y"] is not None else None
 
