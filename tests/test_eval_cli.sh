@@ -75,6 +75,10 @@ expect2 "data.path" "$ev" stats --config ../configs/cifar10_ddpm.yaml --set data
     --inception data/safetensors/ref_small.safetensors
 expect2 "eval.ref" "$train" ../configs/fashion_mnist_ddpm.yaml --set eval.fid_every=10 --set run.out_dir="$tmp/never"
 [ ! -e "$tmp/never" ] && ok || bad "a refused training start left a run folder"
+# A super-resolution model has no FID (its samples need a low-res input): refused before any run folder.
+expect2 "eval.fid_every" "$train" ../configs/fashion_mnist_sr4.yaml --set eval.fid_every=10 --set eval.ref="$tmp/r.npz" \
+    --set run.out_dir="$tmp/never"
+[ ! -e "$tmp/never" ] && ok || bad "a refused super-resolution FID start left a run folder"
 unset DDX_INCEPTION
 
 # ddx-compare on a tiny checkpoint (20 diffusion steps, so DDPM is quick).
