@@ -65,6 +65,7 @@ enum {
     DDX_RNG_STREAM_SAMPLER = 0x40000002u,      // sampler noise (initial x_T and per-step)
     DDX_RNG_STREAM_DATA = 0x40000003u,         // shuffling / augmentation
     DDX_RNG_STREAM_INIT = 0x40000004u,         // parameter initialisation
+    DDX_RNG_STREAM_LABEL_DROP = 0x40000010u,   // classifier-free guidance label dropout in training
 };
 
 #define DDX_PHILOX_M0 0xD2511F53u

@@ -45,6 +45,7 @@ typedef struct ddx_trainer {
     ddx_sampling *sampler;         // made by the first ddx_trainer_sample, kept for the next grids
     ddx_sample_opts sampler_opts;  // what it was made with
     ddx_trainer_stats stats;   // host-side stats (CPU and eager steps)
+    int32_t *labels;           // [batch]: the labels the last step trained on, after label dropout
 } ddx_trainer;
 
 // On by default: tests/test_train_devices.sh showed graph and eager runs bit-identical (losses,
@@ -56,14 +57,21 @@ typedef struct ddx_trainer {
 ddx_status ddx_trainer_init(ddx_trainer *t, const ddx_config *cfg, ddx_device dev);
 void ddx_trainer_free(ddx_trainer *t);
 
-// One step (step number t->step + 1): x host f32 [batch, S, S, C] in [-1, 1], y host labels or
-// NULL. Loss forward, backward, clip, AdamW, EMA. *loss and *grad_norm (may be NULL) get the
+// One step (step number t->step + 1): x host f32 [batch, S, S, C] in [-1, 1], y host labels
+// (0..model.num_classes-1; train.label_dropout replaces some by the null class) or NULL. Loss forward, backward, clip, AdamW, EMA. *loss and *grad_norm (may be NULL) get the
 // step's values. Advances t->step only on success.
 // With graphs, loss and grad_norm NULL make the step wait for nothing (the host runs up to one
 // step ahead of the GPU); asking for them waits for the step. A non-finite grad norm then
 // skips that step's update on the device and is reported by the next call that reads the
 // statistics (a step with loss/grad_norm, or ddx_trainer_stats_read).
 ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, float *loss, double *grad_norm);
+
+// Classifier-free guidance label dropout (train.label_dropout = p): label j of step `step` is
+// replaced by null_class when Philox uniform j of (seed, DDX_RNG_STREAM_LABEL_DROP, step) is
+// below p. Drawn on the host for every device: the labels are uploaded each step anyway (the
+// graph step's input buffer included), so the CPU and CUDA runs train on the same labels, and
+// keyed by the step, a resumed run draws what the unbroken run would have.
+ddx_status ddx_label_dropout(int32_t *y, int n, int null_class, double p, uint64_t seed, uint64_t step);
 
 // Turns CUDA graphs on or off for the training and sampling steps: on CUDA only (dropout,
 // like the other noise, reads the captured step's word from device memory). Call

@@ -41,7 +41,8 @@ ddx_status ddx_cuda_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
                           ddx_dtype_name(xt->dtype), ddx_dtype_name(o->dtype));
     const ddx_sampler_step_params *p = &n->p.sampler_step;
     const ddx_k_sampler_coefs co = {.a = p->a, .b = p->b, .f = p->f, .g = p->g, .c = p->c, .d = p->d, .e = p->e,
-                                    .sigma = p->sigma, .clip = p->clip ? 1 : 0, .dev = p->coefs_dev};
+                                    .sigma = p->sigma, .clip = p->clip ? 1 : 0, .dev = p->coefs_dev,
+                                    .guided = p->guided ? 1 : 0, .guidance = p->guidance};
     DDX_CUDA_CHECK(ddx_k_sampler_step_f32(n->out->data, xt->data, o->data, ddx_numel(xt), co, k_key(c, &p->key), ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
