@@ -5,4 +5,6 @@
 int ddx_bench_kernels(int argc, char **argv);
 // `ddx-bench step`: a config's training step and sampling forward (bench/bench_step.c).
 int ddx_bench_step(int argc, char **argv);
+// `ddx-bench guidance`: guided vs unguided sampling per step at the same batch (bench/bench_guidance.c).
+int ddx_bench_guidance(int argc, char **argv);
 #endif

@@ -174,6 +174,7 @@ static const bench_cmd g_cmds[] = {
     {"conv-sgemm", cmd_conv_sgemm, "CPU conv2d forward vs one OpenBLAS sgemm of the same GEMM shape (acceptance ratio)"},
     {"kernels", ddx_bench_kernels, "CUDA conv and attention vs cuBLAS GEMM and cuDNN, the fused optimizer vs the copy, same run"},
     {"step", ddx_bench_step, "time a config's training step and sampling forward (compare: bench/reference/torch_step.py)"},
+    {"guidance", ddx_bench_guidance, "classifier-free guided vs unguided sampling per step, same batch (compare: bench/reference/torch_guidance.py)"},
 };
 
 static void usage(FILE *f) {
