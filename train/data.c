@@ -238,7 +238,12 @@ static ddx_status set_names(ddx_dataset *d, const char *const *names, int n) {
     char *p = malloc(len);
     if (!p) return ddx_errorf(DDX_E_NOMEM, "data: out of memory for the class names");
     size_t at = 0;
-    for (int i = 0; i < n; i++) at += (size_t)sprintf(p + at, "%s\n", names[i]);
+    for (int i = 0; i < n; i++) {
+        const size_t l = strlen(names[i]);
+        memcpy(p + at, names[i], l);
+        at += l;
+        p[at++] = '\n';
+    }
     p[at] = 0;
     free(d->class_names);
     d->class_names = p;
@@ -540,12 +545,13 @@ static ddx_status folder_classes(const char *dir, const path_list *files, ddx_da
     if (!names) return ddx_errorf(DDX_E_NOMEM, "data: out of memory for the class names");
     int64_t nn = 0;
     ddx_status st = DDX_OK;
-    for (int64_t i = 0; i < files->n && !st; i++) {
+    bool flat = false;   // an image at the top level: the folder has no classes
+    for (int64_t i = 0; i < files->n && !st && !flat; i++) {
         const char *rel = files->v[i] + dl;
         while (*rel == '/') rel++;
         const char *slash = strchr(rel, '/');
-        if (!slash) {   // an image at the top level: the folder has no classes
-            nn = 0;
+        if (!slash) {
+            flat = true;
             break;
         }
         const size_t len = (size_t)(slash - rel);
@@ -560,7 +566,7 @@ static ddx_status folder_classes(const char *dir, const path_list *files, ddx_da
     }
     // Sorted paths put a sub-folder's files together, so neighbours are the only duplicates
     // left to drop; sort the names as names ("a" before "a-b", which "a-b/" sorts before "a/").
-    if (!st && nn > 0) {
+    if (!st && !flat && nn > 0) {
         qsort(names, (size_t)nn, sizeof *names, cmp_str);
         int64_t u = 0;
         for (int64_t i = 0; i < nn; i++) {
