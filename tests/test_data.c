@@ -262,6 +262,11 @@ static void test_cifar(void) {
     CHECK(strstr(ddx_last_error(), "cifar-10-binary.tar.gz") != NULL, "cifar missing says where to get it: %s",
           ddx_last_error());
 
+    // The test split names its own file (it used to speak of data_batch_*).
+    CHECK_INPUT_ERR(ddx_dataset_load_split(&cfg, true, &d), "cifar_missing/test_batch.bin", "cifar missing test batch");
+    CHECK(strstr(ddx_last_error(), "DIR/test_batch.bin exists") && !strstr(ddx_last_error(), "data_batch"),
+          "cifar missing test batch says which file: %s", ddx_last_error());
+
     write_cifar("cifar_size");
     path_in(p, sizeof p, "cifar_size/data_batch_2.bin");
     CHECK(truncate(p, 2 * CIFAR_REC - 7) == 0, "truncate");

@@ -405,9 +405,9 @@ static ddx_status load_cifar10(const ddx_config *cfg, bool test, ddx_dataset *d)
         if (missing)
             return ddx_errorf(DDX_E_INPUT,
                               "data.path: %s not found: download " CIFAR_URL ", extract it so that "
-                              "DIR/data_batch_1.bin .. data_batch_5.bin exist, and set data.path: DIR (the archive "
+                              "DIR/%s exist%s, and set data.path: DIR (the archive "
                               "unpacks to cifar-10-batches-bin/, so extracting it inside ./data matches the default)",
-                              paths[b]);
+                              paths[b], test ? "test_batch.bin" : "data_batch_1.bin .. data_batch_5.bin", test ? "s" : "");
         struct stat sb;
         if (stat(paths[b], &sb) != 0)
             return ddx_errorf(DDX_E_IO, "data.path: cannot access %s: %s", paths[b], strerror(errno));
