@@ -353,13 +353,11 @@ static const ddx_conv2d_params CONV_1X1 = {.stride = 1};
 static ddx_tensor *resnet_fwd(ddx_ctx *c, const ddx_model *m, const ud_resnet *r, ddx_tensor *x, ddx_tensor *temb_act) {
     if (!x) return NULL;
     const ud_net *u = m->impl;
-    const int64_t N = x->shape[0];
     ddx_tensor *h = ddx_group_norm(c, x, r->norm1_w, r->norm1_b, u->groups, u->eps, true);   // [N, H, W, cin]
     h = ddx_conv2d(c, h, W(r->conv1.w), W(r->conv1.b), CONV_SAME);                          // [N, H, W, cout]
     ddx_tensor *tp = ddx_linear(c, temb_act, W(r->temb_w), W(r->temb_b));                   // [N, cout]
-    tp = ddx_reshape(c, tp, 4, (int64_t[]){N, 1, 1, r->cout});                               // [N, 1, 1, cout]
-    h = ddx_add(c, h, tp);                                                                   // [N, H, W, cout]
-    h = ddx_group_norm(c, h, r->norm2_w, r->norm2_b, u->groups, u->eps, true);
+    // h + tp broadcast over space, fused into the GroupNorm's read (no [N, H, W, cout] sum stored).
+    h = ddx_group_norm_add(c, h, tp, r->norm2_w, r->norm2_b, u->groups, u->eps, true);
     h = ddx_dropout(c, h, u->dropout);
     ddx_tensor *s = r->shortcut.w ? ddx_conv2d(c, x, W(r->shortcut.w), W(r->shortcut.b), CONV_1X1) : x;
     // conv2(h) + s with the residual added as conv2's output is stored.

@@ -29,7 +29,7 @@ extern "C" {
     X(CONCAT, concat, 2, 1)                \
     X(CONV2D, conv2d, 4, 1)                \
     X(LINEAR, linear, 3, 1)                \
-    X(GROUP_NORM, group_norm, 3, 1)        \
+    X(GROUP_NORM, group_norm, 4, 1)        \
     X(UPSAMPLE2X, upsample2x, 1, 1)        \
     X(POOL2X, pool2x, 1, 1)                \
     X(POOL2D, pool2d, 1, 1)                \
@@ -253,6 +253,11 @@ ddx_tensor *ddx_conv2d_add(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor 
 ddx_tensor *ddx_linear(ddx_ctx *c, ddx_tensor *x, ddx_tensor *w, ddx_tensor *bias);
 // x [N,H,W,C] (or [N,L,C]), gamma/beta [C]; optional SiLU after the affine.
 ddx_tensor *ddx_group_norm(ddx_ctx *c, ddx_tensor *x, ddx_tensor *gamma, ddx_tensor *beta, int groups, float eps, bool fuse_silu);
+// The ResBlock's time-embedding add fused in: group_norm(x + add[n, c]) with add [N, C] in x's
+// dtype (one value per batch item and channel, broadcast over space). Backward also gives add's
+// grad, the sum of d(x + add) over space. Inputs of the GROUP_NORM node: x, gamma, beta, add.
+ddx_tensor *ddx_group_norm_add(ddx_ctx *c, ddx_tensor *x, ddx_tensor *add, ddx_tensor *gamma, ddx_tensor *beta, int groups,
+                               float eps, bool fuse_silu);
 ddx_tensor *ddx_upsample2x(ddx_ctx *c, ddx_tensor *x, ddx_upsample_mode mode);   // [N,H,W,C] -> [N,2H,2W,C]
 ddx_tensor *ddx_pool2x(ddx_ctx *c, ddx_tensor *x, ddx_pool_mode mode);           // [N,H,W,C] -> [N,H/2,W/2,C]
 // [N,H,W,C] -> [N,(H+2ph-kh)/s+1,(W+2pw-kw)/s+1,C] (see ddx_pool2d_params)

@@ -182,6 +182,70 @@ static void gn_case(int64_t N, int64_t H, int64_t W, int64_t C, int64_t G, doubl
 }
 
 // ============================================================================================
+// group_norm with the fused time-embedding add
+// ============================================================================================
+
+// GroupNorm(x + add[n, c]): the forward must be bit-identical to the unfused ddx_add (of add
+// broadcast over space) then ddx_group_norm, since the CPU builds x + add in f32 exactly as the
+// add op does; the grads of x and add against the double formulas applied to z = x + add, with
+// dadd[n, c] = sum over space of dz.
+static void gn_add_case(int64_t N, int64_t H, int64_t W, int64_t C, int64_t G, double eps, bool silu) {
+    char desc[160];
+    snprintf(desc, sizeof desc, "group_norm_add%s [%lld,%lld,%lld,%lld] G=%lld", silu ? "+silu" : "", (long long)N,
+             (long long)H, (long long)W, (long long)C, (long long)G);
+    ddx_ctx *c = ctx_new();
+    if (!c) {
+        g_fail++;
+        return;
+    }
+    gn_shape s = {N, H * W, C, G, eps, silu};
+    const int64_t numel = N * H * W * C;
+    ddx_tensor *x = make(c, 4, (int64_t[]){N, H, W, C}, 0, 0, true);
+    ddx_tensor *ad = make(c, 2, (int64_t[]){N, C}, 0, 0, true);
+    for (int64_t i = 0; i < N * C; i++) ((float *)ad->data)[i] = ((float *)ad->data)[i] * 2.0f + 1.0f;
+    ddx_tensor *gamma = make(c, 1, (int64_t[]){C}, 0.5, 1.5, false), *beta = make(c, 1, (int64_t[]){C}, 0, 0, true);
+    ddx_tensor *y = ddx_group_norm_add(c, x, ad, gamma, beta, (int)G, (float)eps, silu);
+    ddx_tensor *z = ddx_add(c, x, ddx_reshape(c, ad, 4, (int64_t[]){N, 1, 1, C}));
+    ddx_tensor *yu = ddx_group_norm(c, z, gamma, beta, (int)G, (float)eps, silu);
+    if (!y || !yu) {
+        check(false, desc, "group_norm_add or the unfused sequence returned NULL: %s", ddx_last_error());
+        ddx_ctx_free(c);
+        return;
+    }
+    int64_t differ = 0;
+    for (int64_t i = 0; i < numel; i++) differ += memcmp((float *)y->data + i, (float *)yu->data + i, sizeof(float)) != 0;
+    check(differ == 0, desc, "fused forward differs from add + group_norm in %lld of %lld elements", (long long)differ,
+          (long long)numel);
+
+    double *xd = to_double(x), *ad_d = to_double(ad), *gd = to_double(gamma), *bd = to_double(beta);
+    double *zd = malloc((size_t)numel * sizeof *zd);
+    for (int64_t i = 0; i < numel; i++) zd[i] = (double)(float)(xd[i] + ad_d[(i / (H * W * C)) * C + i % C]);
+    double *yr = malloc((size_t)numel * sizeof *yr);
+    gn_ref_forward(&s, zd, gd, bd, yr, NULL, NULL, NULL);
+    compare("forward", desc, (const float *)y->data, yr, numel, 2e-6, 2e-6);
+
+    // Backward of the fused node alone (yu's branch gets no seed).
+    ddx_tensor *R = ddx_new(c, DDX_F32, y->ndim, y->shape);
+    for (int64_t i = 0; i < numel; i++) ((float *)R->data)[i] = (float)rnd_normal();
+    ddx_status st = ddx_backward_from(c, y, R);
+    check(st == DDX_OK, desc, "backward failed: %s", ddx_last_error());
+    if (st == DDX_OK) {
+        double *Rd = to_double(R);
+        double *dz = malloc((size_t)numel * sizeof *dz), *dg = malloc((size_t)C * sizeof *dg);
+        double *db = malloc((size_t)C * sizeof *db), *da = calloc((size_t)(N * C), sizeof *da);
+        gn_ref_backward(&s, zd, gd, bd, Rd, dz, dg, db);
+        for (int64_t i = 0; i < numel; i++) da[(i / (H * W * C)) * C + i % C] += dz[i];
+        compare("dx", desc, (const float *)x->grad->data, dz, numel, 1e-5, 1e-6);
+        compare("dadd", desc, (const float *)ad->grad->data, da, N * C, 1e-5, 1e-6);
+        compare("dgamma", desc, (const float *)gamma->grad->data, dg, C, 1e-5, 1e-6);
+        compare("dbeta", desc, (const float *)beta->grad->data, db, C, 1e-5, 1e-6);
+        free(Rd), free(dz), free(dg), free(db), free(da);
+    }
+    free(xd), free(ad_d), free(gd), free(bd), free(zd), free(yr);
+    ddx_ctx_free(c);
+}
+
+// ============================================================================================
 // bad input
 // ============================================================================================
 
@@ -203,6 +267,9 @@ static void bad_case(const char *what, int which) {
     case 3: out = ddx_group_norm(c, x4, g12, b12, 0, 1e-5f, false); break;     // no groups
     case 4: out = ddx_group_norm(c, x4, g12, b12, 4, 0.0f, false); break;      // eps 0
     case 5: out = ddx_group_norm(c, g12, g12, b12, 4, 1e-5f, false); break;    // 1-D input
+    case 6: out = ddx_group_norm_add(c, x4, make(c, 2, (int64_t[]){2, 8}, 0, 0, true), g12, b12, 4, 1e-5f, true); break;
+    case 7: out = ddx_group_norm_add(c, x4, make(c, 2, (int64_t[]){1, 12}, 0, 0, true), g12, b12, 4, 1e-5f, true); break;
+    case 8: out = ddx_group_norm_add(c, x4, make(c, 4, (int64_t[]){2, 1, 1, 12}, 0, 0, true), g12, b12, 4, 1e-5f, true); break;
     default: break;
     }
     const char *msg = ddx_last_error();
@@ -226,10 +293,15 @@ int main(void) {
     gn_case(1, 3, 5, 8, 8, 1e-6, true, false);
     gn_case(3, 3, 5, 6, 3, 1e-5, true, false);
     gn_case(2, 4, 4, 6, 3, 1e-6, false, true);
+    gn_add_case(2, 4, 4, 64, 32, 1e-6, true);
+    gn_add_case(3, 3, 5, 6, 3, 1e-5, false);
+    gn_add_case(1, 2, 3, 8, 1, 1e-6, true);
 
     const char *bad[] = {"group_norm groups do not divide C", "group_norm gamma size", "group_norm beta size",
-                         "group_norm 0 groups", "group_norm eps 0", "group_norm 1-D input"};
-    for (int i = 0; i < 6; i++) bad_case(bad[i], i);
+                         "group_norm 0 groups", "group_norm eps 0", "group_norm 1-D input",
+                         "group_norm_add add has the wrong channel count", "group_norm_add add has the wrong batch",
+                         "group_norm_add add is [N,1,1,C], not [N,C]"};
+    for (int i = 0; i < 9; i++) bad_case(bad[i], i);
 
     printf("norm-ref: %d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
