@@ -81,10 +81,29 @@ __device__ __forceinline__ int64_t rows_of(int64_t len, int ty) {
     return ty < len ? (len - ty + blockDim.y - 1) / blockDim.y : 0;
 }
 
+// The fused time-embedding add (ADD): what is normalised is z = x + add[n, c], add [N, C] of x's
+// type, formed in fp32 as each element is read (never rounded to T, never stored). av holds
+// this thread's V channel values of add; without ADD nothing is read or added (not even +0,
+// which would turn -0 into +0), so those instantiations compile to the code they always had.
+template <int V, typename T, bool ADD>
+__device__ __forceinline__ void add_const(float (&av)[V], const T *add, const GnArgs &a, int64_t n, int64_t col) {
+    if constexpr (ADD) {
+#pragma unroll
+        for (int k = 0; k < V; k++) av[k] = to_f(add[n * a.C + col * V + k]);
+    }
+}
+
+template <int V, bool ADD> __device__ __forceinline__ void add_to(float (&v)[V], const float (&av)[V]) {
+    if constexpr (ADD) {
+#pragma unroll
+        for (int k = 0; k < V; k++) v[k] += av[k];
+    }
+}
+
 // Statistics, pass 1: per-channel Welford (mean, M2) over this block's rows, merged over the
 // block's thread rows in order; count = the chunk's row count, implied by p.
-template <int V, typename T>
-__global__ void __launch_bounds__(kThreads) gn_stats_k(float2 *part, const T *x, GnArgs a) {
+template <int V, typename T, bool ADD = false>
+__global__ void __launch_bounds__(kThreads) gn_stats_k(float2 *part, const T *x, const T *add, GnArgs a) {
     __shared__ float sh_mean[kThreads * V], sh_m2[kThreads * V];
     const BlockPos q = block_pos(a);
     const int64_t ncols = a.C / V;
@@ -94,9 +113,12 @@ __global__ void __launch_bounds__(kThreads) gn_stats_k(float2 *part, const T *x,
     for (int k = 0; k < V; k++) mean[k] = m2[k] = 0.0f;
     if (active) {
         const T *xp = x + q.n * a.S * a.C + q.col * V;
+        float av[V];
+        add_const<V, T, ADD>(av, add, a, q.n, q.col);
         for (int64_t r = q.r0 + threadIdx.y; r < q.r1; r += blockDim.y) {
             float v[V];
             load<V>(xp + r * a.C, v);
+            add_to<V, ADD>(v, av);
             cnt += 1.0f;
             const float inv = 1.0f / cnt;
 #pragma unroll
@@ -182,8 +204,8 @@ __device__ __forceinline__ void chan_const(ChanConst<V, TG> &cc, const TG *gamma
 
 // Normalise + affine (+ SiLU): y = a or a * sigmoid(a), a = (x - mean) * (rstd * gamma) + beta,
 // the same operation order as the CPU reference.
-template <int V, typename T, typename TG, bool SILU>
-__global__ void __launch_bounds__(kThreads) gn_apply_k(T *y, const T *x, const TG *gamma, const TG *beta,
+template <int V, typename T, typename TG, bool SILU, bool ADD = false>
+__global__ void __launch_bounds__(kThreads) gn_apply_k(T *y, const T *x, const T *add, const TG *gamma, const TG *beta,
                                                        const float *mean, const float *rstd, GnArgs a) {
     const BlockPos q = block_pos(a);
     if (q.col >= a.C / V) return;
@@ -196,6 +218,13 @@ __global__ void __launch_bounds__(kThreads) gn_apply_k(T *y, const T *x, const T
     for (int64_t r = q.r0 + threadIdx.y; r < q.r1; r += blockDim.y) {
         float v[V];
         load<V>(x + base + r * a.C, v);
+        if constexpr (ADD) {
+            // Re-read per row (an L1 hit): held in a register across the rows, ptxas spilled
+            // the bf16 V=1 instantiation.
+            float ad[V];
+            add_const<V, T, ADD>(ad, add, a, q.n, q.col);
+            add_to<V, ADD>(v, ad);
+        }
 #pragma unroll
         for (int k = 0; k < V; k++) {
             const float av = (v[k] - cc.mean[k]) * scale[k] + cc.beta[k];
@@ -214,10 +243,10 @@ template <bool SILU> __device__ __forceinline__ float gn_da(float dy, float xh, 
 
 // Backward, pass 1: per-channel sums of da and da * xhat over this block's rows, folded over
 // the block's thread rows in order.
-template <int V, typename T, typename TG, bool SILU>
-__global__ void __launch_bounds__(kThreads) gn_bwd_part_k(float2 *part, const T *x, const T *dy, const TG *gamma,
-                                                          const TG *beta, const float *mean, const float *rstd,
-                                                          GnArgs a) {
+template <int V, typename T, typename TG, bool SILU, bool ADD = false>
+__global__ void __launch_bounds__(kThreads) gn_bwd_part_k(float2 *part, const T *x, const T *add, const T *dy,
+                                                          const TG *gamma, const TG *beta, const float *mean,
+                                                          const float *rstd, GnArgs a) {
     __shared__ float sh_db[kThreads * V], sh_dg[kThreads * V];
     const BlockPos q = block_pos(a);
     const bool active = q.col < a.C / V;
@@ -227,10 +256,13 @@ __global__ void __launch_bounds__(kThreads) gn_bwd_part_k(float2 *part, const T 
     if (active) {
         ChanConst<V, TG> cc;
         chan_const<V, TG>(cc, gamma, beta, mean, rstd, a, q.n, q.col);
+        float av[V];
+        add_const<V, T, ADD>(av, add, a, q.n, q.col);
         const int64_t base = q.n * a.S * a.C + q.col * V;
         for (int64_t r = q.r0 + threadIdx.y; r < q.r1; r += blockDim.y) {
             float xv[V], dv[V];
             load<V>(x + base + r * a.C, xv);
+            add_to<V, ADD>(xv, av);
             load<V>(dy + base + r * a.C, dv);
 #pragma unroll
             for (int k = 0; k < V; k++) {
@@ -344,6 +376,81 @@ __global__ void __launch_bounds__(kThreads) gn_bwd_dx_k(T *dx, const T *x, const
             gv[k] += cc.rstd[k] * (da * cc.gamma[k] - m1[k] - xh * m2[k]);
         }
         store<V>(dx + o, gv);
+    }
+}
+
+// Backward, pass 4 with the fused add: dz = rstd * (da * gamma - m1 - xhat * m2) as in
+// gn_bwd_dx_k, added into dx when there is one (dx may be NULL: add alone wants a grad), and
+// summed per channel over this block's rows (thread rows folded in order through shared
+// memory, as gn_bwd_part_k) into dpart [N, P, C]; gn_dadd_k folds the P chunks.
+template <int V, typename T, typename TG, bool SILU>
+__global__ void __launch_bounds__(kThreads) gn_bwd_dz_add_k(T *dx, float *dpart, const T *x, const T *add, const T *dy,
+                                                            const TG *gamma, const TG *beta, const float *mean,
+                                                            const float *rstd, const float2 *mm, GnArgs a) {
+    __shared__ float sh_dz[kThreads * V];
+    const BlockPos q = block_pos(a);
+    const bool active = q.col < a.C / V;
+    float sdz[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) sdz[k] = 0.0f;
+    if (active) {
+        ChanConst<V, TG> cc;
+        chan_const<V, TG>(cc, gamma, beta, mean, rstd, a, q.n, q.col);
+        float av[V], m1[V], m2[V];
+        add_const<V, T, true>(av, add, a, q.n, q.col);
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            const float2 v = mm[q.n * a.G + (q.col * V + k) / a.cg];
+            m1[k] = v.x;
+            m2[k] = v.y;
+        }
+        const int64_t base = q.n * a.S * a.C + q.col * V;
+        for (int64_t r = q.r0 + threadIdx.y; r < q.r1; r += blockDim.y) {
+            const int64_t o = base + r * a.C;
+            float xv[V], dv[V], gv[V];
+            load<V>(x + o, xv);
+            add_to<V, true>(xv, av);
+            load<V>(dy + o, dv);
+            if (!dx || a.ow) {
+#pragma unroll
+                for (int k = 0; k < V; k++) gv[k] = 0.0f;
+            } else {
+                load<V>(dx + o, gv);
+            }
+#pragma unroll
+            for (int k = 0; k < V; k++) {
+                const float xh = (xv[k] - cc.mean[k]) * cc.rstd[k];
+                const float da = gn_da<SILU>(dv[k], xh, cc.gamma[k], cc.beta[k]);
+                const float dz = cc.rstd[k] * (da * cc.gamma[k] - m1[k] - xh * m2[k]);
+                gv[k] += dz;
+                sdz[k] += dz;
+            }
+            if (dx) store<V>(dx + o, gv);
+        }
+    }
+    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+    for (int k = 0; k < V; k++) sh_dz[tid * V + k] = sdz[k];
+    __syncthreads();
+    if (threadIdx.y != 0 || !active) return;
+    for (int t = 1; t < (int)blockDim.y; t++) {
+        const int o = (t * blockDim.x + threadIdx.x) * V;
+#pragma unroll
+        for (int k = 0; k < V; k++) sdz[k] += sh_dz[o + k];
+    }
+    float *pp = dpart + (q.n * a.P + q.p) * a.C + q.col * V;
+#pragma unroll
+    for (int k = 0; k < V; k++) pp[k] = sdz[k];
+}
+
+// dadd[n, c] += the P chunk sums of dz, in double and chunk order (deterministic).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) gn_dadd_k(T *dadd, const float *dpart, GnArgs a, int64_t NC) {
+    for (int64_t t = global_tid(); t < NC; t += grid_stride()) {
+        const int64_t n = t / a.C, c = t % a.C;
+        double s = 0.0;
+        for (int64_t p = 0; p < a.P; p++) s += dpart[(n * a.P + p) * a.C + c];
+        dadd[t] = from_f<T>(to_f(dadd[t]) + (float)s);
     }
 }
 
@@ -1342,8 +1449,10 @@ void gn_debug(bool bwd, const ddx_k_gn_shape *sh, const GnClPlan *P) {
 
 // 1 = launched (the return code in *err), 0 = this shape or device takes the tiled kernels.
 template <typename T, typename TG>
-int gn_cl_fwd(T *y, float *mean, float *rstd, const T *x, const TG *gamma, const TG *beta, const ddx_k_gn_shape *sh,
-              cudaStream_t s, int *err) {
+int gn_cl_fwd(T *y, float *mean, float *rstd, const T *x, const T *add, const TG *gamma, const TG *beta,
+              const ddx_k_gn_shape *sh, cudaStream_t s, int *err) {
+    // The cluster kernels have no fused add yet: with one, the tiled kernels run.
+    if (add) return 0;
     GnClPlan P;
     const bool v2 = gn_cl_v2();
     if (!aligned(x, 16) || !aligned(y, 16) || !gn_cl_plan(sh, (int)sizeof(T), false, &P, v2) ||
@@ -1363,9 +1472,10 @@ int gn_cl_fwd(T *y, float *mean, float *rstd, const T *x, const TG *gamma, const
 // nc (double2 [N, C]) is the head of the tiled path's scratch (so the scratch size serves both
 // paths); gn_cl_affine_k folds it into dgamma/dbeta.
 template <typename T, typename TG>
-int gn_cl_bwd(T *dx, TG *dgamma, TG *dbeta, const T *x, const T *dy, const TG *gamma, const TG *beta,
+int gn_cl_bwd(T *dx, TG *dgamma, TG *dbeta, const T *x, const T *add, const T *dy, const TG *gamma, const TG *beta,
               const float *mean, const float *rstd, float *scratch, const ddx_k_gn_shape *sh, cudaStream_t s,
               int *err) {
+    if (add) return 0;   // as gn_cl_fwd
     GnClPlan P;
     if (!aligned(x, 16) || !aligned(dy, 16) || (dx && !aligned(dx, 16)) || !aligned(scratch, 16) ||
         !gn_cl_plan(sh, (int)sizeof(T), true, &P, gn_cl_v2()) || !gn_cluster_device())
@@ -1388,19 +1498,32 @@ int gn_cl_bwd(T *dx, TG *dgamma, TG *dbeta, const T *x, const T *dy, const TG *g
     return 1;
 }
 
+template <int V, typename T, typename TG, bool ADD>
+void gn_apply(T *y, const T *x, const T *add, const TG *gamma, const TG *beta, const float *mean, const float *rstd,
+              const GnLaunch &L, bool silu, cudaStream_t s) {
+    const unsigned grid = (unsigned)L.blocks;
+    if (silu) gn_apply_k<V, T, TG, true, ADD><<<grid, L.block, 0, s>>>(y, x, add, gamma, beta, mean, rstd, L.a);
+    else gn_apply_k<V, T, TG, false, ADD><<<grid, L.block, 0, s>>>(y, x, add, gamma, beta, mean, rstd, L.a);
+}
+
 template <typename T, typename TG>
-int gn_fwd(T *y, float *mean, float *rstd, const T *x, const TG *gamma, const TG *beta, float *scratch,
+int gn_fwd(T *y, float *mean, float *rstd, const T *x, const T *add, const TG *gamma, const TG *beta, float *scratch,
            const ddx_k_gn_shape *sh, cudaStream_t s) {
     int err = 0;
-    if (gn_cl_fwd<T, TG>(y, mean, rstd, x, gamma, beta, sh, s, &err)) return err;
+    if (gn_cl_fwd<T, TG>(y, mean, rstd, x, add, gamma, beta, sh, s, &err)) return err;
     gn_debug(false, sh, nullptr);
     const int64_t vb = 4 * (int64_t)sizeof(T);
     GnLaunch L;
     if (!gn_launch(sh, aligned(x, vb) && aligned(y, vb), &L)) return (int)cudaErrorInvalidConfiguration;
     float2 *part = reinterpret_cast<float2 *>(scratch);
     const unsigned grid = (unsigned)L.blocks;
-    if (L.V == 4) gn_stats_k<4, T><<<grid, L.block, 0, s>>>(part, x, L.a);
-    else gn_stats_k<1, T><<<grid, L.block, 0, s>>>(part, x, L.a);
+    if (add) {
+        if (L.V == 4) gn_stats_k<4, T, true><<<grid, L.block, 0, s>>>(part, x, add, L.a);
+        else gn_stats_k<1, T, true><<<grid, L.block, 0, s>>>(part, x, add, L.a);
+    } else {
+        if (L.V == 4) gn_stats_k<4, T><<<grid, L.block, 0, s>>>(part, x, nullptr, L.a);
+        else gn_stats_k<1, T><<<grid, L.block, 0, s>>>(part, x, nullptr, L.a);
+    }
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return (int)e;
     const int64_t NG = sh->N * sh->G;
@@ -1408,22 +1531,32 @@ int gn_fwd(T *y, float *mean, float *rstd, const T *x, const TG *gamma, const TG
     gn_stats_final_k<<<(unsigned)cdiv(NG * 32, kThreads), kThreads, 0, s>>>(mean, rstd, part, L.a, NG, (double)sh->eps);
     e = cudaGetLastError();
     if (e != cudaSuccess) return (int)e;
-    if (L.V == 4) {
-        if (sh->silu) gn_apply_k<4, T, TG, true><<<grid, L.block, 0, s>>>(y, x, gamma, beta, mean, rstd, L.a);
-        else gn_apply_k<4, T, TG, false><<<grid, L.block, 0, s>>>(y, x, gamma, beta, mean, rstd, L.a);
+    if (add) {
+        if (L.V == 4) gn_apply<4, T, TG, true>(y, x, add, gamma, beta, mean, rstd, L, sh->silu != 0, s);
+        else gn_apply<1, T, TG, true>(y, x, add, gamma, beta, mean, rstd, L, sh->silu != 0, s);
     } else {
-        if (sh->silu) gn_apply_k<1, T, TG, true><<<grid, L.block, 0, s>>>(y, x, gamma, beta, mean, rstd, L.a);
-        else gn_apply_k<1, T, TG, false><<<grid, L.block, 0, s>>>(y, x, gamma, beta, mean, rstd, L.a);
+        if (L.V == 4) gn_apply<4, T, TG, false>(y, x, nullptr, gamma, beta, mean, rstd, L, sh->silu != 0, s);
+        else gn_apply<1, T, TG, false>(y, x, nullptr, gamma, beta, mean, rstd, L, sh->silu != 0, s);
     }
     return (int)cudaGetLastError();
 }
 
-template <int V, typename T, typename TG>
-void gn_bwd_part(float2 *part, const T *x, const T *dy, const TG *gamma, const TG *beta, const float *mean,
-                 const float *rstd, const GnLaunch &L, bool silu, cudaStream_t s) {
+template <int V, typename T, typename TG, bool ADD>
+void gn_bwd_part(float2 *part, const T *x, const T *add, const T *dy, const TG *gamma, const TG *beta,
+                 const float *mean, const float *rstd, const GnLaunch &L, bool silu, cudaStream_t s) {
     const unsigned grid = (unsigned)L.blocks;
-    if (silu) gn_bwd_part_k<V, T, TG, true><<<grid, L.block, 0, s>>>(part, x, dy, gamma, beta, mean, rstd, L.a);
-    else gn_bwd_part_k<V, T, TG, false><<<grid, L.block, 0, s>>>(part, x, dy, gamma, beta, mean, rstd, L.a);
+    if (silu) gn_bwd_part_k<V, T, TG, true, ADD><<<grid, L.block, 0, s>>>(part, x, add, dy, gamma, beta, mean, rstd, L.a);
+    else gn_bwd_part_k<V, T, TG, false, ADD><<<grid, L.block, 0, s>>>(part, x, add, dy, gamma, beta, mean, rstd, L.a);
+}
+
+template <int V, typename T, typename TG>
+void gn_bwd_dz_add(T *dx, float *dpart, const T *x, const T *add, const T *dy, const TG *gamma, const TG *beta,
+                   const float *mean, const float *rstd, const float2 *mm, const GnLaunch &L, bool silu, cudaStream_t s) {
+    const unsigned grid = (unsigned)L.blocks;
+    if (silu)
+        gn_bwd_dz_add_k<V, T, TG, true><<<grid, L.block, 0, s>>>(dx, dpart, x, add, dy, gamma, beta, mean, rstd, mm, L.a);
+    else
+        gn_bwd_dz_add_k<V, T, TG, false><<<grid, L.block, 0, s>>>(dx, dpart, x, add, dy, gamma, beta, mean, rstd, mm, L.a);
 }
 
 template <int V, typename T, typename TG>
@@ -1435,13 +1568,16 @@ void gn_bwd_dx(T *dx, const T *x, const T *dy, const TG *gamma, const TG *beta, 
 }
 
 // Scratch layout (floats): nc double2 [N*C] first (16-byte aligned at the arena's block
-// start), then part float2 [N*P*C], then mm float2 [N*G].
+// start), then part float2 [N*P*C], then mm float2 [N*G], then (with the fused add) dpart
+// float [N*P*C].
 template <typename T, typename TG>
-int gn_bwd(T *dx, TG *dgamma, TG *dbeta, const T *x, const T *dy, const TG *gamma, const TG *beta, const float *mean,
-           const float *rstd, float *scratch, const ddx_k_gn_shape *sh, cudaStream_t s) {
-    if (!dx && !dgamma && !dbeta) return 0;
+int gn_bwd(T *dx, T *dadd, TG *dgamma, TG *dbeta, const T *x, const T *add, const T *dy, const TG *gamma,
+           const TG *beta, const float *mean, const float *rstd, float *scratch, const ddx_k_gn_shape *sh,
+           cudaStream_t s) {
+    if (!add) dadd = nullptr;
+    if (!dx && !dadd && !dgamma && !dbeta) return 0;
     int err = 0;
-    if (gn_cl_bwd<T, TG>(dx, dgamma, dbeta, x, dy, gamma, beta, mean, rstd, scratch, sh, s, &err)) return err;
+    if (gn_cl_bwd<T, TG>(dx, dgamma, dbeta, x, add, dy, gamma, beta, mean, rstd, scratch, sh, s, &err)) return err;
     gn_debug(true, sh, nullptr);
     const int64_t vb = 4 * (int64_t)sizeof(T);
     GnLaunch L;
@@ -1452,18 +1588,32 @@ int gn_bwd(T *dx, TG *dgamma, TG *dbeta, const T *x, const T *dy, const TG *gamm
     float2 *part = reinterpret_cast<float2 *>(scratch + 4 * NC);
     float2 *mm = reinterpret_cast<float2 *>(scratch + 4 * NC + 2 * NC * L.a.P);
     const bool silu = sh->silu != 0;
-    if (L.V == 4) gn_bwd_part<4, T, TG>(part, x, dy, gamma, beta, mean, rstd, L, silu, s);
-    else gn_bwd_part<1, T, TG>(part, x, dy, gamma, beta, mean, rstd, L, silu, s);
+    if (add) {
+        if (L.V == 4) gn_bwd_part<4, T, TG, true>(part, x, add, dy, gamma, beta, mean, rstd, L, silu, s);
+        else gn_bwd_part<1, T, TG, true>(part, x, add, dy, gamma, beta, mean, rstd, L, silu, s);
+    } else {
+        if (L.V == 4) gn_bwd_part<4, T, TG, false>(part, x, nullptr, dy, gamma, beta, mean, rstd, L, silu, s);
+        else gn_bwd_part<1, T, TG, false>(part, x, nullptr, dy, gamma, beta, mean, rstd, L, silu, s);
+    }
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return (int)e;
     gn_bwd_nc_k<<<grid_for(NC, kThreads), kThreads, 0, s>>>(nc, part, L.a, NC);
     e = cudaGetLastError();
     if (e != cudaSuccess) return (int)e;
     const double count = (double)sh->S * (double)L.a.cg;
-    gn_bwd_final_k<TG><<<grid_for(C + N * sh->G, kThreads), kThreads, 0, s>>>(dx ? mm : nullptr, dgamma, dbeta, nc,
-                                                                              gamma, L.a, N, count);
+    gn_bwd_final_k<TG><<<grid_for(C + N * sh->G, kThreads), kThreads, 0, s>>>(dx || dadd ? mm : nullptr, dgamma, dbeta,
+                                                                              nc, gamma, L.a, N, count);
     e = cudaGetLastError();
-    if (e != cudaSuccess || !dx) return (int)e;
+    if (e != cudaSuccess || (!dx && !dadd)) return (int)e;
+    if (add) {   // x + add was normalised: the dz pass recomputes it (and sums dz for dadd)
+        float *dpart = scratch + 4 * NC + 2 * NC * L.a.P + 2 * N * sh->G;
+        if (L.V == 4) gn_bwd_dz_add<4, T, TG>(dx, dpart, x, add, dy, gamma, beta, mean, rstd, mm, L, silu, s);
+        else gn_bwd_dz_add<1, T, TG>(dx, dpart, x, add, dy, gamma, beta, mean, rstd, mm, L, silu, s);
+        e = cudaGetLastError();
+        if (e != cudaSuccess || !dadd) return (int)e;
+        gn_dadd_k<T><<<grid_for(NC, kThreads), kThreads, 0, s>>>(dadd, dpart, L.a, NC);
+        return (int)cudaGetLastError();
+    }
     if (L.V == 4) gn_bwd_dx<4, T, TG>(dx, x, dy, gamma, beta, mean, rstd, mm, L, silu, s);
     else gn_bwd_dx<1, T, TG>(dx, x, dy, gamma, beta, mean, rstd, mm, L, silu, s);
     return (int)cudaGetLastError();
@@ -1488,40 +1638,61 @@ int64_t ddx_k_group_norm_bwd_scratch_floats(const ddx_k_gn_shape *sh) {
     return 4 * sh->N * sh->C + 2 * sh->N * P * sh->C + 2 * sh->N * sh->G;
 }
 
-int ddx_k_group_norm_fwd(void *y, float *mean, float *rstd, const void *x, const void *gamma, const void *beta,
-                         float *scratch, const ddx_k_gn_shape *sh, void *stream) {
+int64_t ddx_k_group_norm_add_bwd_scratch_floats(const ddx_k_gn_shape *sh) {
+    if (!gn_shape_ok(sh)) return 1;
+    int64_t rows, P;
+    gn_chunks(sh, &rows, &P);
+    return ddx_k_group_norm_bwd_scratch_floats(sh) + sh->N * P * sh->C;
+}
+
+int ddx_k_group_norm_add_fwd(void *y, float *mean, float *rstd, const void *x, const void *add, const void *gamma,
+                             const void *beta, float *scratch, const ddx_k_gn_shape *sh, void *stream) {
     if (sh->N == 0 || sh->S == 0 || sh->C == 0) return 0;
     if (!gn_shape_ok(sh)) return (int)cudaErrorInvalidValue;
     const cudaStream_t s = st(stream);
     using bf = uint16_t;
     if (sh->x_dt == DDX_K_NORM_F32 && sh->g_dt == DDX_K_NORM_F32)
-        return gn_fwd<float, float>((float *)y, mean, rstd, (const float *)x, (const float *)gamma, (const float *)beta,
-                                    scratch, sh, s);
+        return gn_fwd<float, float>((float *)y, mean, rstd, (const float *)x, (const float *)add, (const float *)gamma,
+                                    (const float *)beta, scratch, sh, s);
     if (sh->x_dt == DDX_K_NORM_BF16 && sh->g_dt == DDX_K_NORM_F32)
-        return gn_fwd<bf, float>((bf *)y, mean, rstd, (const bf *)x, (const float *)gamma, (const float *)beta, scratch,
-                                 sh, s);
+        return gn_fwd<bf, float>((bf *)y, mean, rstd, (const bf *)x, (const bf *)add, (const float *)gamma,
+                                 (const float *)beta, scratch, sh, s);
     if (sh->x_dt == DDX_K_NORM_BF16 && sh->g_dt == DDX_K_NORM_BF16)
-        return gn_fwd<bf, bf>((bf *)y, mean, rstd, (const bf *)x, (const bf *)gamma, (const bf *)beta, scratch, sh, s);
+        return gn_fwd<bf, bf>((bf *)y, mean, rstd, (const bf *)x, (const bf *)add, (const bf *)gamma, (const bf *)beta,
+                              scratch, sh, s);
+    return (int)cudaErrorInvalidValue;
+}
+
+int ddx_k_group_norm_fwd(void *y, float *mean, float *rstd, const void *x, const void *gamma, const void *beta,
+                         float *scratch, const ddx_k_gn_shape *sh, void *stream) {
+    return ddx_k_group_norm_add_fwd(y, mean, rstd, x, nullptr, gamma, beta, scratch, sh, stream);
+}
+
+int ddx_k_group_norm_add_bwd(void *dx, void *dadd, void *dgamma, void *dbeta, const void *x, const void *add,
+                             const void *dy, const void *gamma, const void *beta, const float *mean, const float *rstd,
+                             float *scratch, const ddx_k_gn_shape *sh, void *stream) {
+    if (sh->N == 0 || sh->S == 0 || sh->C == 0) return 0;
+    if (!gn_shape_ok(sh)) return (int)cudaErrorInvalidValue;
+    const cudaStream_t s = st(stream);
+    using bf = uint16_t;
+    if (sh->x_dt == DDX_K_NORM_F32 && sh->g_dt == DDX_K_NORM_F32)
+        return gn_bwd<float, float>((float *)dx, (float *)dadd, (float *)dgamma, (float *)dbeta, (const float *)x,
+                                    (const float *)add, (const float *)dy, (const float *)gamma, (const float *)beta,
+                                    mean, rstd, scratch, sh, s);
+    if (sh->x_dt == DDX_K_NORM_BF16 && sh->g_dt == DDX_K_NORM_F32)
+        return gn_bwd<bf, float>((bf *)dx, (bf *)dadd, (float *)dgamma, (float *)dbeta, (const bf *)x, (const bf *)add,
+                                 (const bf *)dy, (const float *)gamma, (const float *)beta, mean, rstd, scratch, sh, s);
+    if (sh->x_dt == DDX_K_NORM_BF16 && sh->g_dt == DDX_K_NORM_BF16)
+        return gn_bwd<bf, bf>((bf *)dx, (bf *)dadd, (bf *)dgamma, (bf *)dbeta, (const bf *)x, (const bf *)add,
+                              (const bf *)dy, (const bf *)gamma, (const bf *)beta, mean, rstd, scratch, sh, s);
     return (int)cudaErrorInvalidValue;
 }
 
 int ddx_k_group_norm_bwd(void *dx, void *dgamma, void *dbeta, const void *x, const void *dy, const void *gamma,
                          const void *beta, const float *mean, const float *rstd, float *scratch,
                          const ddx_k_gn_shape *sh, void *stream) {
-    if (sh->N == 0 || sh->S == 0 || sh->C == 0) return 0;
-    if (!gn_shape_ok(sh)) return (int)cudaErrorInvalidValue;
-    const cudaStream_t s = st(stream);
-    using bf = uint16_t;
-    if (sh->x_dt == DDX_K_NORM_F32 && sh->g_dt == DDX_K_NORM_F32)
-        return gn_bwd<float, float>((float *)dx, (float *)dgamma, (float *)dbeta, (const float *)x, (const float *)dy,
-                                    (const float *)gamma, (const float *)beta, mean, rstd, scratch, sh, s);
-    if (sh->x_dt == DDX_K_NORM_BF16 && sh->g_dt == DDX_K_NORM_F32)
-        return gn_bwd<bf, float>((bf *)dx, (float *)dgamma, (float *)dbeta, (const bf *)x, (const bf *)dy,
-                                 (const float *)gamma, (const float *)beta, mean, rstd, scratch, sh, s);
-    if (sh->x_dt == DDX_K_NORM_BF16 && sh->g_dt == DDX_K_NORM_BF16)
-        return gn_bwd<bf, bf>((bf *)dx, (bf *)dgamma, (bf *)dbeta, (const bf *)x, (const bf *)dy, (const bf *)gamma,
-                              (const bf *)beta, mean, rstd, scratch, sh, s);
-    return (int)cudaErrorInvalidValue;
+    return ddx_k_group_norm_add_bwd(dx, nullptr, dgamma, dbeta, x, nullptr, dy, gamma, beta, mean, rstd, scratch, sh,
+                                    stream);
 }
 
 }  // extern "C"

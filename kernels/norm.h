@@ -1,5 +1,5 @@
-// CUDA kernels of the norm family: GroupNorm (optionally fused with SiLU) forward and
-// backward.
+// CUDA kernels of the norm family: GroupNorm (optionally fused with SiLU and with the
+// ResBlock's per-(sample, channel) time-embedding add) forward and backward.
 //
 // Launcher contract as in elementwise.h: raw device pointers, 64-bit element counts, the
 // cudaStream_t passed as void*, the launch's cudaError_t returned as an int (0 = success).
@@ -51,6 +51,19 @@ int ddx_k_group_norm_fwd(void *y, float *mean, float *rstd, const void *x, const
 int ddx_k_group_norm_bwd(void *dx, void *dgamma, void *dbeta, const void *x, const void *dy, const void *gamma,
                          const void *beta, const float *mean, const float *rstd, float *scratch,
                          const ddx_k_gn_shape *sh, void *stream);
+
+// The ResBlock's time-embedding add fused in: what is normalised is z = x + add[n, c], add
+// [N, C] of x's dtype, formed in fp32 as x is read (z is never stored, nor rounded to bf16).
+// Backward recomputes z and gives dadd[n, c] += sum over S of dz as well (dx, dadd, dgamma,
+// dbeta: each may be NULL), with its scratch from ddx_k_group_norm_add_bwd_scratch_floats (the
+// forward's is ddx_k_group_norm_fwd_scratch_floats). These shapes take the tiled kernels on
+// every device: the cluster kernels have no add yet. add == NULL is the plain group_norm.
+int64_t ddx_k_group_norm_add_bwd_scratch_floats(const ddx_k_gn_shape *sh);
+int ddx_k_group_norm_add_fwd(void *y, float *mean, float *rstd, const void *x, const void *add, const void *gamma,
+                             const void *beta, float *scratch, const ddx_k_gn_shape *sh, void *stream);
+int ddx_k_group_norm_add_bwd(void *dx, void *dadd, void *dgamma, void *dbeta, const void *x, const void *add,
+                             const void *dy, const void *gamma, const void *beta, const float *mean, const float *rstd,
+                             float *scratch, const ddx_k_gn_shape *sh, void *stream);
 
 #ifdef __cplusplus
 }

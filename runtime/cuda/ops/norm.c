@@ -1,4 +1,5 @@
-// Host glue of the norm CUDA family: group_norm. Semantics mirror the CPU reference
+// Host glue of the norm CUDA family: group_norm (in[3], when present, the fused time-embedding
+// add). Semantics mirror the CPU reference
 // (runtime/ops/norm.c): the forward saves mean and rstd [N, G] f32 in saved[0..1]; backward
 // writes a fresh input grad when x has none yet (ddx_grad_fresh) and ACCUMULATES into the
 // others. Scratch comes from the activation arena and is rewound when the call returns: later
@@ -32,6 +33,7 @@ static ddx_status gn_shape_of(const ddx_node *n, ddx_k_gn_shape *sh) {
     sh->G = n->p.group_norm.groups;
     sh->eps = n->p.group_norm.eps;
     sh->silu = n->p.group_norm.fuse_silu ? 1 : 0;
+    if (n->in[3]) DDX_TRY(ddx_cuda_need_dtype("group_norm", n->in[3], x->dtype, "the added tensor"));
     if (sh->G < 1 || sh->C % sh->G != 0)
         return ddx_errorf(DDX_E_UNSUPPORTED, "group_norm on CUDA: %lld groups do not divide %lld channels",
                           (long long)sh->G, (long long)sh->C);
@@ -39,7 +41,7 @@ static ddx_status gn_shape_of(const ddx_node *n, ddx_k_gn_shape *sh) {
 }
 
 ddx_status ddx_cuda_group_norm_fwd(ddx_ctx *c, ddx_node *n) {
-    const ddx_tensor *x = n->in[0], *gm = n->in[1], *bt = n->in[2];
+    const ddx_tensor *x = n->in[0], *gm = n->in[1], *bt = n->in[2], *ad = n->in[3];
     ddx_k_gn_shape sh;
     DDX_TRY(gn_shape_of(n, &sh));
     if (ddx_numel(x) == 0) return DDX_OK;   // as the CPU: nothing saved
@@ -51,21 +53,22 @@ ddx_status ddx_cuda_group_norm_fwd(ddx_ctx *c, ddx_node *n) {
     ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
     float *scratch = NULL;
     DDX_TRY(ddx_cuda_scratch_f32(c, ddx_k_group_norm_fwd_scratch_floats(&sh), "group_norm", &scratch));   // per-chunk Welford partials
-    DDX_CUDA_CHECK(ddx_k_group_norm_fwd(n->out->data, ddx_f32(mean_t), ddx_f32(rstd_t), x->data, gm->data, bt->data,
-                                        scratch, &sh, ddx_cuda_stream_of(c)));
+    DDX_CUDA_CHECK(ddx_k_group_norm_add_fwd(n->out->data, ddx_f32(mean_t), ddx_f32(rstd_t), x->data, ad ? ad->data : NULL,
+                                            gm->data, bt->data, scratch, &sh, ddx_cuda_stream_of(c)));
     return ddx_arena_rewind(&c->act, mark);
 }
 
 ddx_status ddx_cuda_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
-    ddx_tensor *x = n->in[0];
+    ddx_tensor *x = n->in[0], *ad = n->in[3];
     const ddx_tensor *gm = n->in[1], *bt = n->in[2], *dy;
     DDX_TRY(ddx_cuda_out_grad(n, &dy));
     // An input grad nobody has written yet is written by the kernel, not zeroed and added into.
     const bool fresh_gx = ddx_grad_fresh(c, x);
     if (c->status != DDX_OK) return c->status;
     ddx_tensor *gx = ddx_in_grad(c, n, 0), *gg = ddx_in_grad(c, n, 1), *gb = ddx_in_grad(c, n, 2);
+    ddx_tensor *ga = ad ? ddx_in_grad(c, n, 3) : NULL;
     if (c->status != DDX_OK) return c->status;
-    if (!gx && !gg && !gb) return DDX_OK;
+    if (!gx && !gg && !gb && !ga) return DDX_OK;
     ddx_k_gn_shape sh;
     DDX_TRY(gn_shape_of(n, &sh));
     sh.dx_overwrite = fresh_gx;
@@ -76,11 +79,14 @@ ddx_status ddx_cuda_group_norm_bwd(ddx_ctx *c, ddx_node *n) {
     DDX_TRY(ddx_cuda_need_dtype("group_norm backward", gx, x->dtype, "the input grad"));
     DDX_TRY(ddx_cuda_need_dtype("group_norm backward", gg, gm->dtype, "the gamma grad"));
     DDX_TRY(ddx_cuda_need_dtype("group_norm backward", gb, bt->dtype, "the beta grad"));
+    DDX_TRY(ddx_cuda_need_dtype("group_norm backward", ga, x->dtype, "the added tensor's grad"));
     ddx_arena_mark mark = ddx_arena_mark_get(&c->act);
     float *scratch = NULL;
-    DDX_TRY(ddx_cuda_scratch_f32(c, ddx_k_group_norm_bwd_scratch_floats(&sh), "group_norm backward", &scratch));
-    DDX_CUDA_CHECK(ddx_k_group_norm_bwd(gx ? gx->data : NULL, gg ? gg->data : NULL, gb ? gb->data : NULL, x->data,
-                                        dy->data, gm->data, bt->data, ddx_f32c(n->saved[0]), ddx_f32c(n->saved[1]),
-                                        scratch, &sh, ddx_cuda_stream_of(c)));
+    const int64_t scratch_f = ad ? ddx_k_group_norm_add_bwd_scratch_floats(&sh) : ddx_k_group_norm_bwd_scratch_floats(&sh);
+    DDX_TRY(ddx_cuda_scratch_f32(c, scratch_f, "group_norm backward", &scratch));
+    DDX_CUDA_CHECK(ddx_k_group_norm_add_bwd(gx ? gx->data : NULL, ga ? ga->data : NULL, gg ? gg->data : NULL,
+                                            gb ? gb->data : NULL, x->data, ad ? ad->data : NULL, dy->data, gm->data,
+                                            bt->data, ddx_f32c(n->saved[0]), ddx_f32c(n->saved[1]), scratch, &sh,
+                                            ddx_cuda_stream_of(c)));
     return ddx_arena_rewind(&c->act, mark);
 }
