@@ -41,7 +41,13 @@ static const ddx_op_case attention_cases[] = {
     ATT(1, 1024, 128, 1, 0.0f, "attn [1,1024,128] 1 head (32x32 tokens at ch 128)", .no_grad = true),
     // ---- attention, bf16: the U-Net's shapes and ragged edges of the tensor-core tiles (64 query
     // rows or keys per block; 16..64 per inner tile; head_dim buckets 32/64/128/256)
-    ATTB(1, 256, 256, 1, 0.0f, "attn bf16 [1,256,256] 1 head d=256 (U-Net 16x16 at ch 256)", .no_grad = false),
+    // The loss sums 65536 f32 outputs while a key's gradient is small next to it (softmax
+    // shares it over 256 queries), so at the default 1% step the f32 rounding of the two
+    // losses can reach ~7% of a dK element (found when per-case input streams moved this
+    // case's data; smaller steps fail more elements, as rounding noise does); a 3% step keeps
+    // the noise below the tolerance.
+    ATTB(1, 256, 256, 1, 0.0f, "attn bf16 [1,256,256] 1 head d=256 (U-Net 16x16 at ch 256)", .no_grad = false,
+         .grad_h = 3e-2),
     ATTB(2, 49, 64, 1, 0.0f, "attn bf16 [2,49,64] 1 head d=64 L=49 (7x7 tokens)", .no_grad = false),
     ATTB(2, 100, 256, 2, 0.0f, "attn bf16 [2,100,256] 2 heads d=128 L=100 (ragged)", .no_grad = false),
     ATTB(1, 70, 64, 4, 0.0f, "attn bf16 [1,70,64] 4 heads d=16 (padded to 32) L=70", .no_grad = false),
