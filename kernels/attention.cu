@@ -35,6 +35,7 @@
 #include <cstring>
 
 #include "kernels/common.cuh"
+#include "kernels/tune.h"
 #include "kernels/ptx.cuh"
 
 namespace {

@@ -847,7 +847,7 @@ bool device_ok(size_t smem) {
 bool fwd_v1() {
     static int v = -1;
     if (v < 0) {
-        const char *e = getenv("DDX_ATTN_FWD_V1");
+        const char *e = ddx_tune_raw(DDX_TUNE_ATTN_FWD_V1);
         v = e && *e && strcmp(e, "0") != 0 ? 1 : 0;
     }
     return v == 1;
@@ -856,7 +856,7 @@ bool fwd_v1() {
 bool fwd_mt1() {
     static int v = -1;
     if (v < 0) {
-        const char *e = getenv("DDX_ATTN_FWD_MT");
+        const char *e = ddx_tune_raw(DDX_TUNE_ATTN_FWD_MT);
         v = e && strcmp(e, "1") == 0 ? 1 : 0;
     }
     return v == 1;
@@ -896,7 +896,7 @@ size_t bwd2_smem(int D) {
 bool bwd_v1_env() {
     static int v = -1;
     if (v < 0) {
-        const char *e = getenv("DDX_ATTN_BWD_V1");
+        const char *e = ddx_tune_raw(DDX_TUNE_ATTN_BWD_V1);
         v = e && *e && strcmp(e, "0") != 0 ? 1 : 0;
     }
     return v == 1;

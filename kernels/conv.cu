@@ -33,6 +33,7 @@
 #include <cstring>
 
 #include "kernels/common.cuh"
+#include "kernels/tune.h"
 
 namespace {
 
@@ -659,7 +660,10 @@ __device__ __forceinline__ void warp_mma(AccT<MI, NI> &acc, uint32_t a_base, uin
     }
 }
 
-template <class P> __global__ void __launch_bounds__(THREADS, Lay<P::BMT>::MINB) tc_k(const P p) {
+// The block's work, one body for the three products; each has its own __global__ below, so a
+// profile names the product (conv_fwd_mma_k / conv_dgrad_mma_k / conv_wgrad_mma_k) rather
+// than one generic kernel.
+template <class P> __device__ __forceinline__ void conv_mma_body(const P &p) {
     using E = typename P::Elem;
     using L = Lay<P::BMT>;
     constexpr int BK = P::Cf::BK, TA = tile_a<P>(), TB = tile_b<P>(), MI = L::MI, NI = L::NI, STAGES = L::STAGES;
@@ -704,6 +708,16 @@ template <class P> __global__ void __launch_bounds__(THREADS, Lay<P::BMT>::MINB)
     }
     cp_wait<0>();
     p.epilogue(acc, m0 + wm, n0 + wn, lane, (int)blockIdx.z);
+}
+
+template <class P> __global__ void __launch_bounds__(THREADS, Lay<P::BMT>::MINB) conv_fwd_mma_k(const P p) {
+    conv_mma_body<P>(p);
+}
+template <class P> __global__ void __launch_bounds__(THREADS, Lay<P::BMT>::MINB) conv_dgrad_mma_k(const P p) {
+    conv_mma_body<P>(p);
+}
+template <class P> __global__ void __launch_bounds__(THREADS, Lay<P::BMT>::MINB) conv_wgrad_mma_k(const P p) {
+    conv_mma_body<P>(p);
 }
 
 // Calls f(row, col, v0, v1) for each pair of adjacent accumulators (columns col, col+1) of
@@ -1009,6 +1023,11 @@ template <typename E, int KS> struct Wgrad {
     }
 };
 
+// The __global__ of problem P.
+template <typename E, int B, int K> auto mma_kernel(const Fwd<E, B, K> *) { return conv_fwd_mma_k<Fwd<E, B, K>>; }
+template <typename E, int B, int K> auto mma_kernel(const Dgrad<E, B, K> *) { return conv_dgrad_mma_k<Dgrad<E, B, K>>; }
+template <typename E, int K> auto mma_kernel(const Wgrad<E, K> *) { return conv_wgrad_mma_k<Wgrad<E, K>>; }
+
 }  // namespace tc
 
 // ---- host side ----------------------------------------------------------------------------
@@ -1181,7 +1200,7 @@ constexpr int kDefaultKS = 2;
 int tc_ks() {
     static int v = 0;
     if (!v) {
-        const char *e = getenv("DDX_CONV_TC_KS");
+        const char *e = ddx_tune_raw(DDX_TUNE_CONV_TC_KS);
         v = e && (e[0] == '1' || e[0] == '2') && !e[1] ? e[0] - '0' : kDefaultKS;
     }
     return v;
@@ -1194,10 +1213,10 @@ template <class P> int tc_launch(const P &p, int64_t M, int64_t N, int splits, c
     // Above the 48 KiB default: opt in, once per kernel and process (the first call runs
     // eagerly, before any CUDA graph capture).
     const size_t smem = tc::smem_bytes<P>();
-    static const cudaError_t opt_in =
-        cudaFuncSetAttribute(tc::tc_k<P>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    const auto kernel = tc::mma_kernel(&p);
+    static const cudaError_t opt_in = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (opt_in != cudaSuccess) return (int)opt_in;
-    tc::tc_k<P><<<grid, tc::THREADS, smem, s>>>(p);
+    kernel<<<grid, tc::THREADS, smem, s>>>(p);
     return (int)cudaGetLastError();
 }
 
@@ -1214,7 +1233,7 @@ bool tc_small(int64_t M, int64_t N) { return cdiv(M, tc::BM) * cdiv(N, tc::BN) <
 int tc_bm(int64_t M, int64_t N) {
     static int forced = -1;
     if (forced < 0) {
-        const char *e = getenv("DDX_CONV_TC_BM");
+        const char *e = ddx_tune_raw(DDX_TUNE_CONV_TC_BM);
         forced = !e ? 0 : !strcmp(e, "64") ? 64 : !strcmp(e, "128") ? 128 : !strcmp(e, "256") ? 256 : 0;
     }
     if (forced) return forced;
@@ -1273,7 +1292,7 @@ template <typename E> int tc_dgrad(E *dx, const E *dy, const E *w, const ddx_k_c
 int64_t wgrad_blocks() {
     static int64_t v = -1;
     if (v < 0) {
-        const char *e = getenv("DDX_CONV_WGRAD_BLOCKS");
+        const char *e = ddx_tune_raw(DDX_TUNE_CONV_WGRAD_BLOCKS);
         const long n = e ? atol(e) : 0;
         v = n >= 1 && n <= 65536 ? n : 512;
     }
@@ -1332,7 +1351,7 @@ template <typename E> int64_t wgrad_splits_any(const ddx_k_conv_geom *g) {
 bool tc_disabled() {
     static int v = -1;
     if (v < 0) {
-        const char *e = getenv("DDX_CONV_SIMT");
+        const char *e = ddx_tune_raw(DDX_TUNE_CONV_SIMT);
         v = e && e[0] == '1';
     }
     return v == 1;

@@ -26,6 +26,7 @@
 #include <mutex>
 
 #include "kernels/common.cuh"
+#include "kernels/tune.h"
 
 namespace {
 
@@ -104,7 +105,7 @@ bool gn_shape_ok(const ddx_k_gn_shape *sh) {
 // cluster size wherever the item fits it (for benchmarking), otherwise automatic.
 int gn_cluster_env() {
     static const int v = [] {
-        const char *e = getenv("DDX_GN_CLUSTER");
+        const char *e = ddx_tune_raw(DDX_TUNE_GN_CLUSTER);
         if (!e || !*e) return -1;
         char *end = nullptr;
         const long k = strtol(e, &end, 10);
@@ -149,7 +150,7 @@ struct GnClPlan {
 // selects the two-pass ones.
 bool gn_cl_v2() {
     static const bool v = [] {
-        const char *e = getenv("DDX_GN_CL_V2");
+        const char *e = ddx_tune_raw(DDX_TUNE_GN_CL_V2);
         return !(e && strcmp(e, "0") == 0);
     }();
     return v;
@@ -255,7 +256,7 @@ bool gn_cl_usable(const void *f, const GnClPlan &P) {
 // kernels a benchmark or a model ran.
 void gn_debug(bool bwd, const ddx_k_gn_shape *sh, const GnClPlan *P) {
     static const int on = [] {
-        const char *e = getenv("DDX_GN_DEBUG");
+        const char *e = ddx_tune_raw(DDX_TUNE_GN_DEBUG);
         return e && *e && strcmp(e, "0") != 0;
     }();
     if (!on) return;

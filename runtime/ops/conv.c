@@ -13,6 +13,7 @@
 #include "op_impl.h"
 #include "ops/gemm.h"
 #include "threads.h"
+#include "kernels/tune.h"
 
 // im2col scratch per thread and chunk of output rows, from the activation arena and rewound
 // when the call ends, so every conv of a step reuses the same memory. The chunk is sized to
@@ -24,7 +25,7 @@
 static int64_t conv_scratch_bytes(void) {
     static int64_t v = -1;
     if (v < 0) {
-        const char *s = getenv("DDX_CONV_SCRATCH_KB");
+        const char *s = ddx_tune_raw(DDX_TUNE_CONV_SCRATCH_KB);
         v = s ? atoll(s) * 1024 : DDX_CONV_SCRATCH_BYTES;
         if (v < 4096) v = DDX_CONV_SCRATCH_BYTES;
     }
