@@ -65,8 +65,8 @@ static const char *const N_SCHEDULE[] = {"linear", "cosine", NULL};
 static const char *const N_VARIANCE[] = {"fixedlarge", "fixedsmall", NULL};
 static const char *const N_PARAM[] = {"eps", "x0", "v", NULL};
 static const char *const N_DATASET[] = {"fashion_mnist", "cifar10", "image_folder", NULL};
-static const char *const N_SAMPLER[] = {"ddpm", "ddim", NULL};
-static const char *const N_SPACING[] = {"uniform", "quadratic", NULL};
+static const char *const N_SAMPLER[] = {"ddpm", "ddim", "dpmpp2m", "dpmpp3m", "heun", "euler_a", NULL};
+static const char *const N_SPACING[] = {"uniform", "quadratic", "leading", "trailing", "karras", NULL};
 static const char *const N_COND[] = {"none", "lowres", NULL};
 
 #define BIG 1e12  // step counts: far beyond any run, far below int64 overflow
@@ -143,11 +143,17 @@ static const cfg_key KEYS[] = {
     K_F64("train.max_loss_ratio", train.max_loss_ratio, "100", 0, 1e30, 0,
           "stop when a log interval's mean loss exceeds this x the median of the last 10; 0 = off (non-finite always stops)"),
 
-    K_ENUM("sample.sampler", sample.sampler, ddx_sampler, N_SAMPLER, "ddpm", "reverse process"),
+    K_ENUM("sample.sampler", sample.sampler, ddx_sampler, N_SAMPLER, "ddpm",
+           "reverse process: ddpm (all T steps), ddim, dpmpp2m / dpmpp3m (DPM-Solver++ 2M / 3M multistep), heun (Heun 2nd "
+           "order, EDM; 2 model calls per step but the last), euler_a (Euler ancestral); the last four match diffusers' "
+           "schedulers of the same name"),
     K_INT("sample.steps", sample.steps, "1000", 1, 100000, "sampling steps (<= diffusion.timesteps)"),
     K_F64("sample.eta", sample.eta, "0", 0, 1, 0, "DDIM noise scale; 0 = deterministic"),
     K_INT("sample.n", sample.n, "64", 1, 1000000, "images to sample"),
-    K_ENUM("sample.spacing", sample.spacing, ddx_spacing, N_SPACING, "uniform", "timestep spacing for strided sampling"),
+    K_ENUM("sample.spacing", sample.spacing, ddx_spacing, N_SPACING, "uniform",
+           "timestep spacing for strided sampling: uniform = leading (k * (T // steps)), quadratic (DDIM paper), trailing "
+           "(round(T - k T / steps) - 1, reaches t = T - 1), karras (Karras sigmas, rho 7, between sigma(0) and "
+           "sigma(T-1); heun and euler_a evaluate the model at fractional t, the others at t rounded)"),
 
     K_I64("eval.fid_every", eval.fid_every, "0", 0, BIG,
           "ddx-train: steps between FID/KID evaluations logged to log.jsonl (and one at the end); 0 = never"),
