@@ -66,6 +66,19 @@ static const char *const N_VARIANCE[] = {"fixedlarge", "fixedsmall", NULL};
 static const char *const N_PARAM[] = {"eps", "x0", "v", NULL};
 static const char *const N_DATASET[] = {"fashion_mnist", "cifar10", "image_folder", NULL};
 static const char *const N_SAMPLER[] = {"ddpm", "ddim", "dpmpp2m", "dpmpp3m", "heun", "euler_a", NULL};
+const char *ddx_sampler_name(ddx_sampler s) {
+    return (unsigned)s < sizeof N_SAMPLER / sizeof N_SAMPLER[0] - 1 ? N_SAMPLER[s] : "?";
+}
+
+ddx_status ddx_sampler_parse(const char *name, const char *what, ddx_sampler *out) {
+    for (int i = 0; N_SAMPLER[i]; i++)
+        if (name && !strcmp(name, N_SAMPLER[i])) {
+            *out = (ddx_sampler)i;
+            return DDX_OK;
+        }
+    return ddx_errorf(DDX_E_INPUT, "%s: unknown sampler '%s'; one of ddpm, ddim, dpmpp2m, dpmpp3m, heun, euler_a", what,
+                      name ? name : "");
+}
 static const char *const N_SPACING[] = {"uniform", "quadratic", "leading", "trailing", "karras", NULL};
 static const char *const N_COND[] = {"none", "lowres", NULL};
 

@@ -57,6 +57,11 @@ typedef enum ddx_sampler {
     DDX_SAMPLER_HEUN,      // Heun's 2nd order, EDM (Karras et al. 2022; diffusers HeunDiscreteScheduler)
     DDX_SAMPLER_EULER_A,   // Euler ancestral (diffusers EulerAncestralDiscreteScheduler)
 } ddx_sampler;
+// The config's name of a sampler ("ddpm", "dpmpp2m", ...); "?" for a value outside the enum.
+const char *ddx_sampler_name(ddx_sampler s);
+// The sampler of that name; an unknown name is DDX_E_INPUT with a message naming `what` (a flag) and
+// the accepted names.
+ddx_status ddx_sampler_parse(const char *name, const char *what, ddx_sampler *out);
 // How `sample.steps` timesteps are picked out of `diffusion.timesteps` (DDIM paper, appendix D.2).
 typedef enum ddx_spacing {
     DDX_SPACING_UNIFORM = 0,

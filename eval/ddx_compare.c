@@ -22,7 +22,8 @@ static void usage(FILE *f) {
             "usage: ddx-compare --checkpoint FILE.safetensors [options]\n"
             "  the same initial noise through DDPM (all diffusion.timesteps steps) and DDIM; one PNG\n"
             "  with both grids side by side, labelled with sampler, steps, wall time and img/s\n"
-            "  --ddim-steps S   DDIM steps (default 50)\n"
+            "  --ddim-steps S   steps of the second sampler (default 50)\n"
+            "  --sampler NAME   the second sampler: ddim (default), dpmpp2m, dpmpp3m, heun or euler_a\n"
             "  --eta E          DDIM eta in [0, 1] (default 0: deterministic DDIM)\n"
             "  --n N            images per sampler (default 16, at most 1024)\n"
             "  --seed S         noise seed (default the checkpoint's run.seed)\n"
@@ -92,7 +93,7 @@ static ddx_status sampler_fid(ddx_sampling *sp, ddx_inception *net, const ddx_re
 int main(int argc, char **argv) {
     const char *ckpt = NULL, *config = NULL, *out = "compare.png";
     const char *steps_s = NULL, *eta_s = NULL, *n_s = NULL, *seed_s = NULL, *batch_s = NULL;
-    const char *fid_s = NULL, *ref = NULL, *incep = NULL;
+    const char *fid_s = NULL, *ref = NULL, *incep = NULL, *sampler_s = NULL;
     bool no_ema = false, allow_small = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -112,6 +113,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--inception")) slot = &incep;
         else if (!strcmp(a, "--config")) slot = &config;
         else if (!strcmp(a, "--ddim-steps")) slot = &steps_s;
+        else if (!strcmp(a, "--sampler")) slot = &sampler_s;
         else if (!strcmp(a, "--eta")) slot = &eta_s;
         else if (!strcmp(a, "--n")) slot = &n_s;
         else if (!strcmp(a, "--seed")) slot = &seed_s;
@@ -136,6 +138,10 @@ int main(int argc, char **argv) {
     ddx_status st = DDX_OK;
     if (steps_s) st = ddx_parse_i64("--ddim-steps", steps_s, 1, 100000, &ddim_steps);
     if (!st && eta_s) st = ddx_parse_f64("--eta", eta_s, 0.0, 1.0, &eta);
+    ddx_sampler second = DDX_SAMPLER_DDIM;
+    if (!st && sampler_s) st = ddx_sampler_parse(sampler_s, "--sampler", &second);
+    if (!st && second == DDX_SAMPLER_DDPM)
+        st = ddx_errorf(DDX_E_INPUT, "--sampler ddpm: ddpm is always the first column; name another sampler");
     if (!st && n_s) st = ddx_parse_i64("--n", n_s, 1, 1024, &n);
     if (!st && seed_s) st = ddx_parse_i64("--seed", seed_s, 0, INT64_MAX, &seed);
     if (!st && batch_s) st = ddx_parse_i64("--batch", batch_s, 1, 65536, &batch);
@@ -182,7 +188,7 @@ int main(int argc, char **argv) {
     const int S = g.cfg.model.image_size, C = g.cfg.model.out_channels;
     const size_t per = (size_t)S * S * C;
     row rows[2] = {{.name = "ddpm", .kind = DDX_SAMPLER_DDPM, .steps = g.cfg.diffusion.timesteps},
-                   {.name = "ddim", .kind = DDX_SAMPLER_DDIM, .steps = (int)ddim_steps}};
+                   {.name = ddx_sampler_name(second), .kind = second, .steps = (int)ddim_steps}};
     float *x = malloc((size_t)n * per * sizeof *x);
     if (!x) st = ddx_errorf(DDX_E_NOMEM, "out of host memory for %lld images", (long long)n);
     printf("checkpoint %s (step %lld, %s weights), %lld images %dx%dx%d, seed %lld, device %s\n", ckpt,
@@ -229,7 +235,8 @@ int main(int argc, char **argv) {
         for (int r = 0; r < 2 && !st; r++) {
             char l1[128], l2[128];
             int x0 = pad + r * (colw + pad);
-            snprintf(l1, sizeof l1, "%s, %d steps", rows[r].kind == DDX_SAMPLER_DDPM ? "DDPM" : "DDIM", rows[r].steps);
+            snprintf(l1, sizeof l1, "%s, %d %s", rows[r].kind == DDX_SAMPLER_DDPM ? "DDPM" : rows[r].kind == DDX_SAMPLER_DDIM ? "DDIM" : rows[r].name,
+                     rows[r].steps, rows[r].kind == DDX_SAMPLER_HEUN ? "model calls" : "steps");
             snprintf(l2, sizeof l2, "%.2f s, %.2f img/s", rows[r].wall, rows[r].ips);
             ddx_canvas_text(&cv, x0, pad, ts, l1, white);
             ddx_canvas_text(&cv, x0, pad + lh, ts, l2, grey);

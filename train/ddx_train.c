@@ -344,8 +344,8 @@ static ddx_status save_samples(run *r, const char *name) {
     int cols = cfg->model.num_classes > 0 ? cfg->model.num_classes : 0;
     DDX_TRY(ddx_image_grid_write(path, r->samples, n, S, S, cfg->model.out_channels, cols, DDX_NORMALIZE_CLIP, NULL));
     printf("samples: %s (%d images, %s %d steps, %s weights, %.1f s)\n", path, n,
-           cfg->sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm",
-           cfg->sample.sampler == DDX_SAMPLER_DDIM ? cfg->sample.steps : cfg->diffusion.timesteps,
+           ddx_sampler_name(cfg->sample.sampler),
+           cfg->sample.sampler != DDX_SAMPLER_DDPM ? cfg->sample.steps : cfg->diffusion.timesteps,
            cfg->train.ema_decay > 0 ? "EMA" : "live", now_s() - t0);
     fflush(stdout);
     return DDX_OK;
