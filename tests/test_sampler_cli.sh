@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The samplers from the command line (issue 16), on a tiny trained checkpoint:
+#   - the training grids with the config's sampler (dpmpp2m);
 #   - ddx-sample --sampler NAME for every sampler (and --spacing): exit 0, the run line names
 #     the sampler, heun counts its model calls; the same seed gives the same PNG;
 #   - ddx-compare --sampler NAME as the second column;
@@ -35,12 +36,14 @@ model: {type: unet_ddpm, in_channels: 1, out_channels: 1, image_size: 28, ch: 8,
         num_res_blocks: 1, attn_resolutions: [], dropout: 0.0, groups: 4}
 diffusion: {timesteps: 20}
 data: {dataset: fashion_mnist, image_size: 28, hflip: false, num_workers: 1}
-train: {batch_size: 4, total_steps: 2, warmup_steps: 1, log_every: 1, sample_every: 0, checkpoint_every: 0, ema_decay: 0.9}
+train: {batch_size: 4, total_steps: 2, warmup_steps: 1, log_every: 1, sample_every: 1, checkpoint_every: 0, ema_decay: 0.9}
 sample: {sampler: dpmpp2m, steps: 4, n: 2}
 YAML
 "$train" "$tmp/tiny.yaml" >"$tmp/train.out" 2>&1 || bad "tiny training run: $(tail -3 "$tmp/train.out")"
 ck=$(ls "$tmp"/out/tiny_*/checkpoints/last.safetensors 2>/dev/null | head -1)
 [ -n "$ck" ] || { echo "FAIL no checkpoint"; exit 1; }
+# The training grids use the config's sampler.
+grep -q "samples: .*(2 images, dpmpp2m 4 steps" "$tmp/train.out" && ok || bad "training grid with dpmpp2m: $(grep samples: "$tmp/train.out")"
 
 for s in ddim dpmpp2m dpmpp3m heun euler_a; do
     if "$smp" --checkpoint "$ck" --sampler "$s" --steps 3 --n 2 --seed 9 --out "$tmp/$s.png" >"$tmp/o" 2>"$tmp/e"; then
