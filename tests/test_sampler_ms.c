@@ -6,8 +6,8 @@
 //     euler_a's noisy steps: ours == diffusers' mean + its std * our Philox draw;
 //   - the Karras sigmas against the formula, and the trailing / leading timesteps;
 //   - the sampler (models/sampler.c) equals that reference loop bit for bit with a stand-in
-//     model, for every new sampler, for batches that do and do not divide n; guidance w = 1
-//     equals the plain run and w = 0 equals sampling with the null labels;
+//     model, for every new sampler, for batches that do and do not divide n; guidance (the
+//     op's guided read of the doubled forward) equals the reference loop, w = 0 the null class;
 //   - inpainting and RePaint with a new sampler are refused with a clear error.
 // With --cuda (gpu suite): every new sampler on the GPU, eager and with CUDA graphs (the
 // coefficients and step word read from device memory, the history copies captured), guided and
@@ -180,14 +180,16 @@ static ddx_tensor *stand_in_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *
     ddx_tensor *tt = ddx_reshape(c, ddx_scale(c, t, 0.01f, 0.0f), 4, (int64_t[]){N, 1, 1, 1});
     ddx_tensor *o = ddx_add(c, ddx_scale(c, x, 0.5f, 0.0f), tt);
     if (!y) return o;
-    const int nc = m->cfg.model.num_classes, C = m->cfg.model.out_channels;
-    ddx_tensor *table = ddx_new(c, DDX_F32, 2, (int64_t[]){nc, C});   // [nc, C]
+    const int nc = m->cfg.model.num_classes + 1, C = m->cfg.model.out_channels;
+    ddx_tensor *table = ddx_new(c, DDX_F32, 2, (int64_t[]){nc, C});   // [nc + null, C]
     if (!table) return NULL;
     for (int i = 0; i < nc * C; i++) ((float *)table->data)[i] = 0.1f * (float)(i / C + 1);
     ddx_tensor *e = ddx_reshape(c, ddx_embedding(c, y, table), 4, (int64_t[]){N, 1, 1, C});   // [N, 1, 1, C]
     return ddx_add(c, o, e);
 }
 
+// nc > 0: a class-conditional stand-in with nc classes plus the null class nc (the label table
+// has nc + 1 rows, as the networks' embedding does).
 static ddx_model *stand_in(int image_size, int C, int nc, ddx_parameterization param) {
     ddx_model *m = calloc(1, sizeof *m);
     ddx_config_defaults(&m->cfg);
@@ -201,8 +203,11 @@ static ddx_model *stand_in(int image_size, int C, int nc, ddx_parameterization p
 
 // The loop the sampler runs, written out eagerly on host arrays: x_T from Philox, each call's
 // model output, sampler_step_ms, the history per the plan.
+// w: the guidance scale (1: none; otherwise the doubled forward, labels then the null class
+// model.num_classes, and the op's guided read).
 static ddx_status ref_sample(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o, int n,
-                             const int32_t *y, float *out) {
+                             const int32_t *y, double w, float *out) {
+    const bool g2 = w != 1.0;
     ddx_sampler_plan pl;
     DDX_TRY(ddx_sampler_plan_init(&pl, s, o->sampler, o->steps, o->spacing));
     const int64_t H = m->cfg.model.image_size, C = m->cfg.model.out_channels, hwc = H * H * C;
@@ -223,15 +228,25 @@ static ddx_status ref_sample(ddx_ctx *c, const ddx_model *m, const ddx_schedule 
         memcpy(x, xT->data, bytes);
         for (int k = 1; k <= pl.n && st == DDX_OK; k++) {
             ddx_ctx_reset(c);
-            ddx_tensor *tt = ddx_fill(c, DDX_F32, 1, (int64_t[]){nb}, (float)pl.t[k - 1]);
+            const int64_t rows = g2 ? 2 * nb : nb;
+            ddx_tensor *tt = ddx_fill(c, DDX_F32, 1, (int64_t[]){rows}, (float)pl.t[k - 1]);
             ddx_tensor *yy = NULL;
             if (y) {
-                yy = ddx_new(c, DDX_I32, 1, (int64_t[]){nb});
+                yy = ddx_new(c, DDX_I32, 1, (int64_t[]){rows});
                 memcpy(yy->data, y + b0, (size_t)nb * sizeof(int32_t));
+                for (int i = 0; g2 && i < nb; i++) ((int32_t *)yy->data)[nb + i] = m->cfg.model.num_classes;
             }
             ddx_tensor *xt = host_tensor(c, x, shape);
-            ddx_tensor *pred = ddx_model_forward(c, m, xt, tt, yy);
+            ddx_tensor *xin = xt;
+            if (g2) {
+                xin = ddx_new(c, DDX_F32, 4, (int64_t[]){rows, H, H, C});
+                memcpy(xin->data, x, bytes);
+                memcpy((char *)xin->data + bytes, x, bytes);
+            }
+            ddx_tensor *pred = ddx_model_forward(c, m, xin, tt, yy);
             ddx_sampler_ms_params p = pl.p[k - 1];
+            p.guided = g2;
+            p.w = (float)w;
             p.key = (ddx_rng_key){.seed = o->seed, .stream = DDX_RNG_STREAM_SAMPLER, .step = (uint32_t)k, .offset = off};
             ddx_tensor *t1 = pl.nhist >= 1 ? host_tensor(c, h1, shape) : NULL;
             ddx_tensor *t2 = pl.nhist >= 2 ? host_tensor(c, h2, shape) : NULL;
@@ -270,7 +285,7 @@ static void test_sampler_matches_loop(ddx_ctx *c) {
                 ddx_sampling *sp = NULL;
                 ddx_status st = ddx_sampling_create(m, &s, &o, DDX_CPU, &sp);
                 if (st == DDX_OK) st = ddx_sampling_run(sp, n, NULL, NULL, a, NULL, NULL);
-                ddx_status rs = st == DDX_OK ? ref_sample(c, m, &s, &o, n, NULL, b) : st;
+                ddx_status rs = st == DDX_OK ? ref_sample(c, m, &s, &o, n, NULL, 1.0, b) : st;
                 CHECK(st == DDX_OK && rs == DDX_OK, "%s param %d batch %d: %s", sampler_name(smp[si]), pi, batch,
                       ddx_last_error());
                 if (st == DDX_OK && rs == DDX_OK) {
@@ -290,31 +305,40 @@ static void test_sampler_matches_loop(ddx_ctx *c) {
     free(a), free(b);
 }
 
-// Guidance through sampler_step_ms's guided read: w = 1 is the plain conditional run; w = 0 is
-// the run with every label the null label.
-static void test_guidance_ms(void) {
+// Guidance through sampler_step_ms's guided read: w = 2.5 equals the reference loop with the
+// doubled forward (every new sampler, batches 2 of 3); w = 0 (the unconditional model alone)
+// equals the null-class run; w = 2.5 differs from w = 1.
+static void test_guidance_ms(ddx_ctx *c) {
+    const ddx_sampler smp[4] = {DDX_SAMPLER_DPMPP2M, DDX_SAMPLER_DPMPP3M, DDX_SAMPLER_HEUN, DDX_SAMPLER_EULER_A};
     const int n = 3, H = 4, C = 2, hwc = H * H * C, nc = 4;
-    const int32_t y[3] = {0, 2, 1}, ynull[3] = {3, 3, 3};
+    const int32_t y[3] = {0, 2, 1}, ynull[3] = {nc, nc, nc};
     float *a = malloc((size_t)n * hwc * sizeof(float)), *b = malloc((size_t)n * hwc * sizeof(float));
     ddx_model *m = stand_in(H, C, nc, DDX_PARAMETERIZATION_EPS);
     ddx_schedule s;
     make_schedule(&s, 40, DDX_PARAMETERIZATION_EPS);
-    const ddx_sample_opts o = {.sampler = DDX_SAMPLER_DPMPP2M, .steps = 5, .spacing = DDX_SPACING_UNIFORM, .seed = 8, .batch = 2};
-    ddx_sampling *sp = NULL;
-    ddx_status st = ddx_sampling_create(m, &s, &o, DDX_CPU, &sp);
-    // w = 1 (no doubling) vs w = 1 + 0 through the guided path is not expressible; w = 0 uses the
-    // guided read and must equal the null-label run.
-    if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 0.0, 3);
-    if (st == DDX_OK) st = ddx_sampling_run(sp, n, y, NULL, a, NULL, NULL);
-    if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 1.0, 3);
-    if (st == DDX_OK) st = ddx_sampling_run(sp, n, ynull, NULL, b, NULL, NULL);
-    CHECK(st == DDX_OK, "guidance with dpmpp2m: %s", ddx_last_error());
-    if (st == DDX_OK) CHECK(memcmp(a, b, (size_t)n * hwc * sizeof(float)) == 0, "dpmpp2m guidance w = 0 differs from the null-label run");
-    // w = 2 differs from both.
-    if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 2.0, 3);
-    if (st == DDX_OK) st = ddx_sampling_run(sp, n, y, NULL, b, NULL, NULL);
-    CHECK(st == DDX_OK && memcmp(a, b, (size_t)n * hwc * sizeof(float)) != 0, "dpmpp2m guidance w = 2 equals w = 0");
-    ddx_sampling_free(sp);
+    for (int si = 0; si < 4; si++) {
+        const ddx_sample_opts o = {.sampler = smp[si], .steps = 5, .spacing = DDX_SPACING_UNIFORM, .seed = 8, .batch = 2};
+        ddx_sampling *sp = NULL;
+        ddx_status st = ddx_sampling_create(m, &s, &o, DDX_CPU, &sp);
+        if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 2.5);
+        if (st == DDX_OK) st = ddx_sampling_run(sp, n, y, NULL, a, NULL, NULL);
+        ddx_status rs = st == DDX_OK ? ref_sample(c, m, &s, &o, n, y, 2.5, b) : st;
+        CHECK(st == DDX_OK && rs == DDX_OK, "%s guided: %s", sampler_name(smp[si]), ddx_last_error());
+        if (st == DDX_OK && rs == DDX_OK)
+            CHECK(memcmp(a, b, (size_t)n * hwc * sizeof(float)) == 0, "%s guidance 2.5 differs from the reference loop",
+                  sampler_name(smp[si]));
+        if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 1.0);
+        if (st == DDX_OK) st = ddx_sampling_run(sp, n, y, NULL, b, NULL, NULL);
+        CHECK(st == DDX_OK && memcmp(a, b, (size_t)n * hwc * sizeof(float)) != 0, "%s guidance 2.5 equals 1",
+              sampler_name(smp[si]));
+        if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 0.0);
+        if (st == DDX_OK) st = ddx_sampling_run(sp, n, y, NULL, a, NULL, NULL);
+        if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 1.0);
+        if (st == DDX_OK) st = ddx_sampling_run(sp, n, ynull, NULL, b, NULL, NULL);
+        CHECK(st == DDX_OK && memcmp(a, b, (size_t)n * hwc * sizeof(float)) == 0,
+              "%s guidance 0 differs from the null-class run: %s", sampler_name(smp[si]), st ? ddx_last_error() : "");
+        ddx_sampling_free(sp);
+    }
     ddx_schedule_free(&s);
     free(m), free(a), free(b);
 }
@@ -378,7 +402,7 @@ static ddx_status run_dev(const ddx_model *m, const ddx_schedule *s, ddx_sample_
     o.graphs = graphs;
     ddx_sampling *sp = NULL;
     ddx_status st = ddx_sampling_create(m, s, &o, dev, &sp);
-    if (st == DDX_OK && w != 1.0) st = ddx_sampling_set_guidance(sp, w, 3);
+    if (st == DDX_OK && w != 1.0) st = ddx_sampling_set_guidance(sp, w);
     if (st == DDX_OK) st = ddx_sampling_run(sp, n, y, NULL, out, NULL, NULL);
     ddx_sampling_free(sp);
     return st;
@@ -431,7 +455,7 @@ int main(int argc, char **argv) {
     test_fixtures(&c);
     test_spacings();
     test_sampler_matches_loop(&c);
-    test_guidance_ms();
+    test_guidance_ms(&c);
     test_refusals();
     test_op_refusals(&c);
     ddx_ctx_free(&c);
