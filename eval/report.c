@@ -299,7 +299,9 @@ static const char JS[] =
     "svg.addEventListener('mousemove',function(ev){var r=svg.getBoundingClientRect();"
     "var px=(ev.clientX-r.left)*svg.viewBox.baseVal.width/r.width,xv=x0+(px-L)/(R-L)*(x1-x0),out=[];"
     "lines.forEach(function(s){var bi=-1,bd=Infinity;s.x.forEach(function(v,i){var dd=Math.abs(v-xv);if(dd<bd){bd=dd;bi=i;}});"
-    "if(bi>=0)out.push(s.n+' @ '+s.x[bi]+': '+s.y[bi].toPrecision(5));});ro.textContent=out.join(' | ');});});";
+    "if(bi>=0)out.push(s.n+' @ '+s.x[bi]+': '+s.y[bi].toPrecision(5));});ro.textContent=out.join(' | ');});});"
+    // Set last, so a page whose script stopped early lacks it (tests/test_report_browser.sh).
+    "document.body.setAttribute('data-plots-ready',document.querySelectorAll('svg.plot').length);";
 
 static void plot(ddx_json_buf *b, const char *title, const char *ylabel, ddx_plot_series *s, int ns, bool points) {
     bool any = false;
