@@ -37,7 +37,8 @@ void ddx_plot_layout(const ddx_plot *p, const ddx_plot_series *s, int ns, ddx_pl
     for (int j = 0; j < ns; j++)
         for (int i = 0; i < s[j].n; i++) {
             double x = s[j].x[i], y = s[j].y[i];
-            if (!isfinite(x) || !isfinite(y)) continue;
+            // Beyond 1e300 the axis range itself would overflow: such points only clamp to the edge.
+            if (!isfinite(x) || !isfinite(y) || fabs(x) > 1e300 || fabs(y) > 1e300) continue;
             xlo = fmin(xlo, x), xhi = fmax(xhi, x), ylo = fmin(ylo, y), yhi = fmax(yhi, y);
         }
     axis(xlo, xhi, 6, &ax->x0, &ax->x1, &ax->xstep);
@@ -94,7 +95,7 @@ static void line(ddx_canvas *c, int x0, int y0, int x1, int y1, bool thick, cons
 }
 
 // Pixel coordinates stay far inside int even for a wild value: clamp before converting.
-static int clampi(double v) { return v < -1e6 ? -1000000 : v > 1e6 ? 1000000 : (int)lround(v); }
+static int clampi(double v) { return !(v >= -1e6) ? -1000000 : v > 1e6 ? 1000000 : (int)lround(v); }
 
 void ddx_plot_draw(const ddx_plot *p, const ddx_plot_series *s, int ns, ddx_canvas *c, int x0, int y0) {
     static const uint8_t bg[3] = {255, 255, 255}, ink[3] = {40, 40, 40}, grid[3] = {225, 225, 225};
@@ -186,6 +187,17 @@ void ddx_html_escape(ddx_json_buf *b, const char *s, size_t n) {
 
 static void esc(ddx_json_buf *b, const char *s) { ddx_html_escape(b, s, strlen(s)); }
 
+// SVG coordinates: a wild value (a diverged loss of 1e308) maps to inf, which a browser rejects
+// along with the whole polyline; clamped, it is a line off the edge.
+static double cx(const ddx_plot_axes *ax, double x) {
+    double v = ddx_plot_px(ax, x);
+    return !(v >= -1e6) ? -1e6 : v > 1e6 ? 1e6 : v;
+}
+static double cy(const ddx_plot_axes *ax, double y) {
+    double v = ddx_plot_py(ax, y);
+    return !(v >= -1e6) ? -1e6 : v > 1e6 ? 1e6 : v;
+}
+
 static void hex(char *buf, const uint8_t rgb[3]) { snprintf(buf, 8, "#%02x%02x%02x", rgb[0], rgb[1], rgb[2]); }
 
 void ddx_plot_svg(const ddx_plot *p, const ddx_plot_series *s, int ns, ddx_json_buf *b) {
@@ -247,7 +259,7 @@ void ddx_plot_svg(const ddx_plot *p, const ddx_plot_series *s, int ns, ddx_json_
             ddx_json_buf_printf(b, "\" fill=\"none\" stroke=\"%s\" stroke-width=\"%s\" points=\"", col, s[j].thin ? "1" : "2");
             for (int q = i; q < end; q++)
                 if (drawn(q, s[j].n, k))
-                    ddx_json_buf_printf(b, "%s%.2f,%.2f", q == i ? "" : " ", ddx_plot_px(&ax, s[j].x[q]), ddx_plot_py(&ax, s[j].y[q]));
+                    ddx_json_buf_printf(b, "%s%.2f,%.2f", q == i ? "" : " ", cx(&ax, s[j].x[q]), cy(&ax, s[j].y[q]));
             ddx_json_buf_printf(b, "\" data-x=\"");
             for (int q = i; q < end; q++)
                 if (drawn(q, s[j].n, k)) ddx_json_buf_printf(b, "%s%.9g", q == i ? "" : " ", s[j].x[q]);
@@ -261,7 +273,7 @@ void ddx_plot_svg(const ddx_plot *p, const ddx_plot_series *s, int ns, ddx_json_
                 for (int q = i; q < end; q++)
                     if (drawn(q, s[j].n, k))
                         ddx_json_buf_printf(b, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"3\" fill=\"%s\"><title>%.9g: %.6g</title></circle>\n",
-                                            ddx_plot_px(&ax, s[j].x[q]), ddx_plot_py(&ax, s[j].y[q]), col, s[j].x[q], s[j].y[q]);
+                                            cx(&ax, s[j].x[q]), cy(&ax, s[j].y[q]), col, s[j].x[q], s[j].y[q]);
             i = end;
         }
     }

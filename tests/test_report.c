@@ -164,6 +164,26 @@ static void test_svg(void) {
     ddx_json_buf_free(&lb);
 }
 
+// A diverged run's values (1e308, -1e308, a lone point) still give a plot: finite axes, no crash.
+static void test_extreme(void) {
+    const double x[] = {0, 1, 2, 3}, y[] = {1.0, 1e308, -1e308, 2.0}, x1[] = {5}, y1[] = {7};
+    ddx_plot_series s[2] = {{.name = "wild", .x = x, .y = y, .n = 4}, {.name = "one", .x = x1, .y = y1, .n = 1}};
+    const ddx_plot p = {.title = "extreme", .w = 300, .h = 200, .points = true};
+    ddx_plot_axes ax;
+    ddx_plot_layout(&p, s, 2, &ax);
+    CHECK(isfinite(ax.y0) && isfinite(ax.y1) && ax.y0 <= 1 && ax.y1 >= 7 && ax.x1 >= 5, "extreme values: axes y [%g, %g]", ax.y0,
+          ax.y1);
+    ddx_canvas c;
+    if (!ddx_canvas_init(&c, p.w, p.h, 0)) {
+        ddx_plot_draw(&p, s, 2, &c, 0, 0);
+        ddx_canvas_free(&c);
+    }
+    ddx_json_buf b = {0};
+    ddx_plot_svg(&p, s, 2, &b);
+    CHECK(b.data && !strstr(b.data, "nan") && !strstr(b.data, "inf"), "extreme values: the SVG has no nan/inf coordinates");
+    ddx_json_buf_free(&b);
+}
+
 static void test_raster(void) {
     const double x[] = {0, 100, 200, 300}, y[] = {4, 3, 1, 2};
     ddx_plot_series s = {.name = "s", .x = x, .y = y, .n = 4, .rgb = {200, 10, 10}};
@@ -322,6 +342,7 @@ int main(int argc, char **argv) {
     }
     test_svg();
     test_raster();
+    test_extreme();
     test_escape();
     test_log(tmp);
     test_report(tmp);
