@@ -207,7 +207,8 @@ static ddx_status tables(const row *rows, int nr, const char *ckpt, int64_t step
                         nfid ? "---:|---:|" : "");
     for (int r = 0; r < nr; r++) {
         ddx_json_buf_printf(&b, "| %s | %d | %.2f | %.3f |", rows[r].name, rows[r].steps, rows[r].wall, rows[r].ips);
-        if (nfid) ddx_json_buf_printf(&b, " %.2f | %.4f |", rows[r].fid.fid, rows[r].fid.have_kid ? rows[r].fid.kid : NAN);
+        if (nfid && rows[r].fid.have_kid) ddx_json_buf_printf(&b, " %.2f | %.4f |", rows[r].fid.fid, rows[r].fid.kid);
+        else if (nfid) ddx_json_buf_printf(&b, " %.2f | n/a (the reference has no features file) |", rows[r].fid.fid);
         ddx_json_buf_printf(&b, "\n");
     }
     ddx_json_buf_printf(&b, "\n%lld images per configuration (seed %lld, the same noise for every row), %s weights of step %lld, "
