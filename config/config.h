@@ -118,6 +118,7 @@ typedef struct ddx_config {
         int64_t log_every, sample_every, checkpoint_every;  // 0 = never (sample/checkpoint)
         int keep_checkpoints;              // step_N.safetensors kept besides last.safetensors
         double max_loss_ratio;             // divergence: interval mean > ratio x median of the last 10; 0 = off
+        double label_dropout;              // class-conditional: P(label -> null class) per image (classifier-free guidance)
     } train;
     struct {
         ddx_sampler sampler;
@@ -125,6 +126,7 @@ typedef struct ddx_config {
         double eta;                        // DDIM stochasticity: 0 = deterministic
         int n;                             // number of images
         ddx_spacing spacing;
+        double guidance;                   // classifier-free guidance scale w (1 = plain conditional)
     } sample;
     struct {
         int64_t fid_every;                 // ddx-train: steps between FID evaluations; 0 = never
