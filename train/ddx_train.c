@@ -385,7 +385,8 @@ static void info_str(ddx_json_buf *b, const char *key, const char *v) {
 // RUN/run_info.json: the device and software of the process training now (the report's "device
 // and software"), rewritten at each start, so after a resume it names what resumed. A failure
 // is a warning, as for the report.
-static void write_run_info(const run *r, ddx_device dev, const char *why, bool resumed, int argc, char **argv) {
+static void write_run_info(const run *r, ddx_device dev, const char *why, bool resumed, const char *world, int argc,
+                           char **argv) {
     ddx_json_buf b = {0};
     char t[64];
     time_t now = time(NULL);
@@ -405,6 +406,7 @@ static void write_run_info(const run *r, ddx_device dev, const char *why, bool r
     info_str(&b, "cuda_backend", DDX_HAVE_CUDA ? "built" : "not built (CPU only)");
     info_str(&b, "device", ddx_device_name(dev));
     info_str(&b, "device_detail", dev == DDX_CUDA ? ddx_cuda_describe() : why);
+    info_str(&b, "world", world);
     char host[256] = "";
     if (gethostname(host, sizeof host - 1) == 0) info_str(&b, "host", host);
     char cmd[2048] = "";
@@ -981,13 +983,15 @@ int main(int argc, char **argv) {
                (double)swept_bytes / (1 << 20));
     if (have_ck) printf("resuming at step %" PRId64 " (data batch %" PRId64 ")\n", resumed.step, resumed.data_batch);
     fflush(stdout);
-    write_run_info(&r, dev, why, have_ck, argc, argv);
+    char world[256] = "1 rank";
     if (r.tr.dp) {
         char w[256];
         ddx_comm_describe(r.comm, &launch, w, sizeof w);
         printf("world: %s; global batch %d, %lld row(s) on rank 0\n", w, cfg->train.batch_size, (long long)r.tr.dp->n);
         fflush(stdout);
+        snprintf(world, sizeof world, "%s", w);
     }
+    write_run_info(&r, dev, why, have_ck, world, argc, argv);
     int rc = train(&r, have_ck ? &resumed : NULL);
     // A new run that failed before its first step (the activations of step 1 did not fit) has
     // nothing worth keeping: it goes like any other failed start.
