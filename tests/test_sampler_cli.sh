@@ -63,7 +63,7 @@ done
     bad "ddx-sample with the config's sampler: $(head -2 "$tmp/o")"
 
 "$cmp" --checkpoint "$ck" --n 2 --ddim-steps 3 --sampler heun --out "$tmp/cmp.png" >"$tmp/o" 2>"$tmp/e" &&
-    grep -qE '^ddpm +20 ' "$tmp/o" && grep -qE '^heun +5 ' "$tmp/o" && [ -s "$tmp/cmp.png" ] && ok ||
+    grep -qE '^ddpm +20 ' "$tmp/o" && grep -qE '^heun +3 +5 ' "$tmp/o" && [ -s "$tmp/cmp.png" ] && ok ||
     bad "ddx-compare --sampler heun: $(cat "$tmp/o" "$tmp/e" | tail -5)"
 
 echo keep >"$tmp/keep.png"
