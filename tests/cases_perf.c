@@ -46,6 +46,10 @@ static ddx_tensor *ap_linear(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc)
 static ddx_tensor *ap_group_norm(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
     return ddx_group_norm(c, in[0], in[1], in[2], tc->p.group_norm.groups, tc->p.group_norm.eps, tc->p.group_norm.fuse_silu);
 }
+static ddx_tensor *ap_group_norm_add(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
+    return ddx_group_norm_add(c, in[0], in[3], in[1], in[2], tc->p.group_norm.groups, tc->p.group_norm.eps,
+                              tc->p.group_norm.fuse_silu);
+}
 static ddx_tensor *ap_attention(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
     return ddx_attention(c, in[0], in[1], in[2], tc->p.attention.heads, tc->p.attention.scale);
 }
@@ -131,6 +135,13 @@ static ddx_tensor *ap_sampler_step(ddx_ctx *c, ddx_tensor **in, const ddx_op_cas
      .in = {X4(dt, true, N, H, W, C), F(1, DDX_F32, DDX_GEN_POSITIVE, true, C), F(1, DDX_F32, DDX_GEN_NORMAL, true, C)}, \
      .apply = ap_group_norm, .p.group_norm = {32, 1e-5f, true}, .bf16_ref_f32 = true, .perf_only = be}
 
+// The ResBlock's second GroupNorm: the time-embedding add [N, C] fused in.
+#define GNA(be, dt, desc_, N, H, W, C)                                                                            \
+    {.op = DDX_OP_GROUP_NORM, .desc = desc_, .n_inputs = 4,                                                      \
+     .in = {X4(dt, true, N, H, W, C), F(1, DDX_F32, DDX_GEN_POSITIVE, true, C), F(1, DDX_F32, DDX_GEN_NORMAL, true, C), \
+            F(2, dt, DDX_GEN_NORMAL, true, N, C)},                                                               \
+     .apply = ap_group_norm_add, .p.group_norm = {32, 1e-5f, true}, .bf16_ref_f32 = true, .perf_only = be}
+
 #define ATT(be, dt, desc_, N, L, C)                                                                               \
     {.op = DDX_OP_ATTENTION, .desc = desc_, .n_inputs = 3,                                                       \
      .in = {F(3, dt, DDX_GEN_NORMAL, true, N, L, C), F(3, dt, DDX_GEN_NORMAL, true, N, L, C),                    \
@@ -197,6 +208,7 @@ static const ddx_op_case perf_cases[] = {
     LIN(CPU, "time MLP [64,128] -> 512", F(2, DDX_F32, DDX_GEN_NORMAL, true, 64, 128),
         F(2, DDX_F32, DDX_GEN_SMALL, true, 512, 128), F(1, DDX_F32, DDX_GEN_SMALL, true, 512)),
     GN(CPU, DDX_F32, "gn+silu [4,32,32,128] G=32", 4, 32, 32, 128),
+    GNA(CPU, DDX_F32, "gn+add+silu [4,32,32,128] G=32", 4, 32, 32, 128),
     ATT(CPU, DDX_F32, "attn [4,256,256] 1 head (16x16 tokens)", 4, 256, 256),
     UNARY(CPU, DDX_OP_SILU, ap_silu, DDX_F32, "silu [4,32,32,128]", 4, 32, 32, 128),
     BINARY(CPU, DDX_OP_ADD, ap_add, DDX_F32, "add [4,32,32,128] + [4,1,1,128]", X4(DDX_F32, true, 4, 32, 32, 128),
@@ -233,6 +245,8 @@ static const ddx_op_case perf_cases[] = {
     GN(GPU, DDX_BF16, "gn+silu bf16 [128,32,32,128] G=32", 128, 32, 32, 128),
     GN(GPU, DDX_F32, "gn+silu [128,16,16,256] G=32", 128, 16, 16, 256),
     GN(GPU, DDX_BF16, "gn+silu bf16 [128,16,16,256] G=32", 128, 16, 16, 256),
+    GNA(GPU, DDX_BF16, "gn+add+silu bf16 [128,32,32,128] G=32", 128, 32, 32, 128),
+    GNA(GPU, DDX_BF16, "gn+add+silu bf16 [128,16,16,256] G=32", 128, 16, 16, 256),
     ATT(GPU, DDX_BF16, "attn bf16 [128,256,256] 1 head d=256 (16x16 tokens)", 128, 256, 256),
     ATT(GPU, DDX_F32, "attn f32 [128,256,256] 1 head d=256", 128, 256, 256),
     ATT(GPU, DDX_BF16, "attn bf16 [32,1024,128] 1 head d=128 (32x32 tokens)", 32, 1024, 128),
