@@ -456,7 +456,7 @@ static void test_training(void) {
             x[i * P + p] = r >= r0 && r < r0 + 4 && col >= c0 && col < c0 + 4 ? 0.9f : -0.9f;
         }
     // Per-step losses vary with the drawn timesteps: compare means over windows of steps.
-    const int steps = 240, win = 60;
+    const int steps = 150, win = 40;
     double first = 0, last = 0;
     for (int s = 0; s < steps && st == DDX_OK; s++) {
         float l = 0;
