@@ -10,4 +10,6 @@ int ddx_bench_inception(int argc, char **argv);
 // `ddx-bench inpaint`: inpainting and RePaint sampling vs plain sampling (bench/bench_inpaint.c).
 int ddx_bench_inpaint(int argc, char **argv);
 int ddx_bench_sr(int argc, char **argv);
+// `ddx-bench guidance`: guided vs unguided sampling per step at the same batch (bench/bench_guidance.c).
+int ddx_bench_guidance(int argc, char **argv);
 #endif

@@ -177,6 +177,7 @@ static const bench_cmd g_cmds[] = {
     {"inception", ddx_bench_inception, "FID Inception features img/s (compare: bench/reference/torch_inception.py)"},
     {"inpaint", ddx_bench_inpaint, "inpainting and RePaint sampling cost per step vs plain sampling, same batch and run"},
     {"sr", ddx_bench_sr, "super-resolution sampling step vs plain sampling at the same batch (ratio, same run)"},
+    {"guidance", ddx_bench_guidance, "classifier-free guided vs unguided sampling per step, same batch (compare: bench/reference/torch_guidance.py)"},
 };
 
 static void usage(FILE *f) {

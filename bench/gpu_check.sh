@@ -159,6 +159,10 @@ if [ -x build-gpu/tests/test_cuda ]; then
         run_step "ddx-bench sr cifar10 x2 b128" 60 "build-gpu/bench/ddx-bench sr --config configs/cifar10_sr2.yaml --device cuda --batch 128 --steps 20 --reps 5"
         run_step "ddx-bench sr fashion x4 b64" 45 "build-gpu/bench/ddx-bench sr --config configs/fashion_mnist_sr4.yaml --device cuda --batch 64 --steps 20 --reps 5"
     fi
+    # Classifier-free guidance: guided (one doubled forward, combine folded into the update) vs
+    # unguided per step at the same batch, CUDA graphs on (goal <= 2.0x), and the two-forward form.
+    run_step "ddx-bench guidance fashion b256" 90 "build-gpu/bench/ddx-bench guidance --config configs/fashion_mnist_cond.yaml --device cuda --batch 256 --steps 20 --reps 5"
+    run_step "ddx-bench guidance cifar10 b128 bf16" 120 "build-gpu/bench/ddx-bench guidance --config configs/cifar10_cond.yaml --device cuda --batch 128 --steps 10 --reps 3 --set run.precision=bf16"
     # Where the bf16 step's time goes, op by op (eager, CUDA events around each op: the ops'
     # stretches of the GPU timeline; the first steps are left out as warm-up).
     run_step "op profile cifar10 bf16 (DDX_PROFILE)" 90 "DDX_PROFILE=1 DDX_PROFILE_SKIP=3 build-gpu/bench/ddx-bench step --config configs/cifar10_ddpm.yaml --device cuda --steps 3 --sample-batch 256 --set run.precision=bf16 2>&1 | grep -E 'DDX_PROFILE|ms'"
@@ -180,8 +184,12 @@ if [ -x build-gpu/tests/test_cuda ]; then
     python3 -c "import torch, diffusers" >/dev/null 2>&1 && have_diffusers=1
     if [ $have_diffusers = 1 ]; then
         run_step "torch_unet.py cifar10 (eager)" 150 "python3 bench/reference/torch_unet.py configs/cifar10_ddpm.yaml --modes fp32,bf16"
+        # diffusers' guided sampling (concatenated batch, as its pipelines do; and two forwards)
+        # vs its unguided, same config, batch and steps as ddx-bench guidance fashion b256.
+        run_step "torch_guidance.py fashion b256" 120 "python3 bench/reference/torch_guidance.py configs/fashion_mnist_cond.yaml --device cuda --batch 256 --steps 20 --reps 5"
     else
         record "torch_unet.py cifar10 (eager)" "SKIP(no diffusers)" 0
+        record "torch_guidance.py fashion b256" "SKIP(no diffusers)" 0
     fi
     if [ -n "$sanitizer" ]; then
         # API errors are off: the tests provoke some on purpose (the pool's out-of-memory path).

@@ -154,12 +154,18 @@ static const cfg_key KEYS[] = {
     K_F64("train.min_snr_gamma", train.min_snr_gamma, "5", 0, 1e6, OPEN_LO, "gamma of train.loss_weight min_snr"),
     K_F64("train.max_loss_ratio", train.max_loss_ratio, "100", 0, 1e30, 0,
           "stop when a log interval's mean loss exceeds this x the median of the last 10; 0 = off (non-finite always stops)"),
+    K_F64("train.label_dropout", train.label_dropout, "0", 0, 1, OPEN_HI,
+          "class-conditional models: chance that an image's label is replaced by the null class (p_uncond of "
+          "classifier-free guidance, e.g. 0.1); 0 = never"),
 
     K_ENUM("sample.sampler", sample.sampler, ddx_sampler, N_SAMPLER, "ddpm", "reverse process"),
     K_INT("sample.steps", sample.steps, "1000", 1, 100000, "sampling steps (<= diffusion.timesteps)"),
     K_F64("sample.eta", sample.eta, "0", 0, 1, 0, "DDIM noise scale; 0 = deterministic"),
     K_INT("sample.n", sample.n, "64", 1, 1000000, "images to sample"),
     K_ENUM("sample.spacing", sample.spacing, ddx_spacing, N_SPACING, "uniform", "timestep spacing for strided sampling"),
+    K_F64("sample.guidance", sample.guidance, "1", 0, 1000, 0,
+          "classifier-free guidance scale w of class-conditional models: eps_u + w (eps_c - eps_u); 1 = none, 0 = "
+          "unconditional"),
 
     K_I64("eval.fid_every", eval.fid_every, "0", 0, BIG,
           "ddx-train: steps between FID/KID evaluations logged to log.jsonl (and one at the end); 0 = never"),
@@ -1129,6 +1135,11 @@ ddx_status ddx_config_validate(const ddx_config *c) {
                        c->diffusion.beta_end);
     if (c->sample.steps > c->diffusion.timesteps)
         return invalid(c, "sample.steps", "%d exceeds diffusion.timesteps %d", c->sample.steps, c->diffusion.timesteps);
+    if (c->train.label_dropout > 0 && c->model.num_classes == 0)
+        return invalid(c, "train.label_dropout", "%g needs a class-conditional model (model.num_classes > 0)",
+                       c->train.label_dropout);
+    if (c->sample.guidance != 1.0 && c->model.num_classes == 0)
+        return invalid(c, "sample.guidance", "%g needs a class-conditional model (model.num_classes > 0)", c->sample.guidance);
     if (c->train.warmup_steps > c->train.total_steps)
         return invalid(c, "train.warmup_steps", "%lld exceeds train.total_steps %lld", (long long)c->train.warmup_steps,
                        (long long)c->train.total_steps);

@@ -123,6 +123,7 @@ typedef struct ddx_config {
         ddx_loss_weight loss_weight;
         double min_snr_gamma;              // loss_weight min_snr: gamma
         double max_loss_ratio;             // divergence: interval mean > ratio x median of the last 10; 0 = off
+        double label_dropout;              // class-conditional: P(label -> null class) per image (classifier-free guidance)
     } train;
     struct {
         ddx_sampler sampler;
@@ -130,6 +131,7 @@ typedef struct ddx_config {
         double eta;                        // DDIM stochasticity: 0 = deterministic
         int n;                             // number of images
         ddx_spacing spacing;
+        double guidance;                   // classifier-free guidance scale w (1 = plain conditional)
     } sample;
     struct {
         int64_t fid_every;                 // ddx-train: steps between FID evaluations; 0 = never

@@ -34,6 +34,7 @@
 #include "eval/gen.h"
 #include "eval/metrics.h"
 #include "eval/sha256.h"
+#include "models/classes.h"
 #include "models/device.h"
 #include "runtime/outfile.h"
 #include "runtime/safetensors.h"
@@ -230,12 +231,15 @@ static void usage_stats(FILE *f) {
             "  --limit N    only the first N images (quicker, biased statistics)\n"
             "  --inception  the weights (default $DDX_INCEPTION, else ~/.cache/ddx/" DDX_INCEPTION_FILE ";\n"
             "               " DDX_INCEPTION_FETCH " fetches them)\n"
-            "  --batch B    images per Inception forward pass\n",
+            "  --batch B    images per Inception forward pass\n"
+            "  --class K    only the images of class K (a number or a class name of the data set): the\n"
+            "               reference for ddx-eval fid --class K\n",
             DDX_KID_KEEP);
 }
 
 static int cmd_stats(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *split = "train", *limit_s = NULL, *incep = NULL, *batch_s = NULL;
+    const char *class_s = NULL;
     const char *sets[64];
     int nsets = 0;
     ddx_status st = DDX_OK;
@@ -250,6 +254,7 @@ static int cmd_stats(int argc, char **argv) {
         else if (!strcmp(a, "--limit")) st = take(argc, argv, &i, &limit_s);
         else if (!strcmp(a, "--inception")) st = take(argc, argv, &i, &incep);
         else if (!strcmp(a, "--batch")) st = take(argc, argv, &i, &batch_s);
+        else if (!strcmp(a, "--class")) st = take(argc, argv, &i, &class_s);
         else if (!strcmp(a, "--set")) {
             if (nsets == 64) st = ddx_errorf(DDX_E_INPUT, "--set: at most 64");
             else st = take(argc, argv, &i, &sets[nsets++]);
@@ -280,6 +285,23 @@ static int cmd_stats(int argc, char **argv) {
         st = ddx_errorf(DDX_E_INPUT, "--split test: an image folder has no test split; set data.path to the test images "
                                      "and use --split train");
     if (!st) st = ddx_dataset_load_split(&cfg, !strcmp(split, "test"), &ds);
+    int32_t cls = -1;
+    if (!st && class_s && ds.num_classes <= 0)
+        st = ddx_errorf(DDX_E_INPUT, "--class: %s has no classes (an image folder gets one per sub-folder)", ds.desc);
+    if (!st && class_s) st = ddx_class_lookup(ds.class_names, ds.num_classes, class_s, "--class", &cls);
+    if (!st && cls >= 0) {
+        // Keep class cls's images, in order, in place.
+        const size_t per = (size_t)ds.size * ds.size * ds.channels;
+        int64_t k = 0;
+        for (int64_t i = 0; i < ds.n; i++)
+            if (ds.labels[i] == cls) {
+                if (k != i) memmove(ds.pixels + (size_t)k * per, ds.pixels + (size_t)i * per, per);
+                ds.labels[k++] = cls;
+            }
+        if (k < 2) st = ddx_errorf(DDX_E_INPUT, "--class %s: %s has %lld image(s) of that class; statistics need 2", class_s,
+                                   ds.desc, (long long)k);
+        ds.n = k;
+    }
     if (!st) st = load_inception(incep, dev, (int)batch, &net, ipath, sizeof ipath);
     if (st) {
         ddx_inception_free(net);
@@ -287,8 +309,10 @@ static int cmd_stats(int argc, char **argv) {
         return fail(st);
     }
     int64_t n = limit && limit < ds.n ? limit : ds.n;
-    fprintf(stderr, "stats of %s%s, Inception %s on %s\n", ds.desc, n < ds.n ? " (first images only)" : "", ipath,
-            ddx_device_name(dev));
+    char cls_name[128] = "";
+    if (cls >= 0) ddx_class_name(ds.class_names, cls, cls_name, sizeof cls_name);
+    fprintf(stderr, "stats of %s%s%s%s%s, Inception %s on %s\n", ds.desc, cls >= 0 ? ", class " : "", cls_name,
+            cls >= 0 && n < ds.n ? "," : "", n < ds.n ? " (first images only)" : "", ipath, ddx_device_name(dev));
     ddx_featset f;
     st = ddx_featset_init(&f, DDX_KID_KEEP, false);
     const int64_t chunk = 256;
@@ -319,6 +343,7 @@ static int cmd_stats(int argc, char **argv) {
     j_str(&j, "config", config);
     j_str(&j, "dataset", src);
     j_str(&j, "split", split);
+    if (cls >= 0) j_int(&j, "class", cls), j_str(&j, "class_name", cls_name);
     j_int(&j, "n", n);
     j_str(&j, "out", out);
     j_str(&j, "features", feat_path);
@@ -351,7 +376,11 @@ static void usage_fid(FILE *f) {
             "                    F.fid-<sha>-<sampler><steps>-eta<E>-seed<S>-n<N>/)\n"
             "  --shard K         images per shard (default 1000)\n"
             "  --keep-work       keep the shard folder after the run\n"
-            "  --class K         reserved for per-class FID of class-conditional models\n"
+            "  --class K|NAME    class-conditional checkpoints: every image of class K (a number or a\n"
+            "                    stored name), for the FID of one class against that class's\n"
+            "                    reference (ddx-eval stats --class K); without it the labels cycle\n"
+            "                    through all classes (image i has class i mod K)\n"
+            "  --guidance W      classifier-free guidance scale (default the checkpoint's sample.guidance)\n"
             "  --no-ema          the raw weights\n"
             "  --no-log          do not append the result to the run's log.jsonl\n",
             DDX_FID_MIN_SAMPLES);
@@ -366,6 +395,11 @@ typedef struct shard_key {
     int spacing;
     bool ema;
     int64_t n, shard;
+    // Class-conditional checkpoints only (the keys are absent otherwise, so unconditional
+    // shards of earlier versions still resume): -1 = labels i mod num_classes.
+    bool cond;
+    int cls;
+    double guidance;
 } shard_key;
 
 static void key_meta(const shard_key *k, char vals[][80], const char **keys, int *cnt) {
@@ -381,6 +415,10 @@ static void key_meta(const shard_key *k, char vals[][80], const char **keys, int
     keys[m] = "ema", snprintf(vals[m++], 80, "%d", k->ema ? 1 : 0);
     keys[m] = "n", snprintf(vals[m++], 80, "%" PRId64, k->n);
     keys[m] = "shard_size", snprintf(vals[m++], 80, "%" PRId64, k->shard);
+    if (k->cond) {
+        keys[m] = "class", snprintf(vals[m++], 80, "%d", k->cls);
+        keys[m] = "guidance", snprintf(vals[m++], 80, "%.17g", k->guidance);
+    }
     *cnt = m;
 }
 
@@ -565,7 +603,7 @@ static int fid_images(const char *images, const char *ref, const char *incep, in
 static int cmd_fid(int argc, char **argv) {
     const char *ckpt = NULL, *images = NULL, *ref = NULL, *incep = NULL, *work = NULL, *config = NULL;
     const char *n_s = NULL, *sampler_s = "ddim", *steps_s = NULL, *eta_s = NULL, *seed_s = NULL, *batch_s = NULL,
-               *shard_s = NULL, *class_s = NULL, *ibatch_s = NULL;
+               *shard_s = NULL, *class_s = NULL, *ibatch_s = NULL, *guidance_s = NULL;
     bool allow_small = false, keep_work = false, no_ema = false, no_log = false;
     ddx_status st = DDX_OK;
     for (int i = 1; i < argc && !st; i++) {
@@ -592,6 +630,7 @@ static int cmd_fid(int argc, char **argv) {
         else if (!strcmp(a, "--inception-batch")) st = take(argc, argv, &i, &ibatch_s);
         else if (!strcmp(a, "--shard")) st = take(argc, argv, &i, &shard_s);
         else if (!strcmp(a, "--class")) st = take(argc, argv, &i, &class_s);
+        else if (!strcmp(a, "--guidance")) st = take(argc, argv, &i, &guidance_s);
         else st = ddx_errorf(DDX_E_INPUT, "fid: unknown argument '%s' (see ddx-eval fid --help)", a);
     }
     if (st) return fail(st);
@@ -601,7 +640,7 @@ static int cmd_fid(int argc, char **argv) {
     int64_t ibatch = 0;
     if (ibatch_s && (st = ddx_parse_i64("--inception-batch", ibatch_s, 1, 4096, &ibatch))) return fail(st);
     if (images) {
-        if (n_s || steps_s || eta_s || seed_s || batch_s || shard_s || work || class_s || no_ema)
+        if (n_s || steps_s || eta_s || seed_s || batch_s || shard_s || work || class_s || guidance_s || no_ema)
             return fail(ddx_errorf(DDX_E_INPUT, "fid --images: generation flags (--n, --steps, ...) apply to --checkpoint only"));
         return fid_images(images, ref, incep, ibatch);
     }
@@ -625,10 +664,8 @@ static int cmd_fid(int argc, char **argv) {
                         "--n %" PRId64 ": FID from fewer than %d samples is strongly biased; use --n %d or more (50000 for "
                         "numbers comparable with papers), or pass --allow-small",
                         n, DDX_FID_MIN_SAMPLES, DDX_FID_MIN_SAMPLES);
-    if (!st && class_s)
-        // The hook for per-class FID: class-conditional sampling (labels all = K) and a
-        // reference of class K's images go here once the models take labels in ddx-eval.
-        st = ddx_errorf(DDX_E_INPUT, "--class: per-class FID needs a class-conditional model; not available yet");
+    double guidance = -1.0;   // < 0: the checkpoint's sample.guidance
+    if (!st && guidance_s) st = ddx_parse_f64("--guidance", guidance_s, 0.0, 1e6, &guidance);
     if (st) return fail(st);
 
     // Everything that can be refused is refused before minutes of work.
@@ -643,12 +680,17 @@ static int cmd_fid(int argc, char **argv) {
         ddx_ref_free(&r);
         return fail(st);
     }
-    if (g.cfg.model.num_classes > 0) {
+    const int K = g.cfg.model.num_classes;
+    int32_t cls = -1;
+    if (K == 0 && (class_s || guidance_s))
+        st = ddx_errorf(DDX_E_INPUT, "%s: %s needs a class-conditional checkpoint (this one has model.num_classes 0)",
+                        class_s ? "--class" : "--guidance", ckpt);
+    if (!st && K > 0 && class_s) st = ddx_class_lookup(g.class_names[0] ? g.class_names : NULL, K, class_s, "--class", &cls);
+    if (!st && K > 0 && guidance < 0) guidance = g.cfg.sample.guidance;
+    if (st) {
         ddx_gen_close(&g);
         ddx_ref_free(&r);
-        return fail(ddx_errorf(DDX_E_INPUT, "%s: a class-conditional model (model.num_classes %d); ddx-eval fid samples "
-                                            "unconditional models only for now",
-                               ckpt, g.cfg.model.num_classes));
+        return fail(st);
     }
     if (kind == DDX_SAMPLER_DDIM && steps > g.cfg.diffusion.timesteps) {
         st = ddx_errorf(DDX_E_INPUT, "--steps: %" PRId64 " is more than the model's diffusion.timesteps (%d)", steps,
@@ -666,7 +708,10 @@ static int cmd_fid(int argc, char **argv) {
                      .spacing = (int)g.cfg.sample.spacing,
                      .ema = g.ema,
                      .n = n,
-                     .shard = shard};
+                     .shard = shard,
+                     .cond = K > 0,
+                     .cls = cls,
+                     .guidance = K > 0 ? guidance : 1.0};
     snprintf(key.sampler, sizeof key.sampler, "%s", sampler_s);
     st = ddx_sha256_file(ckpt, "--checkpoint", key.ckpt_sha);
     if (!st) st = ddx_sha256_file(ipath, "--inception", key.incep_sha);
@@ -678,8 +723,11 @@ static int cmd_fid(int argc, char **argv) {
             snprintf(stem, sizeof stem, "%s", ckpt);
             char *dot = strrchr(stem, '.'), *sl = strrchr(stem, '/');
             if (dot && (!sl || dot > sl)) *dot = 0;
-            if (snprintf(workdir, sizeof workdir, "%s.fid-%.12s-%s%d-eta%g-seed%" PRId64 "-n%" PRId64, stem, key.ckpt_sha,
-                         sampler_s, key.steps, key.eta, seed, n) >= (int)sizeof workdir)
+            char cond[64] = "";
+            if (K > 0 && cls >= 0) snprintf(cond, sizeof cond, "-class%d-w%g", (int)cls, key.guidance);
+            else if (K > 0) snprintf(cond, sizeof cond, "-classall-w%g", key.guidance);
+            if (snprintf(workdir, sizeof workdir, "%s.fid-%.12s-%s%d-eta%g-seed%" PRId64 "-n%" PRId64 "%s", stem,
+                         key.ckpt_sha, sampler_s, key.steps, key.eta, seed, n, cond) >= (int)sizeof workdir)
                 st = ddx_errorf(DDX_E_INPUT, "--checkpoint: path too long for the default --work folder; pass --work DIR");
         }
     }
@@ -711,13 +759,15 @@ static int cmd_fid(int argc, char **argv) {
     if (!st && want_logits) st = ddx_featset_unbias(&f, ipath);
     ddx_sampling *sp = NULL;
     if (!st) st = ddx_gen_sampler(&g, kind, key.steps, key.eta, (uint64_t)seed, (int)batch, &sp);
+    if (!st && K > 0) st = ddx_sampling_set_guidance(sp, key.guidance);
     const int S = g.cfg.model.image_size, C = g.cfg.model.out_channels;
     const size_t per = (size_t)S * S * C;
     float *x = malloc((size_t)shard * per * sizeof *x);
     uint8_t *u8 = malloc((size_t)shard * per);
     float *pool3 = malloc((size_t)shard * DDX_INCEPTION_FEATURES * sizeof *pool3);
     float *logits = want_logits ? malloc((size_t)shard * DDX_INCEPTION_LOGITS * sizeof *logits) : NULL;
-    if (!st && (!x || !u8 || !pool3 || (want_logits && !logits)))
+    int32_t *labels = K > 0 ? malloc((size_t)shard * sizeof *labels) : NULL;
+    if (!st && (!x || !u8 || !pool3 || (want_logits && !logits) || (K > 0 && !labels)))
         st = ddx_errorf(DDX_E_NOMEM, "out of host memory for a shard of %" PRId64 " images; lower --shard", shard);
     int64_t resumed = 0;
     fprintf(stderr, "fid: %" PRId64 " images from %s (step %" PRId64 ", %s weights), %s %d steps eta %g seed %" PRId64
@@ -745,7 +795,10 @@ static int cmd_fid(int argc, char **argv) {
         }
         double ta = ddx_now_s();
         shard_prog spg = {&p, first, count, n};
-        st = ddx_sampling_run_at(sp, first, (int)count, NULL, NULL, x, shard_progress, &spg);
+        // Labels by the image's index in the whole run, so a shard's images do not depend on
+        // which shards ran before.
+        for (int64_t i = 0; labels && i < count; i++) labels[i] = cls >= 0 ? cls : (int32_t)((first + i) % K);
+        st = ddx_sampling_run_at(sp, first, (int)count, labels, NULL, x, shard_progress, &spg);
         double tb = ddx_now_s();
         if (!st) {
             ddx_quantize_u8(x, (size_t)count * per, u8);
@@ -764,10 +817,13 @@ static int cmd_fid(int argc, char **argv) {
     free(u8);
     free(pool3);
     free(logits);
+    free(labels);
     ddx_sampling_free(sp);
     ddx_featset_free(&f);
     ddx_inception_free(net);
     int64_t ck_step = g.step;
+    char cls_name[128] = "";
+    if (cls >= 0) ddx_class_name(g.class_names, cls, cls_name, sizeof cls_name);
     ddx_device dev = g.dev;
     ddx_gen_close(&g);
     if (st) {
@@ -784,6 +840,12 @@ static int cmd_fid(int argc, char **argv) {
     j_num(&j, "eta", key.eta);
     j_int(&j, "seed", seed);
     j_raw(&j, "ema", key.ema ? "true" : "false");
+    if (K > 0) {
+        if (cls >= 0) j_int(&j, "class", cls);
+        else j_str(&j, "class", "all");
+        if (cls_name[0]) j_str(&j, "class_name", cls_name);
+        j_num(&j, "guidance", key.guidance);
+    }
     j_int(&j, "n", res.n);
     j_str(&j, "ref", ref);
     j_int(&j, "n_ref", r.n);

@@ -1,6 +1,6 @@
 // ddx-sample --checkpoint F [--config C.yaml] [--sampler ddpm|ddim] [--steps S] [--eta E]
 //            [--n N] [--seed S] [--batch B] [--no-ema] [--normalize clip|auto]
-//            [--out grid.png] [--save-dir DIR]
+//            [--out grid.png] [--save-dir DIR] [--class K|NAME|all] [--guidance W]
 #include <errno.h>
 #include <float.h>
 #include <limits.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "models/checkpoint.h"
+#include "models/classes.h"
 #include "models/device.h"
 #include "models/sampler.h"
 #include "runtime/image.h"
@@ -33,7 +34,12 @@ static void usage(FILE *f) {
             "  --normalize clip|auto  clip: (x+1)/2 clipped to [0,1] (default); auto: stretch the observed\n"
             "                         range to [0,1] when it is far from [-1,1] (for poorly trained models)\n"
             "  --out grid.png         the grid (default samples.png)\n"
-            "  --save-dir DIR         also one PNG per image, DIR/000000.png ...\n");
+            "  --save-dir DIR         also one PNG per image, DIR/000000.png ...\n"
+            "  --class K|NAME|all     class-conditional models: every image of class K (a number, or a name\n"
+            "                         the checkpoint stores, e.g. Sneaker), or all (default): one grid row\n"
+            "                         per class\n"
+            "  --guidance W           classifier-free guidance scale >= 0 (default sample.guidance, 1): one\n"
+            "                         doubled forward per step; 1 = conditional only, 0 = unconditional\n");
 }
 
 static int fail(ddx_status st) {
@@ -76,6 +82,7 @@ static ddx_status flag_error(ddx_status st, const char *flag, const char *key) {
 int main(int argc, char **argv) {
     const char *ckpt = NULL, *config = NULL, *out = "samples.png", *save_dir = NULL;
     const char *sampler = NULL, *steps = NULL, *eta = NULL, *n_s = NULL, *seed_s = NULL, *batch_s = NULL;
+    const char *class_s = NULL, *guidance_s = NULL;
     bool no_ema = false;
     ddx_normalize norm = DDX_NORMALIZE_CLIP;
     for (int i = 1; i < argc; i++) {
@@ -97,6 +104,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) slot = &batch_s;
         else if (!strcmp(a, "--out")) slot = &out;
         else if (!strcmp(a, "--save-dir")) slot = &save_dir;
+        else if (!strcmp(a, "--class")) slot = &class_s;
+        else if (!strcmp(a, "--guidance")) slot = &guidance_s;
         else if (!strcmp(a, "--normalize")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "ddx-sample: --normalize needs clip or auto\n");
@@ -147,7 +156,13 @@ int main(int argc, char **argv) {
     struct { const char *flag, *key, *val; } sets[] = {
         {"--sampler", "sample.sampler", sampler}, {"--steps", "sample.steps", steps}, {"--eta", "sample.eta", eta},
         {"--n", "sample.n", n_s}, {"--seed", "run.seed", seed_s}, {"--batch", "train.batch_size", batch_s},
+        {"--guidance", "sample.guidance", guidance_s},
     };
+    // Class options on an unconditional model: said here under the flag, before the config's
+    // own check would name sample.guidance.
+    if (!st && cfg.model.num_classes == 0 && (class_s || guidance_s))
+        st = ddx_errorf(DDX_E_INPUT, "%s: %s is unconditional (model.num_classes 0); it has no classes to choose or guide by",
+                        class_s ? "--class" : "--guidance", ckpt);
     for (size_t i = 0; i < sizeof sets / sizeof sets[0] && !st; i++) {
         if (!sets[i].val) continue;
         // A cut value could be another valid one (a long seed read as a short one): refuse it.
@@ -167,6 +182,13 @@ int main(int argc, char **argv) {
         st = ddx_errorf(DDX_E_INPUT, "%s: a super-resolution model (model.cond lowres) needs a low-res image: use ddx-superres",
                         ckpt);
     if (!st && !batch_s && cfg.sample.n < cfg.train.batch_size) cfg.train.batch_size = cfg.sample.n;
+    // The class: all (default: one grid row per class) or one, by number or stored name.
+    const int K = cfg.model.num_classes;
+    int32_t one_class = -1;
+    char class_names[4096] = "";
+    if (!st && K > 0 && ck.state.class_names) snprintf(class_names, sizeof class_names, "%s", ck.state.class_names);
+    if (!st && class_s && strcmp(class_s, "all") != 0)
+        st = ddx_class_lookup(ck.state.class_names, K, class_s, "--class", &one_class);
     if (st) {
         ddx_checkpoint_close(&ck);
         return fail(st);
@@ -207,14 +229,17 @@ int main(int argc, char **argv) {
         .graphs = !profiling && (g && *g ? strcmp(g, "0") != 0 : true),
     };
     if (!st) st = ddx_sampling_create(model, &sched, &so, dev, &sp);
+    if (!st) st = ddx_sampling_set_guidance(sp, cfg.sample.guidance);
     int n = cfg.sample.n, S = cfg.model.image_size, C = cfg.model.out_channels;
     size_t per = (size_t)S * (size_t)S * (size_t)C;
     float *x = NULL;
     int32_t *y = NULL;
     if (!st && !(x = malloc((size_t)n * per * sizeof *x))) st = ddx_errorf(DDX_E_NOMEM, "out of host memory for %d images", n);
-    if (!st && cfg.model.num_classes > 0) {
+    int grid_cols = 0;
+    if (!st && K > 0) {
         if (!(y = malloc((size_t)n * sizeof *y))) st = ddx_errorf(DDX_E_NOMEM, "out of host memory for %d labels", n);
-        for (int i = 0; y && i < n; i++) y[i] = i % cfg.model.num_classes;   // one class per grid column
+        for (int i = 0; y && i < n; i++) y[i] = one_class;
+        if (y && one_class < 0) grid_cols = ddx_class_grid_labels(n, K, y);   // one grid row per class
     }
     if (st) {
         free(x);
@@ -231,6 +256,14 @@ int main(int argc, char **argv) {
            cfg.sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm", nsteps,
            cfg.sample.sampler == DDX_SAMPLER_DDIM ? (snprintf(buf, sizeof buf, ", eta %g", cfg.sample.eta), buf) : "",
            (unsigned long long)cfg.run.seed, use_ema ? "EMA" : "model", ckpt, (long long)ck_step, ddx_device_name(dev));
+    if (K > 0) {
+        char nm[128] = "";
+        if (one_class >= 0) ddx_class_name(class_names, one_class, nm, sizeof nm);
+        if (one_class >= 0)
+            printf("class %d%s%s%s, guidance %g\n", (int)one_class, nm[0] ? " (" : "", nm, nm[0] ? ")" : "", cfg.sample.guidance);
+        else
+            printf("classes: all %d, one grid row each (%d images per row), guidance %g\n", K, grid_cols, cfg.sample.guidance);
+    }
     fflush(stdout);
     double t0 = now_s();
     st = ddx_sampling_run(sp, n, y, NULL, x, NULL, NULL);
@@ -255,11 +288,11 @@ int main(int argc, char **argv) {
         float lo = FLT_MAX, hi = -FLT_MAX;
         for (size_t i = 0; i < (size_t)n * per; i++) lo = x[i] < lo ? x[i] : lo, hi = x[i] > hi ? x[i] : hi;
         bool stretched = false;
-        st = ddx_image_grid_write(out, x, n, S, S, C, cfg.model.num_classes > 0 ? cfg.model.num_classes : 0, norm, &stretched);
+        st = ddx_image_grid_write(out, x, n, S, S, C, grid_cols, norm, &stretched);
         if (!st && stretched) printf("normalize auto: samples span [%.3g, %.3g], far from [-1, 1]: stretched to [0, 1]\n", lo, hi);
         else if (!st) printf("normalize auto: samples span [%.3g, %.3g]: clipped as usual\n", lo, hi);
     } else {
-        st = ddx_image_grid_write(out, x, n, S, S, C, cfg.model.num_classes > 0 ? cfg.model.num_classes : 0, norm, NULL);
+        st = ddx_image_grid_write(out, x, n, S, S, C, grid_cols, norm, NULL);
     }
     if (!st) printf("grid: %s\n", out);
     for (int i = 0; save_dir && i < n && !st; i++) {

@@ -29,6 +29,7 @@ ddx_status ddx_gen_open(ddx_gen *g, const char *ckpt, const char *config, bool n
     g->ema = !no_ema && (ck.content & DDX_CKPT_EMA);
     if (!st) st = ddx_checkpoint_load_value(&ck, &g->ps, g->ema);
     g->step = ck.state.step;
+    if (ck.state.class_names) snprintf(g->class_names, sizeof g->class_names, "%s", ck.state.class_names);
     ddx_checkpoint_close(&ck);
     if (!st) st = ddx_schedule_init(&g->sched, &g->cfg);
     if (st) ddx_gen_close(g);

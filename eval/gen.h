@@ -26,6 +26,7 @@ typedef struct ddx_gen {
     ddx_schedule sched;
     bool ema;                // the EMA weights were loaded
     int64_t step;            // the checkpoint's training step (0 when not a ddx checkpoint)
+    char class_names[4096];  // a class-conditional checkpoint's stored names (models/classes.h), else ""
     char device_why[256];
 } ddx_gen;
 

@@ -95,6 +95,11 @@ template <int MODE> struct Step {
     float *y;
     const float *xt, *o;
     ddx_k_sampler_coefs k;
+    const float *ou;   // guided: the unconditional half of the doubled output, else NULL
+    // The model output the update reads: out, or eps_u + w (eps_c - eps_u) when guided.
+    __device__ float guide(float c, float u) const {
+        return ou ? ddx_rng_add(u, ddx_rng_mul(k.guidance, ddx_rng_add(c, -u))) : c;
+    }
     __device__ void load() {
         if (MODE == STEP_DEV) {
             const float *d = k.dev;
@@ -113,10 +118,14 @@ template <int MODE> struct Step {
         if (noise()) v = ddx_rng_add(v, ddx_rng_mul(k.sigma, z));
         return v;
     }
-    __device__ void one(int64_t i, float z) const { y[i] = f(__ldg(xt + i), __ldg(o + i), z); }
+    __device__ void one(int64_t i, float z) const { y[i] = f(__ldg(xt + i), guide(__ldg(o + i), ou ? __ldg(ou + i) : 0.0f), z); }
     __device__ void four(int64_t i, const float z[4]) const {
         const float4 x = __ldg(reinterpret_cast<const float4 *>(xt + i));
-        const float4 m = __ldg(reinterpret_cast<const float4 *>(o + i));
+        float4 m = __ldg(reinterpret_cast<const float4 *>(o + i));
+        if (ou) {
+            const float4 u = __ldg(reinterpret_cast<const float4 *>(ou + i));
+            m = make_float4(guide(m.x, u.x), guide(m.y, u.y), guide(m.z, u.z), guide(m.w, u.w));
+        }
         *reinterpret_cast<float4 *>(y + i) = make_float4(f(x.x, m.x, z[0]), f(x.y, m.y, z[1]), f(x.z, m.z, z[2]), f(x.w, m.w, z[3]));
     }
 };
@@ -251,16 +260,17 @@ extern "C" int ddx_k_q_sample_f32(float *y, const float *x0, const float *coef, 
 extern "C" int ddx_k_sampler_step_f32(float *y, const float *x_t, const float *out, int64_t n, ddx_k_sampler_coefs co,
                                       ddx_k_rng_key key, void *stream) {
     if (n > 0 && (!y || !x_t || !out)) return (int)cudaErrorInvalidValue;
-    const bool vec = aligned16(y) && aligned16(x_t) && aligned16(out);
+    const float *ou = co.guided ? out + n : nullptr;
+    const bool vec = aligned16(y) && aligned16(x_t) && aligned16(out) && aligned16(ou);
     if (co.dev) {
         if (!key.step_dev) return (int)cudaErrorInvalidValue;
-        return launch(Step<STEP_DEV>{y, x_t, out, co}, n, key, vec, stream);
+        return launch(Step<STEP_DEV>{y, x_t, out, co, ou}, n, key, vec, stream);
     }
-    if (co.sigma != 0.0f) return launch(Step<STEP_NOISY>{y, x_t, out, co}, n, key, vec, stream);
+    if (co.sigma != 0.0f) return launch(Step<STEP_NOISY>{y, x_t, out, co, ou}, n, key, vec, stream);
     // No noise: the offset does not matter for the arithmetic, only for which lanes group
     // boundaries fall on; key it at 0 so the 16-byte path applies whatever the caller's offset.
     key.offset = 0;
-    return launch(Step<STEP_CLEAN>{y, x_t, out, co}, n, key, vec, stream);
+    return launch(Step<STEP_CLEAN>{y, x_t, out, co, ou}, n, key, vec, stream);
 }
 
 extern "C" int ddx_k_sampler_step_blend_f32(float *y, const float *x_t, const float *out, int64_t n, ddx_k_sampler_coefs co,
@@ -268,14 +278,17 @@ extern "C" int ddx_k_sampler_step_blend_f32(float *y, const float *x_t, const fl
     if (n > 0 && (!y || !x_t || !out || !b.known || !b.mask)) return (int)cudaErrorInvalidValue;
     if (n < 0 || b.key.offset > UINT64_MAX - (uint64_t)n) return (int)cudaErrorInvalidValue;
     if (b.key.step == DDX_K_STEP_ON_DEVICE && !b.key.step_dev) return (int)cudaErrorInvalidValue;
-    const bool vec = aligned16(y) && aligned16(x_t) && aligned16(out) && aligned16(b.known) && aligned16(b.mask);
+    // Guided inpainting: the update reads the doubled output exactly as the plain update does.
+    const float *ou = co.guided ? out + n : nullptr;
+    const bool vec = aligned16(y) && aligned16(x_t) && aligned16(out) && aligned16(ou) && aligned16(b.known) &&
+                     aligned16(b.mask);
     if (co.dev) {
         if (!key.step_dev || !b.dev) return (int)cudaErrorInvalidValue;
-        return launch(StepBlend<STEP_DEV>{Step<STEP_DEV>{y, x_t, out, co}, b}, n, key, vec, stream);
+        return launch(StepBlend<STEP_DEV>{Step<STEP_DEV>{y, x_t, out, co, ou}, b}, n, key, vec, stream);
     }
-    if (co.sigma != 0.0f) return launch(StepBlend<STEP_NOISY>{Step<STEP_NOISY>{y, x_t, out, co}, b}, n, key, vec, stream);
+    if (co.sigma != 0.0f) return launch(StepBlend<STEP_NOISY>{Step<STEP_NOISY>{y, x_t, out, co, ou}, b}, n, key, vec, stream);
     // As for the plain update: no update noise, so the launch is keyed at 0 for the 16-byte
     // path; the blend's noise is addressed by b.key.offset + i, which does not move.
     key.offset = 0;
-    return launch(StepBlend<STEP_CLEAN>{Step<STEP_CLEAN>{y, x_t, out, co}, b}, n, key, vec, stream);
+    return launch(StepBlend<STEP_CLEAN>{Step<STEP_CLEAN>{y, x_t, out, co, ou}, b}, n, key, vec, stream);
 }

@@ -38,10 +38,14 @@ typedef struct ddx_k_rng_key {
 // dev: when non-NULL the kernel reads a, b, f, g, c, d, e, sigma, clip (clip as 0.0f / 1.0f)
 // from these 9 device floats when it runs and ignores the host values (CUDA graphs: one
 // capture replayed for every timestep). Requires key.step_dev too.
+// guided: `out` holds 2n elements, the conditional half then the unconditional one, and the
+// update reads u + guidance * (c + -u) (correctly rounded, as the CPU) in place of out[i].
 typedef struct ddx_k_sampler_coefs {
     float a, b, f, g, c, d, e, sigma;
     int clip;
     const float *dev;
+    int guided;
+    float guidance;
 } ddx_k_sampler_coefs;
 #define DDX_K_SAMPLER_COEFS_DEV_N 9
 
@@ -53,7 +57,7 @@ int ddx_k_randn_bf16(uint16_t *y, int64_t n, ddx_k_rng_key key, void *stream);
 // coef: [n / per_sample, 2] f32; n must be a multiple of per_sample.
 int ddx_k_q_sample_f32(float *y, const float *x0, const float *coef, int64_t n, int64_t per_sample,
                        ddx_k_rng_key key, void *stream);
-// y = the sampler update of x_t and the model output `out` (all n elements).
+// y = the sampler update of x_t and the model output `out` (all n elements; 2n when guided).
 int ddx_k_sampler_step_f32(float *y, const float *x_t, const float *out, int64_t n, ddx_k_sampler_coefs co,
                            ddx_k_rng_key key, void *stream);
 

@@ -67,6 +67,7 @@ enum {
     DDX_RNG_STREAM_INIT = 0x40000004u,         // parameter initialisation
     DDX_RNG_STREAM_INPAINT = 0x40000005u,      // inpainting: the known region noised to the next step
     DDX_RNG_STREAM_MASK = 0x40000006u,         // random inpainting masks (step = image index)
+    DDX_RNG_STREAM_LABEL_DROP = 0x40000010u,   // classifier-free guidance label dropout in training
 };
 
 #define DDX_PHILOX_M0 0xD2511F53u

@@ -120,7 +120,8 @@ ddx_status ddx_checkpoint_save(const char *path, const ddx_param_store *ps, int 
         (s = ddx_st_writer_meta(&w, "loss_sum", meta_printf(buf, sizeof buf, "%a", st->loss_sum))) ||
         (s = ddx_st_writer_meta(&w, "loss_n", meta_printf(buf, sizeof buf, "%" PRId64, st->loss_n))) ||
         (s = ddx_st_writer_meta(&w, "elapsed_s", meta_printf(buf, sizeof buf, "%.3f", st->elapsed_s))) ||
-        (s = ddx_st_writer_meta(&w, "param_count", meta_printf(buf, sizeof buf, "%zu", ddx_param_count(ps)))))
+        (s = ddx_st_writer_meta(&w, "param_count", meta_printf(buf, sizeof buf, "%zu", ddx_param_count(ps)))) ||
+        (st->class_names && (s = ddx_st_writer_meta(&w, "class_names", st->class_names))))
         goto out;
     s = ddx_st_write(&w, path);
 out:
@@ -170,6 +171,7 @@ ddx_status ddx_checkpoint_open(const char *path, ddx_checkpoint *ck) {
             if (strncmp(n, k_prefix[p], strlen(k_prefix[p])) == 0) part = k_part[p];
         ck->content |= part;
     }
+    ck->state.class_names = ddx_st_meta_get(ck->file, "class_names");
     const char *cfg = ddx_st_meta_get(ck->file, "config");
     if (cfg) {
         char what[1100];

@@ -27,6 +27,10 @@ typedef struct ddx_ckpt_state {
     double loss_sum;       // loss accumulated since the last log line, and how many steps
     int64_t loss_n;
     double elapsed_s;      // training wall time so far, over every resume (0 when not stored)
+    // Class-conditional models: the class names, one per line ("T-shirt/top\nTrouser\n..."),
+    // metadata "class_names", so sampling by name needs no data set. NULL: none. Read back, it
+    // points into the open checkpoint (valid until ddx_checkpoint_close).
+    const char *class_names;
 } ddx_ckpt_state;
 
 typedef enum ddx_ckpt_content {

@@ -32,9 +32,9 @@ struct ddx_sampling {
     int *ts;                          // the timesteps visited, decreasing
     int S;
     int64_t H, W, C, Cc;              // x is [., H, W, C]; the conditioning input [., H, W, Cc]
-    // Guidance: on when w != 1 (class-conditional models only).
+    // Guidance: on when w != 1 (class-conditional models only); the unconditional half uses
+    // the null class, model.num_classes.
     double w;
-    int32_t null_label;
     ddx_sampling_post_step_fn post;
     void *user;
     // Inpainting: the caller's host arrays [n, H, W, C], copied per batch into kbuf / mbuf.
@@ -62,7 +62,12 @@ struct ddx_sampling {
     ddx_sampler_step_params p;
 };
 
-static bool guided(const ddx_sampling *sp) { return sp->w != 1.0 && sp->m->cfg.model.num_classes > 0; }
+// The doubled forward runs only where both halves count: w == 1 is the conditional model alone
+// and w == 0 the unconditional one alone (the null class for every image, one plain forward,
+// so w = 0 is the null-class sample bit for bit: a doubled batch's rows need not round like a
+// single batch's in the blocked GEMMs).
+static bool guided(const ddx_sampling *sp) { return sp->w != 1.0 && sp->w != 0.0 && sp->m->cfg.model.num_classes > 0; }
+static bool unconditional(const ddx_sampling *sp) { return sp->w == 0.0 && sp->m->cfg.model.num_classes > 0; }
 
 static ddx_status create(const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o, ddx_device dev,
                          ddx_ctx *borrow, ddx_sampling **out) {
@@ -140,17 +145,42 @@ void ddx_sampling_free(ddx_sampling *sp) {
     free(sp);
 }
 
-ddx_status ddx_sampling_set_guidance(ddx_sampling *sp, double w, int32_t null_label) {
+ddx_status ddx_sampling_set_guidance(ddx_sampling *sp, double w) {
     const int nc = sp->m->cfg.model.num_classes;
     if (!(w == w) || w - w != 0.0) return ddx_errorf(DDX_E_INPUT, "sample guidance: scale %g is not finite", w);
+    // Below 0 the "guidance" pushes towards the null class and away from the requested one.
+    if (w < 0.0)
+        return ddx_errorf(DDX_E_INPUT, "sample guidance: scale %g is negative; use 0 (unconditional), 1 (conditional) or more", w);
     if (w != 1.0 && nc <= 0)
         return ddx_errorf(DDX_E_INPUT, "sample guidance: scale %g needs a class-conditional model (model.num_classes is 0)", w);
-    if (w != 1.0 && (null_label < 0 || null_label >= nc))
-        return ddx_errorf(DDX_E_INPUT, "sample guidance: null label %d is not a class of the model (0..%d)", (int)null_label,
-                          nc - 1);
+    if ((float)w - (float)w != 0.0f) return ddx_errorf(DDX_E_INPUT, "sample guidance: scale %g does not fit a float", w);
     sp->w = w;
-    sp->null_label = null_label;
     return DDX_OK;
+}
+
+int ddx_class_grid_labels(int n, int num_classes, int32_t *y) {
+    if (num_classes <= 0 || n <= 0) return 0;
+    // Every row one class, whatever n: n / K per row, the rows past the K-th cycling again.
+    const int cols = n >= num_classes ? n / num_classes : 1;
+    for (int i = 0; i < n; i++) y[i] = (i / cols) % num_classes;
+    return cols;
+}
+
+ddx_status ddx_sampling_run_class(ddx_sampling *sp, int n, int32_t cls, float *out,
+                                  void (*progress)(int done, int total, void *arg), void *arg) {
+    if (!sp) return ddx_errorf(DDX_E_INTERNAL, "sampler: NULL sampler");
+    const int nc = sp->m->cfg.model.num_classes;
+    if (nc <= 0) return ddx_errorf(DDX_E_INPUT, "sampler: a class was asked of an unconditional model (model.num_classes 0)");
+    if (cls < 0 || cls > nc)
+        return ddx_errorf(DDX_E_INPUT, "sampler: class %d is not a class of the model (0..%d, %d: the null class)", (int)cls,
+                          nc - 1, nc);
+    if (n <= 0) return ddx_sampling_run(sp, n, NULL, NULL, out, progress, arg);
+    int32_t *y = malloc((size_t)n * sizeof *y);
+    if (!y) return ddx_errorf(DDX_E_NOMEM, "sampler: out of host memory");
+    for (int i = 0; i < n; i++) y[i] = cls;
+    ddx_status st = ddx_sampling_run(sp, n, y, NULL, out, progress, arg);
+    free(y);
+    return st;
 }
 
 void ddx_sampling_set_post_step(ddx_sampling *sp, ddx_sampling_post_step_fn fn, void *user) {
@@ -289,17 +319,10 @@ static ddx_status step_body(ddx_ctx *c, bool captured, void *arg) {
         xin = xd;
     }
     ddx_tensor *pred = ddx_model_forward(c, sp->m, xin, tt, yy);   // [rows, H, W, C]
-    if (g2 && pred) {
-        ddx_tensor *pc = ddx_meta_tensor(c), *pu = ddx_meta_tensor(c);
-        if (pc && pu) {
-            *pc = ddx_tensor_slice(pred, 0, nb);        // [nb, H, W, C] conditional
-            *pu = ddx_tensor_slice(pred, nb, 2 * nb);   // [nb, H, W, C] unconditional
-            ddx_tensor *diff = ddx_add(c, pc, ddx_scale(c, pu, -1.0f, 0.0f));
-            pred = ddx_add(c, pu, ddx_scale(c, diff, (float)sp->w, 0.0f));   // eps_u + w (eps_c - eps_u)
-        } else {
-            pred = NULL;
-        }
-    }
+    // Guided: the update reads both halves of pred and combines them as it goes (also when it
+    // blends the known region in).
+    p.guided = g2;
+    p.guidance = (float)sp->w;
     ddx_tensor *xp;
     if (sp->kbuf) {
         ddx_tensor *kt = wrap(c, sp->kbuf, DDX_F32, 4, (int64_t[]){nb, sp->H, sp->W, sp->C});   // [nb, H, W, C]
@@ -379,10 +402,11 @@ ddx_status ddx_sampling_run_at(ddx_sampling *sp, int64_t first, int n, const int
                           (long long)sp->Cc, cfg->model.in_channels, cfg->model.out_channels);
     if (y && cfg->model.num_classes <= 0)
         return ddx_errorf(DDX_E_INPUT, "sampler: labels given to an unconditional model (model.num_classes 0)");
+    // Label num_classes is the null class: an unconditional sample of a conditional model.
     for (int i = 0; y && i < n; i++)
-        if (y[i] < 0 || y[i] >= cfg->model.num_classes)
-            return ddx_errorf(DDX_E_INPUT, "sampler: label %d of image %d is not a class of the model (0..%d)", (int)y[i], i,
-                              cfg->model.num_classes - 1);
+        if (y[i] < 0 || y[i] > cfg->model.num_classes)
+            return ddx_errorf(DDX_E_INPUT, "sampler: label %d of image %d is not a class of the model (0..%d, %d: the null class)",
+                              (int)y[i], i, cfg->model.num_classes - 1, cfg->model.num_classes);
     const int B = sp->o.batch < n ? sp->o.batch : n;
     const bool g2 = guided(sp);
     DDX_TRY(ensure(sp, B, y != NULL, sp->Cc > 0));
@@ -416,7 +440,8 @@ ddx_status ddx_sampling_run_at(ddx_sampling *sp, int64_t first, int n, const int
         st = ddx_memcpy(sp->xbuf, c->device, xT->data, c->device, xbytes);
         if (st == DDX_OK && y) {
             memcpy(yh, y + b0, (size_t)nb * sizeof *yh);
-            for (int i = 0; g2 && i < nb; i++) yh[nb + i] = sp->null_label;
+            for (int i = 0; unconditional(sp) && i < nb; i++) yh[i] = cfg->model.num_classes;
+            for (int i = 0; g2 && i < nb; i++) yh[nb + i] = cfg->model.num_classes;
             st = ddx_memcpy(sp->ybuf, c->device, yh, DDX_CPU, (size_t)rows * sizeof *yh);
         }
         if (st == DDX_OK && sp->cbuf)

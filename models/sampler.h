@@ -11,10 +11,12 @@
 //
 // Hooks:
 //   - guidance (ddx_sampling_set_guidance): classifier-free guidance with scale w for a
-//     class-conditional model: one forward of the doubled batch (the labels, then the caller's
-//     null label for every sample) and eps = eps_u + w (eps_c - eps_u). The null label is the
-//     caller's because the networks have no extra "null" class row: a model trained for
-//     guidance reserves one of its num_classes for it. w == 1 runs the plain, undoubled forward.
+//     class-conditional model: one forward of the doubled batch (the labels, then the null
+//     class model.num_classes for every sample: the networks' class tables have that extra
+//     row, trained by train.label_dropout), and the sampler_step op reads both halves of the
+//     output, eps = eps_u + w (eps_c - eps_u), inside the DDPM/DDIM update (no combine pass).
+//     w == 1 runs the plain, undoubled forward; w == 0 is the unconditional model, one plain
+//     forward with the null class.
 //   - a post-step hook (ddx_sampling_set_post_step), called after each update with the new x;
 //     what it returns replaces x (inpainting has its fused path below). It runs host code per
 //     step, so a sampler with a hook runs eagerly (no CUDA graph).
@@ -78,8 +80,9 @@ ddx_status ddx_sampling_create(const ddx_model *m, const ddx_schedule *s, const 
 ddx_status ddx_sampling_create_in(const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o, ddx_ctx *c,
                                   ddx_sampling **out);
 void ddx_sampling_free(ddx_sampling *sp);
-// w: the guidance scale (1: none); null_label: the label of the unconditional half.
-ddx_status ddx_sampling_set_guidance(ddx_sampling *sp, double w, int32_t null_label);
+// w: the guidance scale, finite and >= 0 (1: none; 0: unconditional); != 1 needs a
+// class-conditional model.
+ddx_status ddx_sampling_set_guidance(ddx_sampling *sp, double w);
 void ddx_sampling_set_post_step(ddx_sampling *sp, ddx_sampling_post_step_fn fn, void *user);
 // The number of timesteps a run visits (DDPM: diffusion.timesteps; DDIM: at most steps).
 int ddx_sampling_steps(const ddx_sampling *sp);
@@ -101,11 +104,19 @@ int64_t ddx_repaint_schedule(int n, int jump, int resample, int *out, int64_t ca
 // Device bytes the sampler holds now (x, labels, conditioning, step inputs, and its own
 // activation arena's capacity; a borrowed context's arena is the caller's).
 size_t ddx_sampling_bytes(const ddx_sampling *sp);
-// Draws n images into out (host f32 [n, H, W, C]). y: n labels (class-conditional models) or
-// NULL; cond: host f32 [n, H, W, Cc] or NULL (required when the model's in_channels exceeds its
+// Draws n images into out (host f32 [n, H, W, C]). y: n labels (class-conditional models:
+// 0..num_classes-1, or num_classes, the null class, for an unconditional image) or NULL; cond: host f32 [n, H, W, Cc] or NULL (required when the model's in_channels exceeds its
 // out_channels). progress may be NULL.
 ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const float *cond, float *out,
                             void (*progress)(int done, int total, void *arg), void *arg);
+// n images of one class (0..num_classes-1; num_classes: the null class) with the sampler's
+// guidance: what a per-class evaluation (FID of class K) draws its images through.
+ddx_status ddx_sampling_run_class(ddx_sampling *sp, int n, int32_t cls, float *out,
+                                  void (*progress)(int done, int total, void *arg), void *arg);
+// Labels for a grid with one row per class: cols = max(1, n / K) images a row, image i of
+// class (i / cols) mod K (so rows past the K-th start over at class 0); returns cols (0 when
+// num_classes <= 0, leaving y alone).
+int ddx_class_grid_labels(int n, int num_classes, int32_t *y);
 
 // The same for images first .. first + n - 1 of the sequence a run of first + n images would
 // draw (their noise keys), so a long evaluation can be drawn in resumable shards that give the

@@ -55,7 +55,7 @@ typedef struct ud_net {
     ddx_conv2d_params down_conv;                      // Downsample2D's conv
     ud_conv conv_in, conv_out;
     ddx_tensor *lin1_w, *lin1_b, *lin2_w, *lin2_b;   // time_embedding.linear_1 / linear_2
-    ddx_tensor *class_emb;                            // [num_classes, temb_dim] or NULL
+    ddx_tensor *class_emb;                            // [num_classes + 1, temb_dim] (last: null class) or NULL
     ud_block down[UD_MAX_LEVELS], up[UD_MAX_LEVELS];
     ud_resnet mid_res[2];
     ud_attn mid_attn;
@@ -267,7 +267,9 @@ static ddx_status ud_build(ddx_model *m, ud_net *u) {
     DDX_TRY(linear_make(m, &u->lin1_w, &u->lin1_b, "time_embedding.linear_1", tw, temb));
     DDX_TRY(linear_make(m, &u->lin2_w, &u->lin2_b, "time_embedding.linear_2", temb, temb));
     if (cfg->model.num_classes > 0) {
-        u->class_emb = ddx_model_param(m, "class_embedding.weight", 2, (int64_t[]){cfg->model.num_classes, temb},
+        // diffusers' num_class_embeds is num_classes + 1: the last row is the null class of
+        // classifier-free guidance (train.label_dropout trains it; the sampler's unconditional branch uses it).
+        u->class_emb = ddx_model_param(m, "class_embedding.weight", 2, (int64_t[]){cfg->model.num_classes + 1, temb},
                                        DDX_INIT_NORMAL, 0);
         if (!u->class_emb) return DDX_E_NOMEM;
     }

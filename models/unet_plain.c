@@ -5,6 +5,7 @@
 //   -> bilinear up, concat skip -> dec2 -> bilinear up, concat skip -> dec1 -> 1x1 out conv,
 // each enc/dec block conv3x3 -> ReLU -> conv3x3 -> ReLU. No normalisation, dropout or
 // attention, so model.num_res_blocks/attn_resolutions/dropout/groups/norm_eps do not apply.
+// With num_classes K > 0 label_emb has K + 1 rows: labels 0..K-1 are the classes, K the null class.
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -20,7 +21,7 @@ typedef struct unet_plain {
     conv_block enc1, enc2, enc3, dec2, dec1;
     ddx_tensor *t_w1, *t_b1;     // [tdim, tdim], [tdim]
     ddx_tensor *t_w2, *t_b2;     // [c3, tdim], [c3]
-    ddx_tensor *label_emb;       // [num_classes, tdim], NULL when unconditional
+    ddx_tensor *label_emb;       // [num_classes + 1, tdim] (the last row: the null class), NULL when unconditional
     ddx_tensor *out_w, *out_b;   // [out_channels, 1, 1, c1], [out_channels]
 } unet_plain;
 
@@ -148,7 +149,10 @@ ddx_status ddx_unet_plain_create(ddx_model *m) {
     DDX_TRY(linear_param(m, "time_mlp.linear1", u->tdim, u->tdim, &u->t_w1, &u->t_b1));
     DDX_TRY(linear_param(m, "time_mlp.linear2", c3, u->tdim, &u->t_w2, &u->t_b2));
     if (cfg->model.num_classes > 0) {
-        u->label_emb = ddx_model_param(m, "label_emb.weight", 2, (int64_t[]){cfg->model.num_classes, u->tdim}, DDX_INIT_NORMAL, 0);
+        // One row more than there are classes: row num_classes is the null class that
+        // classifier-free guidance trains (train.label_dropout) and samples as the unconditional branch.
+        u->label_emb = ddx_model_param(m, "label_emb.weight", 2, (int64_t[]){cfg->model.num_classes + 1, u->tdim},
+                                       DDX_INIT_NORMAL, 0);
         if (!u->label_emb) return param_fail("label_emb.weight");
     }
     DDX_TRY(block_params(m, "dec2", c3 + c2, c2, &u->dec2));

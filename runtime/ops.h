@@ -104,6 +104,10 @@ typedef struct ddx_rng_key {
 // coefs_dev (CUDA only, with the context's step_dev set): the kernel reads a, b, f, g, c, d, e, sigma, clip
 // (0.0f / 1.0f) from these 9 device floats when it runs, so one captured graph serves every
 // timestep; the host values are then ignored (whoever writes the buffer checks them).
+// guided (classifier-free guidance folded into the update): `out` is the model output of the
+// doubled batch, [2N, ...] for x_t [N, ...], rows 0..N-1 conditional (eps_c), N..2N-1
+// unconditional (eps_u), and the update reads out_i = eps_u + guidance * (eps_c - eps_u)
+// (spelled u + w * (c + -u) in correctly rounded steps) in place of `out`: no combine pass.
 typedef struct ddx_sampler_step_params {
     float a, b, f, g, c, d, e, sigma;
     bool clip;
@@ -117,6 +121,8 @@ typedef struct ddx_sampler_step_params {
     float kc0, kc1;
     uint32_t known_stream;
     const float *known_coefs_dev;
+    bool guided;
+    float guidance;
 } ddx_sampler_step_params;
 
 typedef union ddx_op_params {

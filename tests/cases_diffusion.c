@@ -82,6 +82,33 @@ static ddx_tensor *apply_sampler_step_blend(ddx_ctx *c, ddx_tensor **in, const d
 #define BLEND_IN(a, b, c_, d, mgen)                                                                          \
     {IN4(a, b, c_, d, DDX_GEN_NORMAL), IN4(a, b, c_, d, DDX_GEN_NORMAL), IN4(a, b, c_, d, DDX_GEN_UNIFORM), \
      {.ndim = 4, .shape = {a, b, c_, d}, .gen = DDX_GEN_TIMESTEP, .gen_arg = (mgen)}}
+// Guided blend: the doubled model output (rows 0..N-1 conditional, N..2N-1 unconditional).
+#define BLEND_DDPM_G(off, k0, k1, soft, w)                                                                           \
+    {.sampler_step = {.a = 3.6935f, .b = -3.5553f, .f = 0.0f, .g = 1.0f, .c = 0.02106f, .d = 0.99396f, .e = 0.0f,      \
+                      .sigma = 0.11535f, .clip = true, .key = {.seed = 9, .stream = DDX_RNG_STREAM_SAMPLER, .step = 5, .offset = (off)}, \
+                      .kc0 = (k0), .kc1 = (k1), .known_stream = DDX_RNG_STREAM_INPAINT + (soft), .guided = true, .guidance = (w)}}
+#define BLEND_DDIM_G(off, k0, k1, soft, w)                                                                           \
+    {.sampler_step = {.a = 3.6935f, .b = -3.5553f, .f = 0.0f, .g = 1.0f, .c = 0.28805f, .d = 0.0f, .e = 0.95761f,      \
+                      .sigma = 0.0f, .clip = false, .key = {.seed = 9, .stream = DDX_RNG_STREAM_SAMPLER, .step = 6, .offset = (off)}, \
+                      .kc0 = (k0), .kc1 = (k1), .known_stream = DDX_RNG_STREAM_INPAINT + (soft), .guided = true, .guidance = (w)}}
+#define BLEND_IN_G(a, b, c_, d, mgen)                                                                          \
+    {IN4(a, b, c_, d, DDX_GEN_NORMAL), IN4(2 * (a), b, c_, d, DDX_GEN_NORMAL), IN4(a, b, c_, d, DDX_GEN_UNIFORM), \
+     {.ndim = 4, .shape = {a, b, c_, d}, .gen = DDX_GEN_TIMESTEP, .gen_arg = (mgen)}}
+// Classifier-free guidance folded into the step: the output input is the doubled batch
+// [2N, ...] (conditional rows, then unconditional ones) and the step reads u + w (c - u).
+#define GUIDED(w) .guided = true, .guidance = (w)
+#define STEP_DDPM_G(off, w)                                                                                   \
+    {.sampler_step = {.a = 3.6935f, .b = -3.5553f, .f = 0.0f, .g = 1.0f, .c = 0.02106f, .d = 0.99396f, .e = 0.0f, \
+                      .sigma = 0.11535f, .clip = true, .key = {.seed = 9, .stream = DDX_RNG_STREAM_SAMPLER, .step = 5, .offset = (off)}, \
+                      GUIDED(w)}}
+#define STEP_DDIM_G(eta_sigma, off, w)                                                                        \
+    {.sampler_step = {.a = 3.6935f, .b = -3.5553f, .f = 0.0f, .g = 1.0f, .c = 0.28805f, .d = 0.0f, .e = 0.95761f,  \
+                      .sigma = (eta_sigma), .clip = false, .key = {.seed = 9, .stream = DDX_RNG_STREAM_SAMPLER, .step = 6, .offset = (off)}, \
+                      GUIDED(w)}}
+#define STEP_V_G(off, w)                                                                                      \
+    {.sampler_step = {.a = 0.27074f, .b = -0.96265f, .f = 0.96265f, .g = 0.27074f, .c = 0.28805f, .d = 0.0f,       \
+                      .e = 0.95761f, .sigma = 0.05f, .clip = true, .key = {.seed = 10, .stream = DDX_RNG_STREAM_SAMPLER, .step = 7, .offset = (off)}, \
+                      GUIDED(w)}}
 
 static const ddx_op_case diffusion_cases[] = {
     // ---- randn ---------------------------------------------------------------------------
@@ -149,6 +176,27 @@ static const ddx_op_case diffusion_cases[] = {
      apply_sampler_step_blend, .p = BLEND_DDPM(0, 0.99494f, 0.10044f, 0), .no_grad = true},
     {DDX_OP_SAMPLER_STEP, "sampler_step+blend DDIM eta 0 CIFAR batch [128,32,32,3] offset 3072", 4,
      BLEND_IN(128, 32, 32, 3, 2), apply_sampler_step_blend, .p = BLEND_DDIM(3072, 0.5367f, 0.8438f, 0), .no_grad = true},
+    // ---- sampler_step, guided, with the inpainting blend: both folded into one pass ---------
+    {DDX_OP_SAMPLER_STEP, "sampler_step+blend guided w 3 DDPM [3,5,7,3] offset 7", 4, BLEND_IN_G(3, 5, 7, 3, 2),
+     apply_sampler_step_blend, .p = BLEND_DDPM_G(7, 0.99494f, 0.10044f, 0, 3.0f), .no_grad = true},
+    {DDX_OP_SAMPLER_STEP, "sampler_step+blend guided w 7.5 DDIM soft mask [2,4,4,3] (vector path)", 4,
+     BLEND_IN_G(2, 4, 4, 3, 3), apply_sampler_step_blend, .p = BLEND_DDIM_G(0, 0.5367f, 0.8438f, 1, 7.5f), .no_grad = true},
+    // ---- sampler_step, guided (out is the doubled batch) ------------------------------------
+    {DDX_OP_SAMPLER_STEP, "sampler_step guided w 3 DDPM [3,5,7,3] offset 7 (unaligned)", 2,
+     {IN4(3, 5, 7, 3, DDX_GEN_NORMAL), IN4(6, 5, 7, 3, DDX_GEN_NORMAL)}, apply_sampler_step, .p = STEP_DDPM_G(7, 3.0f),
+     .no_grad = true},
+    {DDX_OP_SAMPLER_STEP, "sampler_step guided w 7.5 DDIM eta 0 [3,4,4,3]", 2,
+     {IN4(3, 4, 4, 3, DDX_GEN_NORMAL), IN4(6, 4, 4, 3, DDX_GEN_NORMAL)}, apply_sampler_step, .p = STEP_DDIM_G(0.0f, 0, 7.5f),
+     .no_grad = true},
+    {DDX_OP_SAMPLER_STEP, "sampler_step guided w 0 DDIM eta>0 2-D [3,5] offset 2", 2,
+     {IN2(3, 5, DDX_GEN_NORMAL), IN2(6, 5, DDX_GEN_NORMAL)}, apply_sampler_step, .p = STEP_DDIM_G(0.2f, 2, 0.0f),
+     .no_grad = true},
+    {DDX_OP_SAMPLER_STEP, "sampler_step guided w 0.5 v-param clip [2,3,3,3] offset 27", 2,
+     {IN4(2, 3, 3, 3, DDX_GEN_NORMAL), IN4(4, 3, 3, 3, DDX_GEN_NORMAL)}, apply_sampler_step, .p = STEP_V_G(27, 0.5f),
+     .no_grad = true},
+    {DDX_OP_SAMPLER_STEP, "sampler_step guided w 3 DDPM CIFAR batch [64,32,32,3] (vector path)", 2,
+     {IN4(64, 32, 32, 3, DDX_GEN_NORMAL), IN4(128, 32, 32, 3, DDX_GEN_NORMAL)}, apply_sampler_step,
+     .p = STEP_DDPM_G(0, 3.0f), .no_grad = true},
 };
 
 ddx_case_list ddx_cases_diffusion(void) {

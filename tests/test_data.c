@@ -262,11 +262,65 @@ static void test_cifar(void) {
     CHECK(strstr(ddx_last_error(), "cifar-10-binary.tar.gz") != NULL, "cifar missing says where to get it: %s",
           ddx_last_error());
 
+    // The test split names its own file (it used to speak of data_batch_*).
+    CHECK_INPUT_ERR(ddx_dataset_load_split(&cfg, true, &d), "cifar_missing/test_batch.bin", "cifar missing test batch");
+    CHECK(strstr(ddx_last_error(), "DIR/test_batch.bin exists") && !strstr(ddx_last_error(), "data_batch"),
+          "cifar missing test batch says which file: %s", ddx_last_error());
+
     write_cifar("cifar_size");
     path_in(p, sizeof p, "cifar_size/data_batch_2.bin");
     CHECK(truncate(p, 2 * CIFAR_REC - 7) == 0, "truncate");
     cfg_for(&cfg, DDX_DATASET_CIFAR10, "cifar_size", 32, 3);
     CHECK_INPUT_ERR(ddx_dataset_load(&cfg, &d), "cifar_size/data_batch_2.bin", "cifar wrong size");
+}
+
+// Class names: CIFAR-10's from batches.meta.txt (the standard ten when it is absent, refused when
+// it is not ten names); an image folder's from its sorted sub-folders, sorted as names.
+static void test_class_names(void) {
+    ddx_config cfg;
+    ddx_dataset d;
+    char p[600];
+    write_cifar("cifar_names");
+    cfg_for(&cfg, DDX_DATASET_CIFAR10, "cifar_names", 32, 3);
+    ddx_status st = ddx_dataset_load(&cfg, &d);
+    CHECK(st == DDX_OK && d.class_names && !strncmp(d.class_names, "airplane\nautomobile\nbird\n", 25) &&
+              strstr(d.class_names, "\ntruck\n"),
+          "cifar without batches.meta.txt: the standard names: %s", st ? ddx_last_error() : d.class_names);
+    if (!st) ddx_dataset_free(&d);
+    path_in(p, sizeof p, "cifar_names/batches.meta.txt");
+    const char *meta = "plane\r\ncar\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\nlorry\n\n";
+    write_raw(p, (const uint8_t *)meta, strlen(meta));
+    st = ddx_dataset_load(&cfg, &d);
+    CHECK(st == DDX_OK && d.class_names && !strcmp(d.class_names, "plane\ncar\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\nlorry\n"),
+          "batches.meta.txt names: %s", st ? ddx_last_error() : d.class_names);
+    if (!st) ddx_dataset_free(&d);
+    write_raw(p, (const uint8_t *)"a\nb\nc\n", 6);
+    CHECK_INPUT_ERR(ddx_dataset_load(&cfg, &d), "batches.meta.txt", "batches.meta.txt with 3 names");
+    CHECK(strstr(ddx_last_error(), "lists 3 class names"), "says how many: %s", ddx_last_error());
+
+    // Folders "a-b", "a" and "c" (with an image one level further down): classes a, a-b, c.
+    static const char *const dirs[] = {"imgs_cls", "imgs_cls/a-b", "imgs_cls/a", "imgs_cls/c", "imgs_cls/c/deep"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        path_in(p, sizeof p, dirs[i]);
+        mkdir(p, 0755);
+    }
+    static const char *const files[] = {"imgs_cls/a-b/1.png", "imgs_cls/a/2.png", "imgs_cls/a/3.png", "imgs_cls/c/deep/4.png"};
+    const uint8_t px[4] = {10, 20, 30, 40};
+    for (size_t i = 0; i < 4; i++) {
+        path_in(p, sizeof p, files[i]);
+        CHECK(stbi_write_png(p, 2, 2, 1, px, 2), "write %s", p);
+    }
+    cfg_for(&cfg, DDX_DATASET_IMAGE_FOLDER, "imgs_cls", 2, 1);
+    st = ddx_dataset_load(&cfg, &d);
+    CHECK(st == DDX_OK, "class folders: %s", ddx_last_error());
+    if (!st) {
+        // Images sorted by path: a-b/1, a/2, a/3, c/deep/4 ("a-b/" sorts before "a/").
+        CHECK(d.num_classes == 3 && d.class_names && !strcmp(d.class_names, "a\na-b\nc\n"), "folder classes %d: %s",
+              d.num_classes, d.class_names ? d.class_names : "(none)");
+        CHECK(d.n == 4 && d.labels[0] == 1 && d.labels[1] == 0 && d.labels[2] == 0 && d.labels[3] == 2,
+              "folder labels %d %d %d %d", d.labels[0], d.labels[1], d.labels[2], d.labels[3]);
+        ddx_dataset_free(&d);
+    }
 }
 
 static void test_image_folder(void) {
@@ -703,6 +757,7 @@ int main(void) {
     test_fashion_bad();
     test_cifar();
     test_image_folder();
+    test_class_names();
     test_image_pixel_limit();
     test_loader();
     test_real_fashion();

@@ -127,7 +127,10 @@ if [ -n "$rank1" ]; then
     [ $rc != 0 ] && ok || bad "hung rank: mpirun exit 0"
     grep -q "rank 0 of 2: .*did not complete within run.comm_timeout_s = 4 s; rank(s) not responding: 1;" "$tmp/hang.err" && ok ||
         bad "hung rank: no message naming rank 1: $(grep -v '^ ' "$tmp/hang.err" | head -3)"
-    awk -v t="$dt" 'BEGIN { exit !(t < 12) }' && ok || bad "hung rank: the job took $dt s to stop (timeout 4 s)"
+    # The bound proves the job stops instead of hanging; it is loose because the time includes
+    # mpirun's teardown, which took 12.7 s on a 2-core machine with three other builds running
+    # (6-7 s when quiet); the message check above shows the 4 s timeout is what fired.
+    awk -v t="$dt" 'BEGIN { exit !(t < 40) }' && ok || bad "hung rank: the job took $dt s to stop (timeout 4 s)"
     echo "hung rank 1 (SIGSTOP): mpirun exit $rc after $dt s; $(grep -o 'rank 0 of 2: .*' "$tmp/hang.err" | head -1)"
     ckpt_ok && ok || bad "hung rank: the last checkpoint does not resume"
 else

@@ -11,6 +11,8 @@
 #   4. ddx-eval fid --checkpoint on a tiny model: JSON, log.jsonl in a run folder, resume from
 #      shards gives the same numbers, a shard of another evaluation is refused; ddx-train's
 #      eval.fid_every logs FID lines.
+#   5. per-class FID of a class-conditional checkpoint (stats --class, fid --class, resume,
+#      refusals).
 #   test_fid_real.sh PATH/TO/test_fid_real PATH/TO/ddx-eval CACHE_DIR
 set -u
 tbin=$1 ev=$2 cache=$3
@@ -107,6 +109,59 @@ YAML
     "$ev" "${args[@]}" >"$tmp/o" 2>"$tmp/e"
     [ $? = 2 ] && [ "$(wc -l <"$tmp/e")" = 1 ] && grep -q "shard_000000.safetensors.*seed" "$tmp/e" && ok ||
         bad "a shard of another seed was not refused: $(cat "$tmp/e")"
+
+    # 5. Per-class FID of a class-conditional checkpoint: the reference of one class
+    #    (stats --class), the FID of that class's samples (fid --class, guided), resumable and
+    #    keyed by class and guidance; refusals name the flag.
+    sed -e 's/groups: 4}/groups: 4, num_classes: 10}/' -e 's/ema_decay: 0.9}/ema_decay: 0.9, label_dropout: 0.2}/' \
+        -e 's/n: 4}/n: 10, guidance: 2.0}/' -e '/^eval:/d' -e 's/name: tiny/name: tcond/' "$tmp/tiny.yaml" >"$tmp/cond.yaml"
+    "$train" "$tmp/cond.yaml" --set train.total_steps=2 >"$tmp/c.out" 2>&1 || bad "conditional training: $(tail -3 "$tmp/c.out")"
+    cck=$(ls -d "$tmp"/out/tcond_*/checkpoints/last.safetensors 2>/dev/null | head -1)
+    "$ev" stats --config "$tmp/cond.yaml" --split test --class Sneaker --limit 4 --out "$tmp/c7.npz" >"$tmp/s.json" 2>"$tmp/e" &&
+        grep -q '"class":7,"class_name":"Sneaker","n":4' "$tmp/s.json" && ok || bad "stats --class Sneaker: $(cat "$tmp/s.json" "$tmp/e" | tail -2)"
+    # Only the class's images: a folder with 3 images in x/ and 5 in y/.
+    mkdir -p "$tmp/cls/x" "$tmp/cls/y"
+    for i in 0 1 2; do cp data/fid_real/A/00$i.png "$tmp/cls/x/"; done
+    for i in 3 4 5 6 7; do cp data/fid_real/B/00$i.png "$tmp/cls/y/"; done
+    "$ev" stats --config "$tmp/cond.yaml" --set data.dataset=image_folder --set data.path="$tmp/cls" --set model.num_classes=2 \
+        --class y --out "$tmp/y.npz" >"$tmp/s.json" 2>"$tmp/e" && grep -q '"class":1,"class_name":"y","n":5' "$tmp/s.json" &&
+        ok || bad "stats --class y of a folder: $(cat "$tmp/s.json" "$tmp/e" | tail -2)"
+    cargs=(fid --checkpoint "$cck" --ref "$tmp/c7.npz" --n 4 --allow-small --shard 2 --steps 2 --class sneaker --work "$tmp/cw" --no-log)
+    "$ev" "${cargs[@]}" --keep-work >"$tmp/c1.json" 2>"$tmp/e" &&
+        grep -q '"class":7,"class_name":"Sneaker","guidance":2,"n":4' "$tmp/c1.json" && ok ||
+        bad "fid --class sneaker: $(cat "$tmp/c1.json" "$tmp/e" | tail -2)"
+    rm -f "$tmp/cw/shard_000001.safetensors"
+    "$ev" "${cargs[@]}" --keep-work >"$tmp/c2.json" 2>"$tmp/e"
+    grep -q '"resumed":2' "$tmp/c2.json" && [ -n "$(fid "$tmp/c1.json")" ] && [ "$(fid "$tmp/c1.json")" = "$(fid "$tmp/c2.json")" ] &&
+        ok || bad "per-class resume: $(fid "$tmp/c1.json") vs $(fid "$tmp/c2.json"): $(cat "$tmp/c2.json" "$tmp/e" | tail -2)"
+    # Another class, or another guidance, in the same work folder: refused naming the key.
+    cargs[13]=3
+    "$ev" "${cargs[@]}" >"$tmp/o" 2>"$tmp/e"
+    [ $? = 2 ] && [ "$(wc -l <"$tmp/e")" = 1 ] && grep -q "shard_000000.safetensors.*class" "$tmp/e" && ok ||
+        bad "a shard of another class was not refused: $(cat "$tmp/e")"
+    cargs[13]=7
+    "$ev" "${cargs[@]}" --guidance 1 >"$tmp/o" 2>"$tmp/e"
+    [ $? = 2 ] && grep -q "guidance" "$tmp/e" && ok || bad "a shard of another guidance was not refused: $(cat "$tmp/e")"
+    rm -rf "$tmp/cw"
+    # All classes (labels cycle) is another distribution than one class's.
+    "$ev" fid --checkpoint "$cck" --ref "$tmp/c7.npz" --n 4 --allow-small --steps 2 --no-log >"$tmp/c3.json" 2>"$tmp/e" &&
+        grep -q '"class":"all","guidance":2' "$tmp/c3.json" && [ "$(fid "$tmp/c3.json")" != "$(fid "$tmp/c1.json")" ] && ok ||
+        bad "fid of all classes: $(cat "$tmp/c3.json" "$tmp/e" | tail -2)"
+    expect2() {
+        local name=$1
+        shift
+        "$@" >"$tmp/o" 2>"$tmp/e"
+        local rc=$?
+        [ "$rc" = 2 ] && [ "$(wc -l <"$tmp/e")" = 1 ] && grep -qF -- "$name" "$tmp/e" && ok ||
+            bad "$*: want exit 2 and one line naming '$name'; got $rc: $(head -c 300 "$tmp/e")"
+    }
+    expect2 "--class" "$ev" fid --checkpoint "$ck" --ref "$tmp/c7.npz" --n 4 --allow-small --class 1
+    expect2 "--guidance" "$ev" fid --checkpoint "$ck" --ref "$tmp/c7.npz" --n 4 --allow-small --guidance 2
+    expect2 "--class" "$ev" fid --checkpoint "$cck" --ref "$tmp/c7.npz" --n 4 --allow-small --class zebra
+    expect2 "--class" "$ev" fid --checkpoint "$cck" --ref "$tmp/c7.npz" --n 4 --allow-small --class 10
+    expect2 "--guidance" "$ev" fid --checkpoint "$cck" --ref "$tmp/c7.npz" --n 4 --allow-small --guidance -1
+    expect2 "--class" "$ev" stats --config "$tmp/cond.yaml" --split test --class zebra --out "$tmp/z.npz"
+    [ ! -e "$tmp/z.npz" ] && ok || bad "a refused stats run wrote its output"
 else
     echo "SKIP part: Fashion-MNIST not installed (ddx-eval fid --checkpoint, ddx-train eval.fid_every)"
 fi

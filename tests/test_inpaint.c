@@ -271,9 +271,10 @@ static ddx_model *lin_model(int size, int C) {
 static ddx_tensor *label_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx_tensor *t, ddx_tensor *y) {
     if (!x || !t || !y) return NULL;
     const int nc = m->cfg.model.num_classes, C = m->cfg.model.out_channels;
-    ddx_tensor *table = ddx_new(c, DDX_F32, 2, (int64_t[]){nc, C});   // [nc, C]
+    // nc + 1 rows: row nc is the null class the guided forward's unconditional half uses.
+    ddx_tensor *table = ddx_new(c, DDX_F32, 2, (int64_t[]){nc + 1, C});   // [nc + 1, C]
     if (!table) return NULL;
-    for (int i = 0; i < nc * C; i++) ((float *)table->data)[i] = 0.1f * (float)(i / C + 1);
+    for (int i = 0; i < (nc + 1) * C; i++) ((float *)table->data)[i] = 0.1f * (float)(i / C + 1);
     const int64_t N = x->shape[0];
     ddx_tensor *e = ddx_reshape(c, ddx_embedding(c, y, table), 4, (int64_t[]){N, 1, 1, C});   // [N, 1, 1, C]
     return ddx_add(c, lin_forward(c, m, x, t, y), e);
@@ -304,7 +305,7 @@ static void test_conditional(void) {
                                    .seed = 4, .batch = 3, .graphs = true};
         ddx_sampling *sp = NULL;
         ddx_status st = ddx_sampling_create(m, &s, &o, DDX_CPU, &sp);
-        if (!st && gi) st = ddx_sampling_set_guidance(sp, 2.0, 1);
+        if (!st && gi) st = ddx_sampling_set_guidance(sp, 2.0);
         if (!st) st = ddx_sampling_set_inpaint(sp, known, mask);
         if (!st) st = ddx_sampling_run(sp, n, y0, NULL, a, NULL, NULL);
         if (!st) st = ddx_sampling_run(sp, n, y2, NULL, b, NULL, NULL);

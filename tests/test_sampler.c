@@ -3,7 +3,10 @@
 //     images equal it bit for bit (unconditional and class-conditional, DDPM and DDIM, batches
 //     that do and do not divide n);
 //   - guidance: w = 1 equals plain conditional sampling bit for bit; w = 0 equals sampling with
-//     the null labels (a label-dependent stand-in model, whose rows do not depend on the batch);
+//     the null class bit for bit (a label-dependent stand-in model, and a real U-Net); the fused
+//     guided step (one doubled forward, the combine inside sampler_step) equals the two-forward
+//     reference (eps_c and eps_u from separate forwards, combined, then the plain update) to
+//     fp32 tolerance, with DDPM and DDIM and batches that do not divide n; bad scales refused;
 //   - the post-step hook: an inpainting blend keeps the known region exactly, called once per
 //     update with the right k, t, t_prev and batch offset;
 //   - a conditioning input concatenated on the channel axis (a real U-Net with in_channels =
@@ -46,9 +49,10 @@ static ddx_status tiny_unet(int num_classes, int in_ch, int out_ch, ddx_param_st
 }
 
 // out = 0.5 x + 0.01 t + 0.1 (label + 1) per channel: every row depends only on its own inputs.
+// Labels 0..num_classes, the last being the null class, as in the real networks.
 static ddx_tensor *label_forward(ddx_ctx *c, const ddx_model *m, ddx_tensor *x, ddx_tensor *t, ddx_tensor *y) {
     if (!x || !t || !y) return NULL;
-    const int nc = m->cfg.model.num_classes, C = m->cfg.model.out_channels;
+    const int nc = m->cfg.model.num_classes + 1, C = m->cfg.model.out_channels;
     ddx_tensor *table = ddx_new(c, DDX_F32, 2, (int64_t[]){nc, C});   // [nc, C]
     if (!table) return NULL;
     for (int i = 0; i < nc * C; i++) ((float *)table->data)[i] = 0.1f * (float)(i / C + 1);
@@ -179,9 +183,12 @@ static void test_matches_old_loop(ddx_ctx *c) {
             ddx_sample_opts o = {.sampler = DDX_SAMPLER_DDIM, .steps = 2, .seed = 1, .batch = 2};
             float a[N * PER];
             CHECK(new_sample(m, &s, &o, N, NULL, NULL, a) == DDX_E_INPUT, "no labels accepted");
-            int32_t bad[N] = {0, 3, 1};
-            CHECK(new_sample(m, &s, &o, N, bad, NULL, a) == DDX_E_INPUT && strstr(ddx_last_error(), "label 3"),
-                  "label 3 of a 3-class model: %s", ddx_last_error());
+            int32_t bad[N] = {0, 4, 1};
+            CHECK(new_sample(m, &s, &o, N, bad, NULL, a) == DDX_E_INPUT && strstr(ddx_last_error(), "label 4"),
+                  "label 4 of a 3-class model (3 is the null class): %s", ddx_last_error());
+            bad[1] = -1;
+            CHECK(new_sample(m, &s, &o, N, bad, NULL, a) == DDX_E_INPUT && strstr(ddx_last_error(), "label -1"),
+                  "label -1 accepted: %s", ddx_last_error());
         }
         ddx_schedule_free(&s);
         ddx_model_free(m);
@@ -195,42 +202,234 @@ static void test_guidance(void) {
     ddx_model *m = label_model(4, 2, NC);
     ddx_schedule s;
     make_schedule(&s, 30);
-    const int32_t y[N] = {0, 1, 2, 3, 1}, ynull[N] = {NC - 1, NC - 1, NC - 1, NC - 1, NC - 1};
+    const int32_t y[N] = {0, 1, 2, NC, 1}, ynull[N] = {NC, NC, NC, NC, NC};
     ddx_sample_opts o = {.sampler = DDX_SAMPLER_DDIM, .steps = 6, .eta = 0.5, .seed = 9, .batch = 2};
-    float plain[N * PER], nulls[N * PER], g1[N * PER], g0[N * PER], g3[N * PER];
+    float plain[N * PER], nulls[N * PER], g1[N * PER], g0[N * PER], g3[N * PER], cls[N * PER];
     ddx_status st = new_sample(m, &s, &o, N, y, NULL, plain);
     if (st == DDX_OK) st = new_sample(m, &s, &o, N, ynull, NULL, nulls);
     ddx_sampling *sp = NULL;
     if (st == DDX_OK) st = ddx_sampling_create(m, &s, &o, DDX_CPU, &sp);
-    if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 1.0, NC - 1);
+    if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 1.0);
     if (st == DDX_OK) st = ddx_sampling_run(sp, N, y, NULL, g1, NULL, NULL);
-    if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 0.0, NC - 1);
+    if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 0.0);
     if (st == DDX_OK) st = ddx_sampling_run(sp, N, y, NULL, g0, NULL, NULL);
-    if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 3.0, NC - 1);
+    if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 3.0);
     if (st == DDX_OK) st = ddx_sampling_run(sp, N, y, NULL, g3, NULL, NULL);
     CHECK(st == DDX_OK, "guidance: %s", ddx_last_error());
     CHECK(memcmp(g1, plain, sizeof g1) == 0, "guidance w = 1 differs from plain conditional sampling");
-    CHECK(memcmp(g0, nulls, sizeof g0) == 0, "guidance w = 0 differs from sampling with the null labels");
+    CHECK(memcmp(g0, nulls, sizeof g0) == 0, "guidance w = 0 differs from sampling with the null class");
     // w = 3 moves every image away from its unconditional one (image 3 has the null label
     // itself, so there the guided and plain updates agree).
     bool moved = finite_all(g3, N * PER) && memcmp(g3, plain, PER * sizeof(float)) != 0 &&
                  memcmp(g3, nulls, PER * sizeof(float)) != 0 && memcmp(g3 + 3 * PER, plain + 3 * PER, PER * sizeof(float)) == 0;
     CHECK(moved, "guidance w = 3: images not moved as expected (or the null class changed)");
-    CHECK(ddx_sampling_set_guidance(sp, 2.0, NC) == DDX_E_INPUT, "null label %d of %d classes accepted", NC, NC);
+    // One class for every image: the per-class entry point is the labelled run.
+    const int32_t y2[N] = {2, 2, 2, 2, 2};
+    float ref2[N * PER];
+    st = ddx_sampling_run_class(sp, N, 2, cls, NULL, NULL);
+    if (st == DDX_OK) st = ddx_sampling_run(sp, N, y2, NULL, ref2, NULL, NULL);
+    CHECK(st == DDX_OK && memcmp(cls, ref2, sizeof cls) == 0, "run_class 2 differs from labels all 2: %s",
+          st ? ddx_last_error() : "");
+    CHECK(ddx_sampling_run_class(sp, N, NC + 1, cls, NULL, NULL) == DDX_E_INPUT, "class %d of %d accepted", NC + 1, NC);
+    CHECK(ddx_sampling_run_class(sp, N, -1, cls, NULL, NULL) == DDX_E_INPUT, "class -1 accepted");
+    // Scales that mean nothing are refused and leave the scale as it was.
+    CHECK(ddx_sampling_set_guidance(sp, -0.5) == DDX_E_INPUT && strstr(ddx_last_error(), "negative"),
+          "negative guidance accepted: %s", ddx_last_error());
+    CHECK(ddx_sampling_set_guidance(sp, NAN) == DDX_E_INPUT, "NaN guidance accepted");
+    CHECK(ddx_sampling_set_guidance(sp, INFINITY) == DDX_E_INPUT, "infinite guidance accepted");
+    CHECK(ddx_sampling_set_guidance(sp, 1e300) == DDX_E_INPUT, "guidance beyond a float accepted");
+    st = ddx_sampling_run(sp, N, y, NULL, cls, NULL, NULL);
+    CHECK(st == DDX_OK && memcmp(cls, g3, sizeof cls) == 0, "a refused scale changed the sampler's scale");
     ddx_sampling_free(sp);
     ddx_model_free(m);
     // Guidance needs labels to guide by.
     ddx_param_store ps;
     ddx_model *um = NULL;
     if (tiny_unet(0, 3, 3, &ps, &um) == DDX_OK && ddx_sampling_create(um, &s, &o, DDX_CPU, &sp) == DDX_OK) {
-        CHECK(ddx_sampling_set_guidance(sp, 2.0, 0) == DDX_E_INPUT, "guidance on an unconditional model accepted");
-        CHECK(ddx_sampling_set_guidance(sp, 1.0, 0) == DDX_OK, "w = 1 on an unconditional model refused");
+        CHECK(ddx_sampling_set_guidance(sp, 2.0) == DDX_E_INPUT, "guidance on an unconditional model accepted");
+        CHECK(ddx_sampling_set_guidance(sp, 1.0) == DDX_OK, "w = 1 on an unconditional model refused");
+        CHECK(ddx_sampling_run_class(sp, 2, 0, cls, NULL, NULL) == DDX_E_INPUT, "a class of an unconditional model accepted");
         ddx_sampling_free(sp);
     } else {
         CHECK(0, "tiny unet: %s", ddx_last_error());
     }
     ddx_model_free(um);
     ddx_param_store_free(&ps);
+    ddx_schedule_free(&s);
+    // Grid labels: one class per row whatever n.
+    int32_t gl[23];
+    CHECK(ddx_class_grid_labels(23, 10, gl) == 2 && gl[0] == 0 && gl[1] == 0 && gl[2] == 1 && gl[19] == 9 && gl[20] == 0 &&
+              gl[22] == 1,
+          "grid labels for 23 images of 10 classes");
+    CHECK(ddx_class_grid_labels(3, 10, gl) == 1 && gl[2] == 2, "grid labels for 3 images of 10 classes");
+}
+
+// The two-forward reference of guided sampling: eps_c and eps_u from separate forwards,
+// eps = eps_u + w (eps_c - eps_u) computed in double on the host, then the plain update.
+static ddx_status two_forward_sample(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, const ddx_sample_opts *o,
+                                     double w, int n, const int32_t *y, float *out) {
+    const ddx_config *cfg = &m->cfg;
+    const int64_t H = cfg->model.image_size, W = H, C = cfg->model.out_channels, hwc = H * W * C;
+    const int B = o->batch < n ? o->batch : n;
+    int *ts = malloc((size_t)s->T * sizeof(int));
+    const int S = ddx_sampler_timesteps(s, o->sampler, o->steps, o->spacing, ts);
+    float *xbuf = malloc((size_t)(B * hwc) * sizeof(float)), *ec = malloc((size_t)(B * hwc) * sizeof(float));
+    ddx_ctx_set_grad(c, false);
+    ddx_ctx_set_training(c, false);
+    ddx_status st = DDX_OK;
+    for (int b0 = 0; b0 < n && st == DDX_OK; b0 += B) {
+        const int nb = n - b0 < B ? n - b0 : B;
+        const int64_t xshape[4] = {nb, H, W, C}, nshape[1] = {nb};
+        const uint64_t off = (uint64_t)b0 * (uint64_t)hwc;
+        const size_t xbytes = (size_t)(nb * hwc) * sizeof(float);
+        ddx_ctx_reset(c);
+        const ddx_rng_key k0 = {.seed = o->seed, .stream = DDX_RNG_STREAM_SAMPLER, .step = 0, .offset = off};
+        ddx_tensor *xT = ddx_randn(c, DDX_F32, 4, xshape, k0);
+        if ((st = ddx_ctx_status(c)) != DDX_OK) break;
+        memcpy(xbuf, xT->data, xbytes);
+        for (int k = 1; k <= S && st == DDX_OK; k++) {
+            const int t = ts[k - 1], t_prev = k < S ? ts[k] : -1;
+            ddx_sampler_step_params p = ddx_sampler_coefs(s, o->sampler, t, t_prev, o->eta);
+            p.key = (ddx_rng_key){.seed = o->seed, .stream = DDX_RNG_STREAM_SAMPLER, .step = (uint32_t)k, .offset = off};
+            ddx_ctx_reset(c);
+            ddx_tensor *tt = ddx_fill(c, DDX_F32, 1, nshape, (float)t);
+            ddx_tensor *yc = ddx_new(c, DDX_I32, 1, nshape), *yu = ddx_new(c, DDX_I32, 1, nshape);
+            ddx_tensor *x = ddx_meta_tensor(c);
+            if (!yc || !yu || !x) {
+                st = DDX_E_NOMEM;
+                break;
+            }
+            memcpy(yc->data, y + b0, (size_t)nb * sizeof(int32_t));
+            for (int i = 0; i < nb; i++) ((int32_t *)yu->data)[i] = cfg->model.num_classes;
+            *x = ddx_tensor_wrap(xbuf, DDX_F32, DDX_CPU, 4, xshape);
+            ddx_tensor *pc = ddx_model_forward(c, m, x, tt, yc);
+            if ((st = ddx_ctx_status(c)) != DDX_OK) break;
+            memcpy(ec, pc->data, xbytes);
+            ddx_tensor *pu = ddx_model_forward(c, m, x, tt, yu);
+            if ((st = ddx_ctx_status(c)) != DDX_OK) break;
+            float *e = pu->data;
+            for (int64_t i = 0; i < nb * hwc; i++) e[i] = (float)((double)e[i] + w * ((double)ec[i] - (double)e[i]));
+            ddx_tensor *xp = ddx_sampler_step(c, x, pu, &p);
+            if ((st = ddx_ctx_status(c)) != DDX_OK) break;
+            memcpy(xbuf, xp->data, xbytes);
+        }
+        if (st == DDX_OK) memcpy(out + off, xbuf, xbytes);
+    }
+    ddx_ctx_reset(c);
+    free(ec);
+    free(xbuf);
+    free(ts);
+    return st;
+}
+
+static void test_guidance_unet(ddx_ctx *c) {
+    enum { NC = 3, N = 5, PER = 8 * 8 * 3 };
+    ddx_param_store ps;
+    ddx_model *m = NULL;
+    if (tiny_unet(NC, 3, 3, &ps, &m) != DDX_OK) {
+        CHECK(0, "tiny conditional unet: %s", ddx_last_error());
+        return;
+    }
+    ddx_schedule s;
+    make_schedule(&s, 40);
+    const int32_t y[N] = {2, 0, 1, 1, NC}, ynull[N] = {NC, NC, NC, NC, NC};
+    const struct { ddx_sampler smp; int steps, batch; double eta, w; } cases[] = {
+        {DDX_SAMPLER_DDIM, 6, 2, 1.0, 3.0}, {DDX_SAMPLER_DDIM, 5, 3, 0.0, 7.5}, {DDX_SAMPLER_DDPM, 0, 4, 0.0, 2.0}};
+    for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++) {
+        ddx_sample_opts o = {.sampler = cases[j].smp, .steps = cases[j].steps, .eta = cases[j].eta,
+                             .spacing = DDX_SPACING_UNIFORM, .seed = 31, .batch = cases[j].batch, .graphs = true};
+        float fused[N * PER], ref[N * PER];
+        ddx_sampling *sp = NULL;
+        ddx_status st = ddx_sampling_create(m, &s, &o, DDX_CPU, &sp);
+        if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, cases[j].w);
+        if (st == DDX_OK) st = ddx_sampling_run(sp, N, y, NULL, fused, NULL, NULL);
+        ddx_sampling_free(sp);
+        if (st == DDX_OK) st = two_forward_sample(c, m, &s, &o, cases[j].w, N, y, ref);
+        CHECK(st == DDX_OK, "guided case %zu: %s", j, ddx_last_error());
+        // fp32: the fused combine rounds u + w (c - u) in three float steps, the reference once
+        // from double; the difference is a few ulps of eps per step, carried through the steps.
+        double worst = 0.0;
+        for (int i = 0; i < N * PER; i++) {
+            const double d = fabs((double)fused[i] - (double)ref[i]) / (1.0 + fabs((double)ref[i]));
+            worst = d > worst || d != d ? d : worst;
+        }
+        CHECK(finite_all(fused, N * PER) && worst < 2e-5, "guided case %zu (%s, batch %d, w %g): fused vs two forwards: %g",
+              j, cases[j].smp == DDX_SAMPLER_DDIM ? "ddim" : "ddpm", cases[j].batch, cases[j].w, worst);
+        // w = 0 with a real network: the unconditional half of the doubled batch is exactly the
+        // null-class sample (a row of the forward does not depend on the rows beside it).
+        float g0[N * PER], un[N * PER];
+        st = ddx_sampling_create(m, &s, &o, DDX_CPU, &sp);
+        if (st == DDX_OK) st = ddx_sampling_set_guidance(sp, 0.0);
+        if (st == DDX_OK) st = ddx_sampling_run(sp, N, y, NULL, g0, NULL, NULL);
+        ddx_sampling_free(sp);
+        if (st == DDX_OK) st = new_sample(m, &s, &o, N, ynull, NULL, un);
+        CHECK(st == DDX_OK && memcmp(g0, un, sizeof g0) == 0, "guided case %zu: w = 0 is not the null-class sample bit for bit%s%s",
+              j, st ? ": " : "", st ? ddx_last_error() : "");
+    }
+    ddx_schedule_free(&s);
+    ddx_model_free(m);
+    ddx_param_store_free(&ps);
+}
+
+// The op alone: the guided step over [x_t; doubled output] equals combining first and then
+// the plain step, for every coefficient set the sampler uses, and refuses a wrong shape.
+static void test_guided_op(ddx_ctx *c) {
+    enum { N = 3, PER = 5 * 3 * 2 };
+    ddx_schedule s;
+    make_schedule(&s, 50);
+    ddx_ctx_reset(c);
+    const int64_t xs[4] = {N, 5, 3, 2}, ds[4] = {2 * N, 5, 3, 2};
+    ddx_tensor *x = ddx_new(c, DDX_F32, 4, xs), *o2 = ddx_new(c, DDX_F32, 4, ds), *mix = ddx_new(c, DDX_F32, 4, xs);
+    if (!x || !o2 || !mix) {
+        CHECK(0, "op tensors: %s", ddx_last_error());
+        return;
+    }
+    float *xd = x->data, *od = o2->data, *md = mix->data;
+    for (int i = 0; i < N * PER; i++) xd[i] = sinf(0.7f * (float)i);
+    for (int i = 0; i < 2 * N * PER; i++) od[i] = cosf(0.3f * (float)i + 0.1f);
+    const float ws[] = {0.0f, 1.0f, 3.0f, 7.5f};
+    const struct { ddx_sampler smp; int t, t_prev; double eta; } st_[] = {
+        {DDX_SAMPLER_DDPM, 30, 29, 0.0}, {DDX_SAMPLER_DDIM, 30, 20, 0.0}, {DDX_SAMPLER_DDIM, 30, 20, 1.0}, {DDX_SAMPLER_DDIM, 5, -1, 0.0}};
+    for (size_t a = 0; a < sizeof ws / sizeof ws[0]; a++)
+        for (size_t b = 0; b < sizeof st_ / sizeof st_[0]; b++) {
+            ddx_sampler_step_params p = ddx_sampler_coefs(&s, st_[b].smp, st_[b].t, st_[b].t_prev, st_[b].eta);
+            p.key = (ddx_rng_key){.seed = 4, .stream = DDX_RNG_STREAM_SAMPLER, .step = 2, .offset = 7};
+            for (int i = 0; i < N * PER; i++) {
+                const double u = od[N * PER + i], cc = od[i];
+                md[i] = (float)(u + (double)ws[a] * (cc - u));
+            }
+            ddx_tensor *ref = ddx_sampler_step(c, x, mix, &p);
+            ddx_sampler_step_params pg = p;
+            pg.guided = true;
+            pg.guidance = ws[a];
+            ddx_tensor *got = ddx_sampler_step(c, x, o2, &pg);
+            CHECK(ref && got, "guided op w %g: %s", (double)ws[a], ddx_last_error());
+            if (!ref || !got) return;
+            double worst = 0.0;
+            for (int i = 0; i < N * PER; i++) {
+                const double d = fabs((double)((float *)got->data)[i] - (double)((float *)ref->data)[i]) /
+                                 (1.0 + fabs((double)((float *)ref->data)[i]));
+                worst = d > worst || d != d ? d : worst;
+            }
+            CHECK(worst < 1e-5, "guided op w %g step %zu: fused vs combined-first: %g", (double)ws[a], b, worst);
+            // w = 0 reads the unconditional half exactly.
+            if (ws[a] == 0.0f) {
+                ddx_tensor uh = ddx_tensor_slice(o2, N, 2 * N);
+                ddx_tensor *un = ddx_sampler_step(c, x, &uh, &p);
+                CHECK(un && memcmp(un->data, got->data, (size_t)(N * PER) * sizeof(float)) == 0,
+                      "guided op w 0 step %zu is not the unconditional step bit for bit", b);
+            }
+        }
+    ddx_sampler_step_params p = ddx_sampler_coefs(&s, DDX_SAMPLER_DDIM, 30, 20, 0.0);
+    p.guided = true;
+    p.guidance = 2.0f;
+    CHECK(!ddx_sampler_step(c, x, mix, &p) && ddx_ctx_status(c) == DDX_E_INPUT && strstr(ddx_last_error(), "doubled"),
+          "a guided step over an undoubled output accepted: %s", ddx_last_error());
+    ddx_ctx_reset(c);
+    x = ddx_new(c, DDX_F32, 4, xs), o2 = ddx_new(c, DDX_F32, 4, ds);
+    p.guidance = NAN;
+    CHECK(!ddx_sampler_step(c, x, o2, &p) && ddx_ctx_status(c) == DDX_E_INPUT, "a NaN guidance scale accepted");
+    ddx_ctx_reset(c);
     ddx_schedule_free(&s);
 }
 
@@ -405,6 +604,8 @@ int main(void) {
     }
     test_matches_old_loop(&c);
     test_guidance();
+    test_guidance_unet(&c);
+    test_guided_op(&c);
     test_post_step();
     test_conditioning(&c);
     test_graph_cpu(&c);

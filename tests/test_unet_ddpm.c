@@ -483,8 +483,9 @@ static void test_init(void) {
               n_norm);
         CHECK(bad_bound == 0, "%zu conv/linear values outside U(-1/sqrt(fan_in), 1/sqrt(fan_in))", bad_bound);
         const double mean = emb_sum / (double)n_emb, var = emb_sq / (double)n_emb - mean * mean;
-        // 5 x 32 = 160 N(0,1) draws: mean within 4/sqrt(160) = 0.32, variance within 0.5 of 1.
-        CHECK(n_emb == 160 && fabs(mean) < 0.32 && fabs(var - 1.0) < 0.5, "class embedding: %zu values, mean %g var %g",
+        // (5 classes + the null class) x 32 = 192 N(0,1) draws: mean within 4/sqrt(192) = 0.29,
+        // variance within 0.5 of 1.
+        CHECK(n_emb == 192 && fabs(mean) < 0.29 && fabs(var - 1.0) < 0.5, "class embedding: %zu values, mean %g var %g",
               n_emb, mean, var);
     }
     if (ma) destroy(ma, &a);
@@ -795,7 +796,8 @@ int main(void) {
     tiny_cfg(&cfg, 16, 3, 3, 16, 1, 2, 1, 8, 8, 0);
     test_parity("tiny", &cfg, 177427);
     tiny_cfg(&cfg, 16, 1, 2, 8, 1, 2, 2, 16, 4, 5);
-    test_parity("tiny_cond", &cfg, 60346);
+    // num_classes 5: diffusers' num_class_embeds 6, the last row the null class (label 5 in the fixture).
+    test_parity("tiny_cond", &cfg, 60378);
     // Super-resolution: in_channels = 2 x out_channels (x_t next to the upsampled low-res image).
     tiny_cfg(&cfg, 16, 6, 3, 8, 1, 2, 1, 8, 4, 0);
     cfg.model.cond = DDX_COND_LOWRES;
@@ -816,7 +818,8 @@ int main(void) {
     cfg.data.dataset = DDX_DATASET_FASHION_MNIST;
     diffusers_cfg(&cfg, 0, false, 1, 0, 2, (const int[]){12, 20});
     test_parity("widths", &cfg, 76617);
-    tiny_cfg(&cfg, 16, 3, 3, 8, 1, 1, 1, 8, 4, 3);
+    // num_class_embeds 3: ddx's num_classes 2 plus the null class (label 2 in the fixture).
+    tiny_cfg(&cfg, 16, 3, 3, 8, 1, 1, 1, 8, 4, 2);
     cfg.model.ch_mult.n = 3;
     cfg.model.ch_mult.v[2] = 1;
     cfg.model.norm_eps = 1e-5;

@@ -38,7 +38,7 @@ typedef struct tcase {
 
 static const tcase CASES[] = {
     {"gray", 1, 1, 8, {1, 2, 4}, 0, 16, {3.0f, 517.0f}, {0, 0}, 0},
-    {"rgb", 3, 3, 8, {1, 2, 3}, 10, 12, {999.0f, 40.0f}, {7, 2}, 0},
+    {"rgb", 3, 3, 8, {1, 2, 3}, 10, 12, {999.0f, 40.0f}, {10, 2}, 0},   // 10: the null class
     {"sr", 2, 1, 8, {1, 2, 2}, 0, 16, {250.0f, 731.0f}, {0, 0}, 4},
 };
 #define BATCH 2
@@ -393,14 +393,14 @@ static void test_bad_inputs(void) {
         CHECK(out == NULL && ddx_ctx_status(&c) == DDX_E_INPUT, "bad input (%s): got %s, want DDX_E_INPUT", cases[i].what,
               ddx_status_name(ddx_ctx_status(&c)));
     }
-    // Out-of-range label: caught by the embedding op.
+    // Out-of-range label: caught by the embedding op (10 is the null class, 11 is past the table).
     ddx_ctx_reset(&c);
     ddx_tensor *x = input_tensor(&c, NULL, DDX_F32, 4, (int64_t[]){2, 12, 12, 3});   // [N, H, W, C]
     if (x) memset(x->data, 0, ddx_nbytes(x));
     ddx_tensor *t = input_tensor(&c, tv, DDX_F32, 1, (int64_t[]){2});
-    ddx_tensor *y = input_tensor(&c, (const int[]){0, 10}, DDX_I32, 1, (int64_t[]){2});
+    ddx_tensor *y = input_tensor(&c, (const int[]){0, 11}, DDX_I32, 1, (int64_t[]){2});
     ddx_tensor *out = ddx_model_forward(&c, m, x, t, y);
-    CHECK(out == NULL && ddx_ctx_status(&c) == DDX_E_INPUT, "label 10 of 10 classes: got %s, want DDX_E_INPUT",
+    CHECK(out == NULL && ddx_ctx_status(&c) == DDX_E_INPUT, "label 11 of 10 classes + null: got %s, want DDX_E_INPUT",
           ddx_status_name(ddx_ctx_status(&c)));
 out:
     if (have_ctx) ddx_ctx_free(&c);

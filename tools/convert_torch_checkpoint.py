@@ -182,8 +182,12 @@ def ddx_config_from_diffusers(config):
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise Unsupported("dropout", dropout)
     nrb = _int(cfg, "layers_per_block", 1)
+    # ddx's class table has num_classes + 1 rows, the last being the null class of classifier-free
+    # guidance, so num_class_embeds E is model.num_classes E - 1: the last diffusers class becomes
+    # ddx's null class (for a model trained without one, its last class is still sampled, as the
+    # null class: ddx-sample --guidance 0 --class 0 gives it). E = 1 would leave no class at all.
     classes = cfg["num_class_embeds"]
-    classes = 0 if classes is None or cfg["class_embed_type"] == "" else _int(cfg, "num_class_embeds", 1)
+    classes = 0 if classes is None or cfg["class_embed_type"] == "" else _int(cfg, "num_class_embeds", 2) - 1
 
     # Widths that are multiples of the first are written as ch * ch_mult (ddx's own form, e.g.
     # google/ddpm-cifar10-32 becomes configs/cifar10_ddpm.yaml's network); others as

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -230,6 +231,25 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
+// The names of classes 0..n-1, one per line, as ddx_dataset.class_names holds them.
+static ddx_status set_names(ddx_dataset *d, const char *const *names, int n) {
+    size_t len = 1;
+    for (int i = 0; i < n; i++) len += strlen(names[i]) + 1;
+    char *p = malloc(len);
+    if (!p) return ddx_errorf(DDX_E_NOMEM, "data: out of memory for the class names");
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t l = strlen(names[i]);
+        memcpy(p + at, names[i], l);
+        at += l;
+        p[at++] = '\n';
+    }
+    p[at] = 0;
+    free(d->class_names);
+    d->class_names = p;
+    return DDX_OK;
+}
+
 static ddx_status load_fashion_mnist(const ddx_config *cfg, bool test, ddx_dataset *d) {
     const char *dir = cfg->data.path[0] ? cfg->data.path : FMNIST_DEFAULT_PATH;
     if (cfg->model.out_channels != 1)
@@ -318,6 +338,9 @@ static ddx_status load_fashion_mnist(const ddx_config *cfg, bool test, ddx_datas
     d->size = s;
     d->channels = 1;
     d->num_classes = 10;
+    static const char *const names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                          "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    DDX_TRY(set_names(d, names, 10));
     char resized[48] = "";
     if ((int64_t)s != (int64_t)rows || rows != cols) snprintf(resized, sizeof resized, " resized to %dx%d", s, s);
     set_desc(d, "Fashion-MNIST %s, %llu images %llux%llux1%s from %s", test ? "test" : "train",
@@ -326,6 +349,41 @@ static ddx_status load_fashion_mnist(const ddx_config *cfg, bool test, ddx_datas
 }
 
 // ---- CIFAR-10 --------------------------------------------------------------------------------
+// batches.meta.txt (the archive's list of the ten class names, one a line); absent, the
+// standard names. A file that is there but is not ten short names is refused.
+static ddx_status cifar10_names(const char *dir, ddx_dataset *d) {
+    static const char *const standard[10] = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                             "dog",      "frog",       "horse", "ship", "truck"};
+    char path[DDX_CONFIG_STR_MAX + 32];
+    snprintf(path, sizeof path, "%s/batches.meta.txt", dir);
+    bool missing;
+    DDX_TRY(file_missing(path, &missing));
+    if (missing) return set_names(d, standard, 10);
+    int fd;
+    int64_t size = 0;
+    DDX_TRY(ddx_input_open(path, "data.path", &fd, &size));
+    char buf[1024];
+    ssize_t got = size >= 0 && size < (int64_t)sizeof buf ? read(fd, buf, sizeof buf - 1) : -2;
+    close(fd);
+    if (got < 0)
+        return ddx_errorf(DDX_E_INPUT, "data.path: %s: %s; it should list the ten class names, one a line", path,
+                          got == -2 ? "too large" : "cannot be read");
+    buf[got] = 0;
+    const char *names[10];
+    int n = 0;
+    for (char *line = buf, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        size_t len = strlen(line);
+        while (len && (line[len - 1] == '\r' || line[len - 1] == ' ')) line[--len] = 0;
+        if (!len) continue;
+        if (n == 10) return ddx_errorf(DDX_E_INPUT, "data.path: %s lists more than ten class names", path);
+        names[n++] = line;
+    }
+    if (n != 10) return ddx_errorf(DDX_E_INPUT, "data.path: %s lists %d class names, not CIFAR-10's ten", path, n);
+    return set_names(d, names, 10);
+}
+
 static ddx_status load_cifar10(const ddx_config *cfg, bool test, ddx_dataset *d) {
     const char *dir = cfg->data.path[0] ? cfg->data.path : CIFAR_DEFAULT_PATH;
     if (cfg->model.out_channels != 3)
@@ -347,9 +405,9 @@ static ddx_status load_cifar10(const ddx_config *cfg, bool test, ddx_dataset *d)
         if (missing)
             return ddx_errorf(DDX_E_INPUT,
                               "data.path: %s not found: download " CIFAR_URL ", extract it so that "
-                              "DIR/data_batch_1.bin .. data_batch_5.bin exist, and set data.path: DIR (the archive "
+                              "DIR/%s exist%s, and set data.path: DIR (the archive "
                               "unpacks to cifar-10-batches-bin/, so extracting it inside ./data matches the default)",
-                              paths[b]);
+                              paths[b], test ? "test_batch.bin" : "data_batch_1.bin .. data_batch_5.bin", test ? "s" : "");
         struct stat sb;
         if (stat(paths[b], &sb) != 0)
             return ddx_errorf(DDX_E_IO, "data.path: cannot access %s: %s", paths[b], strerror(errno));
@@ -408,6 +466,7 @@ static ddx_status load_cifar10(const ddx_config *cfg, bool test, ddx_dataset *d)
     d->size = cfg->data.image_size;
     d->channels = 3;
     d->num_classes = 10;
+    DDX_TRY(cifar10_names(dir, d));
     char resized[48] = "";
     if (d->size != 32) snprintf(resized, sizeof resized, " resized to %dx%d", d->size, d->size);
     set_desc(d, "CIFAR-10 %s, %lld images 32x32x3%s from %s", test ? "test" : "train", (long long)total, resized,
@@ -481,6 +540,62 @@ static ddx_status walk(const char *dir, int depth, path_list *l) {
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// Classes of an image folder: the sorted names of the sub-folders of `dir` that hold the
+// images, an image's label the index of its sub-folder. An image directly in `dir` means
+// the folder is not split by class: no labels then (num_classes 0). files: sorted.
+static ddx_status folder_classes(const char *dir, const path_list *files, ddx_dataset *d) {
+    const size_t dl = strlen(dir);
+    char **names = malloc((size_t)files->n * sizeof *names);
+    if (!names) return ddx_errorf(DDX_E_NOMEM, "data: out of memory for the class names");
+    int64_t nn = 0;
+    ddx_status st = DDX_OK;
+    bool flat = false;   // an image at the top level: the folder has no classes
+    for (int64_t i = 0; i < files->n && !st && !flat; i++) {
+        const char *rel = files->v[i] + dl;
+        while (*rel == '/') rel++;
+        const char *slash = strchr(rel, '/');
+        if (!slash) {
+            flat = true;
+            break;
+        }
+        const size_t len = (size_t)(slash - rel);
+        // Class names are stored one a line (checkpoint metadata, ddx-sample --class NAME).
+        if (memchr(rel, '\n', len)) {
+            st = ddx_errorf(DDX_E_INPUT, "data.path: %s: a class sub-folder name holds a line break; rename it", dir);
+            break;
+        }
+        if (nn > 0 && strlen(names[nn - 1]) == len && !memcmp(names[nn - 1], rel, len)) continue;
+        if (!(names[nn] = strndup(rel, len))) st = ddx_errorf(DDX_E_NOMEM, "data: out of memory for the class names");
+        else nn++;
+    }
+    // Sorted paths put a sub-folder's files together, so neighbours are the only duplicates
+    // left to drop; sort the names as names ("a" before "a-b", which "a-b/" sorts before "a/").
+    if (!st && !flat && nn > 0) {
+        qsort(names, (size_t)nn, sizeof *names, cmp_str);
+        int64_t u = 0;
+        for (int64_t i = 0; i < nn; i++) {
+            if (u > 0 && !strcmp(names[u - 1], names[i])) free(names[i]);
+            else names[u++] = names[i];
+        }
+        nn = u;
+        for (int64_t i = 0; i < files->n; i++) {
+            const char *rel = files->v[i] + dl;
+            while (*rel == '/') rel++;
+            char key[PATH_MAX];
+            snprintf(key, sizeof key, "%.*s", (int)(strchr(rel, '/') - rel), rel);
+            const char *kp = key;
+            char **hit = bsearch(&kp, names, (size_t)nn, sizeof *names, cmp_str);
+            d->labels[i] = (int32_t)(hit - names);
+        }
+        if (nn > INT32_MAX / 2) st = ddx_errorf(DDX_E_INPUT, "data.path: %s: too many class sub-folders", dir);
+        if (!st) st = set_names(d, (const char *const *)names, (int)nn);
+        if (!st) d->num_classes = (int)nn;
+    }
+    for (int64_t i = 0; i < nn; i++) free(names[i]);
+    free(names);
+    return st;
+}
 
 typedef struct folder_job {
     const path_list *files;
@@ -617,6 +732,8 @@ static ddx_status load_image_folder(const ddx_config *cfg, ddx_dataset *d) {
     pthread_mutex_destroy(&job.mu);
     if (job.fail_index >= 0) st = ddx_errorf(job.fail_st, "%s", job.fail_msg);
     int64_t n = files.n;
+    d->num_classes = 0;
+    if (!st) st = folder_classes(dir, &files, d);
     path_list_free(&files);
     if (st) {
         free(pix);   // d->labels: ddx_dataset_load frees d on failure
@@ -626,7 +743,6 @@ static ddx_status load_image_folder(const ddx_config *cfg, ddx_dataset *d) {
     d->n = n;
     d->size = s;
     d->channels = c;
-    d->num_classes = 0;
     set_desc(d, "image folder, %lld images at %dx%dx%d from %s", (long long)n, s, s, c, dir);
     return DDX_OK;
 }
@@ -658,6 +774,7 @@ void ddx_dataset_free(ddx_dataset *d) {
     if (!d) return;
     free(d->pixels);
     free(d->labels);
+    free(d->class_names);
     memset(d, 0, sizeof *d);
 }
 

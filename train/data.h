@@ -24,7 +24,8 @@ typedef struct ddx_dataset {
     int size, channels; // S and C
     uint8_t *pixels;    // [n, S, S, C]
     int32_t *labels;    // [n]
-    int num_classes;    // 10 for Fashion-MNIST and CIFAR-10, 0 for image folders
+    int num_classes;    // 10 for Fashion-MNIST and CIFAR-10; image folders: the sub-folder count (0: none)
+    char *class_names;  // num_classes names, each ending in '\n' (NULL when num_classes is 0)
     char desc[256];     // "Fashion-MNIST train, 60000 images 28x28x1 from /usr/share/..."
 } ddx_dataset;
 
@@ -32,6 +33,10 @@ typedef struct ddx_dataset {
 // data.path, default /usr/share/datasets/fashion-mnist), cifar10 (data_batch_1..5.bin under
 // data.path, default data/cifar-10-batches-bin), image_folder (every .png/.jpg/.jpeg under
 // data.path, recursively, sorted by path; center crop to square, area resize to S).
+// Labels and class names: Fashion-MNIST's ten, CIFAR-10's from batches.meta.txt beside the
+// batches (its standard ten when the file is absent), and for an image folder the sorted
+// names of data.path's sub-folders, an image's class being the sub-folder it lies under
+// (then every image must lie in one; with images at the top level the folder has no classes).
 // A missing set is DDX_E_INPUT with one line saying where to get it and where to put it;
 // a corrupt file is DDX_E_INPUT naming the file. Sizes other than the native one are resized.
 ddx_status ddx_dataset_load(const ddx_config *cfg, ddx_dataset *out);

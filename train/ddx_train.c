@@ -237,7 +237,8 @@ static ddx_status prune_step_files(const char *dir, int keep) {
 // and last.safetensors becomes a second name (hard link) of it, replaced by rename so it is
 // always a whole file; where hard links are refused, last.safetensors is written again.
 static ddx_status save_checkpoint(run *r, int64_t data_batch, double loss_sum, int64_t loss_n, double elapsed) {
-    ddx_ckpt_state st = {r->tr.step, data_batch, r->cfg.run.seed, loss_sum, loss_n, elapsed};
+    ddx_ckpt_state st = {r->tr.step, data_batch, r->cfg.run.seed, loss_sum, loss_n, elapsed,
+                         r->cfg.model.num_classes > 0 ? r->data.class_names : NULL};
     const int content = DDX_CKPT_WEIGHTS | DDX_CKPT_EMA | DDX_CKPT_ADAM;
     int keep = r->cfg.train.keep_checkpoints;
     if (keep == 0) {
@@ -341,7 +342,9 @@ static ddx_status save_samples(run *r, const char *name) {
     char path[PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/samples/%s.png", r->dir, name);
     int S = cfg->model.image_size;
-    int cols = cfg->model.num_classes > 0 ? cfg->model.num_classes : 0;
+    // Class-conditional: one row per class (the labels ddx_trainer_sample drew them with).
+    const int K = cfg->model.num_classes;
+    int cols = K > 0 ? (n >= K ? n / K : 1) : 0;
     DDX_TRY(ddx_image_grid_write(path, r->samples, n, S, S, cfg->model.out_channels, cols, DDX_NORMALIZE_CLIP, NULL));
     printf("samples: %s (%d images, %s %d steps, %s weights, %.1f s)\n", path, n,
            cfg->sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm",
@@ -765,6 +768,19 @@ int main(int argc, char **argv) {
         st = ddx_errorf(DDX_E_INPUT, "DDX_COMM='%s': the only value is nccl (unset it otherwise)", force);
     if (!st) st = ddx_comm_init(&launch, dev, cfg->run.comm_timeout_s, force && !strcmp(force, "nccl"), &r.comm);
     if (!st) st = ddx_dataset_load(cfg, &r.data);
+    // A class-conditional model trains on the data set's classes, all of them and no others.
+    if (!st && cfg->model.num_classes > 0 && r.data.num_classes == 0)
+        st = ddx_errorf(DDX_E_INPUT,
+                        "model.num_classes is %d but the data set (%s) has no labels: use a labelled set (an image folder "
+                        "gets one class per sub-folder) or model.num_classes: 0",
+                        cfg->model.num_classes, r.data.desc);
+    else if (!st && cfg->model.num_classes > 0 && r.data.num_classes != cfg->model.num_classes)
+        st = ddx_errorf(DDX_E_INPUT, "model.num_classes is %d but the data set (%s) has %d classes: set model.num_classes: %d",
+                        cfg->model.num_classes, r.data.desc, r.data.num_classes, r.data.num_classes);
+    for (int64_t i = 0; !st && cfg->model.num_classes > 0 && i < r.data.n; i++)
+        if (r.data.labels[i] < 0 || r.data.labels[i] >= cfg->model.num_classes)
+            st = ddx_errorf(DDX_E_INPUT, "data set (%s): image %lld has label %d, outside 0..%d (model.num_classes %d)", r.data.desc,
+                            (long long)i, (int)r.data.labels[i], cfg->model.num_classes - 1, cfg->model.num_classes);
     if (!st && cfg->train.batch_size > r.data.n)
         st = ddx_errorf(DDX_E_INPUT, "train.batch_size %d is larger than the data set (%lld images): lower train.batch_size",
                         cfg->train.batch_size, (long long)r.data.n);

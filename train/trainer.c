@@ -98,6 +98,7 @@ ddx_status ddx_trainer_set_comm(ddx_trainer *t, struct ddx_comm *comm, double bu
 void ddx_trainer_free(ddx_trainer *t) {
     ddx_dp_free(t->dp);
     graph_free(t);
+    free(t->labels);
     ddx_sampling_free(t->sampler);
     if (t->ctx.act.name) ddx_ctx_free(&t->ctx);
     ddx_schedule_free(&t->sched);
@@ -108,10 +109,46 @@ void ddx_trainer_free(ddx_trainer *t) {
     memset(t, 0, sizeof *t);
 }
 
+ddx_status ddx_label_dropout(int32_t *y, int n, int null_class, double p, uint64_t seed, uint64_t step) {
+    if (!(p > 0.0) || n <= 0) return DDX_OK;
+    enum { CHUNK = 256 };
+    float u[CHUNK];
+    for (int j0 = 0; j0 < n; j0 += CHUNK) {
+        const int m = n - j0 < CHUNK ? n - j0 : CHUNK;
+        DDX_TRY(ddx_philox_uniform(u, m, seed, DDX_RNG_STREAM_LABEL_DROP, step, (uint64_t)j0));
+        for (int j = 0; j < m; j++)
+            if ((double)u[j] < p) y[j0 + j] = null_class;
+    }
+    return DDX_OK;
+}
+
+// The step's labels: checked (a data set's labels must be classes of the model) and with
+// label dropout applied, into t->labels. NULL for an unconditional model.
+static ddx_status step_labels(ddx_trainer *t, const int32_t *y, int64_t step, const int32_t **out) {
+    const ddx_config *cfg = &t->cfg;
+    const int B = cfg->train.batch_size, K = cfg->model.num_classes;
+    *out = NULL;
+    if (K <= 0) return DDX_OK;
+    if (!y) return ddx_errorf(DDX_E_INPUT, "model.num_classes is %d but the data set has no labels", K);
+    if (!t->labels && !(t->labels = malloc((size_t)B * sizeof *t->labels)))
+        return ddx_errorf(DDX_E_NOMEM, "trainer: out of host memory");
+    for (int j = 0; j < B; j++) {
+        if (y[j] < 0 || y[j] >= K)
+            return ddx_errorf(DDX_E_INPUT, "label %d of image %d of the batch is not a class of the model (0..%d): set "
+                                           "model.num_classes to the data set's class count",
+                              (int)y[j], j, K - 1);
+        t->labels[j] = y[j];
+    }
+    DDX_TRY(ddx_label_dropout(t->labels, B, K, cfg->train.label_dropout, cfg->run.seed, (uint64_t)step));
+    *out = t->labels;
+    return DDX_OK;
+}
+
 ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, float *loss, double *grad_norm) {
     ddx_ctx *c = &t->ctx;
     const ddx_config *cfg = &t->cfg;
     int64_t step = t->step + 1;
+    DDX_TRY(step_labels(t, y, step, &y));
     if (t->graphs) {
         if (cfg->model.num_classes > 0 && !y)
             return ddx_errorf(DDX_E_INPUT, "model.num_classes is %d but the data set has no labels", cfg->model.num_classes);
@@ -193,7 +230,7 @@ ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, fl
 ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed, float *out) {
     const ddx_config *cfg = &t->cfg;
     if (n <= 0) return n == 0 ? DDX_OK : ddx_errorf(DDX_E_INPUT, "sample.n: %d images requested; must be >= 0", n);
-    const ddx_sample_opts o = {
+    ddx_sample_opts o = {
         .sampler = cfg->sample.sampler,
         .steps = cfg->sample.steps,
         .eta = cfg->sample.eta,
@@ -202,6 +239,9 @@ ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed
         .batch = n < cfg->train.batch_size ? n : cfg->train.batch_size,
         .graphs = t->sample_graphs,
     };
+    // Guided grids run a doubled batch: half the images per forward keeps it within the
+    // training step's rows.
+    if (cfg->sample.guidance != 1.0 && o.batch > 1) o.batch = (o.batch + 1) / 2;
     // One sampler for every grid of the run; its buffers and graph stay between grids.
     if (t->sampler && (t->sampler_opts.seed != o.seed || t->sampler_opts.batch != o.batch)) {
         ddx_sampling_free(t->sampler);
@@ -212,6 +252,7 @@ ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed
         // of at most train.batch_size rows fits it) instead of holding a second arena.
         DDX_TRY(ddx_sampling_create_in(t->model, &t->sched, &o, &t->ctx, &t->sampler));
         t->sampler_opts = o;
+        DDX_TRY(ddx_sampling_set_guidance(t->sampler, cfg->sample.guidance));
     }
     size_t bytes = t->ps.numel * sizeof(float);
     void *saved = NULL;
@@ -231,7 +272,7 @@ ddx_status ddx_trainer_sample(ddx_trainer *t, bool use_ema, int n, uint64_t seed
             if (saved) ddx_dev_free(t->device, saved);
             return ddx_errorf(DDX_E_NOMEM, "sample: out of host memory");
         }
-        for (int i = 0; i < n; i++) y[i] = i % cfg->model.num_classes;   // one class per grid column
+        ddx_class_grid_labels(n, cfg->model.num_classes, y);   // one grid row per class
     }
     float *cond = NULL;
     ddx_status st = DDX_OK;

@@ -53,6 +53,7 @@ typedef struct ddx_trainer {
     ddx_sample_opts sampler_opts;  // what it was made with
     ddx_trainer_stats stats;   // host-side stats (CPU and eager steps)
     struct ddx_dp *dp;         // data parallelism (NULL: the whole batch on this process)
+    int32_t *labels;           // [batch]: the labels the last step trained on, after label dropout
 } ddx_trainer;
 
 // On by default: tests/test_train_devices.sh showed graph and eager runs bit-identical (losses,
@@ -64,8 +65,8 @@ typedef struct ddx_trainer {
 ddx_status ddx_trainer_init(ddx_trainer *t, const ddx_config *cfg, ddx_device dev);
 void ddx_trainer_free(ddx_trainer *t);
 
-// One step (step number t->step + 1): x host f32 [batch, S, S, C] in [-1, 1], y host labels or
-// NULL. Loss forward, backward, clip, AdamW, EMA. *loss and *grad_norm (may be NULL) get the
+// One step (step number t->step + 1): x host f32 [batch, S, S, C] in [-1, 1], y host labels
+// (0..model.num_classes-1; train.label_dropout replaces some by the null class) or NULL. Loss forward, backward, clip, AdamW, EMA. *loss and *grad_norm (may be NULL) get the
 // step's values. Advances t->step only on success.
 // With graphs, loss and grad_norm NULL make the step wait for nothing (the host runs up to one
 // step ahead of the GPU); asking for them waits for the step. A non-finite grad norm then
@@ -79,6 +80,12 @@ ddx_status ddx_trainer_step(ddx_trainer *t, const float *x, const int32_t *y, fl
 // reads only this rank's rows; loss and grad norm are the global ones. bucket_mb: the size of
 // the all-reduce buckets. A comm of world 1 with the single backend changes nothing.
 ddx_status ddx_trainer_set_comm(ddx_trainer *t, struct ddx_comm *comm, double bucket_mb);
+// Classifier-free guidance label dropout (train.label_dropout = p): label j of step `step` is
+// replaced by null_class when Philox uniform j of (seed, DDX_RNG_STREAM_LABEL_DROP, step) is
+// below p. Drawn on the host for every device: the labels are uploaded each step anyway (the
+// graph step's input buffer included), so the CPU and CUDA runs train on the same labels, and
+// keyed by the step, a resumed run draws what the unbroken run would have.
+ddx_status ddx_label_dropout(int32_t *y, int n, int null_class, double p, uint64_t seed, uint64_t step);
 
 // Turns CUDA graphs on or off for the training and sampling steps: on CUDA only (dropout,
 // like the other noise, reads the captured step's word from device memory). Call

@@ -124,7 +124,7 @@ def build_unet(mc):
         norm_num_groups=mc["groups"],
         attention_head_dim=None,
         dropout=mc["dropout"],
-        num_class_embeds=mc["num_classes"] if mc["num_classes"] > 0 else None,
+        num_class_embeds=mc["num_classes"] + 1 if mc["num_classes"] > 0 else None,   # + ddx's null class row
     )
 
 

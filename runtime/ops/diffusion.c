@@ -135,9 +135,19 @@ static ddx_tensor *sampler_step4(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, d
     if (x_t->dtype != DDX_F32 || out->dtype != DDX_F32)
         return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: x_t and the model output must be f32, got %s and %s",
                            ddx_dtype_name(x_t->dtype), ddx_dtype_name(out->dtype));
-    if (!ddx_same_shape(x_t, out))
-        return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: x_t %s and the model output %s must have the same shape",
-                           ddx_shape_str(x_t, sa, sizeof sa), ddx_shape_str(out, sb, sizeof sb));
+    bool shape_ok = ddx_same_shape(x_t, out);
+    if (p->guided) {
+        // The doubled batch: [2N, rest of x_t's shape].
+        shape_ok = out->ndim == x_t->ndim && x_t->ndim >= 1 && out->shape[0] == 2 * x_t->shape[0];
+        for (int i = 1; shape_ok && i < x_t->ndim; i++) shape_ok = out->shape[i] == x_t->shape[i];
+        if (!finite_f(p->guidance))
+            return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: guidance scale %g is not finite", (double)p->guidance);
+    }
+    if (!shape_ok)
+        return ddx_op_fail(c, DDX_E_INPUT,
+                           p->guided ? "sampler_step: guided, the model output %s must be the doubled batch of x_t %s"
+                                     : "sampler_step: the model output %s and x_t %s must have the same shape",
+                           ddx_shape_str(out, sb, sizeof sb), ddx_shape_str(x_t, sa, sizeof sa));
     if (p->coefs_dev && (!c->step_dev || c->device != DDX_CUDA))
         return ddx_op_fail(c, DDX_E_INPUT, "sampler_step: device coefficients need the CUDA backend and the context's step_dev");
     const float co[8] = {p->a, p->b, p->f, p->g, p->c, p->d, p->e, p->sigma};
@@ -217,15 +227,18 @@ ddx_status ddx_cpu_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
     const ddx_sampler_step_params *p = &n->p.sampler_step;
     const int64_t cnt = ddx_numel(n->out);
     const float *xt = ddx_f32c(n->in[0]), *o = ddx_f32c(n->in[1]);
+    // Guided: o is the conditional half, ou the unconditional one (see ddx_sampler_step_params).
+    const float *ou = p->guided ? o + cnt : NULL;
     float *y = ddx_f32(n->out);
     const bool noise = p->sigma != 0.0f;
     // The noise lands in y first and is consumed in place.
     if (noise) DDX_TRY(ddx_philox_normal(y, cnt, p->key.seed, p->key.stream, p->key.step, p->key.offset));
     for (int64_t i = 0; i < cnt; i++) {
-        float x0 = ddx_rng_add(ddx_rng_mul(p->a, xt[i]), ddx_rng_mul(p->b, o[i]));
+        const float m = ou ? ddx_rng_add(ou[i], ddx_rng_mul(p->guidance, ddx_rng_add(o[i], -ou[i]))) : o[i];
+        float x0 = ddx_rng_add(ddx_rng_mul(p->a, xt[i]), ddx_rng_mul(p->b, m));
         // Comparisons rather than fminf/fmaxf: a NaN must stay NaN, not become a clip bound.
         if (p->clip) x0 = x0 < -1.0f ? -1.0f : (x0 > 1.0f ? 1.0f : x0);
-        const float eps = ddx_rng_add(ddx_rng_mul(p->f, xt[i]), ddx_rng_mul(p->g, o[i]));
+        const float eps = ddx_rng_add(ddx_rng_mul(p->f, xt[i]), ddx_rng_mul(p->g, m));
         float v = ddx_rng_add(ddx_rng_add(ddx_rng_mul(p->c, x0), ddx_rng_mul(p->d, xt[i])), ddx_rng_mul(p->e, eps));
         if (noise) v = ddx_rng_add(v, ddx_rng_mul(p->sigma, y[i]));
         y[i] = v;

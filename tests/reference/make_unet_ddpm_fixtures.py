@@ -19,7 +19,8 @@ them to, which the C test loads and compares with its own settings):
     grad.<name>   d loss / d parameter, same layout
     x             x_t [N, H, W, Cin] (NHWC)
     t             timesteps [N] f32 (two different values)
-    y             class labels [N] i32 (class-conditional variant only)
+    y             class labels [N] i32 (class-conditional variants only; the null class, index
+                  num_classes = num_class_embeds - 1, among them)
     noise         the target [N, H, W, Cout] (NHWC)
     out           the model output [N, H, W, Cout] (NHWC)
     loss          [1]: mean((out - noise)^2)
@@ -62,7 +63,7 @@ def ddx_like_unet(image_size, in_ch, out_ch, ch, ch_mult, num_res_blocks, attn_r
         norm_num_groups=groups,
         attention_head_dim=None,
         dropout=dropout,
-        num_class_embeds=num_classes if num_classes > 0 else None,
+        num_class_embeds=num_classes + 1 if num_classes > 0 else None,   # + the null class row
     )
 
 
@@ -85,7 +86,7 @@ VARIANTS = {
     # class-conditional, attention at the top level (16x16: down block 0 which downsamples, the last
     # up block), in_channels != out_channels, two resnets per level
     "tiny_cond": (dict(image_size=16, in_ch=1, out_ch=2, ch=8, ch_mult=[1, 2], num_res_blocks=2, attn_res=[16],
-                       groups=4, num_classes=5), [500.0, 3.0], [4, 1]),
+                       groups=4, num_classes=5), [500.0, 3.0], [5, 1]),   # 5: the null class
     # super-resolution (model.cond lowres, factor 2): UNet2DModel with in_channels = 2 * out_channels,
     # x = x_t next to the bicubic-upsampled area-downsampled image (SR_FACTOR below)
     "sr": (dict(image_size=16, in_ch=6, out_ch=3, ch=8, ch_mult=[1, 2], num_res_blocks=1, attn_res=[8], groups=4),

@@ -89,8 +89,9 @@ class UNetPlain(nn.Module):
     maxpool2x = F.max_pool2d(2); up2x = F.interpolate(scale_factor=2, mode='bilinear',
     align_corners=False); cat is along channels with the upsampled tensor first. There is no
     normalisation, dropout or attention: model.num_res_blocks, attn_resolutions, dropout, groups
-    and norm_eps do not apply to this network. Class labels: nn.Embedding(num_classes, tdim)
-    added to the sinusoidal embedding before the MLP. Default PyTorch initialisation.
+    and norm_eps do not apply to this network. Class labels: nn.Embedding(num_classes + 1, tdim)
+    (label num_classes: the null class of classifier-free guidance) added to the sinusoidal
+    embedding before the MLP. Default PyTorch initialisation.
     """
 
     def __init__(self, in_channels, out_channels, ch, ch_mult, num_classes=0):
@@ -102,7 +103,8 @@ class UNetPlain(nn.Module):
         self.enc2 = ConvBlock(c1, c2)
         self.enc3 = ConvBlock(c2, c3)
         self.time_mlp = TimeMLP(self.tdim, c3)
-        self.label_emb = nn.Embedding(num_classes, self.tdim) if num_classes > 0 else None
+        # num_classes + 1 rows: the last is the null class of classifier-free guidance.
+        self.label_emb = nn.Embedding(num_classes + 1, self.tdim) if num_classes > 0 else None
         self.dec2 = ConvBlock(c3 + c2, c2)
         self.dec1 = ConvBlock(c2 + c1, c1)
         self.out = nn.Conv2d(c1, out_channels, 1)
@@ -126,7 +128,7 @@ CASES = [
     dict(name="gray", in_channels=1, out_channels=1, ch=8, ch_mult=[1, 2, 4], num_classes=0, size=16,
          t=[3.0, 517.0], y=None, seed=1),
     dict(name="rgb", in_channels=3, out_channels=3, ch=8, ch_mult=[1, 2, 3], num_classes=10, size=12,
-         t=[999.0, 40.0], y=[7, 2], seed=2),
+         t=[999.0, 40.0], y=[10, 2], seed=2),   # 10: the null class
     # Super-resolution (model.cond lowres, factor 4): x is x_t next to the bicubic-upsampled
     # area-downsampled image, so in_channels = 2 * out_channels.
     dict(name="sr", in_channels=2, out_channels=1, ch=8, ch_mult=[1, 2, 2], num_classes=0, size=16,

@@ -41,7 +41,8 @@ ddx_status ddx_cuda_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
                           ddx_dtype_name(xt->dtype), ddx_dtype_name(o->dtype));
     const ddx_sampler_step_params *p = &n->p.sampler_step;
     const ddx_k_sampler_coefs co = {.a = p->a, .b = p->b, .f = p->f, .g = p->g, .c = p->c, .d = p->d, .e = p->e,
-                                    .sigma = p->sigma, .clip = p->clip ? 1 : 0, .dev = p->coefs_dev};
+                                    .sigma = p->sigma, .clip = p->clip ? 1 : 0, .dev = p->coefs_dev,
+                                    .guided = p->guided ? 1 : 0, .guidance = p->guidance};
     if (n->n_inputs == 4 && n->in[2] && n->in[3]) {
         const ddx_tensor *kn = n->in[2], *mk = n->in[3];
         if (kn->dtype != DDX_F32 || mk->dtype != DDX_F32)
