@@ -5,6 +5,10 @@
 //       this run, next to cuDNN (conv) or the cuBLAS GEMMs of naive attention at the same shapes;
 //   optim: GB/s counting the bytes that must move, as a share of the device-to-device copy
 //       bandwidth (cudaMemcpyAsync, read + write) of this run.
+//   sampler: each sampler's per-step update (sampler_step for ddpm / ddim, sampler_step_ms for
+//       dpmpp2m / dpmpp3m / heun / euler_a) in GB/s over the bytes it reads and writes, as a
+//       share of the same copy (issue 16's target: >= 80%), alone and with the history copies
+//       models/sampler.c adds per model call.
 //
 // Every op on its own (elementwise, group_norm, diffusion and the rest, at the U-Net's batch-128
 // shapes, as a share of the copy) is timed by the op driver: tests/test_ops --perf --backend cuda.
@@ -58,6 +62,8 @@ typedef struct kb_state {
     double attn_bf16_tf;                       // attention fwd bf16 at the U-Net's [128,256,256]
     double conv_ratio_min, conv_log_sum;       // bf16 conv rate / cuDNN's over every row
     int conv_ratio_n, conv_ratio_low;          // rows, and rows under 0.60
+    double smp_min_share;                      // the lowest sampler update's share of the copy (-1: none)
+    const char *smp_min_name;
     uint32_t seed_step;
     void *allocs[MAX_ALLOCS];
     int nalloc;
@@ -746,6 +752,86 @@ static void section_optim(void) {
     dfree_all();
 }
 
+// ---- sampler updates ------------------------------------------------------------------------
+
+// One sampler update over n elements: which 0 = sampler_step (ddpm, noise), 1 = sampler_step_ms
+// with nh history tensors. copies: also the device copies models/sampler.c makes after the op
+// (multistep: h2 <- h1, h1 <- D; Heun: h1 <- x, h2 <- D; every sampler: x <- x').
+typedef struct smp_run {
+    float *x, *o, *h1, *h2, *y, *xs;
+    int64_t n;
+    int which, nh, copies, stage;
+    float sigma;
+} smp_run;
+
+static int run_smp(void *arg) {
+    const smp_run *r = arg;
+    const ddx_k_rng_key key = {.seed = 3, .stream = 2, .step = 5, .offset = 0};
+    if (r->which == 0) {
+        const ddx_k_sampler_coefs co = {.a = 1.02f, .b = -0.2f, .f = 0.1f, .g = 0.98f, .c = 0.05f, .d = 0.94f, .sigma = r->sigma,
+                                        .clip = 1};
+        CU(ddx_k_sampler_step_f32(r->y, r->x, r->o, r->n, co, key, K.s));
+    } else {
+        const ddx_k_ms_coefs co = {.a = 1.02f, .b = -0.2f, .cx = 0.6f, .cd = 0.5f, .c1 = -0.2f, .c2 = 0.1f, .sigma = r->sigma};
+        CU(ddx_k_sampler_step_ms_f32(r->y, r->x, r->o, r->nh >= 1 ? r->h1 : NULL, r->nh >= 2 ? r->h2 : NULL, r->n, co, key,
+                                     K.s));
+    }
+    if (!r->copies) return 0;
+    const size_t b = (size_t)r->n * 4;
+    if (r->which == 1 && r->stage) {
+        CU(cudaMemcpyAsync(r->h1, r->x, b, cudaMemcpyDeviceToDevice, K.s));
+        CU(cudaMemcpyAsync(r->h2, r->y + r->n, b, cudaMemcpyDeviceToDevice, K.s));
+    } else if (r->which == 1) {
+        if (r->nh >= 2) CU(cudaMemcpyAsync(r->h2, r->h1, b, cudaMemcpyDeviceToDevice, K.s));
+        if (r->nh >= 1) CU(cudaMemcpyAsync(r->h1, r->y + r->n, b, cudaMemcpyDeviceToDevice, K.s));
+    }
+    CU(cudaMemcpyAsync(r->xs, r->y, b, cudaMemcpyDeviceToDevice, K.s));
+    return 0;
+}
+
+static void section_sampler(void) {
+    header("sampler", "one sampler update per model call, f32; bytes = the inputs read + the outputs written (the "
+                      "multistep op writes x' and D); +copies adds models/sampler.c's device copies after it; %ref = "
+                      "share of the copy (target >= 80% for the update)");
+    typedef struct { const char *name; int which, nh, stage; float sigma; } smp_kind;
+    static const smp_kind kinds[] = {{"ddpm (sampler_step)", 0, 0, 0, 0.03f}, {"ddim (sampler_step)", 0, 0, 0, 0.0f},
+                                     {"dpmpp2m", 1, 1, 0, 0.0f}, {"dpmpp3m", 1, 2, 0, 0.0f},
+                                     {"heun", 1, 2, 1, 0.0f}, {"euler_a", 1, 0, 0, 0.3f}};
+    // 2^24 elements (64 MiB per tensor) is past L2, like the copy; the CIFAR batch fits in L2 on
+    // an H100 and is shown for what a real step costs.
+    static const struct { int64_t n; const char *shape; } sizes[] = {{(int64_t)1 << 24, "[16777216] (past L2)"},
+                                                                     {(int64_t)128 * 32 * 32 * 3, "[128,32,32,3]"}};
+    K.smp_min_share = -1;
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0] && !K.dead; si++) {
+        smp_run r = {.n = sizes[si].n};
+        const size_t b = (size_t)r.n * 4;
+        r.x = dalloc(b), r.o = dalloc(b), r.h1 = dalloc(b), r.h2 = dalloc(b), r.y = dalloc(2 * b), r.xs = dalloc(b);
+        const int ok = r.x && r.o && r.h1 && r.h2 && r.y && r.xs && !fill_normal(r.x, r.n, 0) && !fill_normal(r.o, r.n, 0) &&
+                       !fill_normal(r.h1, r.n, 0) && !fill_normal(r.h2, r.n, 0);
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            r.which = kinds[k].which, r.nh = kinds[k].nh, r.stage = kinds[k].stage, r.sigma = kinds[k].sigma;
+            const double reads = 2.0 + (double)r.nh, writes = r.which ? 2.0 : 1.0;
+            const double bytes = 4.0 * (double)r.n * (reads + writes);
+            r.copies = 0;
+            double ms = ok ? time_runs(run_smp, &r) : -1;
+            const double rate = gbs(bytes, ms);
+            row(kinds[k].name, sizes[si].shape, "f32", ms, rate, "GB/s", K.copy_gbs, NULL, 0, 0);
+            if (si == 0 && ms > 0 && K.copy_gbs > 0) {
+                const double share = rate / K.copy_gbs;
+                if (K.smp_min_share < 0 || share < K.smp_min_share) K.smp_min_share = share, K.smp_min_name = kinds[k].name;
+            }
+            // The copies: each moves 8 bytes per element (read + write).
+            const int ncopies = 1 + (r.which ? (r.stage ? 2 : r.nh) : 0);
+            r.copies = 1;
+            ms = ok ? time_runs(run_smp, &r) : -1;
+            char nm[48];
+            snprintf(nm, sizeof nm, "%s +copies", kinds[k].name);
+            row(nm, sizes[si].shape, "f32", ms, gbs(bytes + 8.0 * (double)r.n * ncopies, ms), "GB/s", K.copy_gbs, NULL, 0, 0);
+        }
+        dfree_all();
+    }
+}
+
 // ---- driver -------------------------------------------------------------------------------
 
 static int setup(void) {
@@ -780,13 +866,16 @@ static void print_targets(void) {
     if (K.attn_bf16_tf >= 0)
         printf("attention fwd bf16 [128,256,256] d256: %.2f TFLOP/s (target >= SDPA's: the 'sdpa fwd' bf16 row of "
                "bench/reference/torch_kernels.py)\n", K.attn_bf16_tf);
+    if (K.smp_min_share >= 0)
+        printf("sampler updates past L2: lowest share of the copy %.0f%% (%s) (target >= 80%%): %s\n",
+               100 * K.smp_min_share, K.smp_min_name, K.smp_min_share >= 0.8 ? "met" : "NOT met");
     if (K.conv_ratio_n)
         printf("conv2d bf16 vs cuDNN over %d rows: min %.2f, geomean %.2f, %d under 0.60 (target >= 0.60): %s\n",
                K.conv_ratio_n, K.conv_ratio_min, exp(K.conv_log_sum / K.conv_ratio_n), K.conv_ratio_low,
                K.conv_ratio_low ? "NOT met" : "met");
 }
 
-static const char *const SECTIONS = "gemm,conv,attention,optim";
+static const char *const SECTIONS = "gemm,conv,attention,optim,sampler";
 
 int ddx_bench_kernels(int argc, char **argv) {
     memset(&K, 0, sizeof K);
@@ -857,11 +946,13 @@ int ddx_bench_kernels(int argc, char **argv) {
     printf("timing: CUDA events, median of up to %d samples (>= %d) after %d warm-up runs, ~%.0f ms per row at most\n",
            K.reps, K.min_reps, K.warmup, K.budget_ms);
     const int need_gemm = want("gemm") || want("conv") || want("attention");
-    if (want("optim") && !K.dead) section_copy();
+    K.smp_min_share = -1;
+    if ((want("optim") || want("sampler")) && !K.dead) section_copy();
     if (need_gemm && !K.dead) section_gemm(want("gemm"));
     if (want("conv") && !K.dead) section_conv();
     if (want("attention") && !K.dead) section_attention();
     if (want("optim") && !K.dead) section_optim();
+    if (want("sampler") && !K.dead) section_sampler();
     teardown();
     print_targets();
     if (K.fails) printf("\nddx-bench kernels: %d failure(s), see stderr\n", K.fails);

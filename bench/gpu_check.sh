@@ -103,7 +103,9 @@ if [ -x build-gpu/tests/test_cuda ]; then
     # outside baseline against it (cuBLAS GEMM, cuDNN) and the fused optimizer.
     run_step "test_ops --perf --backend cuda" 120 "build-gpu/tests/test_ops --perf --backend cuda --grad"
     if [ -x build-gpu/bench/ddx-bench ] && build-gpu/bench/ddx-bench --help 2>&1 | grep -qw kernels; then
-        run_step "ddx-bench kernels" 90 "build-gpu/bench/ddx-bench kernels"
+        run_step "ddx-bench kernels" 120 "build-gpu/bench/ddx-bench kernels"
+        # Issue 16: each sampler's update vs the copy (target >= 80%), on its own for a quick read.
+        run_step "ddx-bench kernels sampler" 60 "build-gpu/bench/ddx-bench kernels --filter sampler"
         # Same run, the alternatives the defaults were chosen against (A/B on the same card):
         # 256-row conv tiles, fewer wgrad split-K blocks, the v1 attention forward and backward
         # (against cuDNN / cuBLAS), GroupNorm's tiled kernels and the first version of its

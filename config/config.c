@@ -66,8 +66,21 @@ static const char *const N_SCHEDULE[] = {"linear", "cosine", "scaled_linear", NU
 static const char *const N_VARIANCE[] = {"fixedlarge", "fixedsmall", NULL};
 static const char *const N_PARAM[] = {"eps", "x0", "v", NULL};
 static const char *const N_DATASET[] = {"fashion_mnist", "cifar10", "image_folder", NULL};
-static const char *const N_SAMPLER[] = {"ddpm", "ddim", NULL};
-static const char *const N_SPACING[] = {"uniform", "quadratic", NULL};
+static const char *const N_SAMPLER[] = {"ddpm", "ddim", "dpmpp2m", "dpmpp3m", "heun", "euler_a", NULL};
+const char *ddx_sampler_name(ddx_sampler s) {
+    return (unsigned)s < sizeof N_SAMPLER / sizeof N_SAMPLER[0] - 1 ? N_SAMPLER[s] : "?";
+}
+
+ddx_status ddx_sampler_parse(const char *name, const char *what, ddx_sampler *out) {
+    for (int i = 0; N_SAMPLER[i]; i++)
+        if (name && !strcmp(name, N_SAMPLER[i])) {
+            *out = (ddx_sampler)i;
+            return DDX_OK;
+        }
+    return ddx_errorf(DDX_E_INPUT, "%s: unknown sampler '%s'; one of ddpm, ddim, dpmpp2m, dpmpp3m, heun, euler_a", what,
+                      name ? name : "");
+}
+static const char *const N_SPACING[] = {"uniform", "quadratic", "leading", "trailing", "karras", NULL};
 static const char *const N_COND[] = {"none", "lowres", NULL};
 static const char *const N_LOSS_WEIGHT[] = {"uniform", "min_snr", NULL};
 
@@ -158,11 +171,17 @@ static const cfg_key KEYS[] = {
           "class-conditional models: chance that an image's label is replaced by the null class (p_uncond of "
           "classifier-free guidance, e.g. 0.1); 0 = never"),
 
-    K_ENUM("sample.sampler", sample.sampler, ddx_sampler, N_SAMPLER, "ddpm", "reverse process"),
+    K_ENUM("sample.sampler", sample.sampler, ddx_sampler, N_SAMPLER, "ddpm",
+           "reverse process: ddpm (all T steps), ddim, dpmpp2m / dpmpp3m (DPM-Solver++ 2M / 3M multistep), heun (Heun 2nd "
+           "order, EDM; 2 model calls per step but the last), euler_a (Euler ancestral); the last four match diffusers' "
+           "schedulers of the same name"),
     K_INT("sample.steps", sample.steps, "1000", 1, 100000, "sampling steps (<= diffusion.timesteps)"),
     K_F64("sample.eta", sample.eta, "0", 0, 1, 0, "DDIM noise scale; 0 = deterministic"),
     K_INT("sample.n", sample.n, "64", 1, 1000000, "images to sample"),
-    K_ENUM("sample.spacing", sample.spacing, ddx_spacing, N_SPACING, "uniform", "timestep spacing for strided sampling"),
+    K_ENUM("sample.spacing", sample.spacing, ddx_spacing, N_SPACING, "uniform",
+           "timestep spacing for strided sampling: uniform = leading (k * (T // steps)), quadratic (DDIM paper), trailing "
+           "(round(T - k T / steps) - 1, reaches t = T - 1), karras (Karras sigmas, rho 7, between sigma(0) and "
+           "sigma(T-1); heun and euler_a evaluate the model at fractional t, the others at t rounded)"),
     K_F64("sample.guidance", sample.guidance, "1", 0, 1000, 0,
           "classifier-free guidance scale w of class-conditional models: eps_u + w (eps_c - eps_u); 1 = none, 0 = "
           "unconditional"),

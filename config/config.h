@@ -49,9 +49,27 @@ typedef enum ddx_variance { DDX_VARIANCE_FIXEDLARGE = 0, DDX_VARIANCE_FIXEDSMALL
 // What the network predicts: the noise, the clean image, or v = alpha_t*eps - sigma_t*x0.
 typedef enum ddx_parameterization { DDX_PARAMETERIZATION_EPS = 0, DDX_PARAMETERIZATION_X0, DDX_PARAMETERIZATION_V } ddx_parameterization;
 typedef enum ddx_dataset_kind { DDX_DATASET_FASHION_MNIST = 0, DDX_DATASET_CIFAR10, DDX_DATASET_IMAGE_FOLDER } ddx_dataset_kind;
-typedef enum ddx_sampler { DDX_SAMPLER_DDPM = 0, DDX_SAMPLER_DDIM } ddx_sampler;
+typedef enum ddx_sampler {
+    DDX_SAMPLER_DDPM = 0,
+    DDX_SAMPLER_DDIM,
+    DDX_SAMPLER_DPMPP2M,   // DPM-Solver++(2M), Lu et al. 2022 (diffusers DPMSolverMultistepScheduler)
+    DDX_SAMPLER_DPMPP3M,   // DPM-Solver++(3M)
+    DDX_SAMPLER_HEUN,      // Heun's 2nd order, EDM (Karras et al. 2022; diffusers HeunDiscreteScheduler)
+    DDX_SAMPLER_EULER_A,   // Euler ancestral (diffusers EulerAncestralDiscreteScheduler)
+} ddx_sampler;
+// The config's name of a sampler ("ddpm", "dpmpp2m", ...); "?" for a value outside the enum.
+const char *ddx_sampler_name(ddx_sampler s);
+// The sampler of that name; an unknown name is DDX_E_INPUT with a message naming `what` (a flag) and
+// the accepted names.
+ddx_status ddx_sampler_parse(const char *name, const char *what, ddx_sampler *out);
 // How `sample.steps` timesteps are picked out of `diffusion.timesteps` (DDIM paper, appendix D.2).
-typedef enum ddx_spacing { DDX_SPACING_UNIFORM = 0, DDX_SPACING_QUADRATIC } ddx_spacing;
+typedef enum ddx_spacing {
+    DDX_SPACING_UNIFORM = 0,
+    DDX_SPACING_QUADRATIC,
+    DDX_SPACING_LEADING,    // diffusers 'leading' (steps_offset 0): the same timesteps as uniform
+    DDX_SPACING_TRAILING,   // diffusers 'trailing': round(T - k T / steps) - 1
+    DDX_SPACING_KARRAS,     // Karras et al. 2022 sigmas, rho = 7, mapped to timesteps as diffusers does
+} ddx_spacing;
 // What the network sees besides x_t (concatenated on the channel axis): nothing, or the
 // low-resolution image of x0 upsampled bicubically to the model's size (super-resolution,
 // models/lowres.h; the factor is data.sr_factor).

@@ -41,6 +41,12 @@ static void fill(ddx_canvas *c, int x0, int y0, int x1, int y1, const uint8_t rg
 
 int ddx_canvas_line_height(int scale) { return 12 * scale; }
 
+int ddx_canvas_text_width(int scale, const char *text) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", text);
+    return stb_easy_font_width(buf) * scale;
+}
+
 int ddx_canvas_text(ddx_canvas *c, int x, int y, int scale, const char *text, const uint8_t rgb[3]) {
     // Each quad is 4 vertices of 16 bytes (x, y, z floats and a colour); the font's rectangles
     // are axis-aligned, so vertices 0 and 2 are opposite corners.

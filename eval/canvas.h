@@ -17,6 +17,8 @@ ddx_status ddx_canvas_init(ddx_canvas *c, int w, int h, uint8_t grey);
 void ddx_canvas_free(ddx_canvas *c);
 // Text with its top-left at (x, y), each font pixel a scale x scale square; returns the width drawn.
 int ddx_canvas_text(ddx_canvas *c, int x, int y, int scale, const char *text, const uint8_t rgb[3]);
+// Width `text` takes at `scale`, without drawing it (for right-aligned and centred labels).
+int ddx_canvas_text_width(int scale, const char *text);
 // Height of one text line at `scale`.
 int ddx_canvas_line_height(int scale);
 // n images of u8 [h, w, ch] (ch 1 or 3), each magnified zoom times, in `cols` columns with a

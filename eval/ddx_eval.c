@@ -367,7 +367,8 @@ static void usage_fid(FILE *f) {
             "                    writes next to it) or a folder of images\n"
             "  --n N             images to generate (default 50000; fewer than %d is refused for FID\n"
             "                    unless --allow-small: FID is strongly biased at small N)\n"
-            "  --sampler S       ddpm or ddim (default ddim)   --steps S  DDIM steps (default 50)\n"
+            "  --sampler S       ddpm, ddim, dpmpp2m, dpmpp3m, heun or euler_a (default ddim)\n"
+            "  --steps S         steps of every sampler but ddpm (default 50)\n"
             "  --eta E           DDIM eta (default 0)          --seed S   noise seed (default run.seed)\n"
             "  --batch B         images per sampler forward pass (default train.batch_size)\n"
             "  --inception FILE  the weights (default $DDX_INCEPTION, else ~/.cache/ddx/" DDX_INCEPTION_FILE ";\n"
@@ -648,9 +649,7 @@ static int cmd_fid(int argc, char **argv) {
     int64_t n = 50000, steps = 50, seed = -1, batch = 0, shard = 1000;
     double eta = 0.0;
     ddx_sampler kind;
-    if (!strcmp(sampler_s, "ddim")) kind = DDX_SAMPLER_DDIM;
-    else if (!strcmp(sampler_s, "ddpm")) kind = DDX_SAMPLER_DDPM;
-    else return fail(ddx_errorf(DDX_E_INPUT, "--sampler '%s': use ddpm or ddim", sampler_s));
+    if ((st = ddx_sampler_parse(sampler_s, "--sampler", &kind)) != DDX_OK) return fail(st);
     if (n_s) st = ddx_parse_i64("--n", n_s, 2, 10000000, &n);
     if (!st && steps_s && kind == DDX_SAMPLER_DDPM)
         st = ddx_errorf(DDX_E_INPUT, "--steps: DDPM always runs diffusion.timesteps steps; use --sampler ddim for fewer");

@@ -1,4 +1,4 @@
-// ddx-sample --checkpoint F [--config C.yaml] [--sampler ddpm|ddim] [--steps S] [--eta E]
+// ddx-sample --checkpoint F [--config C.yaml] [--sampler NAME] [--steps S] [--spacing SP] [--eta E]
 //            [--n N] [--seed S] [--batch B] [--no-ema] [--normalize clip|auto]
 //            [--out grid.png] [--save-dir DIR] [--class K|NAME|all] [--guidance W]
 #include <errno.h>
@@ -23,9 +23,11 @@ static void usage(FILE *f) {
             "usage: ddx-sample --checkpoint FILE.safetensors [options]\n"
             "  --config C.yaml        model settings for a checkpoint without a stored config (a converted\n"
             "                         diffusers state dict); otherwise the stored config is used\n"
-            "  --sampler ddpm|ddim    default: the config's sample.sampler\n"
-            "  --steps S              DDIM steps (default sample.steps); DDPM always runs all\n"
-            "                         diffusion.timesteps steps, so --steps with ddpm is refused\n"
+            "  --sampler NAME         ddpm, ddim, dpmpp2m, dpmpp3m, heun or euler_a (default: the config's\n"
+            "                         sample.sampler)\n"
+            "  --steps S              steps of every sampler but ddpm (default sample.steps); DDPM always runs\n"
+            "                         all diffusion.timesteps steps, so --steps with ddpm is refused\n"
+            "  --spacing SP           uniform, leading, trailing, quadratic or karras (default sample.spacing)\n"
             "  --eta E                DDIM eta in [0, 1] (default sample.eta)\n"
             "  --n N                  images (default sample.n)\n"
             "  --seed S               noise seed (default run.seed); same seed, same images\n"
@@ -81,7 +83,7 @@ static ddx_status flag_error(ddx_status st, const char *flag, const char *key) {
 
 int main(int argc, char **argv) {
     const char *ckpt = NULL, *config = NULL, *out = "samples.png", *save_dir = NULL;
-    const char *sampler = NULL, *steps = NULL, *eta = NULL, *n_s = NULL, *seed_s = NULL, *batch_s = NULL;
+    const char *sampler = NULL, *steps = NULL, *spacing = NULL, *eta = NULL, *n_s = NULL, *seed_s = NULL, *batch_s = NULL;
     const char *class_s = NULL, *guidance_s = NULL;
     bool no_ema = false;
     ddx_normalize norm = DDX_NORMALIZE_CLIP;
@@ -98,6 +100,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--config")) slot = &config;
         else if (!strcmp(a, "--sampler")) slot = &sampler;
         else if (!strcmp(a, "--steps")) slot = &steps;
+        else if (!strcmp(a, "--spacing")) slot = &spacing;
         else if (!strcmp(a, "--eta")) slot = &eta;
         else if (!strcmp(a, "--n")) slot = &n_s;
         else if (!strcmp(a, "--seed")) slot = &seed_s;
@@ -155,6 +158,7 @@ int main(int argc, char **argv) {
     char buf[DDX_CONFIG_STR_MAX + 64];
     struct { const char *flag, *key, *val; } sets[] = {
         {"--sampler", "sample.sampler", sampler}, {"--steps", "sample.steps", steps}, {"--eta", "sample.eta", eta},
+        {"--spacing", "sample.spacing", spacing},
         {"--n", "sample.n", n_s}, {"--seed", "run.seed", seed_s}, {"--batch", "train.batch_size", batch_s},
         {"--guidance", "sample.guidance", guidance_s},
     };
@@ -252,8 +256,8 @@ int main(int argc, char **argv) {
     if (!no_ema && !use_ema) printf("note: %s has no EMA weights; sampling the model weights\n", ckpt);
 
     int nsteps = ddx_sampling_steps(sp);
-    printf("sampling %d images %dx%dx%d: %s, %d steps%s, seed %llu, %s weights of %s (step %lld), device %s\n", n, S, S, C,
-           cfg.sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm", nsteps,
+    printf("sampling %d images %dx%dx%d: %s, %d %s%s, seed %llu, %s weights of %s (step %lld), device %s\n", n, S, S, C,
+           ddx_sampler_name(cfg.sample.sampler), nsteps, cfg.sample.sampler == DDX_SAMPLER_HEUN ? "model calls" : "steps",
            cfg.sample.sampler == DDX_SAMPLER_DDIM ? (snprintf(buf, sizeof buf, ", eta %g", cfg.sample.eta), buf) : "",
            (unsigned long long)cfg.run.seed, use_ema ? "EMA" : "model", ckpt, (long long)ck_step, ddx_device_name(dev));
     if (K > 0) {

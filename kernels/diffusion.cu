@@ -184,6 +184,64 @@ template <int MODE> struct StepBlend {
     }
 };
 
+// The multistep update (ddx_k_ms_coefs). H1 / H2: whether the history terms exist, so a
+// launch without them reads nothing extra.
+template <int MODE, bool H1, bool H2> struct StepMS {
+    static constexpr bool kNoise = MODE != STEP_CLEAN;
+    float *y;
+    const float *xt, *o, *h1, *h2;
+    int64_t n;
+    ddx_k_ms_coefs k;
+    __device__ void load() {
+        if (MODE == STEP_DEV) {
+            const float *d = k.dev;
+            k.a = __ldg(d + 0), k.b = __ldg(d + 1), k.cx = __ldg(d + 2), k.cd = __ldg(d + 3);
+            k.c1 = __ldg(d + 4), k.c2 = __ldg(d + 5), k.sigma = __ldg(d + 6);
+            k.clip = __ldg(d + 7) != 0.0f;
+        }
+    }
+    __device__ bool noise() const { return MODE == STEP_NOISY || (MODE == STEP_DEV && k.sigma != 0.0f); }
+    __device__ float model(float oc, float ou) const {
+        return k.guided ? ddx_rng_add(ou, ddx_rng_mul(k.w, ddx_rng_sub(oc, ou))) : oc;
+    }
+    // Returns the new x; *dp gets D.
+    __device__ float f(float x, float m, float a1, float a2, float z, float *dp) const {
+        float d = lin2(k.a, x, k.b, m);
+        // Comparisons, not fminf/fmaxf: a NaN stays NaN (as on the CPU).
+        if (k.clip) d = d < -1.0f ? -1.0f : (d > 1.0f ? 1.0f : d);
+        float v = lin2(k.cx, x, k.cd, d);
+        if (H1) v = ddx_rng_add(v, ddx_rng_mul(k.c1, a1));
+        if (H2) v = ddx_rng_add(v, ddx_rng_mul(k.c2, a2));
+        if (noise()) v = ddx_rng_add(v, ddx_rng_mul(k.sigma, z));
+        *dp = d;
+        return v;
+    }
+    __device__ void one(int64_t i, float z) const {
+        float d;
+        const float m = model(__ldg(o + i), k.guided ? __ldg(o + n + i) : 0.0f);
+        y[i] = f(__ldg(xt + i), m, H1 ? __ldg(h1 + i) : 0.0f, H2 ? __ldg(h2 + i) : 0.0f, z, &d);
+        y[n + i] = d;
+    }
+    __device__ void four(int64_t i, const float z[4]) const {
+        const float4 x = __ldg(reinterpret_cast<const float4 *>(xt + i));
+        float4 m = __ldg(reinterpret_cast<const float4 *>(o + i));
+        if (k.guided) {
+            const float4 u = __ldg(reinterpret_cast<const float4 *>(o + n + i));
+            m = make_float4(model(m.x, u.x), model(m.y, u.y), model(m.z, u.z), model(m.w, u.w));
+        }
+        float4 a1 = make_float4(0.0f, 0.0f, 0.0f, 0.0f), a2 = a1, d;
+        if (H1) a1 = __ldg(reinterpret_cast<const float4 *>(h1 + i));
+        if (H2) a2 = __ldg(reinterpret_cast<const float4 *>(h2 + i));
+        float4 v;
+        v.x = f(x.x, m.x, a1.x, a2.x, z[0], &d.x);
+        v.y = f(x.y, m.y, a1.y, a2.y, z[1], &d.y);
+        v.z = f(x.z, m.z, a1.z, a2.z, z[2], &d.z);
+        v.w = f(x.w, m.w, a1.w, a2.w, z[3], &d.w);
+        *reinterpret_cast<float4 *>(y + i) = v;
+        *reinterpret_cast<float4 *>(y + n + i) = d;
+    }
+};
+
 // Global indices [key.offset, end): grid-stride over the Philox groups that touch them.
 template <class Op, bool VEC>
 __global__ void __launch_bounds__(kThreads) group_kernel(Op op_in, ddx_k_rng_key key, uint64_t end) {
@@ -291,4 +349,29 @@ extern "C" int ddx_k_sampler_step_blend_f32(float *y, const float *x_t, const fl
     // path; the blend's noise is addressed by b.key.offset + i, which does not move.
     key.offset = 0;
     return launch(StepBlend<STEP_CLEAN>{Step<STEP_CLEAN>{y, x_t, out, co, ou}, b}, n, key, vec, stream);
+}
+
+namespace {
+
+template <bool H1, bool H2>
+int launch_ms(float *y, const float *x_t, const float *out, const float *h1, const float *h2, int64_t n, ddx_k_ms_coefs co,
+              ddx_k_rng_key key, bool vec, void *stream) {
+    if (co.dev) return launch(StepMS<STEP_DEV, H1, H2>{y, x_t, out, h1, h2, n, co}, n, key, vec, stream);
+    if (co.sigma != 0.0f) return launch(StepMS<STEP_NOISY, H1, H2>{y, x_t, out, h1, h2, n, co}, n, key, vec, stream);
+    // No noise: keyed at 0 so the 16-byte path applies whatever the caller's offset.
+    key.offset = 0;
+    return launch(StepMS<STEP_CLEAN, H1, H2>{y, x_t, out, h1, h2, n, co}, n, key, vec, stream);
+}
+
+}  // namespace
+
+extern "C" int ddx_k_sampler_step_ms_f32(float *y, const float *x_t, const float *out, const float *h1, const float *h2,
+                                         int64_t n, ddx_k_ms_coefs co, ddx_k_rng_key key, void *stream) {
+    if (n > 0 && (!y || !x_t || !out || (h2 && !h1))) return (int)cudaErrorInvalidValue;
+    if (co.dev && !key.step_dev) return (int)cudaErrorInvalidValue;
+    // The second output half starts at y + n: a 16-byte path needs n % 4 == 0 as well.
+    const bool vec = aligned16(y) && aligned16(x_t) && aligned16(out) && aligned16(h1) && aligned16(h2) && n % 4 == 0;
+    if (h2) return launch_ms<true, true>(y, x_t, out, h1, h2, n, co, key, vec, stream);
+    if (h1) return launch_ms<true, false>(y, x_t, out, h1, h2, n, co, key, vec, stream);
+    return launch_ms<false, false>(y, x_t, out, h1, h2, n, co, key, vec, stream);
 }

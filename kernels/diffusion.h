@@ -75,6 +75,24 @@ typedef struct ddx_k_blend {
 int ddx_k_sampler_step_blend_f32(float *y, const float *x_t, const float *out, int64_t n, ddx_k_sampler_coefs co,
                                  ddx_k_rng_key key, ddx_k_blend b, void *stream);
 
+// The multistep / two-stage sampler update (runtime/ops.h's ddx_sampler_ms_params):
+//   m = out[i], or guided: m = out[n + i] + w (out[i] - out[n + i]);
+//   D = a x_t + b m, clamped to [-1, 1] when clip;
+//   y[i] = (((cx x_t + cd D) + c1 h1) + c2 h2) + sigma z   (h terms only for non-NULL h),
+//   y[n + i] = D.
+// dev: when non-NULL the kernel reads a, b, cx, cd, c1, c2, sigma, clip (0.0f / 1.0f) from
+// these 8 device floats when it runs (CUDA graphs). Requires key.step_dev too.
+typedef struct ddx_k_ms_coefs {
+    float a, b, cx, cd, c1, c2, sigma;
+    int clip;
+    int guided;
+    float w;
+    const float *dev;
+} ddx_k_ms_coefs;
+#define DDX_K_MS_COEFS_DEV_N 8
+int ddx_k_sampler_step_ms_f32(float *y, const float *x_t, const float *out, const float *h1, const float *h2, int64_t n,
+                              ddx_k_ms_coefs co, ddx_k_rng_key key, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -349,6 +349,39 @@ ddx_tensor *ddx_diffusion_loss_at(ddx_ctx *c, const ddx_model *m, const ddx_sche
 }
 
 // ---- sampler timesteps -----------------------------------------------------------------------
+// sigma(t) = sqrt((1 - abar_t) / abar_t): the noise level of x_t / sqrt(abar_t) (diffusers' sigmas).
+static double sigma_of(const ddx_schedule *s, int t) {
+    const double ab = s->alphas_cumprod[t];
+    return sqrt((1.0 - ab) / ab);
+}
+
+// diffusers' _sigma_to_t: piecewise-linear interpolation of t in log sigma, clamped to [0, T-1].
+static double sigma_to_t(const ddx_schedule *s, double sigma) {
+    const int T = s->T;
+    if (T < 2) return 0.0;
+    const double ls = log(sigma > 1e-10 ? sigma : 1e-10);
+    // The last index whose log sigma is <= ls (log sigma increases with t), at most T - 2.
+    int lo = 0;
+    for (int t = 0; t < T; t++)
+        if (ls - log(sigma_of(s, t)) >= 0.0) lo = t;
+    if (lo > T - 2) lo = T - 2;
+    const double l0 = log(sigma_of(s, lo)), l1 = log(sigma_of(s, lo + 1));
+    double w = (l0 - ls) / (l0 - l1);
+    w = w < 0.0 ? 0.0 : (w > 1.0 ? 1.0 : w);
+    return (1.0 - w) * (double)lo + w * (double)(lo + 1);
+}
+
+void ddx_karras_sigmas(const ddx_schedule *s, int n, double *sig, double *t) {
+    const double rho = 7.0;
+    const double smin = sigma_of(s, 0), smax = sigma_of(s, s->T - 1);
+    const double lo = pow(smin, 1.0 / rho), hi = pow(smax, 1.0 / rho);
+    for (int k = 0; k < n; k++) {
+        const double ramp = n > 1 ? (double)k / (double)(n - 1) : 0.0;
+        sig[k] = pow(hi + ramp * (lo - hi), rho);
+        t[k] = sigma_to_t(s, sig[k]);
+    }
+}
+
 int ddx_sampler_timesteps(const ddx_schedule *s, ddx_sampler sampler, int steps, ddx_spacing spacing, int *ts) {
     const int T = s->T;
     if (sampler == DDX_SAMPLER_DDPM) {
@@ -357,7 +390,30 @@ int ddx_sampler_timesteps(const ddx_schedule *s, ddx_sampler sampler, int steps,
     }
     if (steps < 1 || steps > T) return 0;
     int n = 0;
-    if (spacing == DDX_SPACING_UNIFORM) {
+    if (spacing == DDX_SPACING_TRAILING) {
+        // diffusers' 'trailing': round(T - k T / steps) - 1 (numpy's round: half to even), so
+        // the first step starts at t = T - 1, where the leading spacing starts at most at T - T / steps.
+        for (int k = 0; k < steps; k++) {
+            const int t = (int)nearbyint((double)T - (double)k * ((double)T / (double)steps)) - 1;
+            if (n > 0 && ts[n - 1] == t) continue;
+            ts[n++] = t < 0 ? 0 : t;
+        }
+        return n;
+    }
+    if (spacing == DDX_SPACING_KARRAS) {
+        // The Karras sigmas' timesteps, rounded (diffusers DPMSolverMultistepScheduler); repeats dropped.
+        double *sig = malloc(2 * (size_t)steps * sizeof(double));
+        if (!sig) return 0;
+        ddx_karras_sigmas(s, steps, sig, sig + steps);
+        for (int k = 0; k < steps; k++) {
+            const int t = (int)nearbyint(sig[steps + k]);
+            if (n > 0 && ts[n - 1] == t) continue;
+            ts[n++] = t;
+        }
+        free(sig);
+        return n;
+    }
+    if (spacing == DDX_SPACING_UNIFORM || spacing == DDX_SPACING_LEADING) {
         // diffusers' 'leading' spacing: k * (T // steps), k = 0 .. steps-1.
         const int ratio = T / steps;
         for (int k = steps - 1; k >= 0; k--) ts[n++] = k * ratio;
@@ -433,4 +489,153 @@ ddx_sampler_step_params ddx_sampler_coefs(const ddx_schedule *s, ddx_sampler sam
     p.sigma = (float)sqrt(var);
     p.clip = true;
     return p;
+}
+
+// ---- multistep / two-stage samplers (sampler_step_ms) ------------------------------------------
+// Every update is written on ddx's variance-preserving x_t. The sigma-space samplers of diffusers
+// (Heun, Euler ancestral) keep x_s = x_t sqrt(1 + sigma^2) and feed the model x_s / sqrt(1 +
+// sigma^2) = x_t, so their updates become linear maps of x_t, D and the history after dividing
+// by the new level's sqrt(1 + sigma'^2). DPM-Solver++ already works on x_t (alpha = 1 / sqrt(1
+// + sigma^2), sigma_t = sigma alpha, lambda = -log sigma).
+bool ddx_sampler_is_ms(ddx_sampler sampler) {
+    return sampler == DDX_SAMPLER_DPMPP2M || sampler == DDX_SAMPLER_DPMPP3M || sampler == DDX_SAMPLER_HEUN ||
+           sampler == DDX_SAMPLER_EULER_A;
+}
+
+void ddx_sampler_plan_free(ddx_sampler_plan *pl) {
+    if (!pl) return;
+    free(pl->t);
+    free(pl->p);
+    memset(pl, 0, sizeof *pl);
+}
+
+// x0 = a x_t + b out at noise level sig (diffusers' convert_model_output / pred_original_sample).
+static void x0_coefs(ddx_parameterization param, double sig, ddx_sampler_ms_params *p) {
+    const double r = sqrt(1.0 + sig * sig), al = 1.0 / r, sv = sig / r;
+    switch (param) {
+    case DDX_PARAMETERIZATION_X0: p->a = 0.0f, p->b = 1.0f; break;
+    case DDX_PARAMETERIZATION_V: p->a = (float)al, p->b = (float)-sv; break;
+    default: p->a = (float)r, p->b = (float)-sig; break;   // eps: (x - sigma_t eps) / alpha_t
+    }
+}
+
+ddx_status ddx_sampler_plan_init(ddx_sampler_plan *pl, const ddx_schedule *s, ddx_sampler sampler, int steps,
+                                 ddx_spacing spacing) {
+    memset(pl, 0, sizeof *pl);
+    if (!ddx_sampler_is_ms(sampler)) return ddx_errorf(DDX_E_INTERNAL, "sampler plan: not a multistep sampler");
+    if (steps < 1 || steps > s->T)
+        return ddx_errorf(DDX_E_INPUT, "sample.steps: %d is out of range 1..%d (diffusion.timesteps)", steps, s->T);
+    // The noise levels visited, sig[0] > ... > sig[S-1] > sig[S] = 0, and the model's time at each.
+    double *sig = malloc(2 * ((size_t)s->T + 1) * sizeof(double));
+    int *ts = malloc((size_t)s->T * sizeof(int));
+    if (!sig || !ts) {
+        free(sig), free(ts);
+        return ddx_errorf(DDX_E_NOMEM, "sampler plan: out of host memory");
+    }
+    double *tm = sig + s->T + 1;
+    int S;
+    if (spacing == DDX_SPACING_KARRAS) {
+        S = steps;
+        ddx_karras_sigmas(s, S, sig, tm);
+        // diffusers rounds the Karras timesteps for DPM-Solver++ (a linear or scaled-linear
+        // schedule) and keeps them fractional for Heun and Euler.
+        if (sampler == DDX_SAMPLER_DPMPP2M || sampler == DDX_SAMPLER_DPMPP3M)
+            for (int k = 0; k < S; k++) tm[k] = nearbyint(tm[k]);
+    } else {
+        S = ddx_sampler_timesteps(s, DDX_SAMPLER_DDIM, steps, spacing, ts);
+        for (int k = 0; k < S; k++) tm[k] = ts[k], sig[k] = sigma_of(s, ts[k]);
+    }
+    sig[S] = 0.0;
+    free(ts);
+    const int n = sampler == DDX_SAMPLER_HEUN ? 2 * S - 1 : S;
+    pl->t = malloc((size_t)n * sizeof(double));
+    pl->p = calloc((size_t)n, sizeof(ddx_sampler_ms_params));
+    if (!pl->t || !pl->p) {
+        free(sig);
+        ddx_sampler_plan_free(pl);
+        return ddx_errorf(DDX_E_NOMEM, "sampler plan: out of host memory");
+    }
+    pl->n = n, pl->steps = S;
+    pl->hist = sampler == DDX_SAMPLER_HEUN ? DDX_PLAN_HIST_STAGE : DDX_PLAN_HIST_MULTISTEP;
+    pl->nhist = sampler == DDX_SAMPLER_EULER_A ? 0 : sampler == DDX_SAMPLER_DPMPP2M ? 1 : 2;
+    for (int i = 0; i < S; i++) {
+        const double s0 = sig[i], s1 = sig[i + 1];
+        const double r0 = sqrt(1.0 + s0 * s0), r1 = sqrt(1.0 + s1 * s1);
+        if (sampler == DDX_SAMPLER_EULER_A) {
+            // sigma_up = sqrt(s1^2 (s0^2 - s1^2) / s0^2), sigma_down = sqrt(s1^2 - sigma_up^2);
+            // x_s' = x_s + (x_s - D) / s0 (sigma_down - s0) + sigma_up z.
+            ddx_sampler_ms_params *p = &pl->p[i];
+            x0_coefs(s->param, s0, p);
+            double up2 = s1 * s1 * (s0 * s0 - s1 * s1) / (s0 * s0);
+            if (up2 < 0.0) up2 = 0.0;
+            double dn2 = s1 * s1 - up2;
+            const double dn = sqrt(dn2 > 0.0 ? dn2 : 0.0);
+            p->cx = (float)(r0 * dn / (s0 * r1));
+            p->cd = (float)((1.0 - dn / s0) / r1);
+            p->sigma = (float)(sqrt(up2) / r1);
+            pl->t[i] = tm[i];
+            continue;
+        }
+        if (sampler == DDX_SAMPLER_HEUN) {
+            // Stage 1 (Euler): x_s' = x_s + d1 dt, d1 = (x_s - D1) / s0, dt = s1 - s0.
+            ddx_sampler_ms_params *p = &pl->p[2 * i];
+            x0_coefs(s->param, s0, p);
+            p->cx = (float)(r0 * s1 / (s0 * r1));
+            p->cd = (float)((1.0 - s1 / s0) / r1);
+            pl->t[2 * i] = tm[i];
+            if (i == S - 1) break;   // to sigma 0: the Euler step alone (diffusers does the same)
+            // Stage 2 at s1 (history: h1 = x_t of stage 1, h2 = D1):
+            // x_s'' = x_s + dt / 2 (d1 + d2), d2 = (x_s' - D2) / s1.
+            ddx_sampler_ms_params *q = &pl->p[2 * i + 1];
+            x0_coefs(s->param, s1, q);
+            const double dt = s1 - s0;
+            q->cx = (float)(dt / (2.0 * s1));
+            q->cd = (float)(-dt / (2.0 * s1 * r1));
+            q->c1 = (float)(r0 * (1.0 + dt / (2.0 * s0)) / r1);
+            q->c2 = (float)(-dt / (2.0 * s0 * r1));
+            pl->t[2 * i + 1] = tm[i + 1];
+            continue;
+        }
+        // DPM-Solver++ multistep (diffusers: lower_order_final, final sigma 0): order 1 at the
+        // first and the last step, at most 2 at the second and (fewer than 15 steps) the
+        // second-to-last step.
+        ddx_sampler_ms_params *p = &pl->p[i];
+        x0_coefs(s->param, s0, p);
+        pl->t[i] = tm[i];
+        if (s1 == 0.0) {
+            p->cx = 0.0f, p->cd = 1.0f;   // alpha = 1, sigma_t = 0: the prediction itself
+            continue;
+        }
+        const int maxo = sampler == DDX_SAMPLER_DPMPP3M ? 3 : 2;
+        int order = i + 1 < maxo ? i + 1 : maxo;
+        if (order > 2 && i == S - 2 && S < 15) order = 2;
+        const double al1 = 1.0 / r1, sv1 = s1 / r1, sv0 = s0 / r0;
+        const double h = log(s0 / s1);                 // lambda_t - lambda_s0
+        const double em = -expm1(-h);                  // 1 - exp(-h)
+        const double E = al1 * em;                     // the D0 coefficient of every order
+        double m[3] = {E, 0.0, 0.0};                   // coefficients of m0 = D, m1 = h1, m2 = h2
+        if (order >= 2) {
+            const double hh0 = log(sig[i - 1] / s0), q0 = hh0 / h;
+            if (order == 2) {
+                // D1 = (m0 - m1) / r0; x = ... + 0.5 E D1 (midpoint)
+                m[0] += 0.5 * E / q0, m[1] -= 0.5 * E / q0;
+            } else {
+                const double hh1 = log(sig[i - 2] / sig[i - 1]), q1 = hh1 / h;
+                const double F = al1 * (1.0 - em / h);                    // alpha_t ((e^-h - 1) / h + 1)
+                const double G = al1 * ((h - em) / (h * h) - 0.5);        // alpha_t ((e^-h - 1 + h) / h^2 - 0.5)
+                const double d10[3] = {1.0 / q0, -1.0 / q0, 0.0};
+                const double dif[3] = {1.0 / q0, -1.0 / q0 - 1.0 / q1, 1.0 / q1};
+                for (int j = 0; j < 3; j++) {
+                    const double D1 = d10[j] + q0 / (q0 + q1) * dif[j], D2 = dif[j] / (q0 + q1);
+                    m[j] += F * D1 - G * D2;
+                }
+            }
+        }
+        p->cx = (float)(sv1 / sv0);
+        p->cd = (float)m[0];
+        p->c1 = (float)m[1];
+        p->c2 = (float)m[2];
+    }
+    free(sig);
+    return DDX_OK;
 }

@@ -97,8 +97,9 @@ ddx_tensor *ddx_diffusion_loss_from_cond(ddx_ctx *c, const ddx_model *m, const d
                                          ddx_tensor *vcoef_t, ddx_rng_key key);
 
 // The timesteps a sampler visits, in decreasing order: DDPM all T; DDIM `steps` of them with
-// uniform (t = k * T / steps) or quadratic spacing (DDIM paper appendix D.2). Returns the count
-// written into ts (capacity T).
+// uniform = leading (t = k * (T // steps)), quadratic (DDIM paper appendix D.2), trailing
+// (round(T - k T / steps) - 1) or karras (the Karras sigmas' timesteps rounded, repeats
+// dropped). Returns the count written into ts (capacity T).
 int ddx_sampler_timesteps(const ddx_schedule *s, ddx_sampler sampler, int steps, ddx_spacing spacing, int *ts);
 
 // Coefficients of the update from timestep t to t_prev (t_prev = -1: the last step, to x0).
@@ -106,6 +107,32 @@ int ddx_sampler_timesteps(const ddx_schedule *s, ddx_sampler sampler, int steps,
 // posterior variance (fixedsmall); x0 clipped to [-1, 1]. DDIM: eta in [0, 1], x0 clipped.
 // key is left zero; the caller sets it.
 ddx_sampler_step_params ddx_sampler_coefs(const ddx_schedule *s, ddx_sampler sampler, int t, int t_prev, double eta);
+
+// Karras et al. 2022 sigmas (rho = 7) between sigma(0) and sigma(T-1), sigma(t) =
+// sqrt((1 - abar_t) / abar_t), decreasing: sig[0..n-1], and each one's timestep t[k] by
+// diffusers' _sigma_to_t (linear in log sigma, fractional).
+void ddx_karras_sigmas(const ddx_schedule *s, int n, double *sig, double *t);
+
+// The multistep / two-stage samplers (dpmpp2m, dpmpp3m, heun, euler_a) run on sampler_step_ms
+// (runtime/ops.h). Their plan lists every model call: its time input t[k] (fractional for
+// heun / euler_a with karras spacing) and its update's coefficients p[k] (key left zero),
+// computed in double. History: MULTISTEP shifts h2 <- h1, h1 <- D after each call
+// (DPM-Solver++: earlier x0 predictions); STAGE sets h1 <- the call's x_t, h2 <- D (Heun's first
+// stage, read by the second). Coefficients of a history term a call does not use are 0; the
+// sampler zeroes the history at the start of a batch.
+typedef enum ddx_plan_hist { DDX_PLAN_HIST_MULTISTEP = 0, DDX_PLAN_HIST_STAGE } ddx_plan_hist;
+typedef struct ddx_sampler_plan {
+    int n;        // model calls (NFE)
+    int steps;    // noise levels visited (heun: n = 2 steps - 1)
+    int nhist;    // history tensors the updates read: 0 (euler_a), 1 (dpmpp2m), 2 (dpmpp3m, heun)
+    ddx_plan_hist hist;
+    double *t;
+    ddx_sampler_ms_params *p;
+} ddx_sampler_plan;
+bool ddx_sampler_is_ms(ddx_sampler sampler);
+ddx_status ddx_sampler_plan_init(ddx_sampler_plan *pl, const ddx_schedule *s, ddx_sampler sampler, int steps,
+                                 ddx_spacing spacing);
+void ddx_sampler_plan_free(ddx_sampler_plan *pl);
 
 #ifdef __cplusplus
 }

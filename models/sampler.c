@@ -60,6 +60,12 @@ struct ddx_sampling {
     int64_t nb, i0;
     int k, t, t_prev;
     ddx_sampler_step_params p;
+    // Multistep / two-stage samplers (ddx_sampler_is_ms): the plan of model calls, the history
+    // buffers h1, h2 ([cap, H, W, C] f32 each, plan.nhist of them) and the call's update.
+    bool ms;
+    ddx_sampler_plan plan;
+    void *h1buf, *h2buf;
+    ddx_sampler_ms_params pm;
 };
 
 // The doubled forward runs only where both halves count: w == 1 is the conditional model alone
@@ -81,7 +87,7 @@ static ddx_status create(const ddx_model *m, const ddx_schedule *s, const ddx_sa
                           "sampler: model.in_channels (%d) is less than model.out_channels (%d): the sampler feeds x_t "
                           "(out_channels) and any conditioning input on the channel axis",
                           cfg->model.in_channels, cfg->model.out_channels);
-    if (o->sampler == DDX_SAMPLER_DDIM && (o->steps < 1 || o->steps > s->T))
+    if ((o->sampler == DDX_SAMPLER_DDIM || ddx_sampler_is_ms(o->sampler)) && (o->steps < 1 || o->steps > s->T))
         return ddx_errorf(DDX_E_INPUT, "sample.steps: %d is out of range 1..%d (diffusion.timesteps)", o->steps, s->T);
     if (o->sampler == DDX_SAMPLER_DDIM && !(o->eta >= 0.0 && o->eta <= 1.0))
         return ddx_errorf(DDX_E_INPUT, "sample.eta: %g is out of range [0, 1]", o->eta);
@@ -94,12 +100,35 @@ static ddx_status create(const ddx_model *m, const ddx_schedule *s, const ddx_sa
     sp->H = sp->W = cfg->model.image_size;
     sp->C = cfg->model.out_channels;
     sp->Cc = cfg->model.in_channels - cfg->model.out_channels;
-    sp->S = ddx_sampler_timesteps(s, o->sampler, o->steps, o->spacing, sp->ts);
+    sp->ms = ddx_sampler_is_ms(o->sampler);
+    if (sp->ms) {
+        // One "step" of the loop is one model call; ts holds each call's time rounded, for the
+        // post-step hook.
+        ddx_status st = ddx_sampler_plan_init(&sp->plan, s, o->sampler, o->steps, o->spacing);
+        if (st != DDX_OK) {
+            free(sp->ts);
+            free(sp);
+            return st;
+        }
+        sp->S = sp->plan.n;
+        int *ts = realloc(sp->ts, (size_t)sp->S * sizeof(int));
+        if (!ts) {
+            ddx_sampler_plan_free(&sp->plan);
+            free(sp->ts);
+            free(sp);
+            return ddx_errorf(DDX_E_NOMEM, "sampler: out of host memory");
+        }
+        sp->ts = ts;
+        for (int k = 0; k < sp->S; k++) sp->ts[k] = (int)nearbyint(sp->plan.t[k]);
+    } else {
+        sp->S = ddx_sampler_timesteps(s, o->sampler, o->steps, o->spacing, sp->ts);
+    }
     if (borrow) {
         sp->c = borrow;
     } else {
         ddx_status st = ddx_ctx_init(&sp->own, dev, (size_t)16 << 20);
         if (st != DDX_OK) {
+            ddx_sampler_plan_free(&sp->plan);
             free(sp->ts);
             free(sp);
             return st;
@@ -133,6 +162,9 @@ static void free_buffers(ddx_sampling *sp) {
     ddx_dev_free(sp->dev, sp->ybuf);
     ddx_dev_free(sp->dev, sp->cbuf);
     sp->xbuf = sp->ybuf = sp->cbuf = NULL;
+    ddx_dev_free(sp->dev, sp->h1buf);
+    ddx_dev_free(sp->dev, sp->h2buf);
+    sp->h1buf = sp->h2buf = NULL;
     sp->cap = 0;
 }
 
@@ -141,6 +173,7 @@ void ddx_sampling_free(ddx_sampling *sp) {
     free_buffers(sp);
     if (sp->c == &sp->own) ddx_ctx_free(&sp->own);
     free(sp->sched);
+    ddx_sampler_plan_free(&sp->plan);
     free(sp->ts);
     free(sp);
 }
@@ -193,6 +226,11 @@ int ddx_sampling_steps(const ddx_sampling *sp) { return sp->S; }
 ddx_status ddx_sampling_set_inpaint(ddx_sampling *sp, const float *known, const float *mask) {
     if ((known == NULL) != (mask == NULL))
         return ddx_errorf(DDX_E_INTERNAL, "sampler inpainting: give both the known image and the mask, or neither");
+    // The blend re-noises the known region to each update's level, which a multistep history
+    // (earlier x0 predictions of a differently blended x) does not account for.
+    if (known && sp->ms)
+        return ddx_errorf(DDX_E_INPUT, "sample.sampler: inpainting runs with ddpm or ddim only; set sample.sampler (or "
+                                       "--sampler) to one of them");
     sp->known_h = known;
     sp->mask_h = mask;
     return DDX_OK;
@@ -225,6 +263,9 @@ int64_t ddx_repaint_schedule(int n, int jump, int resample, int *out, int64_t ca
 ddx_status ddx_sampling_set_repaint(ddx_sampling *sp, int resample, int jump) {
     if (resample < 1 || resample > 1000)
         return ddx_errorf(DDX_E_INPUT, "--resample: %d is out of range 1..1000 (1: no resampling)", resample);
+    if (resample > 1 && sp->ms)
+        return ddx_errorf(DDX_E_INPUT, "--resample: RePaint runs with ddpm or ddim only; set sample.sampler (or --sampler) "
+                                       "to one of them");
     if (resample > 1 && (jump < 1 || jump >= sp->S))
         return ddx_errorf(DDX_E_INPUT, "--jump: %d is out of range 1..%d (less than the %d sampler steps)", jump, sp->S - 1,
                           sp->S);
@@ -250,6 +291,8 @@ size_t ddx_sampling_bytes(const ddx_sampling *sp) {
     if (sp->ybuf) b += (sp->cap_guided ? 2 : 1) * cap * sizeof(int32_t);
     if (sp->cbuf) b += cap * hw * (size_t)sp->Cc * sizeof(float);
     if (sp->kbuf) b += 2 * cap * hw * (size_t)sp->C * sizeof(float);
+    if (sp->h1buf) b += cap * hw * (size_t)sp->C * sizeof(float);
+    if (sp->h2buf) b += cap * hw * (size_t)sp->C * sizeof(float);
     if (sp->have_graph) b += in_bytes(sp->cap);
     if (sp->have_jgraph) b += in_bytes(sp->cap);
     return b;
@@ -270,6 +313,10 @@ static ddx_status ensure(ddx_sampling *sp, int B, bool labels, bool cond) {
     if (inp) DDX_TRY(ddx_dev_alloc(sp->dev, (size_t)B * hw * (size_t)sp->C * sizeof(float), &sp->kbuf));
     if (inp) DDX_TRY(ddx_dev_alloc(sp->dev, (size_t)B * hw * (size_t)sp->C * sizeof(float), &sp->mbuf));
     sp->cap_inpaint = inp;
+    if (sp->ms && sp->plan.nhist >= 1)
+        DDX_TRY(ddx_dev_alloc(sp->dev, (size_t)B * hw * (size_t)sp->C * sizeof(float), &sp->h1buf));
+    if (sp->ms && sp->plan.nhist >= 2)
+        DDX_TRY(ddx_dev_alloc(sp->dev, (size_t)B * hw * (size_t)sp->C * sizeof(float), &sp->h2buf));
     DDX_TRY(ddx_graph_step_init(&sp->g, sp->c, graphs, in_bytes(B), "sampling step"));
     sp->have_graph = true;
     if (jumps) {
@@ -284,6 +331,43 @@ static ddx_tensor *wrap(ddx_ctx *c, void *data, ddx_dtype dt, int ndim, const in
     ddx_tensor *t = ddx_meta_tensor(c);
     if (t) *t = ddx_tensor_wrap(data, dt, c->device, ndim, shape);
     return t;
+}
+
+// The update of a multistep / two-stage sampler after its model call: one sampler_step_ms
+// (guidance read inside it from the doubled output), then the history per the plan and x.
+static ddx_status ms_update(ddx_sampling *sp, ddx_ctx *c, bool captured, uint8_t *in, ddx_tensor *x, ddx_tensor *pred) {
+    const int64_t nb = sp->nb;
+    const int64_t shape[4] = {nb, sp->H, sp->W, sp->C};
+    ddx_tensor *h1 = sp->h1buf ? wrap(c, sp->h1buf, DDX_F32, 4, shape) : NULL;   // [nb, H, W, C]
+    ddx_tensor *h2 = sp->h2buf ? wrap(c, sp->h2buf, DDX_F32, 4, shape) : NULL;   // [nb, H, W, C]
+    ddx_sampler_ms_params p = sp->pm;
+    if (captured) p.coefs_dev = (const float *)(in + IN_OFF_COEFS);
+    ddx_tensor *y = pred ? ddx_sampler_step_ms(c, x, pred, h1, h2, &p) : NULL;   // [2 nb, H, W, C]: x', D
+    ddx_ctx_set_step_dev(c, NULL);
+    DDX_TRY(ddx_ctx_status(c));
+    if (!y) return ddx_errorf(DDX_E_INTERNAL, "sampler: the multistep update returned no tensor");
+    const size_t bytes = (size_t)ddx_numel(x) * sizeof(float);
+    const uint8_t *d = (const uint8_t *)y->data + bytes;
+    if (sp->plan.hist == DDX_PLAN_HIST_STAGE) {
+        // Heun: the stage's x_t and D, for the second stage (a second stage's are not read).
+        if (sp->h1buf) DDX_TRY(ddx_memcpy(sp->h1buf, c->device, sp->xbuf, c->device, bytes));
+        if (sp->h2buf) DDX_TRY(ddx_memcpy(sp->h2buf, c->device, d, c->device, bytes));
+    } else {
+        if (sp->h2buf) DDX_TRY(ddx_memcpy(sp->h2buf, c->device, sp->h1buf, c->device, bytes));
+        if (sp->h1buf) DDX_TRY(ddx_memcpy(sp->h1buf, c->device, d, c->device, bytes));
+    }
+    ddx_tensor *xp = ddx_meta_tensor(c);
+    if (!xp) return ddx_ctx_status(c) != DDX_OK ? ddx_ctx_status(c) : DDX_E_NOMEM;
+    *xp = ddx_tensor_slice(y, 0, nb);   // [nb, H, W, C]
+    if (sp->post) {
+        xp = sp->post(c, xp, sp->k, sp->t, sp->t_prev, sp->i0, sp->user);
+        ddx_ctx_set_step_dev(c, NULL);
+        DDX_TRY(ddx_ctx_status(c));
+        if (!xp) return ddx_errorf(DDX_E_INTERNAL, "sampler: the post-step hook returned no tensor and set no error");
+        if (xp->ndim != 4 || ddx_numel(xp) != ddx_numel(x) || xp->dtype != DDX_F32)
+            return ddx_errorf(DDX_E_INTERNAL, "sampler: the post-step hook returned a tensor of another shape or dtype");
+    }
+    return ddx_memcpy(sp->xbuf, c->device, xp->data, c->device, bytes);
 }
 
 // One denoising step of the current batch: x <- update(x, model(x [+ cond], t [, y])).
@@ -319,6 +403,7 @@ static ddx_status step_body(ddx_ctx *c, bool captured, void *arg) {
         xin = xd;
     }
     ddx_tensor *pred = ddx_model_forward(c, sp->m, xin, tt, yy);   // [rows, H, W, C]
+    if (sp->ms) return ms_update(sp, c, captured, in, x, pred);
     // Guided: the update reads both halves of pred and combines them as it goes (also when it
     // blends the known region in).
     p.guided = g2;
@@ -377,6 +462,29 @@ static ddx_status run_jump(ddx_sampling *sp, ddx_ctx *c, int k, int t_lo, int t_
     memcpy(h + IN_OFF_STEP, &k32, sizeof k32);
     sp->pj = p;
     return ddx_graph_step_run(&sp->gj, c, IN_OFF_STEP + sizeof k32, jump_body, sp);
+}
+
+// Model call k (1..plan.n) of a multistep / two-stage sampler.
+static ddx_status run_ms_call(ddx_sampling *sp, ddx_ctx *c, int k, int64_t rows, uint64_t off, bool g2) {
+    ddx_sampler_ms_params p = sp->plan.p[k - 1];
+    p.key = (ddx_rng_key){.seed = sp->o.seed, .stream = DDX_RNG_STREAM_SAMPLER, .step = (uint32_t)k, .offset = off};
+    p.guided = g2;
+    p.w = (float)sp->w;
+    const float co[8] = {p.a, p.b, p.cx, p.cd, p.c1, p.c2, p.sigma, p.clip ? 1.0f : 0.0f};
+    // A captured step reads the coefficients from the device, past the op's own checks.
+    for (int i = 0; sp->g.graphs && i < 7; i++)
+        if (!(co[i] == co[i] && co[i] - co[i] == 0.0f))
+            return ddx_errorf(DDX_E_INPUT, "sampler_step_ms: coefficient %d is not finite (%g); check the schedule", i,
+                              (double)co[i]);
+    uint8_t *h = NULL;
+    DDX_TRY(ddx_graph_step_inputs(&sp->g, (void **)&h));
+    memcpy(h + IN_OFF_COEFS, co, sizeof co);
+    const uint32_t k32 = (uint32_t)k;
+    memcpy(h + IN_OFF_STEP, &k32, sizeof k32);
+    float *tf = (float *)(h + IN_OFF_T);
+    for (int64_t i = 0; i < rows; i++) tf[i] = (float)sp->plan.t[k - 1];
+    sp->k = k, sp->t = sp->ts[k - 1], sp->t_prev = k < sp->S ? sp->ts[k] : -1, sp->pm = p;
+    return ddx_graph_step_run(&sp->g, c, IN_OFF_T + (size_t)rows * sizeof(float), step_body, sp);
 }
 
 ddx_status ddx_sampling_run(ddx_sampling *sp, int n, const int32_t *y, const float *cond, float *out,
@@ -451,10 +559,18 @@ ddx_status ddx_sampling_run_at(ddx_sampling *sp, int64_t first, int n, const int
             st = ddx_memcpy(sp->kbuf, c->device, sp->known_h + off, DDX_CPU, xbytes);
         if (st == DDX_OK && sp->kbuf)
             st = ddx_memcpy(sp->mbuf, c->device, sp->mask_h + off, DDX_CPU, xbytes);
+        // A history term a call does not use has coefficient 0, which must not meet a NaN.
+        if (st == DDX_OK && sp->h1buf) st = ddx_dev_memset(sp->dev, sp->h1buf, 0, xbytes);
+        if (st == DDX_OK && sp->h2buf) st = ddx_dev_memset(sp->dev, sp->h2buf, 0, xbytes);
         for (int k = 1; k <= V && st == DDX_OK; k++) {
             const int from = sp->sched ? sp->sched[k - 1] : S - k, to = sp->sched ? sp->sched[k] : S - k - 1;
             if (to > from) {
                 st = run_jump(sp, c, k, state_t(sp, from), state_t(sp, to), off);
+                if (st == DDX_OK && progress) progress(bi * V + k, nbatches * V, arg);
+                continue;
+            }
+            if (sp->ms) {
+                st = run_ms_call(sp, c, k, rows, off, g2);
                 if (st == DDX_OK && progress) progress(bi * V + k, nbatches * V, arg);
                 continue;
             }

@@ -43,7 +43,8 @@ extern "C" {
     X(MEAN, mean, 1, 1)                    \
     X(RANDN, randn, 0, 0)                  \
     X(Q_SAMPLE, q_sample, 2, 0)            \
-    X(SAMPLER_STEP, sampler_step, 4, 0)
+    X(SAMPLER_STEP, sampler_step, 4, 0)    \
+    X(SAMPLER_STEP_MS, sampler_step_ms, 4, 0)
 
 typedef enum ddx_op {
 #define DDX_X_ENUM(E, n, ni, d) DDX_OP_##E,
@@ -125,6 +126,25 @@ typedef struct ddx_sampler_step_params {
     float guidance;
 } ddx_sampler_step_params;
 
+// One update of the multistep / two-stage samplers (DPM-Solver++ 2M/3M, Heun, Euler ancestral;
+// models/diffusion.h's ddx_sampler_plan), coefficients precomputed on the host in double:
+//   m    = out, or guided: out is [2N, ...] (N conditional rows, then N unconditional ones)
+//          and m = out_u + w (out_c - out_u)
+//   D    = a * x_t + b * m           (the x0 prediction; clamped to [-1, 1] when clip)
+//   prev = cx * x_t + cd * D + c1 * h1 + c2 * h2 + sigma * z   (h1 / h2 terms only when given;
+//          z ~ N(0, 1) from `key`, not drawn when sigma == 0)
+// The output is [2N, ...]: rows 0..N-1 prev, rows N..2N-1 D (the sampler's next history
+// entry), so one pass over memory serves both. coefs_dev (CUDA graphs, with the context's
+// step_dev): a, b, cx, cd, c1, c2, sigma, clip (0.0f / 1.0f) read from these 8 device floats.
+typedef struct ddx_sampler_ms_params {
+    float a, b, cx, cd, c1, c2, sigma;
+    bool clip;
+    bool guided;
+    float w;
+    ddx_rng_key key;
+    const float *coefs_dev;
+} ddx_sampler_ms_params;
+
 typedef union ddx_op_params {
     struct { float value; } fill;
     struct { float alpha, beta; } scale;                  // y = alpha * x + beta
@@ -141,6 +161,7 @@ typedef union ddx_op_params {
     ddx_rng_key randn;
     ddx_rng_key q_sample;
     ddx_sampler_step_params sampler_step;
+    ddx_sampler_ms_params sampler_step_ms;
 } ddx_op_params;
 
 // ---- the tape ----------------------------------------------------------------------------
@@ -286,6 +307,11 @@ ddx_tensor *ddx_sampler_step(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, const
 // shape. One pass over memory, so inpainting costs what plain sampling costs and keeps CUDA graphs.
 ddx_tensor *ddx_sampler_step_blend(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, ddx_tensor *known, ddx_tensor *mask,
                                    const ddx_sampler_step_params *p);
+// One multistep / two-stage sampler update (see ddx_sampler_ms_params; no grad): x_t
+// [N, ...], out [N, ...] ([2N, ...] guided), history h1, h2 of x_t's shape or NULL (h2 only
+// with h1) -> [2N, ...]: the new x, then the x0 prediction D.
+ddx_tensor *ddx_sampler_step_ms(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, ddx_tensor *h1, ddx_tensor *h2,
+                                const ddx_sampler_ms_params *p);
 
 // ---- backends ----------------------------------------------------------------------------
 // A forward writes every element of n->out (already allocated with its final shape; poisoned

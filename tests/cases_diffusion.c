@@ -53,6 +53,12 @@ static ddx_tensor *apply_sampler_step_blend(ddx_ctx *c, ddx_tensor **in, const d
     return ddx_sampler_step_blend(c, in[0], in[1], in[2], m, &p);
 }
 
+// sampler_step_ms: in[2], in[3] are the history tensors when the case has them.
+static ddx_tensor *apply_sampler_step_ms(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
+    return ddx_sampler_step_ms(c, in[0], in[1], tc->n_inputs >= 3 ? in[2] : NULL, tc->n_inputs >= 4 ? in[3] : NULL,
+                               &tc->p.sampler_step_ms);
+}
+
 #define RANDN(shape_idx, off) \
     {.randn = {.seed = ((uint64_t)(shape_idx) << 32) | 0x5eedu, .stream = DDX_RNG_STREAM_SAMPLER, .step = 3, .offset = (off)}}
 #define QKEY(off) {.q_sample = {.seed = 42, .stream = DDX_RNG_STREAM_Q_SAMPLE, .step = 11, .offset = (off)}}
@@ -109,6 +115,22 @@ static ddx_tensor *apply_sampler_step_blend(ddx_ctx *c, ddx_tensor **in, const d
     {.sampler_step = {.a = 0.27074f, .b = -0.96265f, .f = 0.96265f, .g = 0.27074f, .c = 0.28805f, .d = 0.0f,       \
                       .e = 0.95761f, .sigma = 0.05f, .clip = true, .key = {.seed = 10, .stream = DDX_RNG_STREAM_SAMPLER, .step = 7, .offset = (off)}, \
                       GUIDED(w)}}
+
+// Multistep updates: DPM-Solver++ 2M (one history, no noise), 3M (two), Heun's second stage
+// (two, x0 clipped), Euler ancestral (noise, no history), a guided read (w = 3).
+#define MS_KEY(off) .key = {.seed = 12, .stream = DDX_RNG_STREAM_SAMPLER, .step = 4, .offset = (off)}
+#define MS_2M(off) {.sampler_step_ms = {.a = 3.6935f, .b = -3.5553f, .cx = 0.6f, .cd = 0.55f, .c1 = -0.17f, MS_KEY(off)}}
+#define MS_3M(off) \
+    {.sampler_step_ms = {.a = 0.27074f, .b = -0.96265f, .cx = 0.6f, .cd = 0.7f, .c1 = -0.4f, .c2 = 0.11f, MS_KEY(off)}}
+#define MS_HEUN(off)                                                                                                \
+    {.sampler_step_ms = {.a = 1.0f, .b = -0.5f, .cx = -0.31f, .cd = 0.29f, .c1 = 1.02f, .c2 = 0.33f, .clip = true, \
+                         MS_KEY(off)}}
+#define MS_EULER_A(off) {.sampler_step_ms = {.a = 3.6935f, .b = -3.5553f, .cx = 0.4f, .cd = 0.5f, .sigma = 0.37f, MS_KEY(off)}}
+#define MS_GUIDED(off) \
+    {.sampler_step_ms = {.a = 3.6935f, .b = -3.5553f, .cx = 0.4f, .cd = 0.5f, .sigma = 0.2f, .guided = true, .w = 3.0f, MS_KEY(off)}}
+#define MS_IN(n, a, b, c_, d) \
+    {IN4(a, b, c_, d, DDX_GEN_NORMAL), IN4((n) * (a), b, c_, d, DDX_GEN_NORMAL), IN4(a, b, c_, d, DDX_GEN_NORMAL), \
+     IN4(a, b, c_, d, DDX_GEN_NORMAL)}
 
 static const ddx_op_case diffusion_cases[] = {
     // ---- randn ---------------------------------------------------------------------------
@@ -197,6 +219,27 @@ static const ddx_op_case diffusion_cases[] = {
     {DDX_OP_SAMPLER_STEP, "sampler_step guided w 3 DDPM CIFAR batch [64,32,32,3] (vector path)", 2,
      {IN4(64, 32, 32, 3, DDX_GEN_NORMAL), IN4(128, 32, 32, 3, DDX_GEN_NORMAL)}, apply_sampler_step,
      .p = STEP_DDPM_G(0, 3.0f), .no_grad = true},
+
+    // ---- sampler_step_ms (2, 3 or 4 inputs) ---------------------------------------------------
+    {DDX_OP_SAMPLER_STEP_MS, "sampler_step_ms 2M [1,3,3,1] (odd count: scalar path)", 3, MS_IN(1, 1, 3, 3, 1),
+     apply_sampler_step_ms, .p = MS_2M(0), .no_grad = true},
+    {DDX_OP_SAMPLER_STEP_MS, "sampler_step_ms 3M [3,4,4,3]", 4, MS_IN(1, 3, 4, 4, 3), apply_sampler_step_ms, .p = MS_3M(0),
+     .no_grad = true},
+    {DDX_OP_SAMPLER_STEP_MS, "sampler_step_ms Heun stage 2 clip [2,3,3,3]", 4, MS_IN(1, 2, 3, 3, 3), apply_sampler_step_ms,
+     .p = MS_HEUN(0), .no_grad = true},
+    {DDX_OP_SAMPLER_STEP_MS, "sampler_step_ms Euler a. [3,5,7,3] offset 7 (unaligned groups)", 2, MS_IN(1, 3, 5, 7, 3),
+     apply_sampler_step_ms, .p = MS_EULER_A(7), .no_grad = true},
+    {DDX_OP_SAMPLER_STEP_MS, "sampler_step_ms Euler a. 2-D [3,5] offset 2", 2,
+     {IN2(3, 5, DDX_GEN_NORMAL), IN2(3, 5, DDX_GEN_NORMAL)}, apply_sampler_step_ms, .p = MS_EULER_A(2), .no_grad = true},
+    {DDX_OP_SAMPLER_STEP_MS, "sampler_step_ms guided w=3 [2,4,4,3] offset 96", 2, MS_IN(2, 2, 4, 4, 3),
+     apply_sampler_step_ms, .p = MS_GUIDED(96), .no_grad = true},
+    {DDX_OP_SAMPLER_STEP_MS, "sampler_step_ms guided 2M [2,3,3,1] (odd count)", 3, MS_IN(2, 2, 3, 3, 1),
+     apply_sampler_step_ms, .p = {.sampler_step_ms = {.a = 1.0f, .b = -0.5f, .cx = 0.6f, .cd = 0.55f, .c1 = -0.17f, .guided = true, .w = 1.5f, MS_KEY(0)}},
+     .no_grad = true},
+    {DDX_OP_SAMPLER_STEP_MS, "sampler_step_ms 3M CIFAR batch [128,32,32,3]", 4, MS_IN(1, 128, 32, 32, 3),
+     apply_sampler_step_ms, .p = MS_3M(0), .no_grad = true},
+    {DDX_OP_SAMPLER_STEP_MS, "sampler_step_ms Euler a. CIFAR batch [128,32,32,3] offset 3072", 2, MS_IN(1, 128, 32, 32, 3),
+     apply_sampler_step_ms, .p = MS_EULER_A(3072), .no_grad = true},
 };
 
 ddx_case_list ddx_cases_diffusion(void) {

@@ -96,6 +96,10 @@ static ddx_tensor *ap_mean(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
 static ddx_tensor *ap_q_sample(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
     return ddx_q_sample(c, in[0], in[1], tc->p.q_sample);
 }
+static ddx_tensor *ap_sampler_step_ms(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
+    return ddx_sampler_step_ms(c, in[0], in[1], tc->n_inputs >= 3 ? in[2] : NULL, tc->n_inputs >= 4 ? in[3] : NULL,
+                               &tc->p.sampler_step_ms);
+}
 static ddx_tensor *ap_sampler_step(ddx_ctx *c, ddx_tensor **in, const ddx_op_case *tc) {
     return ddx_sampler_step(c, in[0], in[1], &tc->p.sampler_step);
 }
@@ -156,6 +160,13 @@ static ddx_tensor *ap_sampler_step(ddx_ctx *c, ddx_tensor **in, const ddx_op_cas
     {.sampler_step = {.a = 1.02f, .b = -0.2f, .f = 0.1f, .g = 0.98f, .c = 0.9f, .d = 0.0f, .e = 0.43f,            \
                       .sigma = 0.0f, .clip = true, .key = {.seed = 9, .stream = DDX_RNG_STREAM_SAMPLER, .step = 6}}}
 
+// Multistep updates: two history tensors, no noise (dpmpp3m, Heun's second stage); noise and
+// no history (Euler ancestral).
+#define STEP_MS3 {.sampler_step_ms = {.a = 1.02f, .b = -0.2f, .cx = 0.6f, .cd = 0.5f, .c1 = -0.2f, .c2 = 0.1f}}
+#define STEP_EA                                                                                                   \
+    {.sampler_step_ms = {.a = 1.02f, .b = -0.2f, .cx = 0.6f, .cd = 0.5f, .sigma = 0.3f,                            \
+                         .key = {.seed = 9, .stream = DDX_RNG_STREAM_SAMPLER, .step = 5}}}
+
 #define DIFFUSION(shape_, N, H, W, C)                                                                            \
     {.op = DDX_OP_Q_SAMPLE, .desc = "q_sample " shape_, .n_inputs = 2,                                           \
      .in = {F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C), F(2, DDX_F32, DDX_GEN_POSITIVE, false, N, 2)},     \
@@ -165,7 +176,14 @@ static ddx_tensor *ap_sampler_step(ddx_ctx *c, ddx_tensor **in, const ddx_op_cas
      .apply = ap_sampler_step, .p = STEP_DDPM, .no_grad = true, .perf_only = GPU},                               \
     {.op = DDX_OP_SAMPLER_STEP, .desc = "sampler_step DDIM " shape_, .n_inputs = 2,                               \
      .in = {F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C), F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C)}, \
-     .apply = ap_sampler_step, .p = STEP_DDIM, .no_grad = true, .perf_only = GPU}
+     .apply = ap_sampler_step, .p = STEP_DDIM, .no_grad = true, .perf_only = GPU},                               \
+    {.op = DDX_OP_SAMPLER_STEP_MS, .desc = "sampler_step_ms dpmpp3m/heun " shape_, .n_inputs = 4,                 \
+     .in = {F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C), F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C),  \
+            F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C), F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C)}, \
+     .apply = ap_sampler_step_ms, .p = STEP_MS3, .no_grad = true, .perf_only = GPU},                             \
+    {.op = DDX_OP_SAMPLER_STEP_MS, .desc = "sampler_step_ms euler_a " shape_, .n_inputs = 2,                      \
+     .in = {F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C), F(4, DDX_F32, DDX_GEN_UNIFORM, false, N, H, W, C)}, \
+     .apply = ap_sampler_step_ms, .p = STEP_EA, .no_grad = true, .perf_only = GPU}
 
 static const ddx_op_case perf_cases[] = {
     // ---- CPU, batch 4 -----------------------------------------------------------------------

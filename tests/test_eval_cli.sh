@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # ddx-eval and ddx-compare without the Inception weights:
 #   - every subcommand's --help; psnr-ssim on files and folders;
-#   - ddx-compare on a tiny trained checkpoint: a PNG and the table (DDPM and DDIM rows);
+#   - ddx-compare on a tiny trained checkpoint: a PNG and the table (DDPM and DDIM rows); the
+#     sampler x steps grid (--samplers, --steps) with its markdown/JSON table and plot, and its
+#     bad lists (unknown sampler, empty, repeated or out-of-range step counts) refused;
 #   - bad input exits 2 with one stderr line naming the culprit, before anything is written:
 #     missing or foreign weights (naming python3 tools/fetch_inception.py), stats of the wrong
 #     shape, an image folder with a broken file, --n below 2048, a non-regular --out, a
@@ -104,6 +106,25 @@ YAML
     expect2 "--fid 100" "$cmp" --checkpoint "$ck" --fid 100 --ref $B
     expect2 "--ref" "$cmp" --checkpoint "$ck" --fid 4 --allow-small
     expect2 "stats1.npz" "$cmp" --checkpoint "$ck" --fid 4 --allow-small --ref data/fid/stats1.npz
+    # The sampler x steps grid: ddpm (no step count) runs once, ddim once per count; the
+    # markdown table, its JSON twin and the plot over steps.
+    # Heun's rows give the steps asked for and its 2 S - 1 model calls.
+    "$cmp" --checkpoint "$ck" --samplers ddpm,ddim,heun --steps 2,4 --n 3 --out "$tmp/grid.png" >"$tmp/o" 2>"$tmp/e" &&
+        [ "$(grep -c '^| ddpm | 20 | 20 |' "$tmp/grid.md")" = 1 ] && grep -q '^| ddim | 2 | 2 |' "$tmp/grid.md" &&
+        grep -q '^| ddim | 4 | 4 |' "$tmp/grid.md" && grep -q '^| heun | 4 | 7 |' "$tmp/grid.md" &&
+        [ "$(grep -c '"sampler"' "$tmp/grid.json")" = 5 ] &&
+        grep -q '"steps_requested": 4, "model_calls": 4' "$tmp/grid.json" &&
+        [ "$(head -c 4 "$tmp/grid_steps.png" | od -An -c | tr -d ' ')" = '211PNG' ] && [ -s "$tmp/grid.png" ] &&
+        ok || bad "ddx-compare --samplers --steps: $(cat "$tmp/o" "$tmp/e" "$tmp/grid.md" 2>&1 | tail -8)"
+    expect2 "--samplers: unknown sampler 'nope'" "$cmp" --checkpoint "$ck" --samplers ddim,nope --out "$tmp/g2.png"
+    expect2 "--samplers" "$cmp" --checkpoint "$ck" --samplers ddim,ddim --out "$tmp/g2.png"
+    expect2 "--steps" "$cmp" --checkpoint "$ck" --steps 2,,4 --out "$tmp/g2.png"
+    expect2 "--steps" "$cmp" --checkpoint "$ck" --steps 2,x --out "$tmp/g2.png"
+    expect2 "--steps" "$cmp" --checkpoint "$ck" --steps 0 --out "$tmp/g2.png"
+    expect2 "--steps" "$cmp" --checkpoint "$ck" --steps 4,21 --out "$tmp/g2.png"
+    expect2 "--ddim-steps and --steps" "$cmp" --checkpoint "$ck" --steps 4 --ddim-steps 4 --out "$tmp/g2.png"
+    expect2 "--table" "$cmp" --checkpoint "$ck" --steps 4 --table /dev/null --out "$tmp/g2.png"
+    [ ! -e "$tmp/g2.png" ] && [ ! -e "$tmp/g2.md" ] && ok || bad "a refused ddx-compare grid wrote a file"
     head -c 1000 "$ck" >"$tmp/trunc.safetensors"
     expect2 "trunc.safetensors" "$cmp" --checkpoint "$tmp/trunc.safetensors" --out "$tmp/c2.png"
     [ ! -e "$tmp/c2.png" ] && ok || bad "a refused ddx-compare wrote its figure"

@@ -84,8 +84,8 @@ YAML
     ck=$run/checkpoints/last.safetensors
     # ddx-compare --fid: a FID column for both samplers.
     "$(dirname "$ev")/ddx-compare" --checkpoint "$ck" --n 2 --ddim-steps 4 --fid 4 --allow-small --ref data/fid_real/B \
-        --out "$tmp/cmp.png" >"$tmp/o" 2>"$tmp/e" && grep -qE '^ddpm +20 +[0-9.]+ +[0-9.]+ +[0-9.]+ ' "$tmp/o" &&
-        grep -qE '^ddim +4 +[0-9.]+ +[0-9.]+ +[0-9.]+ ' "$tmp/o" && ok || bad "ddx-compare --fid: $(cat "$tmp/o" "$tmp/e" | tail -4)"
+        --out "$tmp/cmp.png" >"$tmp/o" 2>"$tmp/e" && grep -qE '^ddpm +20 +20 +[0-9.]+ +[0-9.]+ +[0-9.]+ ' "$tmp/o" &&
+        grep -qE '^ddim +4 +4 +[0-9.]+ +[0-9.]+ +[0-9.]+ ' "$tmp/o" && ok || bad "ddx-compare --fid: $(cat "$tmp/o" "$tmp/e" | tail -4)"
     lines=$(wc -l <"$run/log.jsonl")
     args=(fid --checkpoint "$ck" --ref data/fid_real/B --n 8 --allow-small --shard 3 --steps 4 --work "$tmp/work")
     "$ev" "${args[@]}" --keep-work >"$tmp/r1.json" 2>"$tmp/e" || bad "fid --checkpoint: $(tail -2 "$tmp/e")"

@@ -61,6 +61,10 @@ losses() { sed -E 's/.*"step":([0-9]+),"loss":([^,]+),"last_loss":([^,]+),"grad_
 ref=$(ls -d "$tmp"/out/tiny_* | head -1)
 [ -f "$ref/checkpoints/last.safetensors" ] && [ -f "$ref/config.yaml" ] && [ -n "$(ls "$ref"/samples/*.png 2>/dev/null)" ] &&
     [ "$(wc -l <"$ref/log.jsonl")" = 5 ] && ok || bad "reference run folder incomplete: $(ls -R "$ref")"
+# The run report: refreshed at the end (and at each sample grid), with run_info.json from the start.
+[ -s "$ref/report.html" ] && [ -s "$ref/loss.png" ] && grep -q '"device": "cpu"' "$ref/run_info.json" &&
+    grep -q 'data-y=' "$ref/report.html" && grep -q '^report: ' "$tmp/ref.out" && ok ||
+    bad "no report.html / loss.png / run_info.json after the reference run: $(ls "$ref")"
 
 # 2. Stop at step 5 (mid log interval), then resume to 9: same log.
 mv "$tmp/out" "$tmp/ref_out"

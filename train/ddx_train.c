@@ -19,6 +19,7 @@
 
 #include "eval/fidrun.h"
 #include "eval/gen.h"
+#include "eval/report.h"
 #include "models/checkpoint.h"
 #include "runtime/comm.h"
 #include "runtime/image.h"
@@ -26,6 +27,11 @@
 #include "train/data.h"
 #include "train/dp.h"
 #include "train/trainer.h"
+
+#include "ddx_config.h"
+#include "ddx_version.h"
+#include "runtime/cuda.h"
+#include "runtime/json.h"
 
 static volatile sig_atomic_t g_signal = 0;
 static void on_signal(int sig) { g_signal = sig; }
@@ -347,11 +353,79 @@ static ddx_status save_samples(run *r, const char *name) {
     int cols = K > 0 ? (n >= K ? n / K : 1) : 0;
     DDX_TRY(ddx_image_grid_write(path, r->samples, n, S, S, cfg->model.out_channels, cols, DDX_NORMALIZE_CLIP, NULL));
     printf("samples: %s (%d images, %s %d steps, %s weights, %.1f s)\n", path, n,
-           cfg->sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm",
-           cfg->sample.sampler == DDX_SAMPLER_DDIM ? cfg->sample.steps : cfg->diffusion.timesteps,
+           ddx_sampler_name(cfg->sample.sampler),
+           cfg->sample.sampler != DDX_SAMPLER_DDPM ? cfg->sample.steps : cfg->diffusion.timesteps,
            cfg->train.ema_decay > 0 ? "EMA" : "live", now_s() - t0);
     fflush(stdout);
     return DDX_OK;
+}
+
+// RUN/loss.png and RUN/report.html (eval/report.h), refreshed after each sample grid. A failure
+// here is a warning: the report is a view of the run, and training must not stop for it.
+static void refresh_report(run *r) {
+    double t0 = now_s();
+    ddx_runlog log;
+    ddx_status st = ddx_runlog_read(r->log_path, &log);
+    if (!st) st = ddx_report_loss_png(r->dir, &log, NULL);
+    ddx_runlog_free(&log);
+    if (!st) st = ddx_report_write(r->dir, NULL, NULL);
+    if (st) fprintf(stderr, "ddx-train: warning: the run report was not refreshed: %s\n", ddx_last_error());
+    else printf("report: %s/report.html, %s/loss.png (%.2f s)\n", r->dir, r->dir, now_s() - t0);
+    fflush(stdout);
+}
+
+static void info_str(ddx_json_buf *b, const char *key, const char *v) {
+    ddx_json_buf_printf(b, "%s", b->len > 1 ? ",\n " : "");
+    ddx_json_buf_string(b, key, strlen(key));
+    ddx_json_buf_printf(b, ": ");
+    if (ddx_json_utf8_valid(v, strlen(v))) ddx_json_buf_string(b, v, strlen(v));
+    else ddx_json_buf_string(b, "(not UTF-8)", 11);
+}
+
+// RUN/run_info.json: the device and software of the process training now (the report's "device
+// and software"), rewritten at each start, so after a resume it names what resumed. A failure
+// is a warning, as for the report.
+static void write_run_info(const run *r, ddx_device dev, const char *why, bool resumed, const char *world, int argc,
+                           char **argv) {
+    ddx_json_buf b = {0};
+    char t[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    ddx_json_buf_printf(&b, "{");
+    info_str(&b, "started_utc", t);
+    info_str(&b, "start", resumed ? "resumed" : "new run");
+    info_str(&b, "ddx_version", DDX_VERSION_STRING);
+    info_str(&b, "git", DDX_GIT_DESCRIBE);
+#ifdef __clang__
+    info_str(&b, "compiler", "clang " __clang_version__);
+#elif defined(__GNUC__)
+    info_str(&b, "compiler", "gcc " __VERSION__);
+#endif
+    info_str(&b, "cuda_backend", DDX_HAVE_CUDA ? "built" : "not built (CPU only)");
+    info_str(&b, "device", ddx_device_name(dev));
+    info_str(&b, "device_detail", dev == DDX_CUDA ? ddx_cuda_describe() : why);
+    info_str(&b, "world", world);
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) == 0) info_str(&b, "host", host);
+    char cmd[2048] = "";
+    size_t used = 0;
+    for (int i = 0; i < argc && used + 2 < sizeof cmd; i++)
+        used += (size_t)snprintf(cmd + used, sizeof cmd - used, "%s%s", i ? " " : "", argv[i]);
+    info_str(&b, "command", cmd);
+    ddx_json_buf_printf(&b, "\n}\n");
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/run_info.json", r->dir);
+    ddx_status st = b.failed ? ddx_errorf(DDX_E_NOMEM, "out of memory for run_info.json") : DDX_OK;
+    ddx_atomic_file a;
+    if (!st) st = ddx_atomic_open(&a, path, "run_info.json");
+    if (!st) {
+        ddx_atomic_write(&a, b.data, b.len);
+        st = ddx_atomic_commit(&a);
+    }
+    ddx_json_buf_free(&b);
+    if (st) fprintf(stderr, "ddx-train: warning: %s\n", ddx_last_error());
 }
 
 static void run_free(run *r) {
@@ -551,6 +625,7 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
             snprintf(name, sizeof name, "step_%07" PRId64, step);
             st = save_samples(r, name);
             if (st) return fail(st);
+            refresh_report(r);
         }
         if (cfg->eval.fid_every > 0 && step % cfg->eval.fid_every == 0 && step != total) {
             st = run_fid(r, data_batch, r->elapsed0 + (now_s() - t_start));
@@ -580,6 +655,7 @@ static int train(run *r, const ddx_ckpt_state *resumed) {
         if (st == DDX_E_IO) return 2;
         if (st) return fail(st);
     }
+    refresh_report(r);
     int fd = r->log_fd;
     r->log_fd = -1;
     bool synced = fsync(fd) == 0;
@@ -625,7 +701,7 @@ static ddx_status lock_run(run *r) {
 
 // Undoes a new run folder whose start failed: only the entries this start creates.
 static void remove_new_run(run *r) {
-    static const char *const files[] = {"config.yaml", "log.jsonl", ".lock"};
+    static const char *const files[] = {"config.yaml", "log.jsonl", ".lock", "run_info.json", "loss.png", "report.html"};
     static const char *const dirs[] = {"checkpoints", "samples"};
     char p[PATH_MAX + 64];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -907,12 +983,15 @@ int main(int argc, char **argv) {
                (double)swept_bytes / (1 << 20));
     if (have_ck) printf("resuming at step %" PRId64 " (data batch %" PRId64 ")\n", resumed.step, resumed.data_batch);
     fflush(stdout);
+    char world[256] = "1 rank";
     if (r.tr.dp) {
         char w[256];
         ddx_comm_describe(r.comm, &launch, w, sizeof w);
         printf("world: %s; global batch %d, %lld row(s) on rank 0\n", w, cfg->train.batch_size, (long long)r.tr.dp->n);
         fflush(stdout);
+        snprintf(world, sizeof world, "%s", w);
     }
+    write_run_info(&r, dev, why, have_ck, world, argc, argv);
     int rc = train(&r, have_ck ? &resumed : NULL);
     // A new run that failed before its first step (the activations of step 1 did not fit) has
     // nothing worth keeping: it goes like any other failed start.

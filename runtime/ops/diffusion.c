@@ -250,3 +250,94 @@ ddx_status ddx_cpu_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
     }
     return DDX_OK;
 }
+
+// =========================================================================================
+// sampler_step_ms: see ddx_sampler_ms_params in runtime/ops.h.
+// =========================================================================================
+ddx_tensor *ddx_sampler_step_ms(ddx_ctx *c, ddx_tensor *x_t, ddx_tensor *out, ddx_tensor *h1, ddx_tensor *h2,
+                                const ddx_sampler_ms_params *p) {
+    if (!ddx_op_ok(c, "sampler_step_ms", 2, (ddx_tensor *[]){x_t, out})) return NULL;
+    char sa[DDX_SHAPE_BUF], sb[DDX_SHAPE_BUF];
+    if (!p) return ddx_op_fail(c, DDX_E_INPUT, "sampler_step_ms: params are NULL");
+    if (h2 && !h1) return ddx_op_fail(c, DDX_E_INPUT, "sampler_step_ms: a second history tensor needs the first");
+    ddx_tensor *hs[2] = {h1, h2};
+    for (int i = 0; i < 2 && hs[i]; i++) {
+        if (!ddx_op_ok(c, "sampler_step_ms", 1, &hs[i])) return NULL;
+        if (hs[i]->dtype != DDX_F32 || !ddx_same_shape(x_t, hs[i]))
+            return ddx_op_fail(c, DDX_E_INPUT, "sampler_step_ms: history %d is %s %s, want f32 of x_t's shape %s", i + 1,
+                               ddx_dtype_name(hs[i]->dtype), ddx_shape_str(hs[i], sa, sizeof sa),
+                               ddx_shape_str(x_t, sb, sizeof sb));
+        if (refuse_grad(c, "sampler_step_ms", hs[i], "a history tensor")) return NULL;
+    }
+    if (x_t->dtype != DDX_F32 || out->dtype != DDX_F32)
+        return ddx_op_fail(c, DDX_E_INPUT, "sampler_step_ms: x_t and the model output must be f32, got %s and %s",
+                           ddx_dtype_name(x_t->dtype), ddx_dtype_name(out->dtype));
+    if (x_t->ndim < 1 || x_t->shape[0] < 1)
+        return ddx_op_fail(c, DDX_E_INPUT, "sampler_step_ms: x_t %s needs a batch dim of at least 1",
+                           ddx_shape_str(x_t, sa, sizeof sa));
+    // Guided: the model output holds the conditional rows, then as many unconditional ones.
+    bool shape_ok = out->ndim == x_t->ndim && out->shape[0] == (p->guided ? 2 : 1) * x_t->shape[0];
+    for (int i = 1; shape_ok && i < x_t->ndim; i++) shape_ok = out->shape[i] == x_t->shape[i];
+    if (!shape_ok)
+        return ddx_op_fail(c, DDX_E_INPUT, "sampler_step_ms: the model output %s must be %s x_t's %s", ddx_shape_str(out, sa, sizeof sa),
+                           p->guided ? "twice (guided: conditional then unconditional rows)" : "the shape of",
+                           ddx_shape_str(x_t, sb, sizeof sb));
+    if (p->coefs_dev && (!c->step_dev || c->device != DDX_CUDA))
+        return ddx_op_fail(c, DDX_E_INPUT, "sampler_step_ms: device coefficients need the CUDA backend and the context's step_dev");
+    const float co[7] = {p->a, p->b, p->cx, p->cd, p->c1, p->c2, p->sigma};
+    static const char *const names[7] = {"a", "b", "cx", "cd", "c1", "c2", "sigma"};
+    for (int i = 0; i < 7 && !p->coefs_dev; i++)
+        if (!finite_f(co[i]))
+            return ddx_op_fail(c, DDX_E_INPUT, "sampler_step_ms: coefficient %s is not finite (%g); check the schedule",
+                               names[i], (double)co[i]);
+    if (p->guided && !finite_f(p->w))
+        return ddx_op_fail(c, DDX_E_INPUT, "sampler_step_ms: the guidance scale %g is not finite", (double)p->w);
+    if (!key_fits(&p->key, ddx_numel(x_t)))
+        return ddx_op_fail(c, DDX_E_INPUT, "sampler_step_ms: offset %llu + %lld elements overflows the 64-bit Philox index",
+                           (unsigned long long)p->key.offset, (long long)ddx_numel(x_t));
+    if (refuse_grad(c, "sampler_step_ms", x_t, "x_t") || refuse_grad(c, "sampler_step_ms", out, "the model output"))
+        return NULL;
+    ddx_op_params op = {.sampler_step_ms = *p};
+    if (!device_step(c, "sampler_step_ms", &op.sampler_step_ms.key)) return NULL;
+    int64_t shape[DDX_MAX_DIMS];
+    for (int i = 0; i < x_t->ndim; i++) shape[i] = x_t->shape[i];
+    shape[0] *= 2;
+    const int nin = h2 ? 4 : h1 ? 3 : 2;
+    return ddx_op_run(c, DDX_OP_SAMPLER_STEP_MS, nin, (ddx_tensor *[]){x_t, out, h1, h2}, &op, DDX_F32, x_t->ndim, shape);
+}
+
+ddx_status ddx_cpu_sampler_step_ms_fwd(ddx_ctx *c, ddx_node *n) {
+    (void)c;
+    DDX_TRY(ddx_cpu_need_f32("sampler_step_ms", n->in[0], "x_t"));
+    DDX_TRY(ddx_cpu_need_f32("sampler_step_ms", n->in[1], "model output"));
+    const ddx_sampler_ms_params *p = &n->p.sampler_step_ms;
+    const int64_t cnt = ddx_numel(n->in[0]);
+    const float *xt = ddx_f32c(n->in[0]), *o = ddx_f32c(n->in[1]);
+    const float *h1 = NULL, *h2 = NULL;
+    if (n->n_inputs >= 3) {
+        DDX_TRY(ddx_cpu_need_f32("sampler_step_ms", n->in[2], "history 1"));
+        h1 = ddx_f32c(n->in[2]);
+    }
+    if (n->n_inputs >= 4) {
+        DDX_TRY(ddx_cpu_need_f32("sampler_step_ms", n->in[3], "history 2"));
+        h2 = ddx_f32c(n->in[3]);
+    }
+    float *y = ddx_f32(n->out), *yd = y + cnt;
+    const bool noise = p->sigma != 0.0f;
+    // The noise lands in y first and is consumed in place.
+    if (noise) DDX_TRY(ddx_philox_normal(y, cnt, p->key.seed, p->key.stream, p->key.step, p->key.offset));
+    for (int64_t i = 0; i < cnt; i++) {
+        float m = o[i];
+        if (p->guided) m = ddx_rng_add(o[cnt + i], ddx_rng_mul(p->w, ddx_rng_sub(o[i], o[cnt + i])));
+        float d = ddx_rng_add(ddx_rng_mul(p->a, xt[i]), ddx_rng_mul(p->b, m));
+        // Comparisons rather than fminf/fmaxf: a NaN must stay NaN, not become a clip bound.
+        if (p->clip) d = d < -1.0f ? -1.0f : (d > 1.0f ? 1.0f : d);
+        float v = ddx_rng_add(ddx_rng_mul(p->cx, xt[i]), ddx_rng_mul(p->cd, d));
+        if (h1) v = ddx_rng_add(v, ddx_rng_mul(p->c1, h1[i]));
+        if (h2) v = ddx_rng_add(v, ddx_rng_mul(p->c2, h2[i]));
+        if (noise) v = ddx_rng_add(v, ddx_rng_mul(p->sigma, y[i]));
+        y[i] = v;
+        yd[i] = d;
+    }
+    return DDX_OK;
+}

@@ -59,3 +59,18 @@ ddx_status ddx_cuda_sampler_step_fwd(ddx_ctx *c, ddx_node *n) {
     DDX_CUDA_CHECK(ddx_k_sampler_step_f32(n->out->data, xt->data, o->data, ddx_numel(xt), co, k_key(c, &p->key), ddx_cuda_stream_of(c)));
     return DDX_OK;
 }
+
+ddx_status ddx_cuda_sampler_step_ms_fwd(ddx_ctx *c, ddx_node *n) {
+    const ddx_tensor *xt = n->in[0], *o = n->in[1];
+    const ddx_tensor *h1 = n->n_inputs >= 3 ? n->in[2] : NULL, *h2 = n->n_inputs >= 4 ? n->in[3] : NULL;
+    if (xt->dtype != DDX_F32 || o->dtype != DDX_F32 || n->out->dtype != DDX_F32 || (h1 && h1->dtype != DDX_F32) ||
+        (h2 && h2->dtype != DDX_F32))
+        return ddx_errorf(DDX_E_UNSUPPORTED, "sampler_step_ms on CUDA: f32 only, got x_t %s, output %s",
+                          ddx_dtype_name(xt->dtype), ddx_dtype_name(o->dtype));
+    const ddx_sampler_ms_params *p = &n->p.sampler_step_ms;
+    const ddx_k_ms_coefs co = {.a = p->a, .b = p->b, .cx = p->cx, .cd = p->cd, .c1 = p->c1, .c2 = p->c2, .sigma = p->sigma,
+                               .clip = p->clip ? 1 : 0, .guided = p->guided ? 1 : 0, .w = p->w, .dev = p->coefs_dev};
+    DDX_CUDA_CHECK(ddx_k_sampler_step_ms_f32(n->out->data, xt->data, o->data, h1 ? h1->data : NULL, h2 ? h2->data : NULL,
+                                             ddx_numel(xt), co, k_key(c, &p->key), ddx_cuda_stream_of(c)));
+    return DDX_OK;
+}
