@@ -56,12 +56,13 @@ _Static_assert(sizeof(ddx_run_device) == sizeof(int) && sizeof(ddx_precision) ==
                sizeof(ddx_model_type) == sizeof(int) && sizeof(ddx_beta_schedule) == sizeof(int) &&
                sizeof(ddx_variance) == sizeof(int) && sizeof(ddx_parameterization) == sizeof(int) &&
                sizeof(ddx_dataset_kind) == sizeof(int) && sizeof(ddx_sampler) == sizeof(int) &&
-               sizeof(ddx_spacing) == sizeof(int) && sizeof(ddx_cond) == sizeof(int), "enum fields must be int-sized");
+               sizeof(ddx_spacing) == sizeof(int) && sizeof(ddx_cond) == sizeof(int) &&
+               sizeof(ddx_loss_weight) == sizeof(int), "enum fields must be int-sized");
 
 static const char *const N_DEVICE[] = {"auto", "cpu", "cuda", NULL};
 static const char *const N_PRECISION[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const N_MODEL[] = {"unet_plain", "unet_ddpm", NULL};
-static const char *const N_SCHEDULE[] = {"linear", "cosine", NULL};
+static const char *const N_SCHEDULE[] = {"linear", "cosine", "scaled_linear", NULL};
 static const char *const N_VARIANCE[] = {"fixedlarge", "fixedsmall", NULL};
 static const char *const N_PARAM[] = {"eps", "x0", "v", NULL};
 static const char *const N_DATASET[] = {"fashion_mnist", "cifar10", "image_folder", NULL};
@@ -81,6 +82,7 @@ ddx_status ddx_sampler_parse(const char *name, const char *what, ddx_sampler *ou
 }
 static const char *const N_SPACING[] = {"uniform", "quadratic", "leading", "trailing", "karras", NULL};
 static const char *const N_COND[] = {"none", "lowres", NULL};
+static const char *const N_LOSS_WEIGHT[] = {"uniform", "min_snr", NULL};
 
 #define BIG 1e12  // step counts: far beyond any run, far below int64 overflow
 
@@ -121,11 +123,17 @@ static const cfg_key KEYS[] = {
            "clamped to [-1, 1], concatenated on the channel axis; in_channels = 2 * out_channels)"),
 
     K_INT("diffusion.timesteps", diffusion.timesteps, "1000", 1, 100000, "diffusion steps T"),
-    K_ENUM("diffusion.beta_schedule", diffusion.beta_schedule, ddx_beta_schedule, N_SCHEDULE, "linear", "noise schedule"),
-    K_F64("diffusion.beta_start", diffusion.beta_start, "1e-4", 0, 1, OPEN_LO | OPEN_HI, "beta_1 (linear)"),
-    K_F64("diffusion.beta_end", diffusion.beta_end, "0.02", 0, 1, OPEN_LO | OPEN_HI, "beta_T (linear)"),
+    K_ENUM("diffusion.beta_schedule", diffusion.beta_schedule, ddx_beta_schedule, N_SCHEDULE, "linear",
+           "noise schedule: linear (Ho et al.), cosine (Nichol & Dhariwal, diffusers squaredcos_cap_v2) or scaled_linear "
+           "(linspace(sqrt(beta_start), sqrt(beta_end), T)^2, Stable Diffusion's)"),
+    K_F64("diffusion.beta_start", diffusion.beta_start, "1e-4", 0, 1, OPEN_LO | OPEN_HI, "beta_1 (linear, scaled_linear)"),
+    K_F64("diffusion.beta_end", diffusion.beta_end, "0.02", 0, 1, OPEN_LO | OPEN_HI, "beta_T (linear, scaled_linear)"),
+    K_BOOL("diffusion.rescale_zero_terminal_snr", diffusion.rescale_zero_terminal_snr, "false",
+           "rescale the schedule so that abar at the last timestep is exactly 0 (Lin et al. 2023, diffusers "
+           "rescale_zero_terminal_snr); needs parameterization v or x0"),
     K_ENUM("diffusion.variance", diffusion.variance, ddx_variance, N_VARIANCE, "fixedlarge", "reverse-process variance"),
-    K_ENUM("diffusion.parameterization", diffusion.parameterization, ddx_parameterization, N_PARAM, "eps", "what the network predicts"),
+    K_ENUM("diffusion.parameterization", diffusion.parameterization, ddx_parameterization, N_PARAM, "eps",
+           "what the network predicts: eps (the noise), x0 (the clean image) or v = sqrt(abar) eps - sqrt(1 - abar) x0"),
 
     K_ENUM("data.dataset", data.dataset, ddx_dataset_kind, N_DATASET, "cifar10", "training images"),
     K_STR("data.path", data.path, "", "data location; \"\" = the data set's standard place"),
@@ -153,6 +161,10 @@ static const cfg_key KEYS[] = {
     K_I64("train.checkpoint_every", train.checkpoint_every, "10000", 0, BIG, "steps between checkpoints; 0 = end only"),
     K_INT("train.keep_checkpoints", train.keep_checkpoints, "2", 0, 1000,
           "checkpoints/step_N.safetensors kept besides last.safetensors (oldest removed); 0 = last only"),
+    K_ENUM("train.loss_weight", train.loss_weight, ddx_loss_weight, N_LOSS_WEIGHT, "uniform",
+           "per-sample loss weight: uniform, or min_snr (Hang et al. 2023, as diffusers' training scripts: "
+           "min(SNR, gamma) / SNR for eps, / (SNR + 1) for v, min(SNR, gamma) for x0)"),
+    K_F64("train.min_snr_gamma", train.min_snr_gamma, "5", 0, 1e6, OPEN_LO, "gamma of train.loss_weight min_snr"),
     K_F64("train.max_loss_ratio", train.max_loss_ratio, "100", 0, 1e30, 0,
           "stop when a log interval's mean loss exceeds this x the median of the last 10; 0 = off (non-finite always stops)"),
     K_F64("train.label_dropout", train.label_dropout, "0", 0, 1, OPEN_HI,
@@ -1133,7 +1145,11 @@ ddx_status ddx_config_validate(const ddx_config *c) {
         return invalid(c, own_widths ? "model.block_out_channels" : "model.ch",
                        "the timestep embedding is %d wide; it must be even and half of it must differ from model.freq_shift %d", tw,
                        c->model.freq_shift);
-    if (c->diffusion.beta_schedule == DDX_BETA_SCHEDULE_LINEAR && !(c->diffusion.beta_start < c->diffusion.beta_end))
+    if (c->diffusion.rescale_zero_terminal_snr && c->diffusion.parameterization == DDX_PARAMETERIZATION_EPS)
+        return invalid(c, "diffusion.rescale_zero_terminal_snr",
+                       "is true but diffusion.parameterization is eps: at zero terminal SNR x_T is pure noise and a noise "
+                       "prediction says nothing about x0 (Lin et al. 2023); set diffusion.parameterization: v (or x0)");
+    if (c->diffusion.beta_schedule != DDX_BETA_SCHEDULE_COSINE && !(c->diffusion.beta_start < c->diffusion.beta_end))
         return invalid(c, "diffusion.beta_start", "%g must be below diffusion.beta_end %g", c->diffusion.beta_start,
                        c->diffusion.beta_end);
     if (c->sample.steps > c->diffusion.timesteps)

@@ -43,7 +43,7 @@ extern "C" {
 typedef enum ddx_run_device { DDX_RUN_DEVICE_AUTO = 0, DDX_RUN_DEVICE_CPU, DDX_RUN_DEVICE_CUDA } ddx_run_device;
 typedef enum ddx_precision { DDX_PRECISION_FP32 = 0, DDX_PRECISION_TF32, DDX_PRECISION_BF16 } ddx_precision;
 typedef enum ddx_model_type { DDX_MODEL_TYPE_UNET_PLAIN = 0, DDX_MODEL_TYPE_UNET_DDPM } ddx_model_type;
-typedef enum ddx_beta_schedule { DDX_BETA_SCHEDULE_LINEAR = 0, DDX_BETA_SCHEDULE_COSINE } ddx_beta_schedule;
+typedef enum ddx_beta_schedule { DDX_BETA_SCHEDULE_LINEAR = 0, DDX_BETA_SCHEDULE_COSINE, DDX_BETA_SCHEDULE_SCALED_LINEAR } ddx_beta_schedule;
 // fixedlarge: sigma_t^2 = beta_t; fixedsmall: sigma_t^2 = posterior variance beta~_t (Ho et al. 3.2).
 typedef enum ddx_variance { DDX_VARIANCE_FIXEDLARGE = 0, DDX_VARIANCE_FIXEDSMALL } ddx_variance;
 // What the network predicts: the noise, the clean image, or v = alpha_t*eps - sigma_t*x0.
@@ -74,6 +74,8 @@ typedef enum ddx_spacing {
 // low-resolution image of x0 upsampled bicubically to the model's size (super-resolution,
 // models/lowres.h; the factor is data.sr_factor).
 typedef enum ddx_cond { DDX_COND_NONE = 0, DDX_COND_LOWRES } ddx_cond;
+// Per-sample weight of the training loss: uniform, or Min-SNR-gamma (Hang et al. 2023).
+typedef enum ddx_loss_weight { DDX_LOSS_WEIGHT_UNIFORM = 0, DDX_LOSS_WEIGHT_MIN_SNR } ddx_loss_weight;
 
 typedef struct ddx_int_list {
     int n;
@@ -115,6 +117,7 @@ typedef struct ddx_config {
         double beta_start, beta_end;       // linear schedule only
         ddx_variance variance;
         ddx_parameterization parameterization;
+        bool rescale_zero_terminal_snr;    // abar_{T-1} = 0 exactly (Lin et al. 2023)
     } diffusion;
     struct {
         ddx_dataset_kind dataset;
@@ -135,6 +138,8 @@ typedef struct ddx_config {
         bool ema_warmup;                   // decay min(ema_decay, (1 + step) / (10 + step))
         int64_t log_every, sample_every, checkpoint_every;  // 0 = never (sample/checkpoint)
         int keep_checkpoints;              // step_N.safetensors kept besides last.safetensors
+        ddx_loss_weight loss_weight;
+        double min_snr_gamma;              // loss_weight min_snr: gamma
         double max_loss_ratio;             // divergence: interval mean > ratio x median of the last 10; 0 = off
         double label_dropout;              // class-conditional: P(label -> null class) per image (classifier-free guidance)
     } train;

@@ -8,6 +8,13 @@
 //   - linear betas: torch.linspace(beta_start, beta_end, T) in float64;
 //   - cosine betas: betas_for_alpha_bar with diffusers' 'squaredcos_cap_v2' alpha_bar
 //     (Nichol & Dhariwal 2021, s = 0.008), each beta capped at 0.999;
+//   - scaled_linear betas: linspace(sqrt(beta_start), sqrt(beta_end), T)^2 (diffusers runs it
+//     in float32; ddx in double, like linear);
+//   - zero terminal SNR: diffusers' rescale_zero_terminal_snr (Lin et al. 2023, Algorithm 1) in
+//     double. diffusers' DDPM and DDIM schedulers keep abar_{T-1} = 0 as it comes out (only its
+//     sigma-based schedulers, Euler and DPM-Solver, clamp it to 2^-24 to keep sigma finite), and
+//     so does ddx: with v or x0 every loss and DDPM/DDIM coefficient is finite at abar = 0, and
+//     eps, whose x0 would divide by sqrt(abar) = 0, is refused (diffusers only warns);
 //   - DDPM step (DDPMScheduler.step): posterior-mean coefficients from abar_t and abar_prev
 //     with beta'_t = 1 - abar_t / abar_prev (= beta_t for consecutive steps), fixed_large
 //     sigma^2 = beta'_t, fixed_small sigma^2 = beta'_t (1 - abar_prev) / (1 - abar_t);
@@ -68,6 +75,13 @@ ddx_status ddx_schedule_init(ddx_schedule *s, const ddx_config *cfg) {
     s->T = T;
     s->param = cfg->diffusion.parameterization;
     s->variance = cfg->diffusion.variance;
+    s->loss_weight = cfg->train.loss_weight;
+    s->min_snr_gamma = cfg->train.min_snr_gamma;
+    if (s->loss_weight == DDX_LOSS_WEIGHT_MIN_SNR && !(s->min_snr_gamma > 0.0 && isfinite(s->min_snr_gamma)))
+        return ddx_errorf(DDX_E_INPUT, "train.min_snr_gamma: %g must be a positive number", s->min_snr_gamma);
+    if (cfg->diffusion.rescale_zero_terminal_snr && s->param == DDX_PARAMETERIZATION_EPS)
+        return ddx_errorf(DDX_E_INPUT, "diffusion.rescale_zero_terminal_snr: needs diffusion.parameterization v or x0, not eps "
+                                       "(at zero SNR a noise prediction does not determine x0)");
     s->betas = malloc((size_t)T * sizeof(double));
     s->alphas_cumprod = malloc((size_t)T * sizeof(double));
     s->alphas_cumprod_prev = malloc((size_t)T * sizeof(double));
@@ -94,9 +108,42 @@ ddx_status ddx_schedule_init(ddx_schedule *s, const ddx_config *cfg) {
             s->betas[i] = b < 0.999 ? b : 0.999;
         }
         break;
+    case DDX_BETA_SCHEDULE_SCALED_LINEAR: {
+        const double b0 = cfg->diffusion.beta_start, b1 = cfg->diffusion.beta_end;
+        if (!(b0 > 0.0 && b0 < 1.0 && b1 > 0.0 && b1 < 1.0)) {
+            ddx_schedule_free(s);
+            return ddx_errorf(DDX_E_INPUT,
+                              "diffusion.beta_start/beta_end: %g and %g must both lie in (0, 1) for the scaled_linear schedule",
+                              b0, b1);
+        }
+        linspace(sqrt(b0), sqrt(b1), T, s->betas);
+        for (int i = 0; i < T; i++) s->betas[i] *= s->betas[i];
+        break;
+    }
     default:
         ddx_schedule_free(s);
         return ddx_errorf(DDX_E_INPUT, "diffusion.beta_schedule: unknown schedule %d", (int)cfg->diffusion.beta_schedule);
+    }
+    if (cfg->diffusion.rescale_zero_terminal_snr) {
+        if (T < 2) {
+            ddx_schedule_free(s);
+            return ddx_errorf(DDX_E_INPUT, "diffusion.rescale_zero_terminal_snr: needs diffusion.timesteps >= 2, got %d", T);
+        }
+        // sqrt(abar) into alphas_cumprod, shifted and scaled there, then back to betas. The
+        // last ratio is 0 / abar_{T-2}, so beta_{T-1} = 1 and the cumprod below ends at 0 exactly.
+        double *sq = s->alphas_cumprod, ab = 1.0;
+        for (int i = 0; i < T; i++) {
+            ab *= 1.0 - s->betas[i];
+            sq[i] = sqrt(ab);
+        }
+        const double first = sq[0], last = sq[T - 1];
+        for (int i = 0; i < T; i++) {
+            sq[i] -= last;
+            sq[i] *= first / (first - last);
+            sq[i] *= sq[i];
+        }
+        for (int i = T - 1; i > 0; i--) s->betas[i] = 1.0 - sq[i] / sq[i - 1];
+        s->betas[0] = 1.0 - sq[0];
     }
     double ab = 1.0;
     for (int i = 0; i < T; i++) {
@@ -104,6 +151,56 @@ ddx_status ddx_schedule_init(ddx_schedule *s, const ddx_config *cfg) {
         ab *= 1.0 - s->betas[i];
         s->alphas_cumprod[i] = ab;
         s->posterior_variance[i] = s->betas[i] * (1.0 - s->alphas_cumprod_prev[i]) / (1.0 - ab);
+    }
+    return DDX_OK;
+}
+
+// ---- parameterisations -----------------------------------------------------------------------
+ddx_param_coefs ddx_param_coefs_at(double abar, ddx_parameterization from) {
+    const double sab = sqrt(abar), s1ab = sqrt(1.0 - abar);
+    switch (from) {
+    case DDX_PARAMETERIZATION_X0: return (ddx_param_coefs){0.0, 1.0, 1.0 / s1ab, -sab / s1ab};
+    // x0 = sab x_t - s1ab v and eps = s1ab x_t + sab v (sab^2 + s1ab^2 = 1).
+    case DDX_PARAMETERIZATION_V: return (ddx_param_coefs){sab, -s1ab, s1ab, sab};
+    default: return (ddx_param_coefs){1.0 / sab, -s1ab / sab, 0.0, 1.0};
+    }
+}
+
+double ddx_param_convert(double abar, ddx_parameterization from, ddx_parameterization to, double x_t, double pred) {
+    if (from == to) return pred;
+    const ddx_param_coefs k = ddx_param_coefs_at(abar, from);
+    const double sab = sqrt(abar), s1ab = sqrt(1.0 - abar);
+    if (to == DDX_PARAMETERIZATION_X0) return k.x0_xt * x_t + k.x0_pred * pred;
+    if (to == DDX_PARAMETERIZATION_EPS) return k.eps_xt * x_t + k.eps_pred * pred;
+    // v from eps or x0 directly, not through x0 and eps both: one product, one difference and
+    // one division, so a round trip loses about an ulp times the pair's conditioning
+    // (1 / sqrt(abar) or 1 / sqrt(1 - abar), tests/test_schedules.c) and nothing more.
+    if (from == DDX_PARAMETERIZATION_EPS) return (pred - s1ab * x_t) / sab;   // v = (eps - s1ab x_t) / sab
+    return (sab * x_t - pred) / s1ab;                                         // v = (sab x_t - x0) / s1ab
+}
+
+double ddx_schedule_snr(const ddx_schedule *s, int t) {
+    const double ab = s->alphas_cumprod[t];
+    return ab / (1.0 - ab);
+}
+
+double ddx_diffusion_loss_weight(const ddx_schedule *s, int t) {
+    if (s->loss_weight != DDX_LOSS_WEIGHT_MIN_SNR) return 1.0;
+    const double snr = ddx_schedule_snr(s, t), m = snr < s->min_snr_gamma ? snr : s->min_snr_gamma;
+    switch (s->param) {
+    case DDX_PARAMETERIZATION_X0: return m;
+    case DDX_PARAMETERIZATION_V: return m / (snr + 1.0);
+    default: return m / snr;
+    }
+}
+
+ddx_status ddx_diffusion_loss_wsqrt(const ddx_schedule *s, int64_t N, const float *t, float *wsqrt) {
+    if (!s || !s->alphas_cumprod) return ddx_errorf(DDX_E_INTERNAL, "diffusion_loss: no schedule");
+    for (int64_t i = 0; i < N; i++) {
+        const int ti = (int)t[i];
+        if (!(t[i] >= 0.0f && ti < s->T))
+            return ddx_errorf(DDX_E_INTERNAL, "diffusion_loss: timestep %g outside 0..%d", (double)t[i], s->T - 1);
+        wsqrt[i] = (float)sqrt(ddx_diffusion_loss_weight(s, ti));
     }
     return DDX_OK;
 }
@@ -163,7 +260,16 @@ ddx_tensor *ddx_diffusion_loss_from(ddx_ctx *c, const ddx_model *m, const ddx_sc
 ddx_tensor *ddx_diffusion_loss_from_cond(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
                                          ddx_tensor *cond, ddx_tensor *y, ddx_tensor *t_t, ddx_tensor *coef_t,
                                          ddx_tensor *vcoef_t, ddx_rng_key key) {
+    return ddx_diffusion_loss_from_w(c, m, s, x0, cond, y, t_t, coef_t, vcoef_t, NULL, key);
+}
+
+ddx_tensor *ddx_diffusion_loss_from_w(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
+                                      ddx_tensor *cond, ddx_tensor *y, ddx_tensor *t_t, ddx_tensor *coef_t,
+                                      ddx_tensor *vcoef_t, ddx_tensor *wsqrt_t, ddx_rng_key key) {
     if (!loss_x0_ok(c, m, s, x0)) return NULL;
+    const bool weighted = s->loss_weight == DDX_LOSS_WEIGHT_MIN_SNR;
+    if (weighted && (!wsqrt_t || wsqrt_t->dtype != DDX_F32 || wsqrt_t->ndim != 1 || wsqrt_t->shape[0] != x0->shape[0]))
+        return ddx_op_fail(c, DDX_E_INTERNAL, "diffusion_loss: train.loss_weight min_snr needs the [N] f32 weight tensor");
     if (!t_t || !coef_t || (s->param == DDX_PARAMETERIZATION_V && !vcoef_t))
         return ddx_op_fail(c, DDX_E_INTERNAL, "diffusion_loss: missing timestep or coefficient tensors");
     if (cond && (cond->ndim != 4 || cond->shape[0] != x0->shape[0] || cond->shape[1] != x0->shape[1] ||
@@ -182,6 +288,13 @@ ddx_tensor *ddx_diffusion_loss_from_cond(ddx_ctx *c, const ddx_model *m, const d
     case DDX_PARAMETERIZATION_V: target = ddx_q_sample(c, x0, vcoef_t, key); break;
     default: return ddx_op_fail(c, DDX_E_INPUT, "diffusion_loss: unknown parameterization %d", (int)s->param);
     }
+    if (weighted) {
+        // mean_i w_i mean_e (pred - target)^2 as the mse of both sides scaled by sqrt(w_i): the
+        // existing loss op, and w_i's rounding through sqrt is far below fp32 tolerance.
+        ddx_tensor *w = ddx_reshape(c, wsqrt_t, 4, (int64_t[]){x0->shape[0], 1, 1, 1});   // [N, 1, 1, 1]
+        pred = ddx_mul(c, pred, w);
+        target = ddx_mul(c, target, w);
+    }
     return ddx_mse_loss(c, pred, target);
 }
 
@@ -195,12 +308,14 @@ ddx_tensor *ddx_diffusion_loss_at(ddx_ctx *c, const ddx_model *m, const ddx_sche
     if (!loss_x0_ok(c, m, s, x0)) return NULL;
     const int64_t N = x0->shape[0];
     const bool v = s->param == DDX_PARAMETERIZATION_V;
+    const bool weighted = s->loss_weight == DDX_LOSS_WEIGHT_MIN_SNR;
     // Host scratch: t as floats, then the [N, 2] coefficient pairs (q_sample's and, for v, the
-    // target's).
-    float *h = malloc((size_t)N * 5 * sizeof(float));
+    // target's), then the [N] loss weights' square roots.
+    float *h = malloc((size_t)N * 6 * sizeof(float));
     if (!h) return ddx_op_fail(c, DDX_E_NOMEM, "diffusion_loss: out of host memory for %lld samples", (long long)N);
     float *tf = h, *coef = h + N, *vcoef = h + 3 * N;
     ddx_status st = ddx_diffusion_loss_inputs_at(s, N, seed, step, sample0, tf, coef, v ? vcoef : NULL);
+    if (st == DDX_OK && weighted) st = ddx_diffusion_loss_wsqrt(s, N, tf, h + 5 * N);
     if (st != DDX_OK) {
         free(h);
         ddx_ctx_fail(c, st);
@@ -210,13 +325,15 @@ ddx_tensor *ddx_diffusion_loss_at(ddx_ctx *c, const ddx_model *m, const ddx_sche
     ddx_tensor *coef_t = ddx_new(c, DDX_F32, 2, cshape);             // [N, 2]
     ddx_tensor *t_t = ddx_new(c, DDX_F32, 1, tshape);                // [N]
     ddx_tensor *vcoef_t = v ? ddx_new(c, DDX_F32, 2, cshape) : NULL;   // [N, 2]
-    if (!coef_t || !t_t || (v && !vcoef_t)) {
+    ddx_tensor *w_t = weighted ? ddx_new(c, DDX_F32, 1, tshape) : NULL;   // [N]
+    if (!coef_t || !t_t || (v && !vcoef_t) || (weighted && !w_t)) {
         free(h);
         return NULL;
     }
     st = ddx_memcpy(coef_t->data, c->device, coef, DDX_CPU, (size_t)N * 2 * sizeof(float));
     if (st == DDX_OK) st = ddx_memcpy(t_t->data, c->device, tf, DDX_CPU, (size_t)N * sizeof(float));
     if (st == DDX_OK && vcoef_t) st = ddx_memcpy(vcoef_t->data, c->device, vcoef, DDX_CPU, (size_t)N * 2 * sizeof(float));
+    if (st == DDX_OK && w_t) st = ddx_memcpy(w_t->data, c->device, h + 5 * N, DDX_CPU, (size_t)N * sizeof(float));
     free(h);
     if (st != DDX_OK) {
         ddx_ctx_fail(c, st);
@@ -228,7 +345,7 @@ ddx_tensor *ddx_diffusion_loss_at(ddx_ctx *c, const ddx_model *m, const ddx_sche
         return ddx_op_fail(c, DDX_E_INPUT, "diffusion_loss: sample index %llu overflows the 64-bit Philox index",
                            (unsigned long long)sample0);
     const ddx_rng_key key = {.seed = seed, .stream = DDX_RNG_STREAM_Q_SAMPLE, .step = (uint32_t)step, .offset = sample0 * per};
-    return ddx_diffusion_loss_from_cond(c, m, s, x0, cond, y, t_t, coef_t, vcoef_t, key);
+    return ddx_diffusion_loss_from_w(c, m, s, x0, cond, y, t_t, coef_t, vcoef_t, w_t, key);
 }
 
 // ---- sampler timesteps -----------------------------------------------------------------------

@@ -22,12 +22,38 @@ typedef struct ddx_schedule {
     double *alphas_cumprod;        // abar_t = prod_{s<=t} (1 - beta_s)
     double *alphas_cumprod_prev;   // abar_{t-1}, 1 at t = 0
     double *posterior_variance;    // beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)
+    ddx_loss_weight loss_weight;   // train.loss_weight
+    double min_snr_gamma;          // train.min_snr_gamma
 } ddx_schedule;
 
 // linear: betas = linspace(beta_start, beta_end, T) (torch.linspace in double);
-// cosine: Nichol & Dhariwal 2021, s = 0.008, betas clipped at 0.999.
+// cosine: Nichol & Dhariwal 2021, s = 0.008, betas clipped at 0.999;
+// scaled_linear: linspace(sqrt(beta_start), sqrt(beta_end), T)^2 (diffusers, Stable Diffusion).
+// rescale_zero_terminal_snr (Lin et al. 2023, Algorithm 1): sqrt(abar) shifted so that its last
+// value is 0 and scaled so that its first is unchanged; abar_{T-1} = 0 and beta_{T-1} = 1
+// exactly. Refused with eps (x0 cannot be recovered from a noise prediction at SNR 0).
 ddx_status ddx_schedule_init(ddx_schedule *s, const ddx_config *cfg);
 void ddx_schedule_free(ddx_schedule *s);
+
+// ---- parameterisations (in double) -----------------------------------------------------------
+// With x_t = sqrt(abar) x0 + sqrt(1 - abar) eps and v = sqrt(abar) eps - sqrt(1 - abar) x0:
+// the coefficients of x0 = x0_xt x_t + x0_pred pred and eps = eps_xt x_t + eps_pred pred for a
+// prediction `pred` of kind `from`. Not finite for eps at abar = 0 and x0 at abar = 1 (the
+// prediction then does not determine the other quantity); v is finite for every abar in [0, 1].
+typedef struct ddx_param_coefs {
+    double x0_xt, x0_pred, eps_xt, eps_pred;
+} ddx_param_coefs;
+ddx_param_coefs ddx_param_coefs_at(double abar, ddx_parameterization from);
+// A prediction of kind `from` at x_t re-expressed as kind `to` (the same x0 and eps).
+double ddx_param_convert(double abar, ddx_parameterization from, ddx_parameterization to, double x_t, double pred);
+// SNR(t) = abar_t / (1 - abar_t) (infinite where abar_t = 1, 0 at zero terminal SNR).
+double ddx_schedule_snr(const ddx_schedule *s, int t);
+// The training loss's per-sample weight at timestep t: 1 for uniform; for min_snr, diffusers'
+// convention (examples/text_to_image/train_text_to_image.py): min(SNR, gamma) / SNR for eps,
+// min(SNR, gamma) / (SNR + 1) for v, and Hang et al.'s min(SNR, gamma) for x0 (diffusers has no
+// x0 case). Finite for every schedule ddx_schedule_init accepts (SNR is 0 only at zero terminal
+// SNR, which refuses eps).
+double ddx_diffusion_loss_weight(const ddx_schedule *s, int t);
 
 // One training loss: for x0 [N,H,W,C] (in [-1,1]) and labels y ([N] i32 or NULL):
 // t ~ U{0..T-1} per sample from Philox (seed, DDX_RNG_STREAM_TIMESTEP, step), noise from
@@ -53,6 +79,16 @@ ddx_status ddx_diffusion_loss_inputs(const ddx_schedule *s, int64_t N, uint64_t 
 // device; key = the noise key (seed, DDX_RNG_STREAM_Q_SAMPLE, step), or with step_dev.
 ddx_tensor *ddx_diffusion_loss_from(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0, ddx_tensor *y,
                                     ddx_tensor *t_t, ddx_tensor *coef_t, ddx_tensor *vcoef_t, ddx_rng_key key);
+// Per-sample square roots of ddx_diffusion_loss_weight for the timesteps t[N] of the host half
+// (floats holding integers), the input wsqrt of ddx_diffusion_loss_from_w. The loss is then
+// mean_i w_i mean_e (pred - target)^2, computed as mse(sqrt(w) pred, sqrt(w) target).
+ddx_status ddx_diffusion_loss_wsqrt(const ddx_schedule *s, int64_t N, const float *t, float *wsqrt);
+// The device half with per-sample loss weights: wsqrt_t [N] f32 on the context's device
+// (from ddx_diffusion_loss_wsqrt), required when the schedule's loss_weight is min_snr and
+// ignored (may be NULL) for uniform. ddx_diffusion_loss_from_cond is this with NULL.
+ddx_tensor *ddx_diffusion_loss_from_w(ddx_ctx *c, const ddx_model *m, const ddx_schedule *s, ddx_tensor *x0,
+                                      ddx_tensor *cond, ddx_tensor *y, ddx_tensor *t_t, ddx_tensor *coef_t,
+                                      ddx_tensor *vcoef_t, ddx_tensor *wsqrt_t, ddx_rng_key key);
 // The device half for a model that takes a conditioning input (model.cond lowres):
 // cond [N, H, W, Cc] on the context's device is concatenated to x_t on the channel axis
 // before the forward; no gradient flows into it. cond NULL is the unconditioned loss.

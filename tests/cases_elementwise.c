@@ -72,6 +72,8 @@ static const ddx_op_case g_cases[] = {
     {.op = DDX_OP_ADD, .desc = "bf16 [2,8,8,64] + [2,1,1,64]", .n_inputs = 2, .in = {INT(4, SH(2, 8, 8, 64), DDX_BF16, DDX_GEN_NORMAL, true), INT(4, SH(2, 1, 1, 64), DDX_BF16, DDX_GEN_NORMAL, true)}, .apply = ap_add, .bf16_ref_f32 = true},
     {.op = DDX_OP_MUL, .desc = "same shape [2,3,3,5]", .n_inputs = 2, .in = {IN(4, SH(2, 3, 3, 5), DDX_GEN_NORMAL, true), IN(4, SH(2, 3, 3, 5), DDX_GEN_NORMAL, true)}, .apply = ap_mul},
     {.op = DDX_OP_MUL, .desc = "[2,4,4,6] * [2,1,1,6]", .n_inputs = 2, .in = {IN(4, SH(2, 4, 4, 6), DDX_GEN_NORMAL, true), IN(4, SH(2, 1, 1, 6), DDX_GEN_NORMAL, true)}, .apply = ap_mul},
+    // one scale per sample (the min-SNR loss weights): b broadcast over H, W and C
+    {.op = DDX_OP_MUL, .desc = "[3,4,4,5] * [3,1,1,1]", .n_inputs = 2, .in = {IN(4, SH(3, 4, 4, 5), DDX_GEN_NORMAL, true), IN(4, SH(3, 1, 1, 1), DDX_GEN_NORMAL, true)}, .apply = ap_mul},
     {.op = DDX_OP_MUL, .desc = "[5,3] * [3]", .n_inputs = 2, .in = {IN(2, SH(5, 3), DDX_GEN_NORMAL, true), IN(1, SH(3), DDX_GEN_NORMAL, true)}, .apply = ap_mul},
     {.op = DDX_OP_MUL, .desc = "bf16 [3,5,5,33] * [3,5,5,33]", .n_inputs = 2, .in = {INT(4, SH(3, 5, 5, 33), DDX_BF16, DDX_GEN_NORMAL, true), INT(4, SH(3, 5, 5, 33), DDX_BF16, DDX_GEN_NORMAL, true)}, .apply = ap_mul, .bf16_ref_f32 = true},
     {.op = DDX_OP_SCALE, .desc = "[2,4,4,3] * 0.7 - 0.2", .n_inputs = 1, .in = {IN(4, SH(2, 4, 4, 3), DDX_GEN_NORMAL, true)}, .apply = ap_scale, .p.scale = {0.7f, -0.2f}},

@@ -177,7 +177,10 @@ static void test_set(void) {
         {"data.hflip=yes", {"key 'data.hflip'", "true or false", NULL}},
         {"data.hflip=True", {"key 'data.hflip'", "true or false", NULL}},
         {"sample.sampler=DDIM", {"key 'sample.sampler'", "allowed: ddpm, ddim", "did you mean 'ddim'"}},
-        {"diffusion.beta_schedule=quadratic", {"unknown value 'quadratic'", "allowed: linear, cosine", NULL}},
+        {"diffusion.beta_schedule=quadratic", {"unknown value 'quadratic'", "allowed: linear, cosine, scaled_linear", NULL}},
+        {"train.loss_weight=snr", {"key 'train.loss_weight'", "allowed: uniform, min_snr", NULL}},
+        {"train.min_snr_gamma=0", {"key 'train.min_snr_gamma'", "out of range", NULL}},
+        {"diffusion.rescale_zero_terminal_snr=1", {"key 'diffusion.rescale_zero_terminal_snr'", "true or false", NULL}},
         {"model.ch_mult=[1,2,[2]]", {"key 'model.ch_mult'", "nested", NULL}},
         {"model.ch_mult=[1,2", {"key 'model.ch_mult'", "missing ']'", NULL}},
         {"model.ch_mult=[]", {"key 'model.ch_mult'", "at least 1", NULL}},
@@ -224,7 +227,7 @@ static void test_bad_files(void) {
         {"float_nan.yaml", 2, {"key 'train.lr'", "finite", NULL}},
         {"float_bad.yaml", 2, {"key 'train.lr'", "expected a number, got 'abc'", NULL}},
         {"quoted_number.yaml", 2, {"key 'train.lr'", "quoted", NULL}},
-        {"bad_enum.yaml", 3, {"key 'diffusion.beta_schedule'", "unknown value 'quadratic'", "allowed: linear, cosine"}},
+        {"bad_enum.yaml", 3, {"key 'diffusion.beta_schedule'", "unknown value 'quadratic'", "allowed: linear, cosine, scaled_linear"}},
         {"bad_list_entry.yaml", 2, {"key 'model.ch_mult'", "entry 3", "got 'x'"}},
         {"list_too_long.yaml", 2, {"key 'model.ch_mult'", "at most 8", NULL}},
         {"list_empty.yaml", 2, {"key 'model.ch_mult'", "at least 1", NULL}},
@@ -293,6 +296,21 @@ static void test_validate(void) {
     const char *set_betas[] = {"diffusion.beta_start=0.5"};
     st = ddx_config_resolve(&c, NULL, set_betas, 1);
     expect_error("betas", st, DDX_E_INPUT, "key 'diffusion.beta_start'", "below diffusion.beta_end", (const char *)NULL);
+    const char *set_zsnr[] = {"diffusion.rescale_zero_terminal_snr=true"};
+    st = ddx_config_resolve(&c, NULL, set_zsnr, 1);
+    expect_error("zsnr eps", st, DDX_E_INPUT, "key 'diffusion.rescale_zero_terminal_snr' (from --set)", "parameterization is eps",
+                 "set diffusion.parameterization: v", (const char *)NULL);
+    const char *set_zsnr_v[] = {"diffusion.rescale_zero_terminal_snr=true", "diffusion.parameterization=v",
+                                "diffusion.beta_schedule=scaled_linear", "diffusion.beta_start=0.00085",
+                                "diffusion.beta_end=0.012", "train.loss_weight=min_snr", "train.min_snr_gamma=5"};
+    st = ddx_config_resolve(&c, NULL, set_zsnr_v, 7);
+    CHECK(st == DDX_OK && c.diffusion.rescale_zero_terminal_snr && c.diffusion.beta_schedule == DDX_BETA_SCHEDULE_SCALED_LINEAR &&
+              c.train.loss_weight == DDX_LOSS_WEIGHT_MIN_SNR && c.train.min_snr_gamma == 5,
+          "zsnr + v + scaled_linear + min_snr: %s", ddx_last_error());
+    const char *set_sl[] = {"diffusion.beta_schedule=scaled_linear", "diffusion.beta_start=0.02", "diffusion.beta_end=0.01"};
+    st = ddx_config_resolve(&c, NULL, set_sl, 3);
+    expect_error("scaled_linear betas", st, DDX_E_INPUT, "key 'diffusion.beta_start'", "below diffusion.beta_end",
+                 (const char *)NULL);
     const char *set_steps[] = {"sample.steps=2000"};
     st = ddx_config_resolve(&c, NULL, set_steps, 1);
     expect_error("steps", st, DDX_E_INPUT, "key 'sample.steps'", "exceeds diffusion.timesteps", (const char *)NULL);
@@ -468,7 +486,7 @@ static void test_describe(void) {
     }
     ddx_config_describe(f);
     fclose(f);
-    CHECK(buf && strstr(buf, "train.lr") && strstr(buf, "(0, 10]") && strstr(buf, "{linear, cosine}"),
+    CHECK(buf && strstr(buf, "train.lr") && strstr(buf, "(0, 10]") && strstr(buf, "{linear, cosine, scaled_linear}"),
           "describe output:\n%s", buf ? buf : "");
     free(buf);
 }

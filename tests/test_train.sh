@@ -124,6 +124,9 @@ sum_before=$(md5sum "$ck" | cut -d' ' -f1)
 expect2 "nope.yaml" "$train" "$tmp/nope.yaml"
 expect2 "train.lr" "$train" "$cfg" --set train.lr=-1
 expect2 "model.bogus" "$train" "$cfg" --set model.bogus=1
+expect2 "diffusion.rescale_zero_terminal_snr" "$train" "$cfg" --set diffusion.rescale_zero_terminal_snr=true
+expect2 "train.loss_weight" "$train" "$cfg" --set train.loss_weight=snr
+expect2 "train.min_snr_gamma" "$train" "$cfg" --set train.loss_weight=min_snr --set train.min_snr_gamma=-1
 expect2 "fashion-mnist" "$train" "$cfg" --set data.path="$tmp/no_such_dir" --set run.out_dir="$tmp/never"
 [ ! -e "$tmp/never" ] && ok || bad "a failed start left a run folder behind"
 expect2 "run.out_dir" "$train" "$cfg" --set run.out_dir=/etc/passwd/x

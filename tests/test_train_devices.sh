@@ -5,7 +5,8 @@
 # Then CUDA graphs: two GPU runs with DDX_CUDA_GRAPHS=1 and =0 (a sample grid at step 4 in the
 # middle, so the training graph must survive a sampling run and capture again) give identical
 # losses, grad norms and sample images, bit for bit, and the graph run really used graphs (it
-# says "CUDA graphs off" on stderr when a capture fails and it falls back).
+# says "CUDA graphs off" on stderr when a capture fails and it falls back). The same for the v /
+# zero-terminal-SNR / Min-SNR objective (graphs on = off bit for bit, GPU within 2e-3 of the CPU).
 #   test_train_devices.sh PATH/TO/ddx-train     (exit 77 without a usable GPU)
 set -u
 train=$(realpath "$1")
@@ -75,5 +76,32 @@ for f in "$tmp"/g0/*/samples/*.png; do
     else bad=$((bad + 1)); echo "FAIL: sample $(basename "$f") differs with graphs (or is missing)"; fi
 done
 [ "$n_png" -ge 2 ] || { bad=$((bad + 1)); echo "FAIL: expected sample grids at steps 4 and 8, found $n_png"; }
+
+# The v-prediction / zero-terminal-SNR / Min-SNR objective: its per-sample weights are staged
+# with the graph step's other inputs, so graphs on and off must again agree bit for bit, and the
+# GPU must follow the CPU's losses.
+vobj=(--set diffusion.parameterization=v --set diffusion.beta_schedule=cosine --set diffusion.rescale_zero_terminal_snr=true
+      --set train.loss_weight=min_snr --set train.sample_every=0)
+for g in 0 1; do
+    DDX_CUDA_GRAPHS=$g "$train" "${common[@]}" "${vobj[@]}" --set run.device=cuda --set run.out_dir="$tmp/v$g" >"$tmp/v$g.log" 2>&1 ||
+        { echo "FAIL: v/min-SNR GPU run (graphs $g): $(tail -3 "$tmp/v$g.log")"; bad=$((bad + 1)); }
+done
+"$train" "${common[@]}" "${vobj[@]}" --set run.device=cpu --set run.out_dir="$tmp/vc" >"$tmp/vc.log" 2>&1 ||
+    { echo "FAIL: v/min-SNR CPU run: $(tail -3 "$tmp/vc.log")"; bad=$((bad + 1)); }
+python3 - "$tmp"/v0/*/log.jsonl "$tmp"/v1/*/log.jsonl "$tmp"/vc/*/log.jsonl <<'PY' && ok=$((ok + 1)) || bad=$((bad + 1))
+import json, sys
+e, g, c = ([json.loads(l) for l in open(p)] for p in sys.argv[1:4])
+bad = len(e) != len(g) or len(e) != len(c) or not e
+for x, y, z in zip(e, g, c):
+    if x["loss"] != y["loss"] or x["grad_norm"] != y["grad_norm"]:
+        bad = True
+        print(f"FAIL v/min-SNR step {x['step']}: eager {x['loss']!r} {x['grad_norm']!r} graphs {y['loss']!r} {y['grad_norm']!r}")
+    rel = abs(x["loss"] - z["loss"]) / max(abs(z["loss"]), 1e-12)
+    if not rel <= 2e-3:
+        bad = True
+        print(f"FAIL v/min-SNR step {x['step']}: gpu loss {x['loss']:.9g} cpu {z['loss']:.9g} (rel {rel:.2e})")
+print(f"v/min-SNR: {len(e)} log lines, " + ("FAILED" if bad else "eager == graphs bit for bit, GPU within 2e-3 of the CPU"))
+sys.exit(1 if bad else 0)
+PY
 echo "train-graphs: $ok passed, $bad failed"
 [ "$bad" -eq 0 ]

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "models/diffusion.h"
 #include "models/model.h"
 #include "runtime/safetensors.h"
 
@@ -679,6 +680,113 @@ static void test_old_config(void) {
     destroy(m, &ps);
 }
 
+// ---- one training step with v-prediction and Min-SNR weights vs PyTorch ------------------------
+// tests/reference/make_vpred_fixtures.py: the whole ddx_diffusion_loss (Philox timesteps and
+// noise, q_sample, the v target, min(SNR, 5) / (SNR + 1) weights as diffusers' training scripts)
+// on a tiny U-Net, the loss and every parameter gradient against torch's.
+static void test_vpred_minsnr(void) {
+    const char *path = DATA "vpred_minsnr.safetensors";
+    ddx_st_file f;
+    ddx_status st = ddx_st_read(path, &f);
+    CHECK(st == DDX_OK, "%s: %s (run from tests/)", path, ddx_last_error());
+    if (st != DDX_OK) return;
+    const char *ms = ddx_st_meta_get(&f, "seed"), *mt = ddx_st_meta_get(&f, "step"), *mg = ddx_st_meta_get(&f, "gamma");
+    CHECK(ms && mt && mg, "%s: seed / step / gamma metadata missing", path);
+    ddx_config cfg;
+    tiny_cfg(&cfg, 8, 3, 3, 8, 1, 2, 1, 4, 4, 0);   // CFG of the script
+    cfg.diffusion.timesteps = 1000;
+    cfg.diffusion.beta_schedule = DDX_BETA_SCHEDULE_COSINE;
+    cfg.diffusion.parameterization = DDX_PARAMETERIZATION_V;
+    cfg.train.loss_weight = DDX_LOSS_WEIGHT_MIN_SNR;
+    cfg.train.min_snr_gamma = mg ? atof(mg) : 5.0;
+    ddx_schedule sched;
+    st = ddx_schedule_init(&sched, &cfg);
+    CHECK(st == DDX_OK, "vpred schedule: %s", ddx_last_error());
+    ddx_param_store ps;
+    ddx_model *m = st == DDX_OK && ms && mt && mg ? build(&cfg, &ps, true) : NULL;
+    if (!m) {
+        if (st == DDX_OK) ddx_schedule_free(&sched);
+        ddx_st_close(&f);
+        return;
+    }
+    const uint64_t seed = strtoull(ms, NULL, 10), step = strtoull(mt, NULL, 10);
+    bool ok = true;
+    for (size_t i = 0; i < ps.n_params; i++) {
+        ddx_param *p = ps.params[i];
+        char name[300];
+        int64_t ts[4];
+        torch_shape(&p->value, ts);
+        snprintf(name, sizeof name, "param.%s", p->name);
+        float *w = fx_load(&f, name, p->value.ndim, ts, true);
+        if (!w) {
+            ok = false;
+            continue;
+        }
+        memcpy(p->value.data, w, ddx_nbytes(&p->value));
+        free(w);
+    }
+    const int64_t N = 4, S = 8, C = 3;
+    // The timesteps ddx draws for (seed, step) are the fixture's (its Python Philox agrees).
+    float tt[4], coef[8], vcoef[8];
+    float *fxt = fx_load(&f, "t", 1, (int64_t[]){N}, false);
+    st = ddx_diffusion_loss_inputs(&sched, N, seed, step, tt, coef, vcoef);
+    CHECK(st == DDX_OK && fxt && memcmp(fxt, tt, sizeof tt) == 0, "vpred: ddx timesteps %g %g %g %g differ from the fixture's",
+          (double)tt[0], (double)tt[1], (double)tt[2], (double)tt[3]);
+    free(fxt);
+    ddx_ctx c;
+    st = ddx_ctx_init(&c, DDX_CPU, (size_t)16 << 20);
+    CHECK(st == DDX_OK, "ctx: %s", ddx_last_error());
+    const bool have_ctx = st == DDX_OK;
+    float *x0h = fx_load(&f, "x0", 4, (int64_t[]){N, S, S, C}, false), *lref = fx_load(&f, "loss", 1, (int64_t[]){1}, false);
+    if (st == DDX_OK && ok && x0h && lref) {
+        c.act.debug = true;
+        ddx_ctx_set_grad(&c, true);
+        ddx_ctx_set_training(&c, true);
+        ddx_tensor *x0 = ddx_new(&c, DDX_F32, 4, (int64_t[]){N, S, S, C});   // [N, S, S, C]
+        if (x0) memcpy(x0->data, x0h, ddx_nbytes(x0));
+        ddx_tensor *loss = x0 ? ddx_diffusion_loss(&c, m, &sched, x0, NULL, seed, step) : NULL;
+        CHECK(loss != NULL, "vpred loss: %s", ddx_last_error());
+        if (loss) {
+            compare("vpred min-snr loss", fdata(loss), lref, 1, LOSS_RTOL, 1e-6, NULL);
+            printf("vpred_minsnr: loss ddx %.8f torch %.8f\n", (double)fdata(loss)[0], (double)lref[0]);
+            st = ddx_backward(&c, loss, 1.0f);
+            CHECK(st == DDX_OK, "vpred backward: %s", ddx_last_error());
+            cmp_stats cs = {0};
+            size_t n_cmp = 0;
+            for (size_t i = 0; st == DDX_OK && i < ps.n_params; i++) {
+                ddx_param *p = ps.params[i];
+                char name[300];
+                int64_t ts[4];
+                torch_shape(&p->value, ts);
+                snprintf(name, sizeof name, "grad.%s", p->name);
+                float *g = fx_load(&f, name, p->value.ndim, ts, true);
+                if (!g) continue;
+                double floor = 1e-6;
+                const size_t len = strlen(p->name);
+                if (len > 10 && strcmp(p->name + len - 10, ".to_k.bias") == 0) {
+                    char vb[300];
+                    snprintf(vb, sizeof vb, "grad.%.*s.to_v.bias", (int)(len - 10), p->name);
+                    floor = max_abs_of(&f, vb);
+                }
+                n_cmp++;
+                compare(p->name, (const float *)p->grad.data, g, ddx_numel(&p->value), GRAD_RTOL, floor, &cs);
+                free(g);
+            }
+            CHECK(n_cmp == ps.n_params, "vpred: compared %zu of %zu gradients", n_cmp, ps.n_params);
+            printf("vpred_minsnr: %zu gradients compared, worst %s at %.3f of its tolerance\n", n_cmp,
+                   cs.worst_name[0] ? cs.worst_name : "-", cs.worst_ratio);
+        }
+        st = ddx_arena_check_guards(&c.act);
+        CHECK(st == DDX_OK, "vpred: %s", ddx_last_error());
+    }
+    free(x0h);
+    free(lref);
+    if (have_ctx) ddx_ctx_free(&c);
+    destroy(m, &ps);
+    ddx_schedule_free(&sched);
+    ddx_st_close(&f);
+}
+
 int main(void) {
     test_cifar10_names();
     test_old_config();
@@ -717,6 +825,7 @@ int main(void) {
     cfg.model.norm_eps = 1e-5;
     diffusers_cfg(&cfg, 4, true, 0, 1, 3, (const int[]){8, 12, 16});
     test_parity("combined", &cfg, 59611);
+    test_vpred_minsnr();
     test_init();
     test_odd_sizes();
     test_bad_config();

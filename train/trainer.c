@@ -333,6 +333,7 @@ typedef struct ddx_trainer_graph {
     bool have_gs;
     size_t off_x, off_y, off_t, off_coef, off_vcoef, off_step, off_args, in_bytes;
     size_t off_cond;                  // model.cond lowres: the batch's conditioning input
+    size_t off_w;                     // train.loss_weight min_snr: per-sample sqrt(weight)
     ddx_k_train_stats *stats;         // device
     uint64_t step;                    // the step the body runs
 } ddx_trainer_graph;
@@ -352,6 +353,7 @@ static ddx_status graph_init(ddx_trainer *t) {
     g->off_step = o, o = al256(o + sizeof(uint32_t));
     g->off_args = o, o = al256(o + sizeof(ddx_k_adamw_args));
     g->off_cond = o, o = al256(o + (t->cond_host ? t->batch_elems * sizeof(float) : 0));
+    g->off_w = o, o = al256(o + B * sizeof(float));
     g->in_bytes = o;
     ddx_status st = ddx_graph_step_init(&g->gs, &t->ctx, true, g->in_bytes, "training step");
     g->have_gs = st == DDX_OK;
@@ -413,7 +415,11 @@ static ddx_status device_body(ddx_ctx *c, bool captured, void *arg) {
     const int64_t lo = t->dp ? t->dp->lo : 0;
     ddx_ctx_set_sample0(c, (uint64_t)lo);
     ddx_tensor *x0 = ddx_meta_tensor(c), *yt = NULL, *tt = ddx_meta_tensor(c), *coef = ddx_meta_tensor(c);
-    ddx_tensor *vcoef = NULL, *cond = NULL;
+    ddx_tensor *vcoef = NULL, *cond = NULL, *wsqrt = NULL;
+    if (t->sched.loss_weight == DDX_LOSS_WEIGHT_MIN_SNR) {
+        if (!(wsqrt = ddx_meta_tensor(c))) return c->status;
+        *wsqrt = ddx_tensor_wrap(dev + g->off_w, DDX_F32, DDX_CUDA, 1, (int64_t[]){B});   // [B]
+    }
     if (t->cond_host) {
         if (!(cond = ddx_meta_tensor(c))) return c->status;
         *cond = ddx_tensor_wrap(dev + g->off_cond, DDX_F32, DDX_CUDA, 4, (int64_t[]){B, S, S, C});   // [B, S, S, C]
@@ -434,7 +440,7 @@ static ddx_status device_body(ddx_ctx *c, bool captured, void *arg) {
     const ddx_rng_key key = {.seed = cfg->run.seed, .stream = DDX_RNG_STREAM_Q_SAMPLE, .step = (uint32_t)step,
                              .offset = (uint64_t)(lo * S * S * C)};
     if (captured) ddx_ctx_set_step_dev(c, step_dev);   // the ops key their noise by the uploaded step word
-    ddx_tensor *l = ddx_diffusion_loss_from_cond(c, t->model, &t->sched, x0, cond, yt, tt, coef, vcoef, key);
+    ddx_tensor *l = ddx_diffusion_loss_from_w(c, t->model, &t->sched, x0, cond, yt, tt, coef, vcoef, wsqrt, key);
     ddx_status st = ddx_ctx_status(c);
     if (st == DDX_OK) st = ddx_dev_memset(DDX_CUDA, t->ps.buf[DDX_PBUF_GRAD], 0, t->ps.numel * sizeof(float));
     if (st == DDX_OK && t->dp) {
@@ -472,6 +478,8 @@ static ddx_status graph_step(ddx_trainer *t, const float *x, const int32_t *y, i
     DDX_TRY(ddx_diffusion_loss_inputs_at(&t->sched, Bl, cfg->run.seed, (uint64_t)step, (uint64_t)lo, (float *)(h + g->off_t),
                                       (float *)(h + g->off_coef),
                                       t->sched.param == DDX_PARAMETERIZATION_V ? (float *)(h + g->off_vcoef) : NULL));
+    if (t->sched.loss_weight == DDX_LOSS_WEIGHT_MIN_SNR)
+        DDX_TRY(ddx_diffusion_loss_wsqrt(&t->sched, Bl, (const float *)(h + g->off_t), (float *)(h + g->off_w)));
     const uint32_t step32 = (uint32_t)step;
     memcpy(h + g->off_step, &step32, sizeof step32);
     ddx_k_adamw_args args;
