@@ -350,8 +350,11 @@ ddx_tensor *ddx_diffusion_loss_at(ddx_ctx *c, const ddx_model *m, const ddx_sche
 
 // ---- sampler timesteps -----------------------------------------------------------------------
 // sigma(t) = sqrt((1 - abar_t) / abar_t): the noise level of x_t / sqrt(abar_t) (diffusers' sigmas).
+// A zero-terminal-SNR schedule has abar = 0 at t = T-1, an infinite sigma: there, as diffusers'
+// Euler and DPM-Solver schedulers do, abar is taken as 2^-24 (sigma about 4096).
 static double sigma_of(const ddx_schedule *s, int t) {
-    const double ab = s->alphas_cumprod[t];
+    double ab = s->alphas_cumprod[t];
+    if (ab <= 0.0) ab = 0x1p-24;
     return sqrt((1.0 - ab) / ab);
 }
 

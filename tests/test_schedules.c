@@ -225,6 +225,24 @@ static void test_zsnr_finite(void) {
                 }
                 CHECK(fin && last, "zsnr schedule %d %s: loss inputs not finite (%d) or t = T-1 never drawn (%d)", k, PNAME[pi],
                       (int)fin, (int)last);
+                // The sigma-space samplers at every spacing, t = T-1 included (trailing, karras):
+                // finite coefficients (abar 0 is taken as 2^-24 there, as diffusers does).
+                static const ddx_sampler MS[] = {DDX_SAMPLER_DPMPP2M, DDX_SAMPLER_DPMPP3M, DDX_SAMPLER_HEUN, DDX_SAMPLER_EULER_A};
+                static const ddx_spacing SP[] = {DDX_SPACING_UNIFORM, DDX_SPACING_TRAILING, DDX_SPACING_KARRAS};
+                for (size_t a = 0; a < sizeof MS / sizeof MS[0]; a++)
+                    for (size_t b = 0; b < sizeof SP / sizeof SP[0]; b++) {
+                        ddx_sampler_plan pl;
+                        st = ddx_sampler_plan_init(&pl, &s, MS[a], 7, SP[b]);
+                        bool pf = st == DDX_OK;
+                        for (int i = 0; pf && i < pl.n; i++) {
+                            const ddx_sampler_ms_params *q = &pl.p[i];
+                            pf = isfinite(pl.t[i]) && isfinite(q->a) && isfinite(q->b) && isfinite(q->cx) && isfinite(q->cd) &&
+                                 isfinite(q->c1) && isfinite(q->c2) && isfinite(q->sigma);
+                        }
+                        CHECK(pf, "zsnr schedule %d %s: sampler %d spacing %d: %s", k, PNAME[pi], (int)MS[a], (int)SP[b],
+                              st ? ddx_last_error() : "a plan coefficient is not finite");
+                        if (st == DDX_OK) ddx_sampler_plan_free(&pl);
+                    }
                 ddx_schedule_free(&s);
             }
 }
