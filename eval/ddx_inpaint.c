@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "eval/metrics.h"
+#include "eval/gen.h"
 #include "models/checkpoint.h"
 #include "models/device.h"
 #include "models/mask.h"
@@ -279,27 +280,10 @@ int main(int argc, char **argv) {
     }
 
     // The model, for inference (as ddx-sample).
-    ddx_device dev;
-    char why[512];
-    ddx_param_store ps;
-    ddx_param_store_init(&ps, DDX_CPU);
-    ddx_model *model = NULL;
-    ddx_schedule sched = {0};
+    ddx_gen gen;
     ddx_sampling *sp = NULL;
-    st = ddx_device_pick(cfg.run.device, &dev, why, sizeof why, NULL);
-    if (!st) {
-        ddx_param_store_init(&ps, dev);
-        st = ddx_model_create(&cfg, &ps, &model);
-    }
-    if (!st) st = ddx_param_store_finalize_inference(&ps);
-    if (!st && dev == DDX_CUDA && cfg.run.precision == DDX_PRECISION_BF16) st = ddx_model_set_compute(model, DDX_BF16);
-    const bool use_ema = !no_ema && (ck.content & DDX_CKPT_EMA);
-    if (!st) st = ddx_checkpoint_load_value(&ck, &ps, use_ema);
-    const int64_t ck_step = ck.state.step;
+    st = ddx_gen_from(&gen, &ck, &cfg, no_ema);
     ddx_checkpoint_close(&ck);
-    if (!st) st = ddx_schedule_init(&sched, &cfg);
-    const char *g = getenv("DDX_CUDA_GRAPHS"), *prof = getenv("DDX_PROFILE");
-    const bool profiling = prof && *prof && strcmp(prof, "0") != 0;
     const int B = (int)(batch_s ? cfg.train.batch_size : (total < cfg.train.batch_size ? total : cfg.train.batch_size));
     const ddx_sample_opts so = {
         .sampler = cfg.sample.sampler,
@@ -308,9 +292,9 @@ int main(int argc, char **argv) {
         .spacing = cfg.sample.spacing,
         .seed = cfg.run.seed,
         .batch = B,
-        .graphs = !profiling && (g && *g ? strcmp(g, "0") != 0 : true),
+        .graphs = ddx_gen_graphs(),
     };
-    if (!st) st = ddx_sampling_create(model, &sched, &so, dev, &sp);
+    if (!st) st = ddx_sampling_create(gen.model, &gen.sched, &so, gen.dev, &sp);
     if (!st && resample > 1) st = ddx_sampling_set_repaint(sp, (int)resample, (int)jump);
     // The sampler's inputs: every input repeated `per` times, the mask on every channel.
     float *known = NULL, *mk = NULL, *res = NULL;
@@ -327,13 +311,13 @@ int main(int argc, char **argv) {
     if (!st) st = ddx_sampling_set_inpaint(sp, known, mk);
     double dt = 0;
     if (!st) {
-        if (!no_ema && !use_ema) printf("note: %s has no EMA weights; sampling the model weights\n", ckpt);
+        if (!no_ema && !gen.ema) printf("note: %s has no EMA weights; sampling the model weights\n", ckpt);
         const int visits = ddx_sampling_visits(sp);
         printf("inpainting %ld image%s x %ld %dx%dx%d, mask %s: %s, %d steps", nin, nin == 1 ? "" : "s", per, S, S, C, mask_s,
                cfg.sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm", ddx_sampling_steps(sp));
         if (resample > 1) printf(", RePaint resample %ld jump %ld: %d updates", resample, jump, visits);
         printf(", seed %llu, %s weights of %s (step %lld), device %s\n", (unsigned long long)cfg.run.seed,
-               use_ema ? "EMA" : "model", ckpt, (long long)ck_step, ddx_device_name(dev));
+               gen.ema ? "EMA" : "model", ckpt, (long long)gen.step, ddx_device_name(gen.dev));
         fflush(stdout);
         const double t0 = now_s();
         st = ddx_sampling_run(sp, (int)total, labels, NULL, res, NULL, NULL);
@@ -343,9 +327,7 @@ int main(int argc, char **argv) {
                    1e3 * dt / ((double)visits * (double)((total + B - 1) / B)), B);
     }
     ddx_sampling_free(sp);
-    ddx_schedule_free(&sched);
-    ddx_model_free(model);
-    ddx_param_store_free(&ps);
+    ddx_gen_close(&gen);
     free(known);
     free(labels);
 

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "eval/gen.h"
 #include "models/checkpoint.h"
 #include "models/classes.h"
 #include "models/device.h"
@@ -200,29 +201,10 @@ int main(int argc, char **argv) {
 
     // The model for inference: the weights to sample (EMA or not) straight into the VALUE
     // buffer; no gradient, optimizer or EMA memory.
-    ddx_device dev;
-    char why[512];
-    ddx_param_store ps;
-    ddx_param_store_init(&ps, DDX_CPU);
-    ddx_model *model = NULL;
-    ddx_schedule sched = {0};
+    ddx_gen gen;
     ddx_sampling *sp = NULL;
-    st = ddx_device_pick(cfg.run.device, &dev, why, sizeof why, NULL);
-    if (!st) {
-        ddx_param_store_init(&ps, dev);
-        st = ddx_model_create(&cfg, &ps, &model);
-    }
-    if (!st) st = ddx_param_store_finalize_inference(&ps);
-    if (!st && dev == DDX_CUDA && cfg.run.precision == DDX_PRECISION_BF16) st = ddx_model_set_compute(model, DDX_BF16);
-    bool use_ema = !no_ema && (ck.content & DDX_CKPT_EMA);
-    if (!st) st = ddx_checkpoint_load_value(&ck, &ps, use_ema);
-    int64_t ck_step = ck.state.step;
+    st = ddx_gen_from(&gen, &ck, &cfg, no_ema);
     ddx_checkpoint_close(&ck);
-    if (!st) st = ddx_schedule_init(&sched, &cfg);
-    // CUDA graphs as for training: on unless DDX_CUDA_GRAPHS=0, and off under DDX_PROFILE
-    // (which times every op on its own).
-    const char *g = getenv("DDX_CUDA_GRAPHS"), *prof = getenv("DDX_PROFILE");
-    const bool profiling = prof && *prof && strcmp(prof, "0") != 0;
     const ddx_sample_opts so = {
         .sampler = cfg.sample.sampler,
         .steps = cfg.sample.steps,
@@ -230,9 +212,9 @@ int main(int argc, char **argv) {
         .spacing = cfg.sample.spacing,
         .seed = cfg.run.seed,
         .batch = cfg.sample.n < cfg.train.batch_size ? cfg.sample.n : cfg.train.batch_size,
-        .graphs = !profiling && (g && *g ? strcmp(g, "0") != 0 : true),
+        .graphs = ddx_gen_graphs(),
     };
-    if (!st) st = ddx_sampling_create(model, &sched, &so, dev, &sp);
+    if (!st) st = ddx_sampling_create(gen.model, &gen.sched, &so, gen.dev, &sp);
     if (!st) st = ddx_sampling_set_guidance(sp, cfg.sample.guidance);
     int n = cfg.sample.n, S = cfg.model.image_size, C = cfg.model.out_channels;
     size_t per = (size_t)S * (size_t)S * (size_t)C;
@@ -248,18 +230,16 @@ int main(int argc, char **argv) {
     if (st) {
         free(x);
         ddx_sampling_free(sp);
-        ddx_schedule_free(&sched);
-        ddx_model_free(model);
-        ddx_param_store_free(&ps);
+        ddx_gen_close(&gen);
         return fail(st);
     }
-    if (!no_ema && !use_ema) printf("note: %s has no EMA weights; sampling the model weights\n", ckpt);
+    if (!no_ema && !gen.ema) printf("note: %s has no EMA weights; sampling the model weights\n", ckpt);
 
     int nsteps = ddx_sampling_steps(sp);
     printf("sampling %d images %dx%dx%d: %s, %d %s%s, seed %llu, %s weights of %s (step %lld), device %s\n", n, S, S, C,
            ddx_sampler_name(cfg.sample.sampler), nsteps, cfg.sample.sampler == DDX_SAMPLER_HEUN ? "model calls" : "steps",
            cfg.sample.sampler == DDX_SAMPLER_DDIM ? (snprintf(buf, sizeof buf, ", eta %g", cfg.sample.eta), buf) : "",
-           (unsigned long long)cfg.run.seed, use_ema ? "EMA" : "model", ckpt, (long long)ck_step, ddx_device_name(dev));
+           (unsigned long long)cfg.run.seed, gen.ema ? "EMA" : "model", ckpt, (long long)gen.step, ddx_device_name(gen.dev));
     if (K > 0) {
         char nm[128] = "";
         if (one_class >= 0) ddx_class_name(class_names, one_class, nm, sizeof nm);
@@ -276,13 +256,11 @@ int main(int argc, char **argv) {
     if (!st)
         printf("memory (%s): weights %.1f MiB (values only), sampler %.1f MiB (x, inputs, activations); host: images %.1f "
                "MiB\n",
-               ddx_device_name(dev), (double)ddx_param_store_bytes(&ps) * mib, (double)ddx_sampling_bytes(sp) * mib,
+               ddx_device_name(gen.dev), (double)ddx_param_store_bytes(&gen.ps) * mib, (double)ddx_sampling_bytes(sp) * mib,
                (double)((size_t)n * per * sizeof *x) * mib);
     free(y);
     ddx_sampling_free(sp);
-    ddx_schedule_free(&sched);
-    ddx_model_free(model);
-    ddx_param_store_free(&ps);
+    ddx_gen_close(&gen);
     if (st) {
         free(x);
         return fail(st);

@@ -29,6 +29,7 @@
 #include <stb_image.h>
 
 #include "eval/metrics.h"
+#include "eval/gen.h"
 #include "models/checkpoint.h"
 #include "models/device.h"
 #include "models/lowres.h"
@@ -268,27 +269,10 @@ int main(int argc, char **argv) {
         return fail(st);
     }
 
-    ddx_device dev;
-    char why[512];
-    ddx_param_store ps;
-    ddx_param_store_init(&ps, DDX_CPU);
-    ddx_model *model = NULL;
-    ddx_schedule sched = {0};
+    ddx_gen gen;
     ddx_sampling *sp = NULL;
-    st = ddx_device_pick(cfg.run.device, &dev, why, sizeof why, NULL);
-    if (!st) {
-        ddx_param_store_init(&ps, dev);
-        st = ddx_model_create(&cfg, &ps, &model);
-    }
-    if (!st) st = ddx_param_store_finalize_inference(&ps);
-    if (!st && dev == DDX_CUDA && cfg.run.precision == DDX_PRECISION_BF16) st = ddx_model_set_compute(model, DDX_BF16);
-    const bool use_ema = !no_ema && (ck.content & DDX_CKPT_EMA);
-    if (!st) st = ddx_checkpoint_load_value(&ck, &ps, use_ema);
-    const int64_t ck_step = ck.state.step;
+    st = ddx_gen_from(&gen, &ck, &cfg, no_ema);
     ddx_checkpoint_close(&ck);
-    if (!st) st = ddx_schedule_init(&sched, &cfg);
-    const char *g = getenv("DDX_CUDA_GRAPHS"), *prof = getenv("DDX_PROFILE");
-    const bool profiling = prof && *prof && strcmp(prof, "0") != 0;
     const int64_t chunk = n < CHUNK ? n : CHUNK;
     ddx_sample_opts so = {
         .sampler = cfg.sample.sampler,
@@ -297,9 +281,9 @@ int main(int argc, char **argv) {
         .spacing = cfg.sample.spacing,
         .seed = cfg.run.seed,
         .batch = (int)(batch ? batch : chunk < 64 ? chunk : 64),
-        .graphs = !profiling && (g && *g ? strcmp(g, "0") != 0 : true),
+        .graphs = ddx_gen_graphs(),
     };
-    if (!st) st = ddx_sampling_create(model, &sched, &so, dev, &sp);
+    if (!st) st = ddx_sampling_create(gen.model, &gen.sched, &so, gen.dev, &sp);
     // Per chunk: truth, bicubic (the conditioning itself) and SR, [chunk, S, S, C] each.
     float *truth = malloc((size_t)chunk * per * sizeof *truth), *bic = malloc((size_t)chunk * per * sizeof *bic);
     float *sr = malloc((size_t)chunk * per * sizeof *sr);
@@ -316,8 +300,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ddx-superres: %lld image%s %dx%d -> %dx%d (x%d): %s, %d steps, seed %llu, %s weights of %s (step %lld), "
                         "device %s\n",
                 (long long)n, n == 1 ? "" : "s", s, s, S, S, f, cfg.sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm",
-                ddx_sampling_steps(sp), (unsigned long long)cfg.run.seed, use_ema ? "EMA" : "model", ckpt, (long long)ck_step,
-                ddx_device_name(dev));
+                ddx_sampling_steps(sp), (unsigned long long)cfg.run.seed, gen.ema ? "EMA" : "model", ckpt, (long long)gen.step,
+                ddx_device_name(gen.dev));
     metric_sums ms = {0};
     const double t0 = now_s();
     for (int64_t c0 = 0, k = 0; c0 < n && !st; c0 += chunk, k++) {
@@ -334,7 +318,7 @@ int main(int argc, char **argv) {
                 // A new seed: a new sampler (the options are fixed at creation).
                 ddx_sampling_free(sp);
                 sp = NULL;
-                st = ddx_sampling_create(model, &sched, &so, dev, &sp);
+                st = ddx_sampling_create(gen.model, &gen.sched, &so, gen.dev, &sp);
             }
             if (!st) st = ddx_sampling_run(sp, (int)nb, NULL, bic, j ? draw : sr, NULL, NULL);
             for (size_t i = 0; !st && K > 1 && i < (size_t)nb * per; i++) mean[i] = j ? mean[i] + draw[i] : sr[i];
@@ -381,8 +365,8 @@ int main(int argc, char **argv) {
         printf("{\"checkpoint\": %s, \"step\": %lld, \"images\": %lld, \"split\": \"test\", \"factor\": %d, \"low\": %d, "
                "\"size\": %d, \"sampler\": \"%s\", \"steps\": %d, \"eta\": %g, \"seed\": %llu, \"weights\": \"%s\", "
                "\"model\": {\"psnr\": %.4f, \"ssim\": %.5f}, \"bicubic\": {\"psnr\": %.4f, \"ssim\": %.5f}, ",
-               ckj, (long long)ck_step, (long long)ms.n, f, s, S, cfg.sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm",
-               ddx_sampling_steps(sp), cfg.sample.eta, (unsigned long long)cfg.run.seed, use_ema ? "ema" : "model",
+               ckj, (long long)gen.step, (long long)ms.n, f, s, S, cfg.sample.sampler == DDX_SAMPLER_DDIM ? "ddim" : "ddpm",
+               ddx_sampling_steps(sp), cfg.sample.eta, (unsigned long long)cfg.run.seed, gen.ema ? "ema" : "model",
                ms.psnr_sr / m, ms.ssim_sr / m, ms.psnr_bi / m, ms.ssim_bi / m);
         if (K > 1)
             printf("\"model_mean\": {\"samples\": %lld, \"psnr\": %.4f, \"ssim\": %.5f}, ", K, ms.psnr_mean / m,
@@ -412,8 +396,6 @@ int main(int argc, char **argv) {
     free(pic);
     ddx_dataset_free(&data);
     ddx_sampling_free(sp);
-    ddx_schedule_free(&sched);
-    ddx_model_free(model);
-    ddx_param_store_free(&ps);
+    ddx_gen_close(&gen);
     return st ? fail(st) : 0;
 }

@@ -15,25 +15,40 @@ ddx_status ddx_gen_open(ddx_gen *g, const char *ckpt, const char *config, bool n
     ddx_param_store_init(&g->ps, DDX_CPU);
     ddx_checkpoint ck;
     DDX_TRY(ddx_checkpoint_open(ckpt, &ck));
+    ddx_config cfg;
     ddx_status st = DDX_OK;
-    if (config) st = ddx_config_resolve(&g->cfg, config, NULL, 0);
-    else if (ck.has_config) g->cfg = ck.cfg;
+    if (config) st = ddx_config_resolve(&cfg, config, NULL, 0);
+    else if (ck.has_config) cfg = ck.cfg;
     else st = ddx_errorf(DDX_E_INPUT, "%s: has no stored config; pass --config CONFIG.yaml describing its model", ckpt);
-    if (!st) st = ddx_device_pick(g->cfg.run.device, &g->dev, g->device_why, sizeof g->device_why, NULL);
+    if (!st) st = ddx_gen_from(g, &ck, &cfg, no_ema);
+    ddx_checkpoint_close(&ck);
+    if (st) ddx_gen_close(g);
+    return st;
+}
+
+ddx_status ddx_gen_from(ddx_gen *g, const ddx_checkpoint *ck, const ddx_config *cfg, bool no_ema) {
+    memset(g, 0, sizeof *g);
+    g->cfg = *cfg;
+    ddx_param_store_init(&g->ps, DDX_CPU);
+    ddx_status st = ddx_device_pick(g->cfg.run.device, &g->dev, g->device_why, sizeof g->device_why, NULL);
     if (!st) {
         ddx_param_store_init(&g->ps, g->dev);
         st = ddx_model_create(&g->cfg, &g->ps, &g->model);
     }
     if (!st) st = ddx_param_store_finalize_inference(&g->ps);
     if (!st && g->dev == DDX_CUDA && g->cfg.run.precision == DDX_PRECISION_BF16) st = ddx_model_set_compute(g->model, DDX_BF16);
-    g->ema = !no_ema && (ck.content & DDX_CKPT_EMA);
-    if (!st) st = ddx_checkpoint_load_value(&ck, &g->ps, g->ema);
-    g->step = ck.state.step;
-    if (ck.state.class_names) snprintf(g->class_names, sizeof g->class_names, "%s", ck.state.class_names);
-    ddx_checkpoint_close(&ck);
+    g->ema = !no_ema && (ck->content & DDX_CKPT_EMA);
+    if (!st) st = ddx_checkpoint_load_value(ck, &g->ps, g->ema);
+    g->step = ck->state.step;
+    if (ck->state.class_names) snprintf(g->class_names, sizeof g->class_names, "%s", ck->state.class_names);
     if (!st) st = ddx_schedule_init(&g->sched, &g->cfg);
-    if (st) ddx_gen_close(g);
     return st;
+}
+
+bool ddx_gen_graphs(void) {
+    const char *gr = getenv("DDX_CUDA_GRAPHS"), *prof = getenv("DDX_PROFILE");
+    const bool profiling = prof && *prof && strcmp(prof, "0") != 0;
+    return !profiling && (gr && *gr ? strcmp(gr, "0") != 0 : true);
 }
 
 void ddx_gen_close(ddx_gen *g) {
@@ -45,9 +60,6 @@ void ddx_gen_close(ddx_gen *g) {
 
 ddx_status ddx_gen_sampler(ddx_gen *g, ddx_sampler kind, int steps, double eta, uint64_t seed, int batch,
                            ddx_sampling **out) {
-    // CUDA graphs as ddx-sample: on unless DDX_CUDA_GRAPHS=0 or DDX_PROFILE is set.
-    const char *gr = getenv("DDX_CUDA_GRAPHS"), *prof = getenv("DDX_PROFILE");
-    const bool profiling = prof && *prof && strcmp(prof, "0") != 0;
     const ddx_sample_opts so = {
         .sampler = kind,
         .steps = steps,
@@ -55,7 +67,7 @@ ddx_status ddx_gen_sampler(ddx_gen *g, ddx_sampler kind, int steps, double eta, 
         .spacing = g->cfg.sample.spacing,
         .seed = seed,
         .batch = batch,
-        .graphs = !profiling && (gr && *gr ? strcmp(gr, "0") != 0 : true),
+        .graphs = ddx_gen_graphs(),
     };
     return ddx_sampling_create(g->model, &g->sched, &so, g->dev, out);
 }

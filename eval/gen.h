@@ -14,6 +14,7 @@ extern "C" {
 #include <stdint.h>
 
 #include "config/config.h"
+#include "models/checkpoint.h"
 #include "models/diffusion.h"
 #include "models/model.h"
 #include "models/sampler.h"
@@ -34,7 +35,15 @@ typedef struct ddx_gen {
 // with a stored config ignores `config` only when it is NULL), the device from run.device, the
 // EMA weights unless no_ema (or the file has none).
 ddx_status ddx_gen_open(ddx_gen *g, const char *ckpt, const char *config, bool no_ema);
+// The same from a checkpoint the caller has open and a config it has resolved (its flags and
+// --set applied, validated): device, inference-only model, the weights, schedule. ck stays open.
+// On error g is left for ddx_gen_close, like on success.
+ddx_status ddx_gen_from(ddx_gen *g, const ddx_checkpoint *ck, const ddx_config *cfg, bool no_ema);
+// Idempotent: a closed (or failed) g may be closed again.
 void ddx_gen_close(ddx_gen *g);
+// CUDA graphs for sampling: on unless DDX_CUDA_GRAPHS=0, off under DDX_PROFILE (which times
+// every op on its own).
+bool ddx_gen_graphs(void);
 
 // A sampler over g's model. steps is read for DDIM only.
 ddx_status ddx_gen_sampler(ddx_gen *g, ddx_sampler kind, int steps, double eta, uint64_t seed, int batch,
