@@ -277,6 +277,33 @@ static void check_stored_config(const ddx_st_file *f, const char *variant, const
           stored.data.image_size);
 }
 
+// Every parameter gradient against the fixture's grad.<name> (torch layout), at GRAD_RTOL; a
+// to_k.bias gradient (zero in exact arithmetic: softmax ignores a per-query constant) is judged
+// against the size of its to_v.bias neighbour. Returns how many were compared.
+static size_t compare_grads(const ddx_st_file *f, const ddx_param_store *ps, cmp_stats *cs) {
+    size_t n_cmp = 0;
+    for (size_t i = 0; i < ps->n_params; i++) {
+        const ddx_param *p = ps->params[i];
+        char name[300];
+        int64_t ts[4];
+        torch_shape(&p->value, ts);
+        snprintf(name, sizeof name, "grad.%s", p->name);
+        float *g = fx_load(f, name, p->value.ndim, ts, true);
+        if (!g) continue;
+        double floor = 1e-6;
+        const size_t len = strlen(p->name);
+        if (len > 10 && strcmp(p->name + len - 10, ".to_k.bias") == 0) {
+            char vb[300];
+            snprintf(vb, sizeof vb, "grad.%.*s.to_v.bias", (int)(len - 10), p->name);
+            floor = max_abs_of(f, vb);
+        }
+        n_cmp++;
+        compare(p->name, (const float *)p->grad.data, g, ddx_numel(&p->value), GRAD_RTOL, floor, cs);
+        free(g);
+    }
+    return n_cmp;
+}
+
 static void test_parity(const char *variant, const ddx_config *cfg, int64_t n_params_expect) {
     char path[256];
     snprintf(path, sizeof path, DATA "%s.safetensors", variant);
@@ -372,26 +399,7 @@ static void test_parity(const char *variant, const ddx_config *cfg, int64_t n_pa
         free(ref);
         st = ddx_backward(&c, loss, 1.0f);
         CHECK(st == DDX_OK, "%s backward: %s", variant, ddx_last_error());
-        size_t n_cmp = 0;
-        for (size_t i = 0; st == DDX_OK && i < ps.n_params; i++) {
-            ddx_param *p = ps.params[i];
-            char name[300];
-            int64_t ts[4];
-            torch_shape(&p->value, ts);
-            snprintf(name, sizeof name, "grad.%s", p->name);
-            float *g = fx_load(&f, name, p->value.ndim, ts, true);
-            if (!g) continue;
-            double floor = 1e-6;
-            const size_t len = strlen(p->name);
-            if (len > 10 && strcmp(p->name + len - 10, ".to_k.bias") == 0) {
-                char vb[300];
-                snprintf(vb, sizeof vb, "grad.%.*s.to_v.bias", (int)(len - 10), p->name);
-                floor = max_abs_of(&f, vb);
-            }
-            n_cmp++;
-            compare(p->name, (const float *)p->grad.data, g, ddx_numel(&p->value), GRAD_RTOL, floor, &cs);
-            free(g);
-        }
+        const size_t n_cmp = st == DDX_OK ? compare_grads(&f, &ps, &cs) : 0;
         CHECK(n_cmp == ps.n_params, "%s: compared %zu of %zu gradients", variant, n_cmp, ps.n_params);
         printf("%s: %zu gradients compared, worst %s at %.3f of its tolerance\n", variant, n_cmp,
                cs.worst_name[0] ? cs.worst_name : "-", cs.worst_ratio);
@@ -752,26 +760,7 @@ static void test_vpred_minsnr(void) {
             st = ddx_backward(&c, loss, 1.0f);
             CHECK(st == DDX_OK, "vpred backward: %s", ddx_last_error());
             cmp_stats cs = {0};
-            size_t n_cmp = 0;
-            for (size_t i = 0; st == DDX_OK && i < ps.n_params; i++) {
-                ddx_param *p = ps.params[i];
-                char name[300];
-                int64_t ts[4];
-                torch_shape(&p->value, ts);
-                snprintf(name, sizeof name, "grad.%s", p->name);
-                float *g = fx_load(&f, name, p->value.ndim, ts, true);
-                if (!g) continue;
-                double floor = 1e-6;
-                const size_t len = strlen(p->name);
-                if (len > 10 && strcmp(p->name + len - 10, ".to_k.bias") == 0) {
-                    char vb[300];
-                    snprintf(vb, sizeof vb, "grad.%.*s.to_v.bias", (int)(len - 10), p->name);
-                    floor = max_abs_of(&f, vb);
-                }
-                n_cmp++;
-                compare(p->name, (const float *)p->grad.data, g, ddx_numel(&p->value), GRAD_RTOL, floor, &cs);
-                free(g);
-            }
+            const size_t n_cmp = st == DDX_OK ? compare_grads(&f, &ps, &cs) : 0;
             CHECK(n_cmp == ps.n_params, "vpred: compared %zu of %zu gradients", n_cmp, ps.n_params);
             printf("vpred_minsnr: %zu gradients compared, worst %s at %.3f of its tolerance\n", n_cmp,
                    cs.worst_name[0] ? cs.worst_name : "-", cs.worst_ratio);
